@@ -1,0 +1,50 @@
+# ICN — every command a developer, an operator or CI needs.
+# One cargo profile (release) serves binaries, tests, images and benchmarks, so the
+# slow dependency build happens once per target directory.
+
+CARGO ?= cargo
+export CARGO_TARGET_DIR ?= $(CURDIR)/target
+NODES ?= 3
+DATA ?= .data/localnet
+
+.PHONY: help deps build run test test-unit test-compose images compose-up compose-down ci clean-data fmt
+
+help:
+	@echo "make run            start a local network of $(NODES) nodes x 5 services (Ctrl-C stops it)"
+	@echo "make test           build and run the whole test suite (unit + multi-process integration)"
+	@echo "make test-compose   build the container image and run the docker compose smoke test"
+	@echo "make images         build the icn/node:dev image from local binaries (no registry needed)"
+	@echo "make compose-up     start the 3-node compose network; make compose-down stops it"
+	@echo "make ci             what CI runs: test + test-compose"
+
+deps:
+	@scripts/install-deps.sh
+
+build: deps
+	$(CARGO) build --release --workspace --bins
+
+run: build
+	$(CARGO_TARGET_DIR)/release/icn-localnet --nodes $(NODES) --data $(DATA)
+
+test: build
+	$(CARGO) test --release --workspace --no-fail-fast
+
+images: build
+	deploy/docker/build-images.sh
+
+test-compose: build
+	tests/compose/smoke.sh
+
+compose-up: images
+	docker compose up -d --wait
+
+compose-down:
+	docker compose down -v --remove-orphans
+
+ci: test test-compose
+
+clean-data:
+	rm -rf .data
+
+fmt:
+	$(CARGO) fmt --all

@@ -1,0 +1,416 @@
+//! Layered configuration for every ICN binary: built-in defaults < `icn.toml` <
+//! environment (`ICN__SECTION__KEY`, lists comma-separated), then [`IcnConfig::validate`].
+//!
+//! Every interval, limit and threshold a service uses lives here with its default and
+//! a comment, so an operator can find and change it; `--print-config` shows the result.
+//! No secret is ever part of this struct: passphrases and tokens are read from files
+//! named here, or from the environment, by the code that needs them.
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Prefix of environment overrides: `ICN__NETWORK__LISTEN=0.0.0.0:7000`.
+pub const ENV_PREFIX: &str = "ICN";
+/// Keys whose environment value is a comma-separated list.
+const LIST_KEYS: &[&str] = &["network.bootstrap", "network.advertise"];
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct IcnConfig {
+    pub node: NodeConfig,
+    pub log: LogConfig,
+    pub shutdown: ShutdownConfig,
+    pub network: NetworkConfig,
+    /// Where this node's services reach each other.
+    pub endpoints: Endpoints,
+    pub netd: ServiceConfig,
+    pub gossip: ServiceConfig,
+    pub ledger: ServiceConfig,
+    pub compute: ServiceConfig,
+    pub gateway: ServiceConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// A label for logs and tools; the node's real name is its DID.
+    pub name: String,
+    /// Root of the node's state: the keystore and one folder per service.
+    pub data_dir: PathBuf,
+    /// Keystore file; empty means `<data_dir>/keystore.json`.
+    pub keystore: PathBuf,
+    /// File holding the keystore passphrase; empty means the `ICN_PASSPHRASE` variable.
+    pub passphrase_file: PathBuf,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A tracing filter such as `info` or `info,icn_netd=debug`; `RUST_LOG` wins when set.
+    pub level: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// How long in-flight calls and background tasks get to finish after SIGTERM before
+    /// they are cut; storage is flushed after that either way.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// UDP address of the QUIC endpoint.
+    pub listen: String,
+    /// Addresses other nodes should dial to reach this one (`host:port`). Empty: the
+    /// listen address, when it is not a wildcard.
+    #[serde(default)]
+    pub advertise: Vec<String>,
+    /// Peers to dial at start-up: `host:port`, or `did:icn:…@host:port` to also pin the
+    /// identity expected there.
+    #[serde(default)]
+    pub bootstrap: Vec<String>,
+    /// Most peers named in one Hello or peer-exchange frame.
+    pub peer_exchange_max: usize,
+    /// How often connected peers re-announce the peers they know.
+    #[serde(with = "humantime_serde")]
+    pub peer_exchange_interval: Duration,
+    /// Most connections this node keeps; dials beyond it are skipped.
+    pub max_peers: usize,
+    /// Largest message payload `Send` accepts, in bytes.
+    pub max_message_bytes: usize,
+    /// Largest frame read from a peer; larger ones close the connection with an error.
+    /// Must exceed `max_message_bytes` by the frame's envelope.
+    pub max_frame_bytes: usize,
+    /// Messages waiting to be written to one peer before `Send` answers RESOURCE_EXHAUSTED.
+    pub peer_queue_capacity: usize,
+    /// Inbound messages buffered for local subscribers; a subscriber that falls further
+    /// behind is ended with RESOURCE_EXHAUSTED rather than slowing every peer down.
+    pub subscriber_buffer: usize,
+    /// QUIC handshake plus Hello exchange must finish within this.
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+    /// QUIC keep-alive interval; keeps NAT bindings open and detects dead peers.
+    #[serde(with = "humantime_serde")]
+    pub keep_alive_interval: Duration,
+    /// A connection with no traffic (keep-alives included) for this long is dead.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    pub reconnect: ReconnectConfig,
+}
+
+/// Exponential backoff with full jitter between reconnection attempts to one peer:
+/// attempt n waits a uniformly random time in `[0, min(cap, base * 2^n))`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ReconnectConfig {
+    #[serde(with = "humantime_serde")]
+    pub base: Duration,
+    #[serde(with = "humantime_serde")]
+    pub cap: Duration,
+    /// 0 means unlimited.
+    pub max_attempts: u32,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Endpoints {
+    pub netd: String,
+    pub gossip: String,
+    pub ledger: String,
+    pub compute: String,
+    pub gateway: String,
+}
+
+/// What every service process listens on.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// gRPC API, health and reflection.
+    pub grpc_listen: String,
+    /// Prometheus `/metrics` over HTTP.
+    pub metrics_listen: String,
+}
+
+impl Default for IcnConfig {
+    fn default() -> Self {
+        let service = |grpc: u16, metrics: u16| ServiceConfig {
+            grpc_listen: format!("127.0.0.1:{grpc}"),
+            metrics_listen: format!("127.0.0.1:{metrics}"),
+        };
+        Self {
+            node: NodeConfig {
+                name: "node".into(),
+                data_dir: PathBuf::from("./data"),
+                keystore: PathBuf::new(),
+                passphrase_file: PathBuf::new(),
+            },
+            log: LogConfig { format: LogFormat::Pretty, level: "info".into() },
+            shutdown: ShutdownConfig { timeout: Duration::from_secs(10) },
+            network: NetworkConfig {
+                listen: "0.0.0.0:7000".into(),
+                advertise: Vec::new(),
+                bootstrap: Vec::new(),
+                peer_exchange_max: 32,
+                peer_exchange_interval: Duration::from_secs(30),
+                max_peers: 128,
+                max_message_bytes: 1024 * 1024,
+                max_frame_bytes: 1024 * 1024 + 64 * 1024,
+                peer_queue_capacity: 4096,
+                subscriber_buffer: 8192,
+                handshake_timeout: Duration::from_secs(10),
+                keep_alive_interval: Duration::from_secs(5),
+                idle_timeout: Duration::from_secs(30),
+                reconnect: ReconnectConfig {
+                    base: Duration::from_millis(500),
+                    cap: Duration::from_secs(10),
+                    max_attempts: 0,
+                },
+            },
+            endpoints: Endpoints {
+                netd: "http://127.0.0.1:7100".into(),
+                gossip: "http://127.0.0.1:7200".into(),
+                ledger: "http://127.0.0.1:7300".into(),
+                compute: "http://127.0.0.1:7400".into(),
+                gateway: "http://127.0.0.1:7500".into(),
+            },
+            netd: service(7100, 9100),
+            gossip: service(7200, 9200),
+            ledger: service(7300, 9300),
+            compute: service(7400, 9400),
+            gateway: service(7500, 9500),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {path}: {reason}")]
+    File { path: PathBuf, reason: String },
+    #[error("configuration: {0}")]
+    Load(String),
+    #[error("configuration: `{key}` {problem}")]
+    Invalid { key: &'static str, problem: String },
+}
+
+impl IcnConfig {
+    /// Defaults, then `file` if given (it must exist), then `ICN__…` variables.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_with_env(file, std::env::vars())
+    }
+
+    /// As [`IcnConfig::load`] with an explicit environment, so tests need not touch the
+    /// process's own.
+    pub fn load_with_env(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let defaults = config::Config::try_from(&IcnConfig::default()).map_err(|e| ConfigError::Load(e.to_string()))?;
+        let mut builder = config::Config::builder().add_source(defaults);
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError::File { path: path.into(), reason: "no such file".into() });
+            }
+            builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
+        }
+        let env: config::Map<String, String> =
+            env.into_iter().filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}__"))).collect();
+        let mut environment = config::Environment::with_prefix(ENV_PREFIX)
+            .prefix_separator("__")
+            .separator("__")
+            .list_separator(",")
+            .try_parsing(true)
+            .source(Some(env));
+        for key in LIST_KEYS {
+            environment = environment.with_list_parse_key(key);
+        }
+        let built = builder.add_source(environment).build().map_err(|e| match file {
+            Some(path) => ConfigError::File { path: path.into(), reason: e.to_string() },
+            None => ConfigError::Load(e.to_string()),
+        })?;
+        let mut config: IcnConfig = built.try_deserialize().map_err(|e| ConfigError::Load(e.to_string()))?;
+        config.normalise();
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// An empty list variable (`ICN__NETWORK__BOOTSTRAP=`) means "none", not one empty entry.
+    fn normalise(&mut self) {
+        for list in [&mut self.network.bootstrap, &mut self.network.advertise] {
+            list.retain(|s| !s.trim().is_empty());
+            for s in list.iter_mut() {
+                *s = s.trim().to_string();
+            }
+        }
+    }
+
+    /// Checks what serde cannot: addresses parse, limits are coherent.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let addr = |key: &'static str, value: &str| {
+            value
+                .parse::<SocketAddr>()
+                .map(|_| ())
+                .map_err(|_| ConfigError::Invalid { key, problem: format!("must be ip:port, got `{value}`") })
+        };
+        addr("network.listen", &self.network.listen)?;
+        for (name, svc) in self.services() {
+            let (grpc, metrics) = match name {
+                "netd" => ("netd.grpc_listen", "netd.metrics_listen"),
+                "gossip" => ("gossip.grpc_listen", "gossip.metrics_listen"),
+                "ledger" => ("ledger.grpc_listen", "ledger.metrics_listen"),
+                "compute" => ("compute.grpc_listen", "compute.metrics_listen"),
+                _ => ("gateway.grpc_listen", "gateway.metrics_listen"),
+            };
+            addr(grpc, &svc.grpc_listen)?;
+            addr(metrics, &svc.metrics_listen)?;
+        }
+        let n = &self.network;
+        let positive = |key: &'static str, v: usize| {
+            if v == 0 {
+                Err(ConfigError::Invalid { key, problem: "must be greater than 0".into() })
+            } else {
+                Ok(())
+            }
+        };
+        positive("network.max_message_bytes", n.max_message_bytes)?;
+        positive("network.peer_queue_capacity", n.peer_queue_capacity)?;
+        positive("network.subscriber_buffer", n.subscriber_buffer)?;
+        positive("network.max_peers", n.max_peers)?;
+        if n.max_frame_bytes < n.max_message_bytes + 1024 {
+            return Err(ConfigError::Invalid {
+                key: "network.max_frame_bytes",
+                problem: format!(
+                    "must exceed network.max_message_bytes ({}) by at least 1024 bytes of envelope",
+                    n.max_message_bytes
+                ),
+            });
+        }
+        if n.reconnect.base.is_zero() || n.reconnect.cap < n.reconnect.base {
+            return Err(ConfigError::Invalid {
+                key: "network.reconnect",
+                problem: "base must be positive and cap at least base".into(),
+            });
+        }
+        if n.idle_timeout <= n.keep_alive_interval {
+            return Err(ConfigError::Invalid {
+                key: "network.idle_timeout",
+                problem: "must be longer than network.keep_alive_interval".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The service sections by name.
+    pub fn services(&self) -> [(&'static str, &ServiceConfig); 5] {
+        [
+            ("netd", &self.netd),
+            ("gossip", &self.gossip),
+            ("ledger", &self.ledger),
+            ("compute", &self.compute),
+            ("gateway", &self.gateway),
+        ]
+    }
+
+    pub fn service(&self, name: &str) -> Option<&ServiceConfig> {
+        self.services().into_iter().find(|(n, _)| *n == name).map(|(_, s)| s)
+    }
+
+    pub fn keystore_path(&self) -> PathBuf {
+        if self.node.keystore.as_os_str().is_empty() {
+            self.node.data_dir.join("keystore.json")
+        } else {
+            self.node.keystore.clone()
+        }
+    }
+
+    /// The effective configuration as TOML, for `--print-config`.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("configuration always serialises to toml")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_alone_are_valid() {
+        let c = IcnConfig::load_with_env(None, env(&[])).unwrap();
+        assert_eq!(c, IcnConfig::default());
+    }
+
+    #[test]
+    fn the_file_overrides_defaults_and_the_environment_overrides_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("icn.toml");
+        std::fs::write(
+            &path,
+            "[network]\nlisten = \"127.0.0.1:7777\"\nbootstrap = [\"a:1\"]\n[netd]\ngrpc_listen = \"127.0.0.1:1\"\n[shutdown]\ntimeout = \"3s\"\n",
+        )
+        .unwrap();
+        let c = IcnConfig::load_with_env(
+            Some(&path),
+            env(&[
+                ("ICN__NETD__GRPC_LISTEN", "127.0.0.1:2"),
+                ("ICN__NETWORK__BOOTSTRAP", "b:1, c:2"),
+                ("ICN__NETWORK__PEER_EXCHANGE_MAX", "5"),
+                ("UNRELATED", "x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.network.listen, "127.0.0.1:7777");
+        assert_eq!(c.netd.grpc_listen, "127.0.0.1:2");
+        // Keys of a section the file names but does not set keep their defaults.
+        assert_eq!(c.netd.metrics_listen, "127.0.0.1:9100");
+        assert_eq!(c.network.bootstrap, vec!["b:1", "c:2"]);
+        assert_eq!(c.network.peer_exchange_max, 5);
+        assert_eq!(c.shutdown.timeout, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn an_empty_list_variable_means_no_entries() {
+        let c = IcnConfig::load_with_env(None, env(&[("ICN__NETWORK__BOOTSTRAP", "")])).unwrap();
+        assert!(c.network.bootstrap.is_empty());
+    }
+
+    #[test]
+    fn bad_values_are_refused_naming_the_key() {
+        let err = IcnConfig::load_with_env(None, env(&[("ICN__NETD__GRPC_LISTEN", "nowhere")])).unwrap_err();
+        assert!(err.to_string().contains("netd.grpc_listen"), "{err}");
+        let err = IcnConfig::load_with_env(None, env(&[("ICN__NETWORK__MAX_FRAME_BYTES", "10")])).unwrap_err();
+        assert!(err.to_string().contains("network.max_frame_bytes"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("icn.toml");
+        std::fs::write(&path, "[network]\nlisten_typo = 1\n").unwrap();
+        let err = IcnConfig::load_with_env(Some(&path), env(&[])).unwrap_err();
+        assert!(err.to_string().contains("listen_typo"), "{err}");
+        let err = IcnConfig::load_with_env(Some(&dir.path().join("missing.toml")), env(&[])).unwrap_err();
+        assert!(err.to_string().contains("no such file"), "{err}");
+    }
+
+    #[test]
+    fn printed_config_loads_back_to_the_same_values() {
+        let mut c = IcnConfig::default();
+        c.network.bootstrap = vec!["x:1".into()];
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("icn.toml");
+        std::fs::write(&path, c.to_toml()).unwrap();
+        assert_eq!(IcnConfig::load_with_env(Some(&path), env(&[])).unwrap(), c);
+    }
+}

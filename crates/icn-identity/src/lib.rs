@@ -1,0 +1,101 @@
+//! Node and member identity: Ed25519 key pairs, their `did:icn:` names, an X25519 key
+//! for sealing, and the passphrase-encrypted keystore file that holds them.
+//!
+//! This crate never logs or prints key material; `Debug` of secret types shows the DID only.
+
+mod did;
+mod keystore;
+
+pub use did::{Did, DidError};
+pub use keystore::{KdfParams, Keystore, KeystoreError};
+
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+use rand::rngs::OsRng;
+use x25519_dalek::StaticSecret;
+
+/// A node's (or member's) secret keys. Cheap to share behind an `Arc`.
+pub struct NodeIdentity {
+    signing: SigningKey,
+    sealing: StaticSecret,
+    did: Did,
+}
+
+impl NodeIdentity {
+    /// A fresh identity from the operating system's random source.
+    pub fn generate() -> Self {
+        Self::from_secrets(SigningKey::generate(&mut OsRng), StaticSecret::random_from_rng(OsRng))
+    }
+
+    pub(crate) fn from_secrets(signing: SigningKey, sealing: StaticSecret) -> Self {
+        let did = Did::from_public_key(&signing.verifying_key());
+        Self { signing, sealing, did }
+    }
+
+    pub fn did(&self) -> &Did {
+        &self.did
+    }
+
+    pub fn verifying_key(&self) -> VerifyingKey {
+        self.signing.verifying_key()
+    }
+
+    pub fn sign(&self, message: &[u8]) -> ed25519_dalek::Signature {
+        self.signing.sign(message)
+    }
+
+    /// The signing key as PKCS#8 v2 DER, for building this node's TLS certificate.
+    pub fn signing_key_pkcs8_der(&self) -> Vec<u8> {
+        use ed25519_dalek::pkcs8::EncodePrivateKey;
+        self.signing.to_pkcs8_der().expect("encoding an in-memory ed25519 key as pkcs8 cannot fail").as_bytes().to_vec()
+    }
+
+    pub fn x25519_public_key(&self) -> x25519_dalek::PublicKey {
+        x25519_dalek::PublicKey::from(&self.sealing)
+    }
+
+    pub fn x25519_secret(&self) -> &StaticSecret {
+        &self.sealing
+    }
+}
+
+impl std::fmt::Debug for NodeIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeIdentity").field("did", &self.did).finish_non_exhaustive()
+    }
+}
+
+/// An Ed25519 public key from raw bytes, refusing bytes that are not a curve point.
+pub fn verifying_key(bytes: &[u8; 32]) -> Result<VerifyingKey, DidError> {
+    VerifyingKey::from_bytes(bytes).map_err(|_| DidError::Key)
+}
+
+/// Variable holding the keystore passphrase when no passphrase file is configured.
+pub const PASSPHRASE_VAR: &str = "ICN_PASSPHRASE";
+
+#[derive(Debug, thiserror::Error)]
+pub enum PassphraseError {
+    #[error("reading the passphrase file {path}: {source}")]
+    File { path: std::path::PathBuf, source: std::io::Error },
+    #[error("the passphrase file {0} is empty")]
+    EmptyFile(std::path::PathBuf),
+    #[error("no passphrase given: set {PASSPHRASE_VAR} or name a passphrase file")]
+    Missing,
+}
+
+/// The passphrase from `file` when one is named (a trailing newline is not part of it),
+/// else from `ICN_PASSPHRASE`.
+pub fn read_passphrase(file: Option<&std::path::Path>) -> Result<String, PassphraseError> {
+    if let Some(path) = file.filter(|p| !p.as_os_str().is_empty()) {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| PassphraseError::File { path: path.to_path_buf(), source })?;
+        let passphrase = text.trim_end_matches(['\n', '\r']).to_string();
+        if passphrase.is_empty() {
+            return Err(PassphraseError::EmptyFile(path.to_path_buf()));
+        }
+        return Ok(passphrase);
+    }
+    match std::env::var(PASSPHRASE_VAR) {
+        Ok(p) if !p.is_empty() => Ok(p),
+        _ => Err(PassphraseError::Missing),
+    }
+}

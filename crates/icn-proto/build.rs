@@ -1,0 +1,32 @@
+//! Compiles every `.proto` under the workspace's `proto/` folder into one module tree,
+//! with a descriptor set for gRPC server reflection. Regenerating is `cargo build`.
+
+use std::path::PathBuf;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    let mut protos = Vec::new();
+    collect(&root, &mut protos)?;
+    protos.sort();
+    let out = PathBuf::from(std::env::var("OUT_DIR")?);
+    tonic_build::configure()
+        .file_descriptor_set_path(out.join("icn_descriptor.bin"))
+        .compile_protos(&protos, &[root.clone()])?;
+    println!("cargo:rerun-if-changed={}", root.display());
+    for p in &protos {
+        println!("cargo:rerun-if-changed={}", p.display());
+    }
+    Ok(())
+}
+
+fn collect(dir: &std::path::Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            collect(&path, out)?;
+        } else if path.extension().is_some_and(|e| e == "proto") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}

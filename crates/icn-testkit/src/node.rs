@@ -1,0 +1,257 @@
+//! One node of a test network: its identity, ports, environment and service processes.
+
+use anyhow::{bail, Context as _};
+use icn_identity::{Did, KdfParams, Keystore, NodeIdentity};
+use icn_proto::net::v1::{netd_client::NetdClient, PeerState};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+use std::time::Duration;
+use tokio::process::{Child, Command};
+use tonic::transport::Channel;
+
+pub const SERVICES: [&str; 5] = ["netd", "gossip", "ledger", "compute", "gateway"];
+
+/// A node's ports: QUIC, and gRPC + metrics for each service in [`SERVICES`] order.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Ports {
+    pub quic: u16,
+    pub grpc: [u16; 5],
+    pub metrics: [u16; 5],
+}
+
+impl Ports {
+    /// `base` QUIC, `base + 1..=5` gRPC, `base + 11..=15` metrics.
+    pub fn fixed(base: u16) -> Self {
+        Self {
+            quic: base,
+            grpc: std::array::from_fn(|i| base + 1 + i as u16),
+            metrics: std::array::from_fn(|i| base + 11 + i as u16),
+        }
+    }
+
+    /// Ports the kernel says are free right now.
+    pub fn free() -> anyhow::Result<Self> {
+        let quic = std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port();
+        // Hold every listener until all are chosen so no two are the same.
+        let listeners: Vec<std::net::TcpListener> =
+            (0..10).map(|_| std::net::TcpListener::bind("127.0.0.1:0")).collect::<Result<_, _>>()?;
+        let ports: Vec<u16> = listeners.iter().map(|l| l.local_addr().map(|a| a.port())).collect::<Result<_, _>>()?;
+        Ok(Self { quic, grpc: std::array::from_fn(|i| ports[i]), metrics: std::array::from_fn(|i| ports[5 + i]) })
+    }
+}
+
+fn index(service: &str) -> usize {
+    SERVICES.iter().position(|s| *s == service).unwrap_or_else(|| panic!("unknown service {service}"))
+}
+
+pub struct TestNode {
+    pub name: String,
+    /// `None` for a node prepared without identity (limited mode).
+    pub did: Option<Did>,
+    pub dir: PathBuf,
+    pub ports: Ports,
+    pub bootstrap: Vec<String>,
+    /// Extra environment for every service.
+    pub env: Vec<(String, String)>,
+    children: std::sync::Mutex<HashMap<&'static str, Child>>,
+}
+
+impl TestNode {
+    /// Creates the node's folder and, when `with_identity`, its keystore and passphrase
+    /// file (both reused when they already exist).
+    pub fn prepare(name: &str, dir: &Path, ports: Ports, with_identity: bool) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir.join("logs"))?;
+        let did = if with_identity {
+            let passphrase_file = dir.join("passphrase");
+            let keystore = dir.join("keystore.json");
+            if !keystore.exists() {
+                let passphrase = hex::encode(rand::random::<[u8; 16]>());
+                write_private(&passphrase_file, passphrase.as_bytes())?;
+                Keystore::create(&keystore, &passphrase, &NodeIdentity::generate(), KdfParams::default())?;
+            }
+            Some(Keystore::did(&keystore)?)
+        } else {
+            None
+        };
+        Ok(Self {
+            name: name.into(),
+            did,
+            dir: dir.into(),
+            ports,
+            bootstrap: Vec::new(),
+            env: Vec::new(),
+            children: std::sync::Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn did(&self) -> &Did {
+        self.did.as_ref().expect("this node has an identity")
+    }
+
+    pub fn quic_address(&self) -> String {
+        format!("127.0.0.1:{}", self.ports.quic)
+    }
+
+    pub fn endpoint(&self, service: &str) -> String {
+        format!("http://127.0.0.1:{}", self.ports.grpc[index(service)])
+    }
+
+    pub fn metrics_url(&self, service: &str) -> String {
+        format!("http://127.0.0.1:{}/metrics", self.ports.metrics[index(service)])
+    }
+
+    pub fn log_path(&self, service: &str) -> PathBuf {
+        self.dir.join("logs").join(format!("{service}.log"))
+    }
+
+    /// The environment a service of this node runs with.
+    pub fn service_env(&self) -> Vec<(String, String)> {
+        let mut env = vec![
+            ("ICN__NODE__NAME".to_string(), self.name.clone()),
+            ("ICN__NODE__DATA_DIR".to_string(), self.dir.display().to_string()),
+            ("ICN__NETWORK__LISTEN".to_string(), self.quic_address()),
+            ("ICN__NETWORK__BOOTSTRAP".to_string(), self.bootstrap.join(",")),
+        ];
+        let passphrase = self.dir.join("passphrase");
+        if passphrase.exists() {
+            env.push(("ICN__NODE__PASSPHRASE_FILE".into(), passphrase.display().to_string()));
+        }
+        for (i, svc) in SERVICES.iter().enumerate() {
+            let upper = svc.to_uppercase();
+            env.push((format!("ICN__{upper}__GRPC_LISTEN"), format!("127.0.0.1:{}", self.ports.grpc[i])));
+            env.push((format!("ICN__{upper}__METRICS_LISTEN"), format!("127.0.0.1:{}", self.ports.metrics[i])));
+            env.push((format!("ICN__ENDPOINTS__{upper}"), self.endpoint(svc)));
+        }
+        env.extend(self.env.iter().cloned());
+        env
+    }
+
+    /// Starts one service process; its output is appended to `logs/<service>.log`.
+    fn children(&self) -> std::sync::MutexGuard<'_, HashMap<&'static str, Child>> {
+        self.children.lock().expect("children lock")
+    }
+
+    pub async fn start(&mut self, service: &'static str) -> anyhow::Result<()> {
+        if self.is_running(service) {
+            bail!("{} {service} is already running", self.name);
+        }
+        let binary = crate::binary(&format!("icn-{service}"))?;
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path(service))?;
+        let child = Command::new(&binary)
+            .envs(self.service_env())
+            .env_remove("ICN_PASSPHRASE")
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        self.children().insert(service, child);
+        Ok(())
+    }
+
+    pub fn is_running(&self, service: &str) -> bool {
+        match self.children().get_mut(service) {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    pub fn pid(&self, service: &str) -> Option<u32> {
+        self.children().get(service).and_then(|c| c.id())
+    }
+
+    pub fn signal(&self, service: &str, signal: i32) -> anyhow::Result<()> {
+        let pid = self.pid(service).with_context(|| format!("{} {service} is not running", self.name))?;
+        // SAFETY: sending a signal to a child process we started and still own.
+        if unsafe { libc::kill(pid as i32, signal) } != 0 {
+            bail!("signalling {} {service}: {}", self.name, std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Waits for a service process to exit and forgets it.
+    pub async fn wait_exit(&mut self, service: &str, timeout: Duration) -> anyhow::Result<ExitStatus> {
+        let mut child =
+            self.children().remove(service).with_context(|| format!("{} {service} was not started", self.name))?;
+        match tokio::time::timeout(timeout, child.wait()).await {
+            Ok(status) => Ok(status?),
+            Err(_) => {
+                let name = self.name.clone();
+                self.children().insert(SERVICES[index(service)], child);
+                bail!("{name} {service} did not exit within {timeout:?}")
+            }
+        }
+    }
+
+    /// SIGTERM, then wait for the exit.
+    pub async fn stop(&mut self, service: &str, timeout: Duration) -> anyhow::Result<ExitStatus> {
+        self.signal(service, libc::SIGTERM)?;
+        self.wait_exit(service, timeout).await
+    }
+
+    /// SIGKILL: the process gets no chance to clean up.
+    pub async fn kill(&mut self, service: &str) -> anyhow::Result<()> {
+        self.signal(service, libc::SIGKILL)?;
+        self.wait_exit(service, Duration::from_secs(10)).await.map(|_| ())
+    }
+
+    pub async fn channel(&self, service: &str) -> anyhow::Result<Channel> {
+        Ok(tonic::transport::Endpoint::from_shared(self.endpoint(service))?
+            .connect_timeout(Duration::from_secs(2))
+            .connect()
+            .await?)
+    }
+
+    pub async fn netd(&self) -> anyhow::Result<NetdClient<Channel>> {
+        Ok(NetdClient::new(self.channel("netd").await?))
+    }
+
+    /// Polls the gRPC health service until it answers SERVING.
+    pub async fn wait_healthy(&self, service: &str, timeout: Duration) -> anyhow::Result<()> {
+        use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest};
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let status = async {
+                let mut client = HealthClient::new(self.channel(service).await?);
+                let r = client.check(HealthCheckRequest { service: String::new() }).await?;
+                anyhow::Ok(r.into_inner().status)
+            }
+            .await;
+            if matches!(status, Ok(s) if s == ServingStatus::Serving as i32) {
+                return Ok(());
+            }
+            let exited = !self.is_running(service);
+            if exited || tokio::time::Instant::now() > deadline {
+                let log = std::fs::read_to_string(self.log_path(service)).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(20).collect();
+                let why = if exited {
+                    "exited during start-up".to_string()
+                } else {
+                    format!("not healthy within {timeout:?}")
+                };
+                bail!(
+                    "{} {service} {why} ({status:?}); log tail:\n{}",
+                    self.name,
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// DIDs of the peers netd reports as connected.
+    pub async fn connected_peers(&self) -> anyhow::Result<Vec<String>> {
+        let peers = self.netd().await?.list_peers(icn_proto::net::v1::ListPeersRequest {}).await?.into_inner().peers;
+        Ok(peers.into_iter().filter(|p| p.state == PeerState::Connected as i32).map(|p| p.did).collect())
+    }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    f.write_all(bytes)?;
+    Ok(())
+}

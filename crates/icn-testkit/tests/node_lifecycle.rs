@@ -1,0 +1,205 @@
+//! Every service of a node, as an operator meets it: discoverable with grpcurl, healthy,
+//! stopped cleanly by SIGTERM, rejoining after a restart, usable without an identity in
+//! limited mode, refusing a wrong passphrase, and inspected with icnctl.
+
+use icn_proto::net::v1::SendRequest;
+use icn_testkit::{Bootstrap, Network, Ports, TestNode, SERVICES};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// The real grpcurl: `GRPCURL`, else `.tools/bin/grpcurl` (installed by
+/// `scripts/install-deps.sh`), else the PATH.
+fn grpcurl() -> PathBuf {
+    if let Some(p) = std::env::var_os("GRPCURL") {
+        return p.into();
+    }
+    let local = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.tools/bin/grpcurl");
+    if local.is_file() {
+        local
+    } else {
+        PathBuf::from("grpcurl")
+    }
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e} (install with scripts/install-deps.sh)"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn icnctl(endpoint: &str, args: &[&str]) -> std::process::Output {
+    Command::new(icn_testkit::binary("icnctl").unwrap()).arg("--endpoint").arg(endpoint).args(args).output().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn grpcurl_lists_and_describes_every_service_and_health_is_serving() {
+    let net = Network::builder(1).bootstrap(Bootstrap::None).start().await.unwrap();
+    let node = &net.nodes[0];
+    let expected = [
+        ("netd", "icn.net.v1.Netd"),
+        ("gossip", "icn.gossip.v1.Gossip"),
+        ("ledger", "icn.ledger.v1.Ledger"),
+        ("compute", "icn.compute.v1.Compute"),
+        ("gateway", "icn.gateway.v1.Gateway"),
+    ];
+    for (svc, grpc_name) in expected {
+        let address = node.endpoint(svc).trim_start_matches("http://").to_string();
+        let list = run(Command::new(grpcurl()).args(["-plaintext", &address, "list"]));
+        let names: Vec<&str> = list.lines().collect();
+        assert!(names.contains(&grpc_name), "{svc}: {names:?}");
+        assert!(names.contains(&"grpc.health.v1.Health"), "{svc}: {names:?}");
+        let described = run(Command::new(grpcurl()).args(["-plaintext", &address, "describe", grpc_name]));
+        assert!(described.contains(&format!("service {}", grpc_name.rsplit('.').next().unwrap())), "{described}");
+        let health = run(Command::new(grpcurl()).args(["-plaintext", &address, "grpc.health.v1.Health/Check"]));
+        assert!(health.contains("SERVING"), "{svc}: {health}");
+    }
+    // A method whose capability is not built yet says which issue brings it.
+    let address = node.endpoint("ledger").trim_start_matches("http://").to_string();
+    let out = Command::new(grpcurl())
+        .args(["-plaintext", "-d", "{}", &address, "icn.ledger.v1.Ledger/GetBalance"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && text.contains("Unimplemented") && text.contains("issue #5"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_stops_every_service_with_code_0_and_restarted_services_rejoin() {
+    let mut net = Network::builder(3).env("ICN__SHUTDOWN__TIMEOUT", "5s").start().await.unwrap();
+    net.wait_full_mesh(Duration::from_secs(20)).await.unwrap();
+
+    // A subscriber holds a stream open: shutdown must end it, not wait on it.
+    let mut inbox = net.nodes[1]
+        .netd()
+        .await
+        .unwrap()
+        .subscribe(icn_proto::net::v1::SubscribeRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    for svc in SERVICES {
+        let node = &mut net.nodes[1];
+        let started = Instant::now();
+        let status = node.stop(svc, Duration::from_secs(10)).await.unwrap();
+        assert_eq!(status.code(), Some(0), "{svc} exit status");
+        assert!(started.elapsed() < Duration::from_secs(5), "{svc} took {:?}", started.elapsed());
+        let log = std::fs::read_to_string(node.log_path(svc)).unwrap();
+        assert!(log.contains("stopped"), "{svc} logs its orderly stop");
+    }
+    assert!(inbox.message().await.map(|m| m.is_none()).unwrap_or(true), "the stream ended at shutdown");
+
+    // node2 restarts with its state: it rejoins both peers.
+    for svc in SERVICES {
+        net.nodes[1].start(svc).await.unwrap();
+    }
+    for svc in SERVICES {
+        net.nodes[1].wait_healthy(svc, Duration::from_secs(20)).await.unwrap();
+    }
+    net.wait_full_mesh(Duration::from_secs(30)).await.unwrap();
+
+    // The bootstrap node itself has no bootstrap peers: it finds the others from the
+    // peers it remembered in its store.
+    let status = net.nodes[0].stop("netd", Duration::from_secs(10)).await.unwrap();
+    assert_eq!(status.code(), Some(0));
+    net.nodes[0].start("netd").await.unwrap();
+    net.nodes[0].wait_healthy("netd", Duration::from_secs(20)).await.unwrap();
+    net.wait_full_mesh(Duration::from_secs(30)).await.unwrap();
+    let to = net.nodes[2].did().to_string();
+    net.nodes[0]
+        .netd()
+        .await
+        .unwrap()
+        .send(SendRequest { to, protocol: "test".into(), payload: b"back".to_vec(), sealed: false })
+        .await
+        .unwrap();
+
+    for (node, svc, code) in net.stop().await.unwrap() {
+        assert_eq!(code, Some(0), "{node} {svc}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_keystore_services_run_in_limited_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = TestNode::prepare("bare", dir.path(), Ports::free().unwrap(), false).unwrap();
+    node.start("netd").await.unwrap();
+    node.start("ledger").await.unwrap();
+    node.wait_healthy("netd", Duration::from_secs(20)).await.unwrap();
+    node.wait_healthy("ledger", Duration::from_secs(20)).await.unwrap();
+
+    let mut netd = node.netd().await.unwrap();
+    let status = netd.status(icn_proto::net::v1::StatusRequest {}).await.unwrap().into_inner();
+    let info = status.info.unwrap();
+    assert!(info.limited_mode);
+    assert!(info.did.is_empty());
+    assert!(netd.list_peers(icn_proto::net::v1::ListPeersRequest {}).await.unwrap().into_inner().peers.is_empty());
+    let err = netd
+        .send(SendRequest {
+            to: icn_identity::NodeIdentity::generate().did().to_string(),
+            protocol: "t".into(),
+            payload: vec![],
+            sealed: false,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+    assert!(err.message().contains("icnctl id init") && err.message().contains("limited mode"), "{}", err.message());
+
+    let metrics = icn_testkit::http_get(&node.metrics_url("netd")).await.unwrap();
+    assert!(metrics.contains("icn_netd_connected_peers 0"), "{metrics}");
+    let out = icnctl(&node.endpoint("netd"), &["status"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("limited mode"));
+    node.stop("netd", Duration::from_secs(10)).await.unwrap();
+    node.stop("ledger", Duration::from_secs(10)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_passphrase_stops_start_up_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = TestNode::prepare("locked", dir.path(), Ports::free().unwrap(), true).unwrap();
+    std::fs::write(dir.path().join("passphrase"), "not the passphrase\n").unwrap();
+    node.start("netd").await.unwrap();
+    let status = node.wait_exit("netd", Duration::from_secs(20)).await.unwrap();
+    assert_eq!(status.code(), Some(1));
+    let log = std::fs::read_to_string(node.log_path("netd")).unwrap();
+    assert!(log.contains("wrong passphrase for the keystore"), "{log}");
+    assert!(!log.contains("not the passphrase"), "the passphrase is never logged");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn icnctl_status_and_peers_show_the_other_nodes_connected() {
+    let net = Network::builder(3).services(&["netd"]).start().await.unwrap();
+    net.wait_full_mesh(Duration::from_secs(20)).await.unwrap();
+    let node = &net.nodes[2];
+    let out = icnctl(&node.endpoint("netd"), &["--json", "peers"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let peers: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let connected: Vec<&str> = peers
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["state"] == "connected")
+        .map(|p| p["did"].as_str().unwrap())
+        .collect();
+    for other in &net.nodes[..2] {
+        assert!(connected.contains(&other.did().as_str()), "{connected:?}");
+    }
+    let out = icnctl(&node.endpoint("netd"), &["status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(node.did().as_str()) && text.contains("2 connected"), "{text}");
+    let out = icnctl(&node.endpoint("netd"), &["peers"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("connected") && text.contains(" ms"), "{text}");
+
+    // An unreachable endpoint is a clear error, exit 1.
+    let out = icnctl("http://127.0.0.1:1", &["status"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach http://127.0.0.1:1"));
+}

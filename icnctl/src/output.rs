@@ -1,0 +1,124 @@
+//! Rendering results for people (aligned text) or scripts (`--json`, one document per
+//! result, one line per streamed message).
+
+use icn_proto::net::v1::{InboundMessage, Peer, PeerState, StatusResponse};
+use serde_json::json;
+use std::path::Path;
+
+pub struct Output {
+    pub json: bool,
+}
+
+fn state_name(state: i32) -> &'static str {
+    match PeerState::try_from(state).unwrap_or(PeerState::Unspecified) {
+        PeerState::Unspecified => "known",
+        PeerState::Connecting => "connecting",
+        PeerState::Connected => "connected",
+        PeerState::Reconnecting => "reconnecting",
+        PeerState::Closed => "closed",
+        PeerState::Failed => "failed",
+    }
+}
+
+fn rtt_text(us: u64) -> String {
+    if us == 0 {
+        "-".into()
+    } else {
+        format!("{:.2} ms", us as f64 / 1000.0)
+    }
+}
+
+impl Output {
+    pub fn identity(&self, did: &str, path: &Path, created: bool) {
+        if self.json {
+            println!("{}", json!({ "did": did, "keystore": path, "created": created }));
+        } else if created {
+            println!("created {did}\nkeystore {}", path.display());
+        } else {
+            println!("{did}\nkeystore {}", path.display());
+        }
+    }
+
+    pub fn status(&self, s: &StatusResponse) {
+        let info = s.info.clone().unwrap_or_default();
+        if self.json {
+            println!(
+                "{}",
+                json!({
+                    "did": info.did, "service": info.service, "version": info.version,
+                    "limited_mode": info.limited_mode, "listen_address": s.listen_address,
+                    "advertised_addresses": s.advertised_addresses, "incarnation": s.incarnation,
+                    "protocol_version": s.protocol_version, "connected_peers": s.connected_peers,
+                    "x25519_public_key": s.x25519_public_key,
+                })
+            );
+            return;
+        }
+        let did = if info.limited_mode { "(none: limited mode, run `icnctl id init`)".to_string() } else { info.did };
+        println!("did          {did}");
+        println!("service      {} {}", info.service, info.version);
+        println!("listen       {}", if s.listen_address.is_empty() { "-" } else { &s.listen_address });
+        println!(
+            "advertised   {}",
+            if s.advertised_addresses.is_empty() { "-".to_string() } else { s.advertised_addresses.join(", ") }
+        );
+        println!("protocol     v{}", s.protocol_version);
+        println!("peers        {} connected", s.connected_peers);
+    }
+
+    pub fn peers(&self, peers: &[Peer]) {
+        if self.json {
+            let list: Vec<_> = peers
+                .iter()
+                .map(|p| {
+                    json!({
+                        "did": p.did, "state": state_name(p.state), "rtt_us": p.rtt_us,
+                        "remote_address": p.remote_address, "outbound": p.outbound,
+                        "advertised_addresses": p.advertised_addresses, "incarnation": p.incarnation,
+                        "messages_sent": p.messages_sent, "messages_received": p.messages_received,
+                        "attempt": p.attempt, "last_error": p.last_error,
+                    })
+                })
+                .collect();
+            println!("{}", serde_json::Value::Array(list));
+            return;
+        }
+        if peers.is_empty() {
+            println!("no peers");
+            return;
+        }
+        println!("{:<58} {:<13} {:>10}  ADDRESS", "DID", "STATE", "RTT");
+        for p in peers {
+            let address = if p.remote_address.is_empty() { p.last_error.clone() } else { p.remote_address.clone() };
+            println!("{:<58} {:<13} {:>10}  {}", p.did, state_name(p.state), rtt_text(p.rtt_us), address);
+        }
+    }
+
+    pub fn sent(&self, seq: u64) {
+        if self.json {
+            println!("{}", json!({ "seq": seq }));
+        } else {
+            println!("queued as message {seq}");
+        }
+    }
+
+    pub fn message(&self, m: &InboundMessage) {
+        let text = String::from_utf8_lossy(&m.payload);
+        if self.json {
+            println!(
+                "{}",
+                json!({ "from": m.from, "protocol": m.protocol, "seq": m.seq, "payload": text, "received_at_ms": m.received_at_ms })
+            );
+        } else {
+            println!("{} [{} #{}] {}", m.from, m.protocol, m.seq, text);
+        }
+    }
+
+    pub fn health(&self, endpoint: &str, status: &str) {
+        if self.json {
+            println!("{}", json!({ "endpoint": endpoint, "status": status }));
+        } else {
+            println!("{endpoint}: {status}");
+        }
+    }
+}

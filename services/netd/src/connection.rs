@@ -1,0 +1,274 @@
+//! One connection's life: QUIC handshake, identity check, Hello exchange, admission to
+//! the peer table, then three tasks (writer, message reader, control reader) until it
+//! closes. Nothing here is sent to a peer before its DID has been checked.
+
+use crate::frame::{self, FrameError};
+use crate::node::{Inner, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
+use crate::peers::{Admission, Link, LinkCounters, Outbound, PeerHello};
+use crate::{tls, NetError};
+use icn_identity::Did;
+use icn_proto::common::v1::TraceContext;
+use icn_proto::net::v1::InboundMessage;
+use icn_proto::net::wire::v1::{frame::Body, Frame, Hello};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+use tokio::sync::mpsc;
+
+/// QUIC application close codes; the reason text travels with them.
+pub mod close {
+    pub const NORMAL: u32 = 0;
+    pub const INCOMPATIBLE_VERSION: u32 = 1;
+    pub const IDENTITY_MISMATCH: u32 = 2;
+    pub const DUPLICATE: u32 = 3;
+    pub const PROTOCOL_ERROR: u32 = 4;
+    pub const SHUTDOWN: u32 = 5;
+    pub const SELF_CONNECTION: u32 = 6;
+}
+
+fn close_with(conn: &quinn::Connection, code: u32, reason: &str) {
+    conn.close(quinn::VarInt::from_u32(code), reason.as_bytes());
+}
+
+/// Turns a failed read or handshake into the reason a person needs: when the peer closed
+/// the connection on purpose, its own words.
+fn describe(e: &quinn::ConnectionError) -> String {
+    match e {
+        quinn::ConnectionError::ApplicationClosed(close) => String::from_utf8_lossy(&close.reason).into_owned(),
+        other => other.to_string(),
+    }
+}
+
+fn read_error(e: FrameError, conn: &quinn::Connection) -> String {
+    match (&e, conn.close_reason()) {
+        (FrameError::Io(_), Some(reason)) => describe(&reason),
+        _ => e.to_string(),
+    }
+}
+
+/// Handshakes a connection that QUIC has just established, in either direction, and
+/// returns the peer's DID once the link is admitted and running.
+pub(crate) async fn establish(
+    node: &Arc<Inner>,
+    conn: quinn::Connection,
+    outbound: bool,
+    address: &str,
+    expected: Option<&Did>,
+) -> Result<Did, NetError> {
+    let refused = |reason: String| NetError::Refused { address: address.to_string(), reason };
+    let did = tls::peer_did(&conn).map_err(|reason| {
+        close_with(&conn, close::PROTOCOL_ERROR, &reason);
+        refused(reason)
+    })?;
+    if &did == node.did() {
+        close_with(&conn, close::SELF_CONNECTION, "connected to itself");
+        return Err(refused("that address is this node itself".into()));
+    }
+    if let Some(expected) = expected {
+        if expected != &did {
+            close_with(&conn, close::IDENTITY_MISMATCH, &format!("expected {expected}, you are {did}"));
+            return Err(NetError::IdentityMismatch {
+                address: address.to_string(),
+                expected: expected.clone(),
+                actual: did,
+            });
+        }
+    }
+    let limit = node.config.max_frame_bytes;
+    let (mut control_send, mut control_recv) = if outbound {
+        conn.open_bi().await.map_err(|e| refused(describe(&e)))?
+    } else {
+        conn.accept_bi().await.map_err(|e| refused(describe(&e)))?
+    };
+    frame::write_frame(&mut control_send, &Frame { body: Some(Body::Hello(node.hello(Some(&did)))) })
+        .await
+        .map_err(|e| refused(read_error(e, &conn)))?;
+    let hello = match frame::read_frame(&mut control_recv, limit).await {
+        Ok(Some((Frame { body: Some(Body::Hello(hello)) }, _))) => hello,
+        Ok(_) => {
+            close_with(&conn, close::PROTOCOL_ERROR, "expected a hello frame first");
+            return Err(refused("the peer did not start with a hello".into()));
+        }
+        Err(e) => return Err(refused(read_error(e, &conn))),
+    };
+    if let Err(reason) = check_hello(&hello, &did) {
+        let code = if hello.did != did.as_str() { close::IDENTITY_MISMATCH } else { close::INCOMPATIBLE_VERSION };
+        close_with(&conn, code, &reason);
+        return Err(refused(reason));
+    }
+
+    let (queue, queue_rx) = mpsc::channel(node.config.peer_queue_capacity);
+    let link = Link {
+        id: node.peers.next_link_id(),
+        connection: conn.clone(),
+        outbound,
+        dialer: if outbound { node.did().clone() } else { did.clone() },
+        hello: PeerHello {
+            x25519_public_key: hello.x25519_public_key.clone(),
+            incarnation: hello.incarnation.clone(),
+            listen_addresses: hello.listen_addresses.clone(),
+        },
+        queue,
+        next_seq: Arc::new(Mutex::new(1)),
+        connected_at: SystemTime::now(),
+        counters: Arc::new(LinkCounters::default()),
+    };
+    let dial_address = outbound.then_some(address);
+    match node.peers.admit(&did, link.clone(), dial_address) {
+        Admission::Duplicate => {
+            close_with(&conn, close::DUPLICATE, "a connection between us already exists");
+            return Ok(did);
+        }
+        Admission::Admitted { replaced } => {
+            if let Some(old) = replaced {
+                close_with(&old.connection, close::DUPLICATE, "replaced by a newer connection");
+            }
+        }
+    }
+    let direction = if outbound { "outbound" } else { "inbound" };
+    node.metrics.connections.with_label_values(&[direction]).inc();
+    node.metrics.connected_peers.set(node.peers.connected_count() as i64);
+    tracing::info!(peer = %did, address, direction, "peer connected");
+    node.remember(&did);
+    node.learn_peers(&hello.known_peers);
+
+    let messages = conn.open_uni().await.map_err(|e| refused(describe(&e)))?;
+    let tasks = &node.ctx.tasks;
+    tasks.spawn(write_loop(node.clone(), link.clone(), messages, queue_rx));
+    tasks.spawn(read_messages(node.clone(), did.clone(), link.clone()));
+    tasks.spawn(read_control(node.clone(), did.clone(), link.clone(), control_recv));
+    tasks.spawn(watch_close(node.clone(), did.clone(), link, control_send));
+    node.announce(&did);
+    Ok(did)
+}
+
+fn check_hello(hello: &Hello, did: &Did) -> Result<(), String> {
+    if hello.did != did.as_str() {
+        return Err(format!("hello names {} but the certificate proves {did}", hello.did));
+    }
+    if hello.protocol_version < MIN_PROTOCOL_VERSION || hello.min_protocol_version > PROTOCOL_VERSION {
+        return Err(format!(
+            "incompatible protocol: peer speaks versions {}..={}, this node {}..={}",
+            hello.min_protocol_version, hello.protocol_version, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION
+        ));
+    }
+    if hello.x25519_public_key.len() != 32 {
+        return Err("hello carries no valid x25519 key".into());
+    }
+    Ok(())
+}
+
+async fn write_loop(node: Arc<Inner>, link: Link, mut stream: quinn::SendStream, mut queue: mpsc::Receiver<Outbound>) {
+    loop {
+        // The link (and so a sender of this queue) outlives the connection in other tasks'
+        // hands: end on the connection's close, not on the queue's.
+        let out = tokio::select! {
+            out = queue.recv() => match out {
+                Some(out) => out,
+                None => return,
+            },
+            _ = link.connection.closed() => return,
+        };
+        if let Err(e) = stream.write_all(&out.bytes).await {
+            tracing::debug!(link = link.id, "message stream closed: {e}");
+            return;
+        }
+        let n = out.bytes.len() as u64;
+        link.counters.messages_sent.fetch_add(1, Ordering::Relaxed);
+        link.counters.bytes_sent.fetch_add(n, Ordering::Relaxed);
+        node.metrics.messages_sent.with_label_values(&[&out.protocol]).inc();
+        node.metrics.bytes_sent.inc_by(n);
+    }
+}
+
+async fn read_messages(node: Arc<Inner>, did: Did, link: Link) {
+    let mut stream = match link.connection.accept_uni().await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!(peer = %did, "no message stream: {}", describe(&e));
+            return;
+        }
+    };
+    let limit = node.config.max_frame_bytes;
+    loop {
+        match frame::read_frame(&mut stream, limit).await {
+            Ok(Some((Frame { body: Some(Body::Message(m)) }, size))) => {
+                link.counters.messages_received.fetch_add(1, Ordering::Relaxed);
+                link.counters.bytes_received.fetch_add(size as u64, Ordering::Relaxed);
+                node.metrics.messages_received.with_label_values(&[&m.protocol]).inc();
+                node.metrics.bytes_received.inc_by(size as u64);
+                let inbound = InboundMessage {
+                    from: did.to_string(),
+                    protocol: m.protocol,
+                    seq: m.seq,
+                    payload: m.payload,
+                    sealed: m.sealed,
+                    received_at_ms: now_ms(),
+                    trace: m.trace.or(Some(TraceContext::default())),
+                };
+                // No subscriber is not an error: messages for nobody are dropped.
+                let _ = node.inbound.send(Arc::new(inbound));
+            }
+            Ok(Some(_)) => {
+                reject(&node, &did, &link, "unexpected-frame", "only message frames belong on the message stream")
+            }
+            Ok(None) => return,
+            Err(e) if e.is_protocol_violation() => {
+                reject(&node, &did, &link, e.kind(), &e.to_string());
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(peer = %did, "message stream ended: {}", read_error(e, &link.connection));
+                return;
+            }
+        }
+    }
+}
+
+/// A peer that breaks the framing loses its connection, not the process.
+fn reject(node: &Inner, did: &Did, link: &Link, kind: &str, reason: &str) {
+    node.metrics.frames_rejected.with_label_values(&[kind]).inc();
+    tracing::warn!(peer = %did, reason, "closing connection after a bad frame");
+    close_with(&link.connection, close::PROTOCOL_ERROR, reason);
+}
+
+async fn read_control(node: Arc<Inner>, did: Did, link: Link, mut stream: quinn::RecvStream) {
+    let limit = node.config.max_frame_bytes;
+    loop {
+        match frame::read_frame(&mut stream, limit).await {
+            Ok(Some((Frame { body: Some(Body::PeerExchange(px)) }, _))) => node.learn_peers(&px.peers),
+            Ok(Some((Frame { body: Some(Body::Goodbye(bye)) }, _))) => {
+                tracing::info!(peer = %did, reason = %bye.reason, intentional = bye.intentional, "peer said goodbye");
+                node.goodbyes.lock().expect("lock").insert(link.id, bye.reason);
+            }
+            Ok(Some(_)) => reject(&node, &did, &link, "unexpected-frame", "unexpected frame on the control stream"),
+            Ok(None) => return,
+            Err(e) if e.is_protocol_violation() => {
+                reject(&node, &did, &link, e.kind(), &e.to_string());
+                return;
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+/// Keeps the control stream's sending half for peer exchange and goodbye, and cleans up
+/// when the connection ends for any reason.
+async fn watch_close(node: Arc<Inner>, did: Did, link: Link, control: quinn::SendStream) {
+    node.controls.lock().expect("lock").insert(link.id, Arc::new(tokio::sync::Mutex::new(control)));
+    let reason = link.connection.closed().await;
+    node.controls.lock().expect("lock").remove(&link.id);
+    // A peer shutting down closes with SHUTDOWN; that counts as a goodbye even when the
+    // close overtook the goodbye frame.
+    let goodbye = node.goodbyes.lock().expect("lock").remove(&link.id).or_else(|| match &reason {
+        quinn::ConnectionError::ApplicationClosed(c) if c.error_code == quinn::VarInt::from_u32(close::SHUTDOWN) => {
+            Some(String::from_utf8_lossy(&c.reason).into_owned())
+        }
+        _ => None,
+    });
+    node.link_closed(&did, &link, describe(&reason), goodbye);
+}
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
+}

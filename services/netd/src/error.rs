@@ -1,0 +1,55 @@
+//! netd's errors and their single mapping to gRPC status codes.
+
+use icn_identity::Did;
+
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum NetError {
+    /// A capability of a later issue.
+    #[error("not available yet: {0}")]
+    Pending(&'static str),
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("peer {0} is not connected")]
+    NotConnected(Did),
+    #[error("no peer {0} is known to this node")]
+    UnknownPeer(Did),
+    #[error("the outbound queue to {did} is full ({capacity} messages); retry later")]
+    QueueFull { did: Did, capacity: usize },
+    #[error("dialing {address}: {reason}")]
+    Dial { address: String, reason: String },
+    #[error("the peer at {address} proved identity {actual}, not the dialled {expected}; connection refused")]
+    IdentityMismatch { address: String, expected: Did, actual: Did },
+    #[error("the peer at {address} refused the connection: {reason}")]
+    Refused { address: String, reason: String },
+    #[error("this node is at its limit of {0} peers")]
+    TooManyPeers(usize),
+    #[error("the node is shutting down")]
+    ShuttingDown,
+    #[error("{0}")]
+    NoIdentity(tonic::Status),
+}
+
+impl From<NetError> for tonic::Status {
+    fn from(e: NetError) -> Self {
+        use tonic::Status;
+        let message = e.to_string();
+        match e {
+            NetError::InvalidArgument(_) => Status::invalid_argument(message),
+            NetError::NotConnected(_) | NetError::Dial { .. } | NetError::ShuttingDown => Status::unavailable(message),
+            NetError::UnknownPeer(_) => Status::not_found(message),
+            NetError::QueueFull { .. } | NetError::TooManyPeers(_) => Status::resource_exhausted(message),
+            NetError::IdentityMismatch { .. } => Status::permission_denied(message),
+            NetError::Refused { .. } => Status::failed_precondition(message),
+            NetError::NoIdentity(status) => status,
+            NetError::Pending(what) => icn_runtime::pending(what),
+        }
+    }
+}
+
+/// Parses a DID from a request field, naming the field when it is wrong.
+pub fn parse_did(field: &str, value: &str) -> Result<Did, NetError> {
+    if value.is_empty() {
+        return Err(NetError::InvalidArgument(format!("`{field}` is required: a did:icn: identifier")));
+    }
+    value.parse().map_err(|e| NetError::InvalidArgument(format!("`{field}`: {e}")))
+}

@@ -1,0 +1,238 @@
+//! The peer table: every peer this node knows, the state of its connection, and the live
+//! link when there is one. One short-held lock; nothing awaits while holding it.
+
+use icn_identity::Did;
+use icn_proto::net::v1 as api;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+use tokio::sync::mpsc;
+
+/// What a peer told us about itself in its Hello.
+#[derive(Clone, Debug)]
+pub struct PeerHello {
+    pub x25519_public_key: Vec<u8>,
+    pub incarnation: String,
+    pub listen_addresses: Vec<String>,
+}
+
+#[derive(Default, Debug)]
+pub struct LinkCounters {
+    pub messages_sent: AtomicU64,
+    pub messages_received: AtomicU64,
+    pub bytes_sent: AtomicU64,
+    pub bytes_received: AtomicU64,
+}
+
+/// An encoded frame waiting for the link's writer.
+pub struct Outbound {
+    pub bytes: Vec<u8>,
+    pub protocol: String,
+}
+
+/// A live, handshaken connection to a peer.
+#[derive(Clone)]
+pub struct Link {
+    pub id: u64,
+    pub connection: quinn::Connection,
+    /// True when this node dialled.
+    pub outbound: bool,
+    /// DID of the side that dialled; decides which of two simultaneous connections stays.
+    pub dialer: Did,
+    pub hello: PeerHello,
+    pub queue: mpsc::Sender<Outbound>,
+    /// Next sequence number; held while queueing so numbers have no gaps.
+    pub next_seq: Arc<Mutex<u64>>,
+    pub connected_at: SystemTime,
+    pub counters: Arc<LinkCounters>,
+}
+
+/// A peer's connection, as a state machine whose variants carry their own data.
+#[derive(Clone)]
+pub enum PeerState {
+    /// Known (from peer exchange or the store) but never connected in this run.
+    Known,
+    Connecting,
+    Connected(Link),
+    Reconnecting {
+        attempt: u32,
+        next_attempt_at: SystemTime,
+        last_error: String,
+    },
+    /// Closed on purpose by either side; not retried.
+    Closed {
+        reason: String,
+    },
+    /// Gave up after the configured attempts; cleared when something is sent to it.
+    Failed {
+        last_error: String,
+    },
+}
+
+impl PeerState {
+    pub fn link(&self) -> Option<&Link> {
+        match self {
+            PeerState::Connected(link) => Some(link),
+            _ => None,
+        }
+    }
+}
+
+pub struct PeerRecord {
+    pub did: Did,
+    pub state: PeerState,
+    /// Where this peer can be dialled, best first.
+    pub addresses: Vec<String>,
+    pub hello: Option<PeerHello>,
+}
+
+/// What happened when a new link was offered to the table.
+pub enum Admission {
+    /// The link is now the peer's connection; `replaced` is the link it displaced.
+    Admitted { replaced: Option<Link> },
+    /// An existing link to the same peer is kept and the new one must be closed.
+    Duplicate,
+}
+
+#[derive(Default)]
+pub struct PeerTable {
+    inner: Mutex<HashMap<Did, PeerRecord>>,
+    next_link_id: AtomicU64,
+}
+
+impl PeerTable {
+    pub fn next_link_id(&self) -> u64 {
+        self.next_link_id.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    pub fn with<R>(&self, f: impl FnOnce(&mut HashMap<Did, PeerRecord>) -> R) -> R {
+        f(&mut self.inner.lock().expect("peer table lock poisoned"))
+    }
+
+    pub fn link(&self, did: &Did) -> Option<Link> {
+        self.with(|t| t.get(did).and_then(|r| r.state.link().cloned()))
+    }
+
+    pub fn links(&self) -> Vec<(Did, Link)> {
+        self.with(|t| t.values().filter_map(|r| r.state.link().map(|l| (r.did.clone(), l.clone()))).collect())
+    }
+
+    pub fn connected_count(&self) -> usize {
+        self.with(|t| t.values().filter(|r| r.state.link().is_some()).count())
+    }
+
+    /// Records that `did` can be reached at `addresses`, without changing its state.
+    pub fn learn(&self, did: &Did, addresses: &[String]) {
+        self.with(|t| {
+            let record = t.entry(did.clone()).or_insert_with(|| PeerRecord {
+                did: did.clone(),
+                state: PeerState::Known,
+                addresses: Vec::new(),
+                hello: None,
+            });
+            for a in addresses {
+                if !record.addresses.contains(a) {
+                    record.addresses.push(a.clone());
+                }
+            }
+        })
+    }
+
+    /// Offers a freshly handshaken link. Of two links to one peer, the one that survives is
+    /// chosen by a rule both ends compute alike: a link from a new incarnation of the peer
+    /// replaces the old one (the peer restarted); of two links from the same incarnation,
+    /// the one dialled by the smaller DID stays (two simultaneous dials); a newer link in
+    /// the same direction replaces the older (the old one is dead but not yet noticed).
+    pub fn admit(&self, did: &Did, link: Link, dial_address: Option<&str>) -> Admission {
+        self.with(|t| {
+            let record = t.entry(did.clone()).or_insert_with(|| PeerRecord {
+                did: did.clone(),
+                state: PeerState::Known,
+                addresses: Vec::new(),
+                hello: None,
+            });
+            let replaced = match &record.state {
+                PeerState::Connected(existing) => {
+                    let keep_existing = existing.hello.incarnation == link.hello.incarnation
+                        && existing.dialer != link.dialer
+                        && existing.dialer < link.dialer;
+                    if keep_existing {
+                        return Admission::Duplicate;
+                    }
+                    Some(existing.clone())
+                }
+                _ => None,
+            };
+            if let Some(a) = dial_address {
+                if !record.addresses.iter().any(|x| x == a) {
+                    record.addresses.insert(0, a.to_string());
+                }
+            }
+            for a in &link.hello.listen_addresses {
+                if !record.addresses.contains(a) {
+                    record.addresses.push(a.clone());
+                }
+            }
+            record.hello = Some(link.hello.clone());
+            record.state = PeerState::Connected(link);
+            Admission::Admitted { replaced }
+        })
+    }
+
+    pub fn snapshot(&self, did: &Did) -> Option<api::Peer> {
+        self.with(|t| t.get(did).map(view))
+    }
+
+    pub fn snapshots(&self) -> Vec<api::Peer> {
+        let mut peers: Vec<api::Peer> = self.with(|t| t.values().map(view).collect());
+        peers.sort_by(|a, b| a.did.cmp(&b.did));
+        peers
+    }
+}
+
+fn millis(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
+}
+
+fn view(record: &PeerRecord) -> api::Peer {
+    let mut peer = api::Peer {
+        did: record.did.to_string(),
+        advertised_addresses: record.hello.as_ref().map(|h| h.listen_addresses.clone()).unwrap_or_default(),
+        incarnation: record.hello.as_ref().map(|h| h.incarnation.clone()).unwrap_or_default(),
+        x25519_public_key: record.hello.as_ref().map(|h| hex::encode(&h.x25519_public_key)).unwrap_or_default(),
+        ..Default::default()
+    };
+    let state = match &record.state {
+        PeerState::Known => api::PeerState::Unspecified,
+        PeerState::Connecting => api::PeerState::Connecting,
+        PeerState::Connected(link) => {
+            peer.path = api::Path::Direct as i32;
+            peer.remote_address = link.connection.remote_address().to_string();
+            peer.rtt_us = link.connection.rtt().as_micros() as u64;
+            peer.outbound = link.outbound;
+            peer.connected_at_ms = millis(link.connected_at);
+            peer.messages_sent = link.counters.messages_sent.load(Ordering::Relaxed);
+            peer.messages_received = link.counters.messages_received.load(Ordering::Relaxed);
+            peer.bytes_sent = link.counters.bytes_sent.load(Ordering::Relaxed);
+            peer.bytes_received = link.counters.bytes_received.load(Ordering::Relaxed);
+            api::PeerState::Connected
+        }
+        PeerState::Reconnecting { attempt, next_attempt_at, last_error } => {
+            peer.attempt = *attempt;
+            peer.next_attempt_at_ms = millis(*next_attempt_at);
+            peer.last_error = last_error.clone();
+            api::PeerState::Reconnecting
+        }
+        PeerState::Closed { reason } => {
+            peer.last_error = reason.clone();
+            api::PeerState::Closed
+        }
+        PeerState::Failed { last_error } => {
+            peer.last_error = last_error.clone();
+            api::PeerState::Failed
+        }
+    };
+    peer.state = state as i32;
+    peer
+}
