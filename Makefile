@@ -5,6 +5,8 @@
 CARGO ?= cargo
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 NODES ?= 3
+# Compose v2 (`docker compose`) where installed, else Debian's v1 (`docker-compose`).
+COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo 'docker compose' || echo docker-compose)
 DATA ?= .data/localnet
 
 .PHONY: help deps build run test test-unit test-compose images compose-up compose-down ci clean-data fmt
@@ -36,10 +38,10 @@ test-compose: build
 	tests/compose/smoke.sh
 
 compose-up: images
-	docker compose up -d --wait
+	$(COMPOSE) up -d
 
 compose-down:
-	docker compose down -v --remove-orphans
+	$(COMPOSE) down -v --remove-orphans
 
 ci: test test-compose
 

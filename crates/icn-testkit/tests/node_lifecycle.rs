@@ -203,3 +203,74 @@ async fn icnctl_status_and_peers_show_the_other_nodes_connected() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach http://127.0.0.1:1"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn icnctl_id_init_creates_a_keystore_that_a_service_unlocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let keystore = dir.path().join("keystore.json");
+    let icnctl_id = |args: &[&str], passphrase: Option<&str>| {
+        let mut cmd = Command::new(icn_testkit::binary("icnctl").unwrap());
+        cmd.arg("--json").arg("id").args(args).arg("--keystore").arg(&keystore).env_remove("ICN_PASSPHRASE");
+        if let Some(p) = passphrase {
+            cmd.env("ICN_PASSPHRASE", p);
+        }
+        cmd.output().unwrap()
+    };
+    let out = icnctl_id(&["init"], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ICN_PASSPHRASE"), "no passphrase is a clear error");
+
+    let out = icnctl_id(&["init"], Some("operator secret"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let did = created["did"].as_str().unwrap().to_string();
+    assert!(did.starts_with("did:icn:z") && created["created"] == true);
+
+    let out = icnctl_id(&["init"], Some("operator secret"));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("never overwritten"));
+    let out = icnctl_id(&["init", "--if-missing"], Some("other"));
+    assert!(out.status.success());
+    let out = icnctl_id(&["show"], None);
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown["did"], did.as_str());
+
+    // A service started with that keystore and passphrase runs as that DID.
+    let mut node = TestNode::prepare("cli", dir.path(), Ports::free().unwrap(), false).unwrap();
+    std::fs::write(dir.path().join("passphrase"), "operator secret\n").unwrap();
+    node.start("netd").await.unwrap();
+    node.wait_healthy("netd", Duration::from_secs(20)).await.unwrap();
+    let status = node.netd().await.unwrap().status(icn_proto::net::v1::StatusRequest {}).await.unwrap().into_inner();
+    assert_eq!(status.info.unwrap().did, did);
+    assert!(!std::fs::read_to_string(node.log_path("netd")).unwrap().contains("operator secret"));
+    node.stop("netd", Duration::from_secs(10)).await.unwrap();
+}
+
+#[test]
+fn print_config_shows_the_effective_configuration_and_bad_configuration_exits_2() {
+    let netd = icn_testkit::binary("icn-netd").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("icn.toml");
+    std::fs::write(&file, "[network]\nlisten = \"127.0.0.1:7777\"\npeer_exchange_max = 7\n").unwrap();
+    let out = Command::new(&netd)
+        .args(["--print-config", "--config"])
+        .arg(&file)
+        .env("ICN__NETWORK__PEER_EXCHANGE_MAX", "9")
+        .env("ICN__NETWORK__BOOTSTRAP", "a:1,b:2")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let printed: toml::Value = toml::from_str(&String::from_utf8_lossy(&out.stdout)).unwrap();
+    assert_eq!(printed["network"]["listen"].as_str(), Some("127.0.0.1:7777"), "file beats defaults");
+    assert_eq!(printed["network"]["peer_exchange_max"].as_integer(), Some(9), "environment beats file");
+    assert_eq!(printed["network"]["bootstrap"].as_array().unwrap().len(), 2);
+    assert_eq!(printed["shutdown"]["timeout"].as_str(), Some("10s"), "defaults fill the rest");
+
+    let out =
+        Command::new(&netd).arg("--print-config").env("ICN__NETD__GRPC_LISTEN", "not-an-address").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("netd.grpc_listen"));
+    let out = Command::new(&netd).args(["--config", "/nonexistent/icn.toml"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no such file"));
+}

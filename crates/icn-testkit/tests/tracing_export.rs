@@ -1,0 +1,72 @@
+//! Trace export over OTLP. No collector image can be pulled on this machine and none ships
+//! in Debian, so the collector here is a stand-in: a real OTLP/gRPC `TraceService` server
+//! (generated from the OpenTelemetry protos) that records what it receives.
+
+use icn_testkit::{Ports, TestNode};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Clone, Default)]
+struct Collector {
+    /// (service.name, span name, trace id) of every span received.
+    spans: Arc<Mutex<Vec<(String, String, Vec<u8>)>>>,
+}
+
+#[tonic::async_trait]
+impl TraceService for Collector {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        for resource_spans in request.into_inner().resource_spans {
+            let service = resource_spans
+                .resource
+                .iter()
+                .flat_map(|r| &r.attributes)
+                .find(|kv| kv.key == "service.name")
+                .and_then(|kv| kv.value.as_ref())
+                .map(|v| format!("{:?}", v.value))
+                .unwrap_or_default();
+            for scope in resource_spans.scope_spans {
+                for span in scope.spans {
+                    self.spans.lock().unwrap().push((service.clone(), span.name, span.trace_id));
+                }
+            }
+        }
+        Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None }))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn spans_are_exported_over_otlp_and_join_the_callers_trace() {
+    let collector = Collector::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(collector.clone()))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = TestNode::prepare("traced", dir.path(), Ports::free().unwrap(), true).unwrap();
+    node.env.push(("OTEL_EXPORTER_OTLP_ENDPOINT".into(), format!("http://{address}")));
+    node.start("netd").await.unwrap();
+    node.wait_healthy("netd", Duration::from_secs(20)).await.unwrap();
+
+    // A caller's trace context in the gRPC metadata (W3C traceparent).
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let mut request = tonic::Request::new(icn_proto::net::v1::StatusRequest {});
+    request.metadata_mut().insert("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01").parse().unwrap());
+    node.netd().await.unwrap().status(request).await.unwrap();
+    // Shutdown flushes buffered spans.
+    assert_eq!(node.stop("netd", Duration::from_secs(10)).await.unwrap().code(), Some(0));
+
+    let spans = collector.spans.lock().unwrap().clone();
+    let ours: Vec<_> = spans.iter().filter(|(_, name, id)| name == "grpc" && hex::encode(id) == trace_id).collect();
+    assert!(!ours.is_empty(), "a span of the Status call in the caller's trace; got {spans:?}");
+    assert!(ours.iter().all(|(service, _, _)| service.contains("icn-netd")), "{ours:?}");
+    server.abort();
+}
