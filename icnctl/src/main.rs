@@ -64,6 +64,9 @@ enum Command {
         /// Stop after this many messages.
         #[arg(long)]
         count: Option<u64>,
+        /// Replay retained messages after this inbound-log position first (0: all retained).
+        #[arg(long)]
+        after: Option<u64>,
     },
     /// Ask a service's gRPC health endpoint; exit 0 only when it is SERVING.
     Health {
@@ -158,9 +161,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let response = net::client(&cli.endpoint).await?.send(request).await?.into_inner();
             out.sent(response.seq);
         }
-        Command::Subscribe { protocols, count } => {
+        Command::Subscribe { protocols, count, after } => {
             let mut client = net::client(&cli.endpoint).await?;
-            let mut stream = client.subscribe(icn_proto::net::v1::SubscribeRequest { protocols }).await?.into_inner();
+            let mut stream = client
+                .subscribe(icn_proto::net::v1::SubscribeRequest { protocols, after_position: after })
+                .await?
+                .into_inner();
             let mut seen = 0u64;
             while count.is_none_or(|c| seen < c) {
                 match stream.message().await? {

@@ -107,10 +107,18 @@ impl Output {
         if self.json {
             println!(
                 "{}",
-                json!({ "from": m.from, "protocol": m.protocol, "seq": m.seq, "payload": text, "received_at_ms": m.received_at_ms })
+                json!({ "from": m.from, "protocol": m.protocol, "seq": m.seq, "position": m.position, "sealed": m.sealed, "payload": text, "received_at_ms": m.received_at_ms })
             );
         } else {
-            println!("{} [{} #{}] {}", m.from, m.protocol, m.seq, text);
+            println!(
+                "@{} {} [{} #{}{}] {}",
+                m.position,
+                m.from,
+                m.protocol,
+                m.seq,
+                if m.sealed { ", sealed" } else { "" },
+                text
+            );
         }
     }
 

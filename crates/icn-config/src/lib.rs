@@ -94,11 +94,23 @@ pub struct NetworkConfig {
     /// Largest frame read from a peer; larger ones close the connection with an error.
     /// Must exceed `max_message_bytes` by the frame's envelope.
     pub max_frame_bytes: usize,
-    /// Messages waiting to be written to one peer before `Send` answers RESOURCE_EXHAUSTED.
+    /// Messages stored for one peer (sent or not, until it acknowledges them) before
+    /// `Send` answers RESOURCE_EXHAUSTED. Accepted messages are never dropped.
     pub peer_queue_capacity: usize,
-    /// Inbound messages buffered for local subscribers; a subscriber that falls further
-    /// behind is ended with RESOURCE_EXHAUSTED rather than slowing every peer down.
+    /// Bytes stored for one peer before `Send` answers RESOURCE_EXHAUSTED.
+    pub peer_queue_max_bytes: usize,
+    /// Sync queued messages to disk before `Send` answers, so a power cut loses none.
+    /// Without it a process crash still loses nothing (RocksDB's log is written), a
+    /// machine crash may.
+    pub queue_fsync: bool,
+    /// How often a receiver acknowledges delivered messages to their sender.
+    #[serde(with = "humantime_serde")]
+    pub ack_interval: Duration,
+    /// Inbound messages buffered in memory for live subscribers; one that falls further
+    /// behind catches up from the stored inbound log instead of slowing peers down.
     pub subscriber_buffer: usize,
+    /// Delivered inbound messages kept in the inbound log for subscribers to resume from.
+    pub inbound_retention: u64,
     /// QUIC handshake plus Hello exchange must finish within this.
     #[serde(with = "humantime_serde")]
     pub handshake_timeout: Duration,
@@ -122,6 +134,21 @@ pub struct ReconnectConfig {
     pub cap: Duration,
     /// 0 means unlimited.
     pub max_attempts: u32,
+    /// After this many consecutive failures of the same kind (say, no answer at the
+    /// address) the peer is marked permanently failed and no longer dialled, until
+    /// something is sent to it or it connects. 0 disables the mark.
+    pub permanent_after: u32,
+    /// How often the node checks for a wake from sleep (a clock jump).
+    #[serde(with = "humantime_serde")]
+    pub wake_check_interval: Duration,
+    /// A check that comes this much later than due means the machine slept: every
+    /// backoff restarts from its first step.
+    #[serde(with = "humantime_serde")]
+    pub wake_jump_threshold: Duration,
+    /// After a restart following this long a gap since the node was last active,
+    /// permanent-failure marks are cleared and every known peer is dialled afresh.
+    #[serde(with = "humantime_serde")]
+    pub restart_gap: Duration,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -168,8 +195,12 @@ impl Default for IcnConfig {
                 max_peers: 128,
                 max_message_bytes: 1024 * 1024,
                 max_frame_bytes: 1024 * 1024 + 64 * 1024,
-                peer_queue_capacity: 4096,
+                peer_queue_capacity: 100_000,
+                peer_queue_max_bytes: 256 * 1024 * 1024,
+                queue_fsync: true,
+                ack_interval: Duration::from_millis(20),
                 subscriber_buffer: 8192,
+                inbound_retention: 1_000_000,
                 handshake_timeout: Duration::from_secs(10),
                 keep_alive_interval: Duration::from_secs(5),
                 idle_timeout: Duration::from_secs(30),
@@ -177,6 +208,10 @@ impl Default for IcnConfig {
                     base: Duration::from_millis(500),
                     cap: Duration::from_secs(10),
                     max_attempts: 0,
+                    permanent_after: 10,
+                    wake_check_interval: Duration::from_secs(1),
+                    wake_jump_threshold: Duration::from_secs(5),
+                    restart_gap: Duration::from_secs(600),
                 },
             },
             endpoints: Endpoints {
@@ -286,6 +321,7 @@ impl IcnConfig {
         };
         positive("network.max_message_bytes", n.max_message_bytes)?;
         positive("network.peer_queue_capacity", n.peer_queue_capacity)?;
+        positive("network.peer_queue_max_bytes", n.peer_queue_max_bytes)?;
         positive("network.subscriber_buffer", n.subscriber_buffer)?;
         positive("network.max_peers", n.max_peers)?;
         if n.max_frame_bytes < n.max_message_bytes + 1024 {

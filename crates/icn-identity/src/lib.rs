@@ -99,3 +99,40 @@ pub fn read_passphrase(file: Option<&std::path::Path>) -> Result<String, Passphr
         _ => Err(PassphraseError::Missing),
     }
 }
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SealError {
+    #[error("the recipient's x25519 key must be 32 bytes")]
+    Key,
+    #[error("the sealed payload does not open with this node's key")]
+    Open,
+}
+
+/// Encrypts `message` so only the holder of the X25519 secret for `recipient` can read it
+/// (an anonymous sealed box: ephemeral X25519 + XSalsa20-Poly1305).
+pub fn seal(recipient: &[u8], message: &[u8]) -> Result<Vec<u8>, SealError> {
+    let key: [u8; 32] = recipient.try_into().map_err(|_| SealError::Key)?;
+    crypto_box::PublicKey::from(key).seal(&mut OsRng, message).map_err(|_| SealError::Key)
+}
+
+impl NodeIdentity {
+    /// Opens a payload sealed to this node's X25519 key.
+    pub fn unseal(&self, sealed: &[u8]) -> Result<Vec<u8>, SealError> {
+        crypto_box::SecretKey::from(self.sealing.to_bytes()).unseal(sealed).map_err(|_| SealError::Open)
+    }
+}
+
+#[cfg(test)]
+mod seal_tests {
+    use super::*;
+
+    #[test]
+    fn only_the_recipient_opens_a_sealed_payload() {
+        let (recipient, other) = (NodeIdentity::generate(), NodeIdentity::generate());
+        let sealed = seal(recipient.x25519_public_key().as_bytes(), b"for your eyes only").unwrap();
+        assert!(!sealed.windows(8).any(|w| w == b"for your"), "ciphertext hides the plaintext");
+        assert_eq!(recipient.unseal(&sealed).unwrap(), b"for your eyes only");
+        assert_eq!(other.unseal(&sealed), Err(SealError::Open));
+        assert_eq!(seal(&[1, 2, 3], b"x"), Err(SealError::Key));
+    }
+}

@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Context as _};
 use icn_identity::{Did, KdfParams, Keystore, NodeIdentity};
-use icn_proto::net::v1::{netd_client::NetdClient, PeerState};
+use icn_proto::net::v1::{netd_client::NetdClient, GetPeerRequest, Peer, PeerState};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
@@ -30,15 +30,44 @@ impl Ports {
         }
     }
 
-    /// Ports the kernel says are free right now.
+    /// Ports free right now, never handed out before by this process. They come from
+    /// below the kernel's ephemeral range (where outgoing connections take their local
+    /// ports), so nothing else grabs them between this check and the service's bind.
     pub fn free() -> anyhow::Result<Self> {
-        let quic = std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port();
-        // Hold every listener until all are chosen so no two are the same.
-        let listeners: Vec<std::net::TcpListener> =
-            (0..10).map(|_| std::net::TcpListener::bind("127.0.0.1:0")).collect::<Result<_, _>>()?;
-        let ports: Vec<u16> = listeners.iter().map(|l| l.local_addr().map(|a| a.port())).collect::<Result<_, _>>()?;
-        Ok(Self { quic, grpc: std::array::from_fn(|i| ports[i]), metrics: std::array::from_fn(|i| ports[5 + i]) })
+        let take = next_free_port;
+        let quic = take()?;
+        let grpc = [take()?, take()?, take()?, take()?, take()?];
+        let metrics = [take()?, take()?, take()?, take()?, take()?];
+        Ok(Self { quic, grpc, metrics })
     }
+}
+
+/// Test ports: a window below Linux's default ephemeral range (32768 and up).
+const TEST_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+fn next_free_port() -> anyhow::Result<u16> {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    // Each test process starts at its own place in the window, so processes that run one
+    // after the other do not reuse ports a killed service may still hold briefly.
+    let _ = NEXT.compare_exchange(
+        0,
+        TEST_PORTS.start + (std::process::id() % 1000) as u16 * 10,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..TEST_PORTS.len() {
+        let mut port = NEXT.fetch_add(1, Ordering::SeqCst);
+        if !TEST_PORTS.contains(&port) {
+            port = TEST_PORTS.start + port % TEST_PORTS.len() as u16;
+        }
+        let free = std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok();
+        if free {
+            return Ok(port);
+        }
+    }
+    bail!("no free port left in {TEST_PORTS:?}")
 }
 
 fn index(service: &str) -> usize {
@@ -239,6 +268,48 @@ impl TestNode {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// What this node's netd reports about `did`.
+    pub async fn peer(&self, did: &Did) -> anyhow::Result<Peer> {
+        Ok(self.netd().await?.get_peer(GetPeerRequest { did: did.to_string() }).await?.into_inner())
+    }
+
+    /// Waits until this node's netd reports `did` in `state`.
+    pub async fn wait_peer_state(&self, did: &Did, state: PeerState, timeout: Duration) -> anyhow::Result<Peer> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let peer = self.peer(did).await;
+            if let Ok(p) = &peer {
+                if p.state == state as i32 {
+                    return peer;
+                }
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("{} never saw {did} {state:?} within {timeout:?}; last: {peer:?}", self.name);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The value of one sample on a service's `/metrics` (0 when absent), matched by the
+    /// start of its line, e.g. `icn_netd_reconnect_attempts_total`.
+    pub async fn metric(&self, service: &str, line_start: &str) -> anyhow::Result<f64> {
+        let body = crate::http_get(&self.metrics_url(service)).await?;
+        Ok(body
+            .lines()
+            .filter(|l| l.starts_with(line_start))
+            .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+            .sum())
+    }
+
+    /// The service's log lines that are JSON (run it with `ICN__LOG__FORMAT=json`).
+    pub fn json_logs(&self, service: &str) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.log_path(service))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
     }
 
     /// DIDs of the peers netd reports as connected.

@@ -7,7 +7,7 @@ use icn_proto::net::v1::netd_server::Netd;
 use icn_proto::net::v1::*;
 use std::collections::HashSet;
 use std::pin::Pin;
-use tokio::sync::broadcast::error::RecvError;
+use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status};
 
 pub struct NetdApi {
@@ -27,48 +27,23 @@ impl Netd for NetdApi {
     async fn send(&self, request: Request<SendRequest>) -> Result<Response<SendResponse>, Status> {
         let r = request.into_inner();
         let to = parse_did("to", &r.to)?;
-        let seq = self.node.send(&to, &r.protocol, r.payload, r.sealed)?;
+        let seq = self.node.send(&to, &r.protocol, r.payload, r.sealed).await?;
         Ok(Response::new(SendResponse { seq }))
     }
 
     async fn broadcast(&self, request: Request<BroadcastRequest>) -> Result<Response<BroadcastResponse>, Status> {
         let r = request.into_inner();
-        let sent = self.node.broadcast(&r.protocol, r.payload)?;
+        let sent = self.node.broadcast(&r.protocol, r.payload).await?;
         Ok(Response::new(BroadcastResponse { sent_to: sent.iter().map(|d| d.to_string()).collect() }))
     }
 
     type SubscribeStream = MessageStream;
 
     async fn subscribe(&self, request: Request<SubscribeRequest>) -> Result<Response<Self::SubscribeStream>, Status> {
-        let protocols: HashSet<String> = request.into_inner().protocols.into_iter().collect();
-        let receiver = self.node.subscribe();
-        let shutdown = self.node.shutdown_token();
-        let node = self.node.clone();
-        // Ends at shutdown, or with RESOURCE_EXHAUSTED once the subscriber falls more than
-        // `network.subscriber_buffer` messages behind: a slow reader must not stall peers.
-        let stream = futures::stream::unfold(Some((receiver, protocols, shutdown, node)), |state| async move {
-            let (mut receiver, protocols, shutdown, node) = state?;
-            loop {
-                let next = tokio::select! {
-                    _ = shutdown.cancelled() => return None,
-                    next = receiver.recv() => next,
-                };
-                match next {
-                    Ok(m) if protocols.is_empty() || protocols.contains(&m.protocol) => {
-                        return Some((Ok((*m).clone()), Some((receiver, protocols, shutdown, node))));
-                    }
-                    Ok(_) => continue,
-                    Err(RecvError::Lagged(missed)) => {
-                        node.note_lagged_subscriber();
-                        let status = Status::resource_exhausted(format!(
-                            "subscriber fell {missed} messages behind (network.subscriber_buffer); resubscribe"
-                        ));
-                        return Some((Err(status), None));
-                    }
-                    Err(RecvError::Closed) => return None,
-                }
-            }
-        });
+        let r = request.into_inner();
+        let protocols: HashSet<String> = r.protocols.into_iter().collect();
+        let rx = self.node.subscribe(protocols, r.after_position).await?;
+        let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(|item| item.map_err(Status::from));
         Ok(Response::new(Box::pin(stream)))
     }
 
@@ -93,8 +68,11 @@ impl Netd for NetdApi {
         Ok(Response::new(self.node.peer(&did)?))
     }
 
-    async fn disconnect(&self, _: Request<DisconnectRequest>) -> Result<Response<DisconnectResponse>, Status> {
-        Err(icn_runtime::pending("intentional disconnects (netd reconnection, issue #3)"))
+    async fn disconnect(&self, request: Request<DisconnectRequest>) -> Result<Response<DisconnectResponse>, Status> {
+        let r = request.into_inner();
+        let did = parse_did("did", &r.did)?;
+        self.node.disconnect(&did, r.intentional).await?;
+        Ok(Response::new(DisconnectResponse {}))
     }
 
     async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {

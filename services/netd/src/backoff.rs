@@ -22,7 +22,11 @@ mod tests {
     use super::*;
 
     fn config() -> ReconnectConfig {
-        ReconnectConfig { base: Duration::from_millis(500), cap: Duration::from_secs(10), max_attempts: 0 }
+        ReconnectConfig {
+            base: Duration::from_millis(500),
+            cap: Duration::from_secs(10),
+            ..icn_config::IcnConfig::default().network.reconnect
+        }
     }
 
     #[test]

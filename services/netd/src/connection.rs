@@ -4,16 +4,15 @@
 
 use crate::frame::{self, FrameError};
 use crate::node::{Inner, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
-use crate::peers::{Admission, Link, LinkCounters, Outbound, PeerHello};
+use crate::peers::{Admission, Link, LinkCounters, PeerHello};
 use crate::{tls, NetError};
 use icn_identity::Did;
 use icn_proto::common::v1::TraceContext;
 use icn_proto::net::v1::InboundMessage;
-use icn_proto::net::wire::v1::{frame::Body, Frame, Hello};
+use icn_proto::net::wire::v1::{frame::Body, Ack, Frame, Hello};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::SystemTime;
-use tokio::sync::mpsc;
 
 /// QUIC application close codes; the reason text travels with them.
 pub mod close {
@@ -24,9 +23,18 @@ pub mod close {
     pub const PROTOCOL_ERROR: u32 = 4;
     pub const SHUTDOWN: u32 = 5;
     pub const SELF_CONNECTION: u32 = 6;
+    /// Closed on purpose by an operator (`Disconnect` with `intentional`): do not reconnect.
+    pub const INTENTIONAL: u32 = 7;
+    /// Reset by an operator (`Disconnect` without `intentional`): reconnect as after a failure.
+    pub const RESET: u32 = 8;
+
+    /// Close codes that mean "do not reconnect".
+    pub fn is_goodbye(code: u32) -> bool {
+        code == SHUTDOWN || code == INTENTIONAL
+    }
 }
 
-fn close_with(conn: &quinn::Connection, code: u32, reason: &str) {
+pub(crate) fn close_with(conn: &quinn::Connection, code: u32, reason: &str) {
     conn.close(quinn::VarInt::from_u32(code), reason.as_bytes());
 }
 
@@ -97,7 +105,6 @@ pub(crate) async fn establish(
         return Err(refused(reason));
     }
 
-    let (queue, queue_rx) = mpsc::channel(node.config.peer_queue_capacity);
     let link = Link {
         id: node.peers.next_link_id(),
         connection: conn.clone(),
@@ -108,8 +115,7 @@ pub(crate) async fn establish(
             incarnation: hello.incarnation.clone(),
             listen_addresses: hello.listen_addresses.clone(),
         },
-        queue,
-        next_seq: Arc::new(Mutex::new(1)),
+        peer_epoch: hello.outbox_epoch.clone(),
         connected_at: SystemTime::now(),
         counters: Arc::new(LinkCounters::default()),
     };
@@ -132,9 +138,21 @@ pub(crate) async fn establish(
     node.remember(&did);
     node.learn_peers(&hello.known_peers);
 
+    // Resume where the peer says it stands: what it already delivered of our current
+    // queue epoch is acknowledged; everything after is (re)sent in order.
+    let resume_after = if hello.delivered_epoch == node.outbox.epoch() {
+        if let Err(e) = node.outbox.ack(&did, hello.delivered_seq).await {
+            tracing::warn!(peer = %did, "pruning acknowledged messages failed: {e}");
+        }
+        node.update_queue_metrics(&did);
+        hello.delivered_seq
+    } else {
+        node.outbox.acked(&did)
+    };
     let messages = conn.open_uni().await.map_err(|e| refused(describe(&e)))?;
     let tasks = &node.ctx.tasks;
-    tasks.spawn(write_loop(node.clone(), link.clone(), messages, queue_rx));
+    tasks.spawn(deliver_loop(node.clone(), did.clone(), link.clone(), messages, resume_after));
+    tasks.spawn(ack_loop(node.clone(), did.clone(), link.clone()));
     tasks.spawn(read_messages(node.clone(), did.clone(), link.clone()));
     tasks.spawn(read_control(node.clone(), did.clone(), link.clone(), control_recv));
     tasks.spawn(watch_close(node.clone(), did.clone(), link, control_send));
@@ -158,26 +176,59 @@ fn check_hello(hello: &Hello, did: &Did) -> Result<(), String> {
     Ok(())
 }
 
-async fn write_loop(node: Arc<Inner>, link: Link, mut stream: quinn::SendStream, mut queue: mpsc::Receiver<Outbound>) {
+/// Sends the peer's stored messages in order, from `cursor` on, and waits for more.
+/// Messages stay stored until the peer acknowledges them (see [`crate::outbox`]).
+async fn deliver_loop(node: Arc<Inner>, did: Did, link: Link, mut stream: quinn::SendStream, mut cursor: u64) {
+    /// Messages read from the store per round trip to it.
+    const BATCH: usize = 256;
+    let notify = node.outbox.notifier(&did);
     loop {
-        // The link (and so a sender of this queue) outlives the connection in other tasks'
-        // hands: end on the connection's close, not on the queue's.
-        let out = tokio::select! {
-            out = queue.recv() => match out {
-                Some(out) => out,
-                None => return,
-            },
-            _ = link.connection.closed() => return,
+        let batch = match node.outbox.read_after(&did, cursor, BATCH).await {
+            Ok(batch) => batch,
+            Err(e) => {
+                tracing::error!(peer = %did, "reading the queue failed: {e}");
+                close_with(&link.connection, close::PROTOCOL_ERROR, "sender storage failure");
+                return;
+            }
         };
-        if let Err(e) = stream.write_all(&out.bytes).await {
-            tracing::debug!(link = link.id, "message stream closed: {e}");
-            return;
+        if batch.is_empty() {
+            tokio::select! {
+                _ = notify.notified() => continue,
+                _ = link.connection.closed() => return,
+            }
         }
-        let n = out.bytes.len() as u64;
-        link.counters.messages_sent.fetch_add(1, Ordering::Relaxed);
-        link.counters.bytes_sent.fetch_add(n, Ordering::Relaxed);
-        node.metrics.messages_sent.with_label_values(&[&out.protocol]).inc();
-        node.metrics.bytes_sent.inc_by(n);
+        for (seq, bytes) in batch {
+            if let Err(e) = stream.write_all(&bytes).await {
+                tracing::debug!(peer = %did, "message stream closed: {e}");
+                return;
+            }
+            cursor = seq;
+            let n = bytes.len() as u64;
+            link.counters.messages_sent.fetch_add(1, Ordering::Relaxed);
+            link.counters.bytes_sent.fetch_add(n, Ordering::Relaxed);
+            node.metrics.messages_sent.inc();
+            node.metrics.bytes_sent.inc_by(n);
+        }
+    }
+}
+
+/// Every `network.ack_interval`, tells the peer what has been delivered from it, when
+/// that has moved.
+async fn ack_loop(node: Arc<Inner>, did: Did, link: Link) {
+    let mut tick = tokio::time::interval(node.config.ack_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut acked = 0u64;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = link.connection.closed() => return,
+        }
+        let (epoch, delivered) = node.inbox.delivered(&did);
+        if delivered > acked && epoch == link.peer_epoch {
+            let frame = Frame { body: Some(Body::Ack(Ack { epoch, seq: delivered })) };
+            node.send_control(link.id, &frame).await;
+            acked = delivered;
+        }
     }
 }
 
@@ -195,19 +246,41 @@ async fn read_messages(node: Arc<Inner>, did: Did, link: Link) {
             Ok(Some((Frame { body: Some(Body::Message(m)) }, size))) => {
                 link.counters.messages_received.fetch_add(1, Ordering::Relaxed);
                 link.counters.bytes_received.fetch_add(size as u64, Ordering::Relaxed);
-                node.metrics.messages_received.with_label_values(&[&m.protocol]).inc();
                 node.metrics.bytes_received.inc_by(size as u64);
+                let payload = if m.sealed {
+                    match node.unseal(&m.payload) {
+                        Ok(plain) => plain,
+                        Err(e) => {
+                            node.metrics.frames_rejected.with_label_values(&["unsealable"]).inc();
+                            tracing::warn!(peer = %did, seq = m.seq, "dropping a sealed message: {e}");
+                            continue;
+                        }
+                    }
+                } else {
+                    m.payload
+                };
+                let protocol = m.protocol.clone();
                 let inbound = InboundMessage {
                     from: did.to_string(),
                     protocol: m.protocol,
                     seq: m.seq,
-                    payload: m.payload,
+                    payload,
                     sealed: m.sealed,
                     received_at_ms: now_ms(),
                     trace: m.trace.or(Some(TraceContext::default())),
+                    position: 0,
                 };
-                // No subscriber is not an error: messages for nobody are dropped.
-                let _ = node.inbound.send(Arc::new(inbound));
+                match node.inbox.deliver(&did, &link.peer_epoch, inbound) {
+                    Ok(Some(_)) => node.metrics.messages_received.with_label_values(&[&protocol]).inc(),
+                    Ok(None) => node.metrics.duplicates_dropped.inc(),
+                    Err(e) => {
+                        // Without a record of delivery exactly-once cannot hold: stop
+                        // reading; the sender keeps the message and resends it later.
+                        tracing::error!(peer = %did, "recording a delivery failed: {e}");
+                        close_with(&link.connection, close::PROTOCOL_ERROR, "receiver storage failure");
+                        return;
+                    }
+                }
             }
             Ok(Some(_)) => {
                 reject(&node, &did, &link, "unexpected-frame", "only message frames belong on the message stream")
@@ -237,6 +310,15 @@ async fn read_control(node: Arc<Inner>, did: Did, link: Link, mut stream: quinn:
     loop {
         match frame::read_frame(&mut stream, limit).await {
             Ok(Some((Frame { body: Some(Body::PeerExchange(px)) }, _))) => node.learn_peers(&px.peers),
+            Ok(Some((Frame { body: Some(Body::Ack(ack)) }, _))) => {
+                if ack.epoch == node.outbox.epoch() {
+                    node.metrics.acks_received.inc();
+                    if let Err(e) = node.outbox.ack(&did, ack.seq).await {
+                        tracing::warn!(peer = %did, "applying an ack failed: {e}");
+                    }
+                    node.update_queue_metrics(&did);
+                }
+            }
             Ok(Some((Frame { body: Some(Body::Goodbye(bye)) }, _))) => {
                 tracing::info!(peer = %did, reason = %bye.reason, intentional = bye.intentional, "peer said goodbye");
                 node.goodbyes.lock().expect("lock").insert(link.id, bye.reason);
@@ -258,10 +340,12 @@ async fn watch_close(node: Arc<Inner>, did: Did, link: Link, control: quinn::Sen
     node.controls.lock().expect("lock").insert(link.id, Arc::new(tokio::sync::Mutex::new(control)));
     let reason = link.connection.closed().await;
     node.controls.lock().expect("lock").remove(&link.id);
-    // A peer shutting down closes with SHUTDOWN; that counts as a goodbye even when the
-    // close overtook the goodbye frame.
+    // A peer shutting down or disconnecting on purpose closes with SHUTDOWN or
+    // INTENTIONAL; that counts as a goodbye even when the close overtook the frame.
     let goodbye = node.goodbyes.lock().expect("lock").remove(&link.id).or_else(|| match &reason {
-        quinn::ConnectionError::ApplicationClosed(c) if c.error_code == quinn::VarInt::from_u32(close::SHUTDOWN) => {
+        quinn::ConnectionError::ApplicationClosed(c)
+            if u32::try_from(c.error_code.into_inner()).is_ok_and(close::is_goodbye) =>
+        {
             Some(String::from_utf8_lossy(&c.reason).into_owned())
         }
         _ => None,

@@ -13,8 +13,12 @@ pub enum NetError {
     NotConnected(Did),
     #[error("no peer {0} is known to this node")]
     UnknownPeer(Did),
-    #[error("the outbound queue to {did} is full ({capacity} messages); retry later")]
-    QueueFull { did: Did, capacity: usize },
+    #[error("the queue to {did} is full ({limit}); retry once the peer has caught up")]
+    QueueFull { did: Did, limit: String },
+    #[error("storing the message failed: {0}")]
+    Storage(String),
+    #[error("{0}")]
+    OutOfRange(String),
     #[error("dialing {address}: {reason}")]
     Dial { address: String, reason: String },
     #[error("the peer at {address} proved identity {actual}, not the dialled {expected}; connection refused")]
@@ -29,6 +33,21 @@ pub enum NetError {
     NoIdentity(tonic::Status),
 }
 
+impl NetError {
+    /// The kind of a dial failure, for counting identical failures in a row: the same
+    /// kind again and again means the peer is gone, not briefly unreachable.
+    pub fn failure_kind(&self) -> &'static str {
+        match self {
+            NetError::Dial { reason, .. } if reason.contains("no handshake within") => "timeout",
+            NetError::Dial { reason, .. } if reason.contains("cannot resolve") => "unresolvable",
+            NetError::Dial { .. } => "unreachable",
+            NetError::IdentityMismatch { .. } => "identity",
+            NetError::Refused { .. } => "refused",
+            _ => "other",
+        }
+    }
+}
+
 impl From<NetError> for tonic::Status {
     fn from(e: NetError) -> Self {
         use tonic::Status;
@@ -39,6 +58,8 @@ impl From<NetError> for tonic::Status {
             NetError::UnknownPeer(_) => Status::not_found(message),
             NetError::QueueFull { .. } | NetError::TooManyPeers(_) => Status::resource_exhausted(message),
             NetError::IdentityMismatch { .. } => Status::permission_denied(message),
+            NetError::Storage(_) => Status::internal(message),
+            NetError::OutOfRange(_) => Status::out_of_range(message),
             NetError::Refused { .. } => Status::failed_precondition(message),
             NetError::NoIdentity(status) => status,
             NetError::Pending(what) => icn_runtime::pending(what),

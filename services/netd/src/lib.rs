@@ -11,11 +11,20 @@ pub mod backoff;
 mod connection;
 mod error;
 pub mod frame;
+pub mod inbox;
 mod metrics;
 mod node;
+pub mod outbox;
+mod peer_store;
 mod peers;
+mod reconnect;
 pub mod tls;
 
 pub use connection::close;
 pub use error::NetError;
-pub use node::{Node, MIN_PROTOCOL_VERSION, PEERS_CF, PROTOCOL_VERSION};
+pub use node::{Node, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
+pub use peer_store::PEERS_CF;
+
+/// Every column family netd stores data in.
+pub const COLUMN_FAMILIES: &[&str] =
+    &[PEERS_CF, outbox::OUTBOX_CF, outbox::OUTBOX_STATE_CF, inbox::INBOX_CF, inbox::RECEIVED_CF];

@@ -1,20 +1,26 @@
 //! netd's Prometheus metrics (names are prefixed `icn_` by the runtime's registry).
 
 use icn_telemetry::metrics::register;
-use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 #[derive(Clone)]
 pub struct NetMetrics {
     pub connected_peers: IntGauge,
     pub connections: IntCounterVec,
     pub dials: IntCounterVec,
-    pub messages_sent: IntCounterVec,
+    pub messages_queued: IntCounterVec,
+    pub messages_sent: IntCounter,
+    pub duplicates_dropped: IntCounter,
+    pub acks_received: IntCounter,
+    pub queue_depth: IntGaugeVec,
+    pub queue_bytes: IntGaugeVec,
     pub messages_received: IntCounterVec,
     pub bytes_sent: IntCounter,
     pub bytes_received: IntCounter,
     pub frames_rejected: IntCounterVec,
     pub sends_refused: IntCounterVec,
     pub reconnect_attempts: IntCounter,
+    pub wakes_detected: IntCounter,
     pub subscribers_lagged: IntCounter,
 }
 
@@ -31,7 +37,27 @@ impl NetMetrics {
             ),
             connections: counter_vec("netd_connections_total", "Connections established, by direction", &["direction"]),
             dials: counter_vec("netd_dials_total", "Dial attempts, by result", &["result"]),
-            messages_sent: counter_vec("netd_messages_sent_total", "Messages written to peers", &["protocol"]),
+            messages_queued: counter_vec(
+                "netd_messages_queued_total",
+                "Messages accepted by Send and stored for a peer",
+                &["protocol"],
+            ),
+            messages_sent: counter("netd_messages_sent_total", "Messages written to peers (resends included)"),
+            duplicates_dropped: counter(
+                "netd_duplicates_dropped_total",
+                "Messages received again after a reconnect or restart and not delivered twice",
+            ),
+            acks_received: counter("netd_acks_received_total", "Acknowledgements received from peers"),
+            queue_depth: register(
+                registry,
+                IntGaugeVec::new(Opts::new("netd_queue_messages", "Messages stored for a peer"), &["peer"])
+                    .expect("valid metric"),
+            ),
+            queue_bytes: register(
+                registry,
+                IntGaugeVec::new(Opts::new("netd_queue_bytes", "Bytes stored for a peer"), &["peer"])
+                    .expect("valid metric"),
+            ),
             messages_received: counter_vec("netd_messages_received_total", "Messages read from peers", &["protocol"]),
             bytes_sent: counter("netd_bytes_sent_total", "Frame bytes written to peers"),
             bytes_received: counter("netd_bytes_received_total", "Frame bytes read from peers"),
@@ -42,9 +68,10 @@ impl NetMetrics {
             ),
             sends_refused: counter_vec("netd_sends_refused_total", "Send calls refused, by reason", &["reason"]),
             reconnect_attempts: counter("netd_reconnect_attempts_total", "Reconnection attempts"),
+            wakes_detected: counter("netd_wakes_detected_total", "Wakes from sleep detected (backoff reset)"),
             subscribers_lagged: counter(
                 "netd_subscribers_lagged_total",
-                "Local subscribers ended because they fell behind",
+                "Times a local subscriber fell behind the live buffer and caught up from the log",
             ),
         }
     }

@@ -4,28 +4,32 @@
 
 use crate::connection::{self, close, now_ms};
 use crate::frame;
+use crate::inbox::Inbox;
 use crate::metrics::NetMetrics;
-use crate::peers::{Outbound, PeerState, PeerTable};
-use crate::{backoff, tls, NetError};
+use crate::outbox::{Limits, Outbox};
+use crate::peers::{PeerState, PeerTable};
+use crate::reconnect::{dial_initial_peers, reconnect_loop, watch_for_wake};
+use crate::{peer_store, tls, NetError};
 use futures::future::{BoxFuture, FutureExt, Shared};
 use icn_config::NetworkConfig;
 use icn_identity::{Did, NodeIdentity};
 use icn_proto::common::v1::TraceContext;
 use icn_proto::net::v1::{self as api, InboundMessage};
+
+/// Messages buffered between a subscriber's feeder task and its gRPC stream.
+const SUBSCRIPTION_BUFFER: usize = 256;
 use icn_proto::net::wire::v1::{frame::Body, Frame, Goodbye, Hello, KnownPeer, Message, PeerExchange};
 use icn_runtime::Context;
-use prost::Message as _;
 use std::collections::HashMap;
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 
 /// Version of the node-to-node protocol this build speaks, and the oldest it accepts.
 pub const PROTOCOL_VERSION: u32 = 1;
 pub const MIN_PROTOCOL_VERSION: u32 = 1;
-/// Column family of the peers this node has connected to, so a restart can find them.
-pub const PEERS_CF: &str = "peers";
 /// How long the goodbye to each peer may take at shutdown before the link is just closed.
 const GOODBYE_GRACE: Duration = Duration::from_millis(500);
 
@@ -38,7 +42,10 @@ pub(crate) struct Inner {
     endpoint: Option<quinn::Endpoint>,
     client_config: Option<quinn::ClientConfig>,
     pub peers: PeerTable,
-    pub inbound: broadcast::Sender<Arc<InboundMessage>>,
+    /// Bumped at every detected wake from sleep; redial loops restart their backoff.
+    pub wakes: tokio::sync::watch::Sender<u64>,
+    pub outbox: Outbox,
+    pub inbox: Inbox,
     pub metrics: NetMetrics,
     pub incarnation: String,
     advertised: Vec<String>,
@@ -80,7 +87,16 @@ impl Node {
             }
             (None, true) => Vec::new(),
         };
-        let (inbound, _) = broadcast::channel(config.subscriber_buffer);
+        let limits = Limits { max_messages: config.peer_queue_capacity, max_bytes: config.peer_queue_max_bytes };
+        let (outbox, inbox) = {
+            let storage = ctx.storage.clone();
+            let fsync = config.queue_fsync;
+            let (retention, buffer) = (config.inbound_retention, config.subscriber_buffer);
+            tokio::task::spawn_blocking(move || {
+                anyhow::Ok((Outbox::open(storage.clone(), limits, fsync)?, Inbox::open(storage, retention, buffer)?))
+            })
+            .await??
+        };
         let inner = Arc::new(Inner {
             metrics: NetMetrics::new(&ctx.metrics),
             config,
@@ -88,7 +104,9 @@ impl Node {
             endpoint,
             client_config,
             peers: PeerTable::default(),
-            inbound,
+            wakes: tokio::sync::watch::Sender::new(0),
+            outbox,
+            inbox,
             incarnation: format!("{:016x}", rand::random::<u64>()),
             advertised,
             dials: Mutex::new(HashMap::new()),
@@ -107,6 +125,7 @@ impl Node {
             inner.ctx.spawn(exchange_loop(inner.clone()));
             inner.ctx.spawn(goodbye_at_shutdown(inner.clone(), endpoint.clone()));
             inner.ctx.spawn(dial_initial_peers(inner.clone()));
+            inner.ctx.spawn(watch_for_wake(inner.clone()));
         }
         Ok(Node { inner })
     }
@@ -124,13 +143,11 @@ impl Node {
         self.inner.dial(address, expected).await
     }
 
-    /// Queues one message for `to`; returns its sequence number on that link.
-    pub fn send(&self, to: &Did, protocol: &str, payload: Vec<u8>, sealed: bool) -> Result<u64, NetError> {
+    /// Stores one message for `to` and answers with its sequence number once it is
+    /// durable; delivery follows whenever the peer is reachable (see [`crate::outbox`]).
+    pub async fn send(&self, to: &Did, protocol: &str, payload: Vec<u8>, sealed: bool) -> Result<u64, NetError> {
         self.require_identity()?;
         validate_protocol(protocol)?;
-        if sealed {
-            return Err(NetError::Pending("sealed messages (netd reconnection and queues, issue #3)"));
-        }
         if payload.len() > self.inner.config.max_message_bytes {
             return Err(NetError::InvalidArgument(format!(
                 "payload of {} bytes exceeds network.max_message_bytes ({})",
@@ -138,12 +155,13 @@ impl Node {
                 self.inner.config.max_message_bytes
             )));
         }
-        let result = self.inner.queue(to, protocol, payload);
+        let result = self.inner.send(to, protocol, payload, sealed).await;
         if let Err(e) = &result {
             let reason = match e {
                 NetError::QueueFull { .. } => "queue_full",
                 NetError::UnknownPeer(_) => "unknown_peer",
-                _ => "not_connected",
+                NetError::InvalidArgument(_) => "invalid",
+                _ => "storage",
             };
             self.inner.metrics.sends_refused.with_label_values(&[reason]).inc();
         }
@@ -151,12 +169,12 @@ impl Node {
     }
 
     /// Queues one message for every connected peer; returns those it was queued for.
-    pub fn broadcast(&self, protocol: &str, payload: Vec<u8>) -> Result<Vec<Did>, NetError> {
+    pub async fn broadcast(&self, protocol: &str, payload: Vec<u8>) -> Result<Vec<Did>, NetError> {
         self.require_identity()?;
         validate_protocol(protocol)?;
         let mut sent = Vec::new();
         for (did, _) in self.inner.peers.links() {
-            match self.send(&did, protocol, payload.clone(), false) {
+            match self.send(&did, protocol, payload.clone(), false).await {
                 Ok(_) => sent.push(did),
                 Err(e) => tracing::debug!(peer = %did, "broadcast skipped a peer: {e}"),
             }
@@ -164,8 +182,64 @@ impl Node {
         Ok(sent)
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<InboundMessage>> {
-        self.inner.inbound.subscribe()
+    /// Inbound messages of `protocols` (all when empty): those stored after
+    /// `after_position` first when given, then live ones. Falling behind the live buffer
+    /// switches back to reading the log, so nothing delivered is skipped.
+    pub async fn subscribe(
+        &self,
+        protocols: HashSet<String>,
+        after_position: Option<u64>,
+    ) -> Result<mpsc::Receiver<Result<InboundMessage, NetError>>, NetError> {
+        let inbox_oldest = self.inner.inbox.oldest().await.map_err(|e| NetError::Storage(e.to_string()))?;
+        if let Some(after) = after_position {
+            if after + 1 < inbox_oldest && after != 0 {
+                return Err(NetError::OutOfRange(format!(
+                    "positions up to {} are no longer retained (network.inbound_retention); resume from {}",
+                    inbox_oldest - 1,
+                    inbox_oldest - 1
+                )));
+            }
+        }
+        let (tx, rx) = mpsc::channel(SUBSCRIPTION_BUFFER);
+        let inner = self.inner.clone();
+        // Subscribe to live messages before reading the head, so none falls in between.
+        let live = inner.inbox.watch();
+        let start = after_position.unwrap_or_else(|| inner.inbox.head());
+        self.inner.ctx.spawn(feed_subscriber(inner, protocols, live, start, tx));
+        Ok(rx)
+    }
+
+    /// Closes the connection to `did`. Intentional: the peer is told, and neither side
+    /// reconnects until something is sent. Otherwise: a reset, after which both sides
+    /// reconnect as after a failure.
+    pub async fn disconnect(&self, did: &Did, intentional: bool) -> Result<(), NetError> {
+        self.require_identity()?;
+        let inner = &self.inner;
+        let Some(link) = inner.peers.link(did) else {
+            return Err(match inner.peers.snapshot(did) {
+                Some(_) => NetError::NotConnected(did.clone()),
+                None => NetError::UnknownPeer(did.clone()),
+            });
+        };
+        if intentional {
+            // The state changes first, so the close that follows schedules no redial.
+            inner.peers.with(|t| {
+                if let Some(r) = t.get_mut(did) {
+                    r.state = PeerState::Closed { reason: "closed by this node".into() };
+                }
+            });
+            let goodbye = Frame {
+                body: Some(Body::Goodbye(Goodbye { reason: "closed by the operator".into(), intentional: true })),
+            };
+            let _ = tokio::time::timeout(GOODBYE_GRACE, inner.send_control(link.id, &goodbye)).await;
+            link.connection.close(quinn::VarInt::from_u32(close::INTENTIONAL), b"closed by the operator");
+            inner.metrics.connected_peers.set(inner.peers.connected_count() as i64);
+            tracing::info!(peer = %did, "disconnected on purpose");
+        } else {
+            link.connection.close(quinn::VarInt::from_u32(close::RESET), b"reset by the operator");
+            tracing::info!(peer = %did, "connection reset");
+        }
+        Ok(())
     }
 
     pub fn peers(&self) -> Vec<api::Peer> {
@@ -181,11 +255,6 @@ impl Node {
             Some(link) => Ok(link.connection.rtt()),
             None => Err(NetError::Pending("RTT estimates for unconnected peers (Vivaldi coordinates, issue #3)")),
         }
-    }
-
-    /// Counts a local subscriber ended for falling behind.
-    pub fn note_lagged_subscriber(&self) {
-        self.inner.metrics.subscribers_lagged.inc();
     }
 
     pub fn shutdown_token(&self) -> tokio_util::sync::CancellationToken {
@@ -260,6 +329,7 @@ impl Inner {
     /// This node's Hello, naming up to `peer_exchange_max` peers other than `to`.
     pub fn hello(&self, to: Option<&Did>) -> Hello {
         let identity = self.identity.as_ref().expect("hello is sent only with an identity");
+        let delivered = to.map(|did| self.inbox.delivered(did)).unwrap_or_default();
         Hello {
             protocol_version: PROTOCOL_VERSION,
             min_protocol_version: MIN_PROTOCOL_VERSION,
@@ -269,6 +339,9 @@ impl Inner {
             listen_addresses: self.advertised.clone(),
             relay_addresses: Vec::new(),
             known_peers: self.known_peers(to),
+            outbox_epoch: self.outbox.epoch().to_string(),
+            delivered_epoch: delivered.0,
+            delivered_seq: delivered.1,
         }
     }
 
@@ -277,7 +350,7 @@ impl Inner {
             t.values()
                 .filter(|r| r.state.link().is_some() && Some(&r.did) != exclude && !r.addresses.is_empty())
                 .take(self.config.peer_exchange_max)
-                .map(|r| KnownPeer { did: r.did.to_string(), addresses: r.addresses.clone() })
+                .map(|r| r.as_known_peer())
                 .collect()
         })
     }
@@ -368,12 +441,7 @@ impl Inner {
     /// Shows a first dial to a peer as `Connecting`; redials keep their own state.
     fn mark_connecting(&self, did: &Did) -> bool {
         self.peers.with(|t| {
-            let record = t.entry(did.clone()).or_insert_with(|| crate::peers::PeerRecord {
-                did: did.clone(),
-                state: PeerState::Known,
-                addresses: Vec::new(),
-                hello: None,
-            });
+            let record = crate::peers::record_of(t, did);
             let first = matches!(record.state, PeerState::Known);
             if first {
                 record.state = PeerState::Connecting;
@@ -382,33 +450,77 @@ impl Inner {
         })
     }
 
-    fn queue(&self, to: &Did, protocol: &str, payload: Vec<u8>) -> Result<u64, NetError> {
-        let link = match self.peers.link(to) {
-            Some(link) => link,
-            None if self.peers.snapshot(to).is_some() => return Err(NetError::NotConnected(to.clone())),
-            None => return Err(NetError::UnknownPeer(to.clone())),
+    async fn send(self: &Arc<Self>, to: &Did, protocol: &str, payload: Vec<u8>, sealed: bool) -> Result<u64, NetError> {
+        // Only a peer this node has met, or been told about, can ever be reached.
+        let Some(sealing_key) = self.peers.with(|t| t.get(to).map(|r| r.sealing_key.clone())) else {
+            return Err(NetError::UnknownPeer(to.clone()));
         };
-        let mut next_seq = link.next_seq.lock().expect("lock");
-        let frame = Frame {
-            body: Some(Body::Message(Message {
-                protocol: protocol.to_string(),
-                seq: *next_seq,
-                payload,
-                sealed: false,
-                trace: Some(TraceContext { fields: icn_telemetry::propagation::current_fields() }),
-                sent_at_ms: now_ms(),
-            })),
+        let payload = if sealed {
+            let key = sealing_key.ok_or_else(|| {
+                NetError::InvalidArgument(format!(
+                    "no x25519 key is known for {to} yet: it must connect once before messages can be sealed to it"
+                ))
+            })?;
+            icn_identity::seal(&key, &payload).map_err(|e| NetError::InvalidArgument(e.to_string()))?
+        } else {
+            payload
         };
-        let out = Outbound { bytes: frame::encode(&frame), protocol: protocol.to_string() };
-        link.queue.try_send(out).map_err(|e| match e {
-            tokio::sync::mpsc::error::TrySendError::Full(_) => {
-                NetError::QueueFull { did: to.clone(), capacity: self.config.peer_queue_capacity }
-            }
-            tokio::sync::mpsc::error::TrySendError::Closed(_) => NetError::NotConnected(to.clone()),
-        })?;
-        let seq = *next_seq;
-        *next_seq += 1;
+        self.revive(to);
+        let trace = TraceContext { fields: icn_telemetry::propagation::current_fields() };
+        let protocol_name = protocol.to_string();
+        let seq = self
+            .outbox
+            .push(to, move |seq| {
+                frame::encode(&Frame {
+                    body: Some(Body::Message(Message {
+                        protocol: protocol_name,
+                        seq,
+                        payload,
+                        sealed,
+                        trace: Some(trace),
+                        sent_at_ms: now_ms(),
+                    })),
+                })
+            })
+            .await?;
+        self.metrics.messages_queued.with_label_values(&[protocol]).inc();
+        self.update_queue_metrics(to);
         Ok(seq)
+    }
+
+    /// Something is being sent to a peer this node gave up on, or closed: try again.
+    pub fn revive(self: &Arc<Self>, did: &Did) {
+        let revived = self.peers.with(|t| match t.get_mut(did) {
+            Some(r)
+                if matches!(r.state, PeerState::Failed { .. } | PeerState::Closed { .. })
+                    && !r.addresses.is_empty() =>
+            {
+                r.state = PeerState::Reconnecting {
+                    attempt: 0,
+                    next_attempt_at: SystemTime::now(),
+                    last_error: String::new(),
+                };
+                true
+            }
+            _ => false,
+        });
+        if revived {
+            self.remember(did);
+            tracing::info!(peer = %did, "message queued for a closed or failed peer; reconnecting");
+            self.ctx.spawn(reconnect_loop(self.clone(), did.clone()));
+        }
+    }
+
+    pub fn update_queue_metrics(&self, did: &Did) {
+        let (messages, bytes) = self.outbox.depth(did);
+        let label = did.to_string();
+        self.metrics.queue_depth.with_label_values(&[&label]).set(messages as i64);
+        self.metrics.queue_bytes.with_label_values(&[&label]).set(bytes as i64);
+    }
+
+    /// Opens a payload sealed to this node.
+    pub fn unseal(&self, sealed: &[u8]) -> Result<Vec<u8>, icn_identity::SealError> {
+        self.identity.as_ref().expect("links exist only with an identity").unseal(sealed)
     }
 
     /// Dials peers named by another node, unless already connected, being redialled, or
@@ -423,7 +535,7 @@ impl Inner {
                 None | Some(PeerState::Known) | Some(PeerState::Failed { .. }) => true,
                 Some(_) => false,
             });
-            self.peers.learn(&did, &known.addresses);
+            self.peers.learn(&did, &known.addresses, Some(&known.x25519_public_key));
             if wanted && self.peers.connected_count() < self.config.max_peers {
                 let inner = self.clone();
                 let address = known.addresses[0].clone();
@@ -438,13 +550,11 @@ impl Inner {
 
     /// Tells the other connected peers about a newly connected one.
     pub fn announce(self: &Arc<Self>, did: &Did) {
-        let Some(addresses) = self.peers.with(|t| t.get(did).map(|r| r.addresses.clone())) else { return };
-        if addresses.is_empty() {
+        let Some(known) = self.peers.with(|t| t.get(did).map(|r| r.as_known_peer())) else { return };
+        if known.addresses.is_empty() {
             return;
         }
-        let frame = Frame {
-            body: Some(Body::PeerExchange(PeerExchange { peers: vec![KnownPeer { did: did.to_string(), addresses }] })),
-        };
+        let frame = Frame { body: Some(Body::PeerExchange(PeerExchange { peers: vec![known] })) };
         for (other, link) in self.peers.links() {
             if &other != did {
                 let inner = self.clone();
@@ -454,7 +564,7 @@ impl Inner {
         }
     }
 
-    async fn send_control(&self, link_id: u64, frame: &Frame) {
+    pub async fn send_control(&self, link_id: u64, frame: &Frame) {
         let control = self.controls.lock().expect("lock").get(&link_id).cloned();
         if let Some(control) = control {
             let mut stream = control.lock().await;
@@ -464,15 +574,29 @@ impl Inner {
         }
     }
 
-    /// Stores where a connected peer can be reached, so a restart can dial it again.
+    /// Stores where a connected peer can be reached (clearing any failure mark), so a
+    /// restart can dial it again.
     pub fn remember(self: &Arc<Self>, did: &Did) {
-        let Some(addresses) = self.peers.with(|t| t.get(did).map(|r| r.addresses.clone())) else { return };
-        let record = KnownPeer { did: did.to_string(), addresses }.encode_to_vec();
-        let key = did.to_string();
+        self.store_peer(did, String::new());
+    }
+
+    /// Gives up on a peer until something is sent to it or it connects; kept across restarts.
+    pub fn mark_failed(self: &Arc<Self>, did: &Did, last_error: &str) {
+        self.peers.with(|t| {
+            if let Some(r) = t.get_mut(did) {
+                if matches!(r.state, PeerState::Reconnecting { .. }) {
+                    r.state = PeerState::Failed { last_error: last_error.to_string() };
+                }
+            }
+        });
+        self.store_peer(did, last_error.to_string());
+    }
+
+    fn store_peer(self: &Arc<Self>, did: &Did, failed_error: String) {
+        let Some(record) = self.peers.with(|t| t.get(did).map(|r| r.as_known_peer())) else { return };
         let storage = self.ctx.storage.clone();
         self.ctx.spawn(async move {
-            let result = storage.blocking(move |s| Ok(s.db().put_cf(s.cf(PEERS_CF)?, key.as_bytes(), record)?)).await;
-            if let Err(e) = result {
+            if let Err(e) = storage.blocking(move |s| peer_store::save(s, &record, &failed_error)).await {
                 tracing::warn!("remembering a peer failed: {e}");
             }
         });
@@ -549,136 +673,6 @@ async fn accept_loop(inner: Arc<Inner>, endpoint: quinn::Endpoint) {
     }
 }
 
-/// Dials the configured bootstrap peers and every peer stored by earlier runs.
-async fn dial_initial_peers(inner: Arc<Inner>) {
-    let stored = inner
-        .ctx
-        .storage
-        .blocking(|s| {
-            let mut peers = Vec::new();
-            for item in s.db().iterator_cf(s.cf(PEERS_CF)?, icn_storage::IteratorMode::Start) {
-                let (_, value) = item?;
-                if let Ok(peer) = KnownPeer::decode(value.as_ref()) {
-                    peers.push(peer);
-                }
-            }
-            Ok(peers)
-        })
-        .await
-        .unwrap_or_else(|e| {
-            tracing::warn!("reading remembered peers failed: {e}");
-            Vec::new()
-        });
-    let mut dials = Vec::new();
-    for entry in &inner.config.bootstrap {
-        let (expected, address) = match entry.split_once('@') {
-            Some((did, address)) => match did.parse::<Did>() {
-                Ok(did) => (Some(did), address.to_string()),
-                Err(e) => {
-                    tracing::error!(entry, "bootstrap entry ignored: {e}");
-                    continue;
-                }
-            },
-            None => (None, entry.clone()),
-        };
-        dials.push((expected, address));
-    }
-    for peer in stored {
-        if let (Ok(did), Some(address)) = (peer.did.parse::<Did>(), peer.addresses.first()) {
-            inner.peers.learn(&did, &peer.addresses);
-            dials.push((Some(did), address.clone()));
-        }
-    }
-    for (expected, address) in dials {
-        let inner = inner.clone();
-        inner.ctx.tasks.clone().spawn(async move {
-            bootstrap_dial(inner, address, expected).await;
-        });
-    }
-}
-
-/// Bootstrap peers may start after this node: keep trying, with backoff, until connected.
-async fn bootstrap_dial(inner: Arc<Inner>, address: String, expected: Option<Did>) {
-    let mut attempt = 0u32;
-    loop {
-        match inner.dial(&address, expected.clone()).await {
-            Ok(did) => {
-                tracing::info!(address, peer = %did, "bootstrap peer connected");
-                return;
-            }
-            Err(e) => {
-                let wait = backoff::delay(&inner.config.reconnect, attempt);
-                tracing::info!(address, attempt, ?wait, "bootstrap dial failed: {e}");
-                attempt = attempt.saturating_add(1);
-                let limit = inner.config.reconnect.max_attempts;
-                if limit > 0 && attempt >= limit {
-                    tracing::warn!(address, attempt, "giving up on bootstrap peer");
-                    return;
-                }
-                tokio::select! {
-                    _ = inner.ctx.shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(wait) => {}
-                }
-            }
-        }
-    }
-}
-
-/// Redials a peer whose connection failed, with backoff, until it is connected again
-/// (by us or by it), it is closed on purpose, or the attempts run out.
-async fn reconnect_loop(inner: Arc<Inner>, did: Did) {
-    let config = inner.config.reconnect.clone();
-    let mut attempt = 0u32;
-    let mut last_error = String::new();
-    loop {
-        let wait = backoff::delay(&config, attempt);
-        let still_wanted = inner.peers.with(|t| match t.get_mut(&did) {
-            Some(r) if matches!(r.state, PeerState::Reconnecting { .. }) => {
-                if let PeerState::Reconnecting { last_error: previous, .. } = &r.state {
-                    if last_error.is_empty() {
-                        last_error = previous.clone();
-                    }
-                }
-                r.state = PeerState::Reconnecting {
-                    attempt: attempt + 1,
-                    next_attempt_at: SystemTime::now() + wait,
-                    last_error: last_error.clone(),
-                };
-                Some(r.addresses.clone())
-            }
-            _ => None,
-        });
-        let Some(addresses) = still_wanted else { return };
-        tracing::info!(peer = %did, attempt = attempt + 1, delay_ms = wait.as_millis() as u64, "reconnect scheduled");
-        tokio::select! {
-            _ = inner.ctx.shutdown.cancelled() => return,
-            _ = tokio::time::sleep(wait) => {}
-        }
-        if inner.peers.link(&did).is_some() {
-            return;
-        }
-        inner.metrics.reconnect_attempts.inc();
-        for address in &addresses {
-            match inner.dial(address, Some(did.clone())).await {
-                Ok(_) => return,
-                Err(e) => last_error = e.to_string(),
-            }
-        }
-        attempt = attempt.saturating_add(1);
-        if config.max_attempts > 0 && attempt >= config.max_attempts {
-            inner.peers.with(|t| {
-                if let Some(r) = t.get_mut(&did) {
-                    if matches!(r.state, PeerState::Reconnecting { .. }) {
-                        r.state = PeerState::Failed { last_error: last_error.clone() };
-                    }
-                }
-            });
-            tracing::warn!(peer = %did, attempt, "giving up reconnecting: {last_error}");
-            return;
-        }
-    }
-}
-
 /// Every `peer_exchange_interval`, tells each peer about the others.
 async fn exchange_loop(inner: Arc<Inner>) {
     let mut tick = tokio::time::interval(inner.config.peer_exchange_interval);
@@ -719,4 +713,61 @@ async fn goodbye_at_shutdown(inner: Arc<Inner>, endpoint: quinn::Endpoint) {
     endpoint.close(quinn::VarInt::from_u32(close::SHUTDOWN), b"node shutting down");
     let _ = tokio::time::timeout(GOODBYE_GRACE, endpoint.wait_idle()).await;
     tracing::info!(peers = links.len(), "said goodbye to peers");
+}
+
+/// Feeds one subscriber: the log from `after` until caught up, then live messages; when
+/// it falls behind the live buffer, back to the log from where it stands.
+async fn feed_subscriber(
+    inner: Arc<Inner>,
+    protocols: HashSet<String>,
+    mut live: broadcast::Receiver<Arc<InboundMessage>>,
+    mut after: u64,
+    tx: mpsc::Sender<Result<InboundMessage, NetError>>,
+) {
+    /// Messages read from the log per step of a catch-up.
+    const PAGE: usize = 512;
+    let wanted = |m: &InboundMessage| protocols.is_empty() || protocols.contains(&m.protocol);
+    loop {
+        // Catch up from the log.
+        loop {
+            let page = match inner.inbox.read_after(after, PAGE).await {
+                Ok(page) => page,
+                Err(e) => {
+                    let _ = tx.send(Err(NetError::Storage(e.to_string()))).await;
+                    return;
+                }
+            };
+            if page.is_empty() {
+                break;
+            }
+            for m in page {
+                after = m.position;
+                if wanted(&m) && tx.send(Ok(m)).await.is_err() {
+                    return;
+                }
+            }
+        }
+        // Live, skipping what the catch-up already sent.
+        loop {
+            let next = tokio::select! {
+                _ = inner.ctx.shutdown.cancelled() => return,
+                _ = tx.closed() => return,
+                next = live.recv() => next,
+            };
+            match next {
+                Ok(m) if m.position <= after => continue,
+                Ok(m) => {
+                    after = m.position;
+                    if wanted(&m) && tx.send(Ok((*m).clone())).await.is_err() {
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    inner.metrics.subscribers_lagged.inc();
+                    break;
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
 }

@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
-use tokio::sync::mpsc;
 
 /// What a peer told us about itself in its Hello.
 #[derive(Clone, Debug)]
@@ -25,12 +24,6 @@ pub struct LinkCounters {
     pub bytes_received: AtomicU64,
 }
 
-/// An encoded frame waiting for the link's writer.
-pub struct Outbound {
-    pub bytes: Vec<u8>,
-    pub protocol: String,
-}
-
 /// A live, handshaken connection to a peer.
 #[derive(Clone)]
 pub struct Link {
@@ -41,9 +34,8 @@ pub struct Link {
     /// DID of the side that dialled; decides which of two simultaneous connections stays.
     pub dialer: Did,
     pub hello: PeerHello,
-    pub queue: mpsc::Sender<Outbound>,
-    /// Next sequence number; held while queueing so numbers have no gaps.
-    pub next_seq: Arc<Mutex<u64>>,
+    /// The epoch of the peer's outbound queue store, for de-duplicating its messages.
+    pub peer_epoch: String,
     pub connected_at: SystemTime,
     pub counters: Arc<LinkCounters>,
 }
@@ -85,6 +77,30 @@ pub struct PeerRecord {
     /// Where this peer can be dialled, best first.
     pub addresses: Vec<String>,
     pub hello: Option<PeerHello>,
+    /// The peer's X25519 key, known from a Hello of this or an earlier run.
+    pub sealing_key: Option<Vec<u8>>,
+}
+
+impl PeerRecord {
+    /// How this peer is described to other peers and in the store.
+    pub fn as_known_peer(&self) -> icn_proto::net::wire::v1::KnownPeer {
+        icn_proto::net::wire::v1::KnownPeer {
+            did: self.did.to_string(),
+            addresses: self.addresses.clone(),
+            x25519_public_key: self.sealing_key.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// The record of `did`, created in state `Known` when missing.
+pub fn record_of<'a>(table: &'a mut HashMap<Did, PeerRecord>, did: &Did) -> &'a mut PeerRecord {
+    table.entry(did.clone()).or_insert_with(|| PeerRecord {
+        did: did.clone(),
+        state: PeerState::Known,
+        addresses: Vec::new(),
+        hello: None,
+        sealing_key: None,
+    })
 }
 
 /// What happened when a new link was offered to the table.
@@ -122,19 +138,18 @@ impl PeerTable {
         self.with(|t| t.values().filter(|r| r.state.link().is_some()).count())
     }
 
-    /// Records that `did` can be reached at `addresses`, without changing its state.
-    pub fn learn(&self, did: &Did, addresses: &[String]) {
+    /// Records that `did` can be reached at `addresses` (and sealed to with `sealing_key`),
+    /// without changing its state.
+    pub fn learn(&self, did: &Did, addresses: &[String], sealing_key: Option<&[u8]>) {
         self.with(|t| {
-            let record = t.entry(did.clone()).or_insert_with(|| PeerRecord {
-                did: did.clone(),
-                state: PeerState::Known,
-                addresses: Vec::new(),
-                hello: None,
-            });
+            let record = record_of(t, did);
             for a in addresses {
                 if !record.addresses.contains(a) {
                     record.addresses.push(a.clone());
                 }
+            }
+            if let Some(key) = sealing_key.filter(|k| k.len() == 32) {
+                record.sealing_key.get_or_insert_with(|| key.to_vec());
             }
         })
     }
@@ -146,12 +161,7 @@ impl PeerTable {
     /// the same direction replaces the older (the old one is dead but not yet noticed).
     pub fn admit(&self, did: &Did, link: Link, dial_address: Option<&str>) -> Admission {
         self.with(|t| {
-            let record = t.entry(did.clone()).or_insert_with(|| PeerRecord {
-                did: did.clone(),
-                state: PeerState::Known,
-                addresses: Vec::new(),
-                hello: None,
-            });
+            let record = record_of(t, did);
             let replaced = match &record.state {
                 PeerState::Connected(existing) => {
                     let keep_existing = existing.hello.incarnation == link.hello.incarnation
@@ -174,6 +184,7 @@ impl PeerTable {
                     record.addresses.push(a.clone());
                 }
             }
+            record.sealing_key = Some(link.hello.x25519_public_key.clone());
             record.hello = Some(link.hello.clone());
             record.state = PeerState::Connected(link);
             Admission::Admitted { replaced }

@@ -18,7 +18,7 @@ async fn a_message_sent_on_node1_reaches_a_subscriber_on_node3_and_peers_show_rt
         .netd()
         .await
         .unwrap()
-        .subscribe(SubscribeRequest { protocols: vec!["test".into()] })
+        .subscribe(SubscribeRequest { protocols: vec!["test".into()], after_position: None })
         .await
         .unwrap()
         .into_inner();
@@ -109,16 +109,18 @@ async fn bad_requests_get_specific_statuses_and_the_node_keeps_serving() {
         (send(to.clone(), "Not Valid!", vec![], false), Code::InvalidArgument, "`protocol`"),
         (send(to.clone(), "test", vec![0; 1024 * 1024 + 1], false), Code::InvalidArgument, "max_message_bytes"),
         (send(NodeIdentity::generate().did().to_string(), "test", vec![], false), Code::NotFound, "no peer"),
-        (send(to.clone(), "test", b"x".to_vec(), true), Code::Unimplemented, "issue #3"),
+        (send(NodeIdentity::generate().did().to_string(), "test", b"x".to_vec(), true), Code::NotFound, "no peer"),
     ];
     for (request, code, needle) in cases {
         let err = netd.send(request).await.unwrap_err();
         assert_eq!(err.code(), code, "{err:?}");
         assert!(err.message().contains(needle), "`{}` should mention `{needle}`", err.message());
     }
-    let err = netd.disconnect(DisconnectRequest { did: to.clone(), intentional: true }).await.unwrap_err();
-    assert_eq!(err.code(), Code::Unimplemented);
-    assert!(err.message().contains("issue #3"));
+    let err = netd
+        .disconnect(DisconnectRequest { did: NodeIdentity::generate().did().to_string(), intentional: true })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
     let err = netd.dial(DialRequest { address: "127.0.0.1:1".into(), did: String::new() }).await.unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");
     let err =

@@ -8,7 +8,6 @@ use icn_proto::net::wire::v1::{frame::Body, Frame, Hello};
 use icn_testkit::{Bootstrap, Network};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
 
 struct RawPeer {
     identity: NodeIdentity,

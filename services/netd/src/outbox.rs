@@ -1,0 +1,360 @@
+//! Durable per-peer message queues — the logical channel that outlives connections.
+//!
+//! Sending side ([`Outbox`]): `Send` assigns the next sequence number for that peer and
+//! commits the framed message to RocksDB *before* it answers, so an accepted message
+//! survives a crash of this process (and, with `network.queue_fsync`, of the machine).
+//! Concurrent sends share one synced write (group commit on a dedicated thread). Messages
+//! stay stored until the peer acknowledges them; a new connection resends from what the
+//! peer says it has delivered.
+//!
+//! The receiving side is [`crate::inbox`].
+//!
+//! Overflow policy: a queue over `network.peer_queue_capacity` messages or
+//! `network.peer_queue_max_bytes` refuses further sends with RESOURCE_EXHAUSTED; nothing
+//! already accepted is ever dropped.
+
+use crate::NetError;
+use icn_identity::Did;
+use icn_proto::net::wire::v1::OutboxState;
+use icn_storage::{Storage, StorageError, WriteBatch};
+use prost::Message as _;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, oneshot, Notify};
+
+/// Framed messages waiting for a peer: `<did> 0x00 <seq: u64 big-endian>` → wire bytes.
+pub const OUTBOX_CF: &str = "outbox";
+/// `<did>` → [`OutboxState`].
+pub const OUTBOX_STATE_CF: &str = "outbox_state";
+/// In the store's meta column family: this node's queue epoch.
+const EPOCH_KEY: &[u8] = b"netd.outbox_epoch";
+/// Sends waiting for the committer before `Send` answers RESOURCE_EXHAUSTED.
+const COMMIT_BACKLOG: usize = 65_536;
+
+fn message_key(did: &Did, seq: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(did.as_str().len() + 9);
+    key.extend_from_slice(did.as_str().as_bytes());
+    key.push(0);
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub max_messages: usize,
+    pub max_bytes: usize,
+}
+
+struct Queue {
+    next_seq: u64,
+    acked_seq: u64,
+    /// Stored, unacknowledged messages: (seq, bytes).
+    pending: VecDeque<(u64, usize)>,
+    bytes: usize,
+    notify: Arc<Notify>,
+}
+
+impl Queue {
+    fn new(state: OutboxState) -> Self {
+        Self {
+            next_seq: state.next_seq.max(1),
+            acked_seq: state.acked_seq,
+            pending: VecDeque::new(),
+            bytes: 0,
+            notify: Arc::new(Notify::new()),
+        }
+    }
+}
+
+/// One send's writes: (column family, key, value) puts.
+struct Commit {
+    puts: Vec<(&'static str, Vec<u8>, Vec<u8>)>,
+    done: oneshot::Sender<Result<(), StorageError>>,
+}
+
+pub struct Outbox {
+    storage: Storage,
+    epoch: String,
+    limits: Limits,
+    queues: Mutex<HashMap<Did, Queue>>,
+    /// `None` only while dropping.
+    commits: Option<mpsc::Sender<Commit>>,
+    committer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Outbox {
+    /// Closes the commit channel and waits for the committer, so the store is released
+    /// when the outbox is.
+    fn drop(&mut self) {
+        self.commits.take();
+        if let Some(thread) = self.committer.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Outbox {
+    /// Loads every queue from the store and starts the committer thread.
+    pub fn open(storage: Storage, limits: Limits, fsync: bool) -> Result<Self, StorageError> {
+        let db = storage.db();
+        let meta = storage.cf(icn_storage::META_CF)?;
+        let epoch = match db.get_cf(meta, EPOCH_KEY)? {
+            Some(e) => String::from_utf8_lossy(&e).into_owned(),
+            None => {
+                let e = format!("{:016x}", rand::random::<u64>());
+                db.put_cf_opt(meta, EPOCH_KEY, e.as_bytes(), &Storage::durable())?;
+                e
+            }
+        };
+        let mut queues = HashMap::new();
+        for item in db.iterator_cf(storage.cf(OUTBOX_STATE_CF)?, icn_storage::IteratorMode::Start) {
+            let (key, value) = item?;
+            let (Ok(did), Ok(state)) =
+                (String::from_utf8_lossy(&key).parse::<Did>(), OutboxState::decode(value.as_ref()))
+            else {
+                continue;
+            };
+            queues.insert(did, Queue::new(state));
+        }
+        for item in db.iterator_cf(storage.cf(OUTBOX_CF)?, icn_storage::IteratorMode::Start) {
+            let (key, value) = item?;
+            // `<did> 0x00 <8-byte seq>`: the separator sits 9 bytes from the end (the
+            // sequence bytes themselves may contain zeros).
+            let Some(split) = key.len().checked_sub(9).filter(|i| key[*i] == 0) else { continue };
+            let Ok(did) = String::from_utf8_lossy(&key[..split]).parse::<Did>() else { continue };
+            let seq = u64::from_be_bytes(key[split + 1..].try_into().expect("length checked"));
+            if let Some(queue) = queues.get_mut(&did) {
+                queue.pending.push_back((seq, value.len()));
+                queue.bytes += value.len();
+            }
+        }
+        let (commits, rx) = mpsc::channel(COMMIT_BACKLOG);
+        let committer = storage.clone();
+        let committer = std::thread::Builder::new()
+            .name("netd-outbox-commit".into())
+            .spawn(move || commit_loop(committer, rx, fsync))
+            .map_err(|e| StorageError::Task(e.to_string()))?;
+        Ok(Self {
+            storage,
+            epoch,
+            limits,
+            queues: Mutex::new(queues),
+            commits: Some(commits),
+            committer: Some(committer),
+        })
+    }
+
+    pub fn epoch(&self) -> &str {
+        &self.epoch
+    }
+
+    /// Stores a message for `did`; `frame` turns the assigned sequence number into the wire
+    /// bytes. Answers once the message is committed.
+    pub async fn push(&self, did: &Did, frame: impl FnOnce(u64) -> Vec<u8>) -> Result<u64, NetError> {
+        let (seq, done, len) = {
+            let mut queues = self.queues.lock().expect("outbox lock");
+            let queue = queues.entry(did.clone()).or_insert_with(|| Queue::new(OutboxState::default()));
+            if queue.pending.len() >= self.limits.max_messages {
+                return Err(NetError::QueueFull {
+                    did: did.clone(),
+                    limit: format!("{} messages", self.limits.max_messages),
+                });
+            }
+            let seq = queue.next_seq;
+            let bytes = frame(seq);
+            if queue.bytes + bytes.len() > self.limits.max_bytes && !queue.pending.is_empty() {
+                return Err(NetError::QueueFull {
+                    did: did.clone(),
+                    limit: format!("{} bytes", self.limits.max_bytes),
+                });
+            }
+            let state = OutboxState { next_seq: seq + 1, acked_seq: queue.acked_seq };
+            let puts = vec![
+                (OUTBOX_CF, message_key(did, seq), bytes.clone()),
+                (OUTBOX_STATE_CF, did.as_str().as_bytes().to_vec(), state.encode_to_vec()),
+            ];
+            let (done, wait) = oneshot::channel();
+            // Queued for the committer while the lock is held, so commit order is
+            // sequence order.
+            let commits = self.commits.as_ref().expect("set until drop");
+            commits
+                .try_send(Commit { puts, done })
+                .map_err(|_| NetError::QueueFull { did: did.clone(), limit: "the node's commit backlog".into() })?;
+            queue.next_seq += 1;
+            queue.pending.push_back((seq, bytes.len()));
+            queue.bytes += bytes.len();
+            (seq, wait, bytes.len())
+        };
+        let committed = done.await.unwrap_or_else(|_| Err(StorageError::Task("the committer stopped".into())));
+        if let Err(e) = committed {
+            let mut queues = self.queues.lock().expect("outbox lock");
+            if let Some(queue) = queues.get_mut(did) {
+                queue.pending.retain(|(s, _)| *s != seq);
+                queue.bytes -= len;
+            }
+            return Err(storage_error(e));
+        }
+        self.notifier(did).notify_one();
+        Ok(seq)
+    }
+
+    /// Wakes the delivery task of `did` when a message is stored for it.
+    pub fn notifier(&self, did: &Did) -> Arc<Notify> {
+        let mut queues = self.queues.lock().expect("outbox lock");
+        queues.entry(did.clone()).or_insert_with(|| Queue::new(OutboxState::default())).notify.clone()
+    }
+
+    /// Stored messages for `did` after `after_seq`, in order, up to a batch limit.
+    pub async fn read_after(&self, did: &Did, after_seq: u64, max: usize) -> Result<Vec<(u64, Vec<u8>)>, StorageError> {
+        let start = message_key(did, after_seq.saturating_add(1));
+        let end = message_key(did, u64::MAX);
+        self.storage
+            .blocking(move |s| {
+                let mut read = icn_storage::ReadOptions::default();
+                read.set_iterate_upper_bound(end);
+                let iter = s.db().iterator_cf_opt(
+                    s.cf(OUTBOX_CF)?,
+                    read,
+                    icn_storage::IteratorMode::From(&start, icn_storage::Direction::Forward),
+                );
+                let mut out = Vec::new();
+                for item in iter.take(max) {
+                    let (key, value) = item?;
+                    let seq = u64::from_be_bytes(key[key.len() - 8..].try_into().expect("fixed-size key suffix"));
+                    out.push((seq, value.into_vec()));
+                }
+                Ok(out)
+            })
+            .await
+    }
+
+    /// Drops every message up to `seq` for `did`: the peer has them.
+    pub async fn ack(&self, did: &Did, seq: u64) -> Result<(), StorageError> {
+        let state = {
+            let mut queues = self.queues.lock().expect("outbox lock");
+            let Some(queue) = queues.get_mut(did) else { return Ok(()) };
+            if seq <= queue.acked_seq {
+                return Ok(());
+            }
+            let seq = seq.min(queue.next_seq.saturating_sub(1));
+            queue.acked_seq = seq;
+            while queue.pending.front().is_some_and(|(s, _)| *s <= seq) {
+                let (_, len) = queue.pending.pop_front().expect("front checked");
+                queue.bytes -= len;
+            }
+            OutboxState { next_seq: queue.next_seq, acked_seq: seq }
+        };
+        let did = did.clone();
+        self.storage
+            .blocking(move |s| {
+                let mut batch = WriteBatch::default();
+                batch.delete_range_cf(s.cf(OUTBOX_CF)?, message_key(&did, 0), message_key(&did, state.acked_seq + 1));
+                batch.put_cf(s.cf(OUTBOX_STATE_CF)?, did.as_str().as_bytes(), state.encode_to_vec());
+                Ok(s.db().write(batch)?)
+            })
+            .await
+    }
+
+    /// (messages, bytes) waiting for `did`.
+    pub fn depth(&self, did: &Did) -> (usize, usize) {
+        let queues = self.queues.lock().expect("outbox lock");
+        queues.get(did).map(|q| (q.pending.len(), q.bytes)).unwrap_or_default()
+    }
+
+    pub fn acked(&self, did: &Did) -> u64 {
+        let queues = self.queues.lock().expect("outbox lock");
+        queues.get(did).map(|q| q.acked_seq).unwrap_or_default()
+    }
+
+    /// Peers with messages waiting.
+    pub fn waiting_peers(&self) -> Vec<Did> {
+        let queues = self.queues.lock().expect("outbox lock");
+        queues.iter().filter(|(_, q)| !q.pending.is_empty()).map(|(d, _)| d.clone()).collect()
+    }
+}
+
+fn storage_error(e: StorageError) -> NetError {
+    NetError::Storage(e.to_string())
+}
+
+/// Writes queued commits, as many per synced write as are waiting.
+fn commit_loop(storage: Storage, mut rx: mpsc::Receiver<Commit>, fsync: bool) {
+    let mut options = icn_storage::WriteOptions::default();
+    options.set_sync(fsync);
+    while let Some(first) = rx.blocking_recv() {
+        let mut group = vec![first];
+        while let Ok(next) = rx.try_recv() {
+            group.push(next);
+            if group.len() >= 1024 {
+                break;
+            }
+        }
+        let mut batch = WriteBatch::default();
+        let mut waiters = Vec::with_capacity(group.len());
+        let mut missing = None;
+        for commit in group {
+            for (cf, key, value) in commit.puts {
+                match storage.cf(cf) {
+                    Ok(handle) => batch.put_cf(handle, key, value),
+                    Err(e) => missing = Some(e.to_string()),
+                }
+            }
+            waiters.push(commit.done);
+        }
+        if let Some(e) = missing {
+            for waiter in waiters {
+                let _ = waiter.send(Err(StorageError::Task(e.clone())));
+            }
+            continue;
+        }
+        let result = storage.db().write_opt(batch, &options).map_err(StorageError::from);
+        for waiter in waiters {
+            let _ = waiter.send(result.as_ref().map(|_| ()).map_err(|e| StorageError::Task(e.to_string())));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use icn_identity::NodeIdentity;
+
+    fn store(dir: &std::path::Path) -> Storage {
+        Storage::open(dir, &[OUTBOX_CF, OUTBOX_STATE_CF]).unwrap()
+    }
+
+    const LIMITS: Limits = Limits { max_messages: 3, max_bytes: 1 << 20 };
+
+    #[tokio::test]
+    async fn queued_messages_and_sequence_numbers_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let peer = NodeIdentity::generate().did().clone();
+        let epoch = {
+            let outbox = Outbox::open(store(dir.path()), LIMITS, true).unwrap();
+            assert_eq!(outbox.push(&peer, |seq| format!("m{seq}").into_bytes()).await.unwrap(), 1);
+            assert_eq!(outbox.push(&peer, |seq| format!("m{seq}").into_bytes()).await.unwrap(), 2);
+            outbox.ack(&peer, 1).await.unwrap();
+            outbox.epoch().to_string()
+        };
+        let outbox = Outbox::open(store(dir.path()), LIMITS, true).unwrap();
+        assert_eq!(outbox.epoch(), epoch);
+        assert_eq!(outbox.depth(&peer), (1, 2));
+        assert_eq!(outbox.read_after(&peer, 0, 10).await.unwrap(), vec![(2, b"m2".to_vec())]);
+        assert_eq!(outbox.push(&peer, |seq| format!("m{seq}").into_bytes()).await.unwrap(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_and_keeps_what_it_has() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(store(dir.path()), LIMITS, false).unwrap();
+        let peer = NodeIdentity::generate().did().clone();
+        for _ in 0..3 {
+            outbox.push(&peer, |_| b"x".to_vec()).await.unwrap();
+        }
+        let err = outbox.push(&peer, |_| b"x".to_vec()).await.unwrap_err();
+        assert!(matches!(err, NetError::QueueFull { .. }), "{err}");
+        assert_eq!(outbox.read_after(&peer, 0, 10).await.unwrap().len(), 3);
+        outbox.ack(&peer, 2).await.unwrap();
+        assert_eq!(outbox.push(&peer, |_| b"x".to_vec()).await.unwrap(), 4);
+    }
+}
