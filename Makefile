@@ -9,15 +9,16 @@ NODES ?= 3
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo 'docker compose' || echo docker-compose)
 DATA ?= .data/localnet
 
-.PHONY: help deps build run test test-unit test-compose images compose-up compose-down ci clean-data fmt
+.PHONY: help deps build run test test-lab test-compose images compose-up compose-down ci clean-data fmt
 
 help:
 	@echo "make run            start a local network of $(NODES) nodes x 5 services (Ctrl-C stops it)"
 	@echo "make test           build and run the whole test suite (unit + multi-process integration)"
+	@echo "make test-lab       the network-lab suite: nodes in network namespaces, partitions (needs root)"
 	@echo "make test-compose   build the container image and run the docker compose smoke test"
 	@echo "make images         build the icn/node:dev image from local binaries (no registry needed)"
 	@echo "make compose-up     start the 3-node compose network; make compose-down stops it"
-	@echo "make ci             what CI runs: test + test-compose"
+	@echo "make ci             what CI runs: test + test-lab + test-compose"
 
 deps:
 	@scripts/install-deps.sh
@@ -29,7 +30,10 @@ run: build
 	$(CARGO_TARGET_DIR)/release/icn-localnet --nodes $(NODES) --data $(DATA)
 
 test: build
-	$(CARGO) test --release --workspace --no-fail-fast
+	$(CARGO) test --release --workspace --exclude icn-netlab --no-fail-fast
+
+test-lab: build
+	$(CARGO) test --release -p icn-netlab --no-fail-fast -- --nocapture
 
 images: build
 	deploy/docker/build-images.sh
@@ -43,7 +47,7 @@ compose-up: images
 compose-down:
 	$(COMPOSE) down -v --remove-orphans
 
-ci: test test-compose
+ci: test test-lab test-compose
 
 clean-data:
 	rm -rf .data

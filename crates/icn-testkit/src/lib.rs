@@ -8,7 +8,7 @@
 
 mod node;
 
-pub use node::{Ports, TestNode, SERVICES};
+pub use node::{Placement, Ports, TestNode, SERVICES};
 
 use anyhow::{bail, Context as _};
 use std::path::{Path, PathBuf};
@@ -51,6 +51,7 @@ pub struct NetworkBuilder {
     base_port: Option<u16>,
     bootstrap: Bootstrap,
     env: Vec<(String, String)>,
+    placements: Vec<Placement>,
 }
 
 impl NetworkBuilder {
@@ -78,6 +79,13 @@ impl NetworkBuilder {
         self
     }
 
+    /// Runs node `i` as `placements[i]` says (lab hosts); each gets the default ports,
+    /// since each has addresses of its own.
+    pub fn placements(mut self, placements: Vec<Placement>) -> Self {
+        self.placements = placements;
+        self
+    }
+
     /// An extra environment variable for every service process (`ICN__…` settings).
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.into(), value.into()));
@@ -95,13 +103,18 @@ impl NetworkBuilder {
         };
         let mut nodes = Vec::with_capacity(self.nodes);
         for i in 0..self.nodes {
-            let ports = match self.base_port {
-                Some(base) => Ports::fixed(base + 100 * i as u16),
-                None => Ports::free()?,
+            let placement = self.placements.get(i).cloned();
+            let ports = match (self.base_port, &placement) {
+                (_, Some(_)) => Ports::fixed(7000),
+                (Some(base), None) => Ports::fixed(base + 100 * i as u16),
+                (None, None) => Ports::free()?,
             };
             let mut node =
                 TestNode::prepare(&format!("node{}", i + 1), &root.join(format!("node{}", i + 1)), ports, true)?;
             node.env.extend(self.env.iter().cloned());
+            if let Some(placement) = placement {
+                node.placement = placement;
+            }
             nodes.push(node);
         }
         if let Bootstrap::Star = self.bootstrap {
@@ -144,6 +157,7 @@ impl Network {
             base_port: None,
             bootstrap: Bootstrap::Star,
             env: Vec::new(),
+            placements: Vec::new(),
         }
     }
 

@@ -74,6 +74,23 @@ fn index(service: &str) -> usize {
     SERVICES.iter().position(|s| *s == service).unwrap_or_else(|| panic!("unknown service {service}"))
 }
 
+/// Where a node's processes run: on this host's loopback (the default), or on a lab
+/// host, through a command prefix (`ip netns exec <ns>`) and with its own addresses.
+#[derive(Clone, Debug)]
+pub struct Placement {
+    pub exec_prefix: Vec<String>,
+    /// Address the node's QUIC endpoint binds and peers dial.
+    pub data_ip: String,
+    /// Address its gRPC and metrics listen on, reached by the test.
+    pub control_ip: String,
+}
+
+impl Default for Placement {
+    fn default() -> Self {
+        Self { exec_prefix: Vec::new(), data_ip: "127.0.0.1".into(), control_ip: "127.0.0.1".into() }
+    }
+}
+
 pub struct TestNode {
     pub name: String,
     /// `None` for a node prepared without identity (limited mode).
@@ -83,6 +100,7 @@ pub struct TestNode {
     pub bootstrap: Vec<String>,
     /// Extra environment for every service.
     pub env: Vec<(String, String)>,
+    pub placement: Placement,
     children: std::sync::Mutex<HashMap<&'static str, Child>>,
 }
 
@@ -110,6 +128,7 @@ impl TestNode {
             ports,
             bootstrap: Vec::new(),
             env: Vec::new(),
+            placement: Placement::default(),
             children: std::sync::Mutex::new(HashMap::new()),
         })
     }
@@ -119,15 +138,15 @@ impl TestNode {
     }
 
     pub fn quic_address(&self) -> String {
-        format!("127.0.0.1:{}", self.ports.quic)
+        format!("{}:{}", self.placement.data_ip, self.ports.quic)
     }
 
     pub fn endpoint(&self, service: &str) -> String {
-        format!("http://127.0.0.1:{}", self.ports.grpc[index(service)])
+        format!("http://{}:{}", self.placement.control_ip, self.ports.grpc[index(service)])
     }
 
     pub fn metrics_url(&self, service: &str) -> String {
-        format!("http://127.0.0.1:{}/metrics", self.ports.metrics[index(service)])
+        format!("http://{}:{}/metrics", self.placement.control_ip, self.ports.metrics[index(service)])
     }
 
     pub fn log_path(&self, service: &str) -> PathBuf {
@@ -148,8 +167,9 @@ impl TestNode {
         }
         for (i, svc) in SERVICES.iter().enumerate() {
             let upper = svc.to_uppercase();
-            env.push((format!("ICN__{upper}__GRPC_LISTEN"), format!("127.0.0.1:{}", self.ports.grpc[i])));
-            env.push((format!("ICN__{upper}__METRICS_LISTEN"), format!("127.0.0.1:{}", self.ports.metrics[i])));
+            let ip = &self.placement.control_ip;
+            env.push((format!("ICN__{upper}__GRPC_LISTEN"), format!("{ip}:{}", self.ports.grpc[i])));
+            env.push((format!("ICN__{upper}__METRICS_LISTEN"), format!("{ip}:{}", self.ports.metrics[i])));
             env.push((format!("ICN__ENDPOINTS__{upper}"), self.endpoint(svc)));
         }
         env.extend(self.env.iter().cloned());
@@ -167,7 +187,15 @@ impl TestNode {
         }
         let binary = crate::binary(&format!("icn-{service}"))?;
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path(service))?;
-        let child = Command::new(&binary)
+        let mut command = match self.placement.exec_prefix.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(&binary);
+                c
+            }
+            None => Command::new(&binary),
+        };
+        let child = command
             .envs(self.service_env())
             .env_remove("ICN_PASSPHRASE")
             .stdin(std::process::Stdio::null())
