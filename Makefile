@@ -9,13 +9,14 @@ NODES ?= 3
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo 'docker compose' || echo docker-compose)
 DATA ?= .data/localnet
 
-.PHONY: help deps build run test test-lab test-compose images compose-up compose-down ci clean-data fmt
+.PHONY: help deps build run test test-lab test-compose bench images compose-up compose-down ci clean-data fmt
 
 help:
 	@echo "make run            start a local network of $(NODES) nodes x 5 services (Ctrl-C stops it)"
 	@echo "make test           build and run the whole test suite (unit + multi-process integration)"
 	@echo "make test-lab       the network-lab suite: nodes in network namespaces, partitions (needs root)"
 	@echo "make test-compose   build the container image and run the docker compose smoke test"
+	@echo "make bench          benchmarks beside their ceilings on this machine (results in target/bench/)"
 	@echo "make images         build the icn/node:dev image from local binaries (no registry needed)"
 	@echo "make compose-up     start the 3-node compose network; make compose-down stops it"
 	@echo "make ci             what CI runs: test + test-lab + test-compose"
@@ -34,6 +35,9 @@ test: build
 
 test-lab: build
 	$(CARGO) test --release -p icn-netlab --no-fail-fast -- --nocapture
+
+bench: build
+	$(CARGO_TARGET_DIR)/release/icn-bench --json $(CARGO_TARGET_DIR)/bench/netd.json
 
 images: build
 	deploy/docker/build-images.sh
