@@ -45,13 +45,28 @@ async fn main() -> anyhow::Result<()> {
     for fsync in [true, false] {
         let label = if fsync { "fsync on (default)" } else { "fsync off" };
         let (msgs, _) = netd_load(1024, 32, args.seconds, fsync).await?;
-        rows.push(Row { name: format!("netd messages/s, 1 KiB, {label}"), value: msgs, unit: "msg/s", ceiling: Some(ceiling_msgs.clone()) });
+        rows.push(Row {
+            name: format!("netd messages/s, 1 KiB, {label}"),
+            value: msgs,
+            unit: "msg/s",
+            ceiling: Some(ceiling_msgs.clone()),
+        });
         let (_, mib) = netd_load(256 * 1024, 8, args.seconds, fsync).await?;
-        rows.push(Row { name: format!("netd MiB/s, 256 KiB messages, {label}"), value: mib, unit: "MiB/s", ceiling: Some(ceiling_mib.clone()) });
+        rows.push(Row {
+            name: format!("netd MiB/s, 256 KiB messages, {label}"),
+            value: mib,
+            unit: "MiB/s",
+            ceiling: Some(ceiling_mib.clone()),
+        });
     }
     if !args.no_lab {
         let ms = reconnect_after_heal().await.context("the reconnection measurement needs root (or pass --no-lab)")?;
-        rows.push(Row { name: "netd reconnect after a partition heals (backoff cap 1 s), median of 3".into(), value: ms, unit: "ms", ceiling: None });
+        rows.push(Row {
+            name: "netd reconnect after a partition heals (backoff cap 1 s), median of 3".into(),
+            value: ms,
+            unit: "ms",
+            ceiling: None,
+        });
     }
 
     println!("\n{:<70} {:>12}  {}", "measurement", "value", "ceiling on this machine");
@@ -62,8 +77,10 @@ async fn main() -> anyhow::Result<()> {
     if let Some(path) = args.json {
         let doc: Vec<_> = rows
             .iter()
-            .map(|r| json!({ "name": r.name, "value": r.value, "unit": r.unit,
-                             "ceiling": r.ceiling.as_ref().map(|(n, v)| json!({ "name": n, "value": v })) }))
+            .map(|r| {
+                json!({ "name": r.name, "value": r.value, "unit": r.unit,
+                             "ceiling": r.ceiling.as_ref().map(|(n, v)| json!({ "name": n, "value": v })) })
+            })
             .collect();
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
@@ -79,11 +96,15 @@ async fn raw_quinn() -> anyhow::Result<(f64, f64)> {
     use icn_netd::tls::TlsIdentity;
     let server_tls = TlsIdentity::new(&icn_identity::NodeIdentity::generate())?;
     let client_tls = TlsIdentity::new(&icn_identity::NodeIdentity::generate())?;
-    let server_config = quinn::ServerConfig::with_crypto(Arc::new(quinn::crypto::rustls::QuicServerConfig::try_from(server_tls.server_crypto()?)?));
+    let server_config = quinn::ServerConfig::with_crypto(Arc::new(quinn::crypto::rustls::QuicServerConfig::try_from(
+        server_tls.server_crypto()?,
+    )?));
     let server = quinn::Endpoint::server(server_config, "127.0.0.1:0".parse()?)?;
     let address = server.local_addr()?;
     let client = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
-    let client_config = quinn::ClientConfig::new(Arc::new(quinn::crypto::rustls::QuicClientConfig::try_from(client_tls.client_crypto()?)?));
+    let client_config = quinn::ClientConfig::new(Arc::new(quinn::crypto::rustls::QuicClientConfig::try_from(
+        client_tls.client_crypto()?,
+    )?));
     let accept = tokio::spawn(async move {
         let conn = server.accept().await.expect("incoming").await.expect("handshake");
         let mut results = Vec::new();
@@ -151,7 +172,8 @@ async fn netd_load(size: usize, senders: usize, seconds: u64, fsync: bool) -> an
         tasks.push(tokio::spawn(async move {
             let mut sent = 0u64;
             while Instant::now() < end {
-                let r = SendRequest { to: to.clone(), protocol: "bench".into(), payload: vec![1u8; size], sealed: false };
+                let r =
+                    SendRequest { to: to.clone(), protocol: "bench".into(), payload: vec![1u8; size], sealed: false };
                 client.send(r).await.expect("send");
                 sent += 1;
             }
@@ -164,7 +186,10 @@ async fn netd_load(size: usize, senders: usize, seconds: u64, fsync: bool) -> an
     }
     let mut received = 0u64;
     while received < sent {
-        tokio::time::timeout(Duration::from_secs(60), inbox.message()).await.context("delivery stalled")??.context("stream ended")?;
+        tokio::time::timeout(Duration::from_secs(60), inbox.message())
+            .await
+            .context("delivery stalled")??
+            .context("stream ended")?;
         received += 1;
     }
     let elapsed = start.elapsed().as_secs_f64();
@@ -179,7 +204,11 @@ async fn reconnect_after_heal() -> anyhow::Result<f64> {
     let placements = lab
         .hosts()
         .iter()
-        .map(|h| Placement { exec_prefix: lab.exec_prefix(h.index), data_ip: h.data_ip.clone(), control_ip: h.control_ip.clone() })
+        .map(|h| Placement {
+            exec_prefix: lab.exec_prefix(h.index),
+            data_ip: h.data_ip.clone(),
+            control_ip: h.control_ip.clone(),
+        })
         .collect();
     let net = Network::builder(2)
         .services(&["netd"])

@@ -14,7 +14,7 @@ use std::time::Duration;
 /// Prefix of environment overrides: `ICN__NETWORK__LISTEN=0.0.0.0:7000`.
 pub const ENV_PREFIX: &str = "ICN";
 /// Keys whose environment value is a comma-separated list.
-const LIST_KEYS: &[&str] = &["network.bootstrap", "network.advertise"];
+const LIST_KEYS: &[&str] = &["network.bootstrap", "network.advertise", "network.trust.allowlist"];
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -121,6 +121,39 @@ pub struct NetworkConfig {
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
     pub reconnect: ReconnectConfig,
+    pub trust: TrustConfig,
+    pub rate_limit: RateLimitConfig,
+}
+
+/// Who may connect. Both checks run on every new connection, in either direction.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TrustConfig {
+    /// DIDs allowed to connect; empty allows every DID (subject to `min_score`).
+    #[serde(default)]
+    pub allowlist: Vec<String>,
+    /// Peers whose trust score is below this are refused.
+    pub min_score: f64,
+    /// Score of a DID with no entry in `scores`.
+    pub default_score: f64,
+    /// Trust scores by DID, in [0, 1]. (The trust graph published on gossip will feed
+    /// these once it exists; until then they are set here.)
+    #[serde(default)]
+    pub scores: std::collections::BTreeMap<String, f64>,
+}
+
+/// Per-peer limit on inbound messages: a token bucket. A peer over it is slowed (netd
+/// stops reading, so QUIC flow control pushes back on the sender); one still over it
+/// after `cut_after` is disconnected.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Sustained messages per second from one peer.
+    pub messages_per_second: f64,
+    /// Messages a peer may send at once above the sustained rate.
+    pub burst: u32,
+    #[serde(with = "humantime_serde")]
+    pub cut_after: Duration,
 }
 
 /// Exponential backoff with full jitter between reconnection attempts to one peer:
@@ -213,6 +246,17 @@ impl Default for IcnConfig {
                     wake_jump_threshold: Duration::from_secs(5),
                     restart_gap: Duration::from_secs(600),
                 },
+                trust: TrustConfig {
+                    allowlist: Vec::new(),
+                    min_score: 0.0,
+                    default_score: 0.5,
+                    scores: Default::default(),
+                },
+                rate_limit: RateLimitConfig {
+                    messages_per_second: 20_000.0,
+                    burst: 40_000,
+                    cut_after: Duration::from_secs(10),
+                },
             },
             endpoints: Endpoints {
                 netd: "http://127.0.0.1:7100".into(),
@@ -283,7 +327,7 @@ impl IcnConfig {
 
     /// An empty list variable (`ICN__NETWORK__BOOTSTRAP=`) means "none", not one empty entry.
     fn normalise(&mut self) {
-        for list in [&mut self.network.bootstrap, &mut self.network.advertise] {
+        for list in [&mut self.network.bootstrap, &mut self.network.advertise, &mut self.network.trust.allowlist] {
             list.retain(|s| !s.trim().is_empty());
             for s in list.iter_mut() {
                 *s = s.trim().to_string();
@@ -338,6 +382,19 @@ impl IcnConfig {
                 key: "network.reconnect",
                 problem: "base must be positive and cap at least base".into(),
             });
+        }
+        if !(n.rate_limit.messages_per_second > 0.0) || n.rate_limit.burst == 0 {
+            return Err(ConfigError::Invalid {
+                key: "network.rate_limit",
+                problem: "messages_per_second and burst must be positive".into(),
+            });
+        }
+        let in_unit = |v: f64| (0.0..=1.0).contains(&v);
+        if !in_unit(n.trust.min_score)
+            || !in_unit(n.trust.default_score)
+            || !n.trust.scores.values().all(|v| in_unit(*v))
+        {
+            return Err(ConfigError::Invalid { key: "network.trust", problem: "scores must lie in [0, 1]".into() });
         }
         if n.idle_timeout <= n.keep_alive_interval {
             return Err(ConfigError::Invalid {

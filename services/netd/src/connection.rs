@@ -3,6 +3,7 @@
 //! closes. Nothing here is sent to a peer before its DID has been checked.
 
 use crate::frame::{self, FrameError};
+use crate::gate::{Pace, TokenBucket};
 use crate::node::{Inner, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 use crate::peers::{Admission, Link, LinkCounters, PeerHello};
 use crate::{tls, NetError};
@@ -27,6 +28,10 @@ pub mod close {
     pub const INTENTIONAL: u32 = 7;
     /// Reset by an operator (`Disconnect` without `intentional`): reconnect as after a failure.
     pub const RESET: u32 = 8;
+    /// The peer is not allowed by this node's allowlist or trust floor.
+    pub const NOT_ALLOWED: u32 = 9;
+    /// The peer stayed over its inbound rate limit for too long.
+    pub const RATE_LIMITED: u32 = 10;
 
     /// Close codes that mean "do not reconnect".
     pub fn is_goodbye(code: u32) -> bool {
@@ -81,6 +86,11 @@ pub(crate) async fn establish(
                 actual: did,
             });
         }
+    }
+    if let Err(reason) = node.gate.admit(&did) {
+        node.metrics.connections_refused.with_label_values(&["not_allowed"]).inc();
+        close_with(&conn, close::NOT_ALLOWED, &reason);
+        return Err(refused(reason));
     }
     let limit = node.config.max_frame_bytes;
     let (mut control_send, mut control_recv) = if outbound {
@@ -244,6 +254,34 @@ async fn read_messages(node: Arc<Inner>, did: Did, link: Link) {
     loop {
         match frame::read_frame(&mut stream, limit).await {
             Ok(Some((Frame { body: Some(Body::Message(m)) }, size))) => {
+                // One bucket per peer, not per connection: reconnecting buys no new burst.
+                let pace = node
+                    .buckets
+                    .lock()
+                    .expect("lock")
+                    .entry(did.clone())
+                    .or_insert_with(|| TokenBucket::new(&node.config.rate_limit))
+                    .take();
+                match pace {
+                    Pace::Go => {}
+                    Pace::Wait(wait) => {
+                        // Not reading is the back-pressure: QUIC's flow control stops the
+                        // sender once its window is full.
+                        node.metrics.rate_limited.with_label_values(&["slowed"]).inc();
+                        tokio::time::sleep(wait).await;
+                    }
+                    Pace::Cut => {
+                        node.metrics.rate_limited.with_label_values(&["cut"]).inc();
+                        let reason = format!(
+                            "over the inbound limit of {} messages/s for more than {:?}",
+                            node.config.rate_limit.messages_per_second, node.config.rate_limit.cut_after
+                        );
+                        tracing::warn!(peer = %did, "{reason}; disconnecting");
+                        // This message is not recorded, so the sender keeps it and resends.
+                        close_with(&link.connection, close::RATE_LIMITED, &reason);
+                        return;
+                    }
+                }
                 link.counters.messages_received.fetch_add(1, Ordering::Relaxed);
                 link.counters.bytes_received.fetch_add(size as u64, Ordering::Relaxed);
                 node.metrics.bytes_received.inc_by(size as u64);

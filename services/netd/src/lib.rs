@@ -11,6 +11,7 @@ pub mod backoff;
 mod connection;
 mod error;
 pub mod frame;
+mod gate;
 pub mod inbox;
 mod metrics;
 mod node;

@@ -21,6 +21,8 @@ pub struct NetMetrics {
     pub sends_refused: IntCounterVec,
     pub reconnect_attempts: IntCounter,
     pub wakes_detected: IntCounter,
+    pub rate_limited: IntCounterVec,
+    pub connections_refused: IntCounterVec,
     pub subscribers_lagged: IntCounter,
 }
 
@@ -69,6 +71,16 @@ impl NetMetrics {
             sends_refused: counter_vec("netd_sends_refused_total", "Send calls refused, by reason", &["reason"]),
             reconnect_attempts: counter("netd_reconnect_attempts_total", "Reconnection attempts"),
             wakes_detected: counter("netd_wakes_detected_total", "Wakes from sleep detected (backoff reset)"),
+            rate_limited: counter_vec(
+                "netd_rate_limited_total",
+                "Inbound messages delayed for a peer over its rate limit, and peers cut for staying over it",
+                &["action"],
+            ),
+            connections_refused: counter_vec(
+                "netd_connections_refused_total",
+                "Connections refused after the handshake, by reason",
+                &["reason"],
+            ),
             subscribers_lagged: counter(
                 "netd_subscribers_lagged_total",
                 "Times a local subscriber fell behind the live buffer and caught up from the log",

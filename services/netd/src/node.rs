@@ -42,6 +42,9 @@ pub(crate) struct Inner {
     endpoint: Option<quinn::Endpoint>,
     client_config: Option<quinn::ClientConfig>,
     pub peers: PeerTable,
+    pub gate: crate::gate::Gate,
+    /// Inbound rate limit per peer.
+    pub buckets: Mutex<HashMap<Did, crate::gate::TokenBucket>>,
     /// Bumped at every detected wake from sleep; redial loops restart their backoff.
     pub wakes: tokio::sync::watch::Sender<u64>,
     pub outbox: Outbox,
@@ -97,6 +100,7 @@ impl Node {
             })
             .await??
         };
+        let gate = crate::gate::Gate::new(&config.trust);
         let inner = Arc::new(Inner {
             metrics: NetMetrics::new(&ctx.metrics),
             config,
@@ -104,6 +108,8 @@ impl Node {
             endpoint,
             client_config,
             peers: PeerTable::default(),
+            gate,
+            buckets: Mutex::new(HashMap::new()),
             wakes: tokio::sync::watch::Sender::new(0),
             outbox,
             inbox,

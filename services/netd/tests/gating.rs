@@ -1,0 +1,86 @@
+//! Who may connect and how fast they may send, between real netd processes.
+
+use icn_proto::net::v1::{DialRequest, SendRequest, SubscribeRequest};
+use icn_testkit::{Bootstrap, Network};
+use std::time::{Duration, Instant};
+use tonic::Code;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_with_an_allowlist_admits_listed_peers_and_refuses_others_with_the_reason() {
+    let mut net = Network::builder(3).services(&["netd"]).bootstrap(Bootstrap::None).start().await.unwrap();
+    // Node 2 restarts allowing node 1 only.
+    let node1 = net.nodes[0].did().to_string();
+    net.nodes[1].stop("netd", Duration::from_secs(10)).await.unwrap();
+    net.nodes[1].env.push(("ICN__NETWORK__TRUST__ALLOWLIST".into(), node1));
+    net.nodes[1].start("netd").await.unwrap();
+    net.nodes[1].wait_healthy("netd", Duration::from_secs(20)).await.unwrap();
+    let (n1, n2, n3) = (&net.nodes[0], &net.nodes[1], &net.nodes[2]);
+
+    let err = n3
+        .netd()
+        .await
+        .unwrap()
+        .dial(DialRequest { address: n2.quic_address(), did: String::new() })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert!(err.message().contains("is not on this node's allowlist"), "{}", err.message());
+    assert_eq!(n2.metric("netd", "icn_netd_connections_refused_total").await.unwrap(), 1.0);
+    assert!(n2.connected_peers().await.unwrap().is_empty());
+
+    n1.netd().await.unwrap().dial(DialRequest { address: n2.quic_address(), did: n2.did().to_string() }).await.unwrap();
+    assert_eq!(n2.connected_peers().await.unwrap(), vec![n1.did().to_string()]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flooding_peer_is_slowed_then_cut_and_nothing_it_sent_is_lost() {
+    let net = Network::builder(2)
+        .services(&["netd"])
+        .env("ICN__NETWORK__RATE_LIMIT__MESSAGES_PER_SECOND", "100")
+        .env("ICN__NETWORK__RATE_LIMIT__BURST", "100")
+        .env("ICN__NETWORK__RATE_LIMIT__CUT_AFTER", "1s")
+        .env("ICN__NETWORK__RECONNECT__CAP", "500ms")
+        .start()
+        .await
+        .unwrap();
+    net.wait_full_mesh(Duration::from_secs(20)).await.unwrap();
+    let (a, b) = (&net.nodes[0], &net.nodes[1]);
+    let mut inbox = b
+        .netd()
+        .await
+        .unwrap()
+        .subscribe(SubscribeRequest { protocols: vec!["flood".into()], after_position: Some(0) })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut sender = a.netd().await.unwrap();
+    let total = 600u64;
+    let start = Instant::now();
+    for i in 0..total {
+        let r = SendRequest {
+            to: b.did().to_string(),
+            protocol: "flood".into(),
+            payload: i.to_be_bytes().to_vec(),
+            sealed: false,
+        };
+        sender.send(r).await.unwrap();
+    }
+    let mut seqs = Vec::new();
+    let mut by_1500ms = None;
+    while (seqs.len() as u64) < total {
+        let m = tokio::time::timeout(Duration::from_secs(30), inbox.message())
+            .await
+            .expect("flood drains")
+            .unwrap()
+            .unwrap();
+        if by_1500ms.is_none() && start.elapsed() > Duration::from_millis(1500) {
+            by_1500ms = Some(seqs.len());
+        }
+        seqs.push(m.seq);
+    }
+    let early = by_1500ms.expect("the flood takes longer than 1.5 s to drain at 100/s");
+    assert!(early <= 100 + 150 + 30, "{early} delivered in the first 1.5 s: the limit slows the peer");
+    assert_eq!(seqs, (1..=total).collect::<Vec<_>>(), "slowed and cut, but every message arrives once, in order");
+    assert!(b.metric("netd", "icn_netd_rate_limited_total{action=\"slowed\"").await.unwrap() > 0.0);
+    assert!(b.metric("netd", "icn_netd_rate_limited_total{action=\"cut\"").await.unwrap() >= 1.0);
+}
