@@ -123,6 +123,23 @@ pub struct NetworkConfig {
     pub reconnect: ReconnectConfig,
     pub trust: TrustConfig,
     pub rate_limit: RateLimitConfig,
+    pub vivaldi: VivaldiSettings,
+}
+
+/// Vivaldi network coordinates (Dabek et al., 2004), for RTT estimates to unmeasured peers.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct VivaldiSettings {
+    /// Weight of a new sample in the node's error estimate (the paper's c_e), in (0, 1].
+    pub ce: f64,
+    /// Fraction of the way a coordinate moves per sample (the paper's c_c), in (0, 1].
+    pub cc: f64,
+    /// Smallest height (access-link delay) a coordinate keeps.
+    #[serde(with = "humantime_serde")]
+    pub min_height: Duration,
+    /// RTT samples above this are ignored as outliers.
+    #[serde(with = "humantime_serde")]
+    pub max_rtt: Duration,
 }
 
 /// Who may connect. Both checks run on every new connection, in either direction.
@@ -251,6 +268,12 @@ impl Default for IcnConfig {
                     min_score: 0.0,
                     default_score: 0.5,
                     scores: Default::default(),
+                },
+                vivaldi: VivaldiSettings {
+                    ce: 0.25,
+                    cc: 0.25,
+                    min_height: Duration::from_micros(10),
+                    max_rtt: Duration::from_secs(10),
                 },
                 rate_limit: RateLimitConfig {
                     messages_per_second: 20_000.0,

@@ -15,8 +15,9 @@
 //! namespace). Faults are nftables rules in the router, so they cut the data plane and
 //! never the test's view of the hosts.
 //!
-//! Needs root, iproute2 and nftables (`scripts/install-deps.sh --lab`). This kernel has
-//! no `netem`, so the lab offers loss (nftables `numgen`) but not delay.
+//! Needs root, iproute2 and nftables (installed by `scripts/install-deps.sh`). Loss uses
+//! nftables `numgen`; delay uses `tc netem`, which some kernels (this project's CI
+//! machine's among them) are built without: [`Lab::delay`] says so rather than pretend.
 
 use anyhow::{bail, Context};
 use std::process::Command;
@@ -145,6 +146,21 @@ impl Lab {
     /// Drops `percent` of the packets leaving host `index` through the router.
     pub fn loss(&self, index: usize, percent: u32) -> anyhow::Result<()> {
         self.rule(&format!("ip saddr {} numgen random mod 100 < {percent} drop", self.subnet(index)))
+    }
+
+    /// Adds `delay` to every packet host `index` sends (tc netem on its data link).
+    /// Fails, saying so, on kernels built without netem (this project's CI machine is one).
+    pub fn delay(&self, index: usize, delay: std::time::Duration) -> anyhow::Result<()> {
+        let ms = format!("{}ms", delay.as_millis());
+        match in_ns(
+            &self.host(index).namespace,
+            &["tc", "qdisc", "replace", "dev", "eth0", "root", "netem", "delay", &ms],
+        ) {
+            Err(e) if e.to_string().contains("Specified qdisc kind is unknown") => {
+                bail!("this kernel has no netem (sch_netem), so the lab cannot add delay here")
+            }
+            other => other.map(|_| ()),
+        }
     }
 
     /// Removes every fault.

@@ -70,3 +70,50 @@ async fn spans_are_exported_over_otlp_and_join_the_callers_trace() {
     assert!(ours.iter().all(|(service, _, _)| service.contains("icn-netd")), "{ours:?}");
     server.abort();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_delivered_on_another_node_joins_the_senders_trace() {
+    let collector = Collector::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(collector.clone()))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let mut net = icn_testkit::Network::builder(2)
+        .services(&["netd"])
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &format!("http://{address}"))
+        .start()
+        .await
+        .unwrap();
+    net.wait_full_mesh(Duration::from_secs(20)).await.unwrap();
+    let mut inbox = net.nodes[1]
+        .netd()
+        .await
+        .unwrap()
+        .subscribe(icn_proto::net::v1::SubscribeRequest { protocols: vec!["traced".into()], after_position: None })
+        .await
+        .unwrap()
+        .into_inner();
+
+    let trace_id = "0af7651916cd43dd8448eb211c80319c";
+    let mut request = tonic::Request::new(icn_proto::net::v1::SendRequest {
+        to: net.nodes[1].did().to_string(),
+        protocol: "traced".into(),
+        payload: b"follow me".to_vec(),
+        sealed: false,
+    });
+    request.metadata_mut().insert("traceparent", format!("00-{trace_id}-b7ad6b7169203331-01").parse().unwrap());
+    net.nodes[0].netd().await.unwrap().send(request).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), inbox.message()).await.unwrap().unwrap().unwrap();
+    for (_, _, code) in net.stop().await.unwrap() {
+        assert_eq!(code, Some(0));
+    }
+
+    let spans = collector.spans.lock().unwrap().clone();
+    let delivered: Vec<_> =
+        spans.iter().filter(|(_, name, id)| name == "netd.deliver" && hex::encode(id) == trace_id).collect();
+    assert_eq!(delivered.len(), 1, "the receiving node's delivery span is in the caller's trace; got {spans:?}");
+    server.abort();
+}

@@ -84,7 +84,6 @@ impl Netd for NetdApi {
         request: Request<EstimateRttRequest>,
     ) -> Result<Response<EstimateRttResponse>, Status> {
         let did = parse_did("did", &request.into_inner().did)?;
-        let rtt = self.node.rtt(&did)?;
-        Ok(Response::new(EstimateRttResponse { rtt_us: rtt.as_micros() as u64, measured: true }))
+        Ok(Response::new(self.node.estimate_rtt(&did)?))
     }
 }

@@ -218,6 +218,7 @@ async fn deliver_loop(node: Arc<Inner>, did: Did, link: Link, mut stream: quinn:
             link.counters.bytes_sent.fetch_add(n, Ordering::Relaxed);
             node.metrics.messages_sent.inc();
             node.metrics.bytes_sent.inc_by(n);
+            node.metrics.peer_bytes.with_label_values(&[did.as_str(), "sent"]).inc_by(n);
         }
     }
 }
@@ -285,6 +286,7 @@ async fn read_messages(node: Arc<Inner>, did: Did, link: Link) {
                 link.counters.messages_received.fetch_add(1, Ordering::Relaxed);
                 link.counters.bytes_received.fetch_add(size as u64, Ordering::Relaxed);
                 node.metrics.bytes_received.inc_by(size as u64);
+                node.metrics.peer_bytes.with_label_values(&[did.as_str(), "received"]).inc_by(size as u64);
                 let payload = if m.sealed {
                     match node.unseal(&m.payload) {
                         Ok(plain) => plain,
@@ -308,6 +310,12 @@ async fn read_messages(node: Arc<Inner>, did: Did, link: Link) {
                     trace: m.trace.or(Some(TraceContext::default())),
                     position: 0,
                 };
+                // The delivery joins the sender's trace (its context travels in the message).
+                let span = tracing::info_span!("netd.deliver", peer = %did, protocol = %protocol, seq = inbound.seq);
+                if let Some(trace) = &inbound.trace {
+                    icn_telemetry::propagation::adopt_fields_parent(&span, &trace.fields);
+                }
+                let _entered = span.enter();
                 match node.inbox.deliver(&did, &link.peer_epoch, inbound) {
                     Ok(Some(_)) => node.metrics.messages_received.with_label_values(&[&protocol]).inc(),
                     Ok(None) => node.metrics.duplicates_dropped.inc(),
@@ -348,6 +356,16 @@ async fn read_control(node: Arc<Inner>, did: Did, link: Link, mut stream: quinn:
     loop {
         match frame::read_frame(&mut stream, limit).await {
             Ok(Some((Frame { body: Some(Body::PeerExchange(px)) }, _))) => node.learn_peers(&px.peers),
+            Ok(Some((Frame { body: Some(Body::Coordinate(c)) }, _))) => {
+                match crate::vivaldi::Coordinate::from_proto(&c) {
+                    Some(c) => node.peers.with(|t| {
+                        if let Some(r) = t.get_mut(&did) {
+                            r.coordinate = Some(c);
+                        }
+                    }),
+                    None => tracing::debug!(peer = %did, "ignoring an invalid coordinate"),
+                }
+            }
             Ok(Some((Frame { body: Some(Body::Ack(ack)) }, _))) => {
                 if ack.epoch == node.outbox.epoch() {
                     node.metrics.acks_received.inc();

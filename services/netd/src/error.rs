@@ -4,9 +4,6 @@ use icn_identity::Did;
 
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum NetError {
-    /// A capability of a later issue.
-    #[error("not available yet: {0}")]
-    Pending(&'static str),
     #[error("{0}")]
     InvalidArgument(String),
     #[error("peer {0} is not connected")]
@@ -19,6 +16,8 @@ pub enum NetError {
     Storage(String),
     #[error("{0}")]
     OutOfRange(String),
+    #[error("no RTT measurement or coordinate is known for {0} yet")]
+    NoEstimate(Did),
     #[error("dialing {address}: {reason}")]
     Dial { address: String, reason: String },
     #[error("the peer at {address} proved identity {actual}, not the dialled {expected}; connection refused")]
@@ -54,7 +53,9 @@ impl From<NetError> for tonic::Status {
         let message = e.to_string();
         match e {
             NetError::InvalidArgument(_) => Status::invalid_argument(message),
-            NetError::NotConnected(_) | NetError::Dial { .. } | NetError::ShuttingDown => Status::unavailable(message),
+            NetError::NotConnected(_) | NetError::Dial { .. } | NetError::ShuttingDown | NetError::NoEstimate(_) => {
+                Status::unavailable(message)
+            }
             NetError::UnknownPeer(_) => Status::not_found(message),
             NetError::QueueFull { .. } | NetError::TooManyPeers(_) => Status::resource_exhausted(message),
             NetError::IdentityMismatch { .. } => Status::permission_denied(message),
@@ -62,7 +63,6 @@ impl From<NetError> for tonic::Status {
             NetError::OutOfRange(_) => Status::out_of_range(message),
             NetError::Refused { .. } => Status::failed_precondition(message),
             NetError::NoIdentity(status) => status,
-            NetError::Pending(what) => icn_runtime::pending(what),
         }
     }
 }

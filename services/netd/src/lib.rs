@@ -20,6 +20,7 @@ mod peer_store;
 mod peers;
 mod reconnect;
 pub mod tls;
+pub mod vivaldi;
 
 pub use connection::close;
 pub use error::NetError;

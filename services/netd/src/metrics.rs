@@ -6,6 +6,9 @@ use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registr
 #[derive(Clone)]
 pub struct NetMetrics {
     pub connected_peers: IntGauge,
+    pub state_changes: IntCounterVec,
+    pub peer_rtt_seconds: prometheus::GaugeVec,
+    pub peer_bytes: IntCounterVec,
     pub connections: IntCounterVec,
     pub dials: IntCounterVec,
     pub messages_queued: IntCounterVec,
@@ -36,6 +39,24 @@ impl NetMetrics {
             connected_peers: register(
                 registry,
                 IntGauge::new("netd_connected_peers", "Peers with a live connection").expect("valid metric"),
+            ),
+            state_changes: counter_vec(
+                "netd_peer_state_changes_total",
+                "Peer state changes, by the state entered",
+                &["state"],
+            ),
+            peer_rtt_seconds: register(
+                registry,
+                prometheus::GaugeVec::new(
+                    Opts::new("netd_peer_rtt_seconds", "QUIC's smoothed RTT to each connected peer"),
+                    &["peer"],
+                )
+                .expect("valid metric"),
+            ),
+            peer_bytes: counter_vec(
+                "netd_peer_bytes_total",
+                "Frame bytes per peer and direction",
+                &["peer", "direction"],
             ),
             connections: counter_vec("netd_connections_total", "Connections established, by direction", &["direction"]),
             dials: counter_vec("netd_dials_total", "Dial attempts, by result", &["result"]),

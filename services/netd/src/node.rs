@@ -9,6 +9,7 @@ use crate::metrics::NetMetrics;
 use crate::outbox::{Limits, Outbox};
 use crate::peers::{PeerState, PeerTable};
 use crate::reconnect::{dial_initial_peers, reconnect_loop, watch_for_wake};
+use crate::vivaldi::{Coordinate, Vivaldi, VivaldiConfig};
 use crate::{peer_store, tls, NetError};
 use futures::future::{BoxFuture, FutureExt, Shared};
 use icn_config::NetworkConfig;
@@ -43,6 +44,8 @@ pub(crate) struct Inner {
     client_config: Option<quinn::ClientConfig>,
     pub peers: PeerTable,
     pub gate: crate::gate::Gate,
+    /// This node's network coordinate.
+    pub vivaldi: Mutex<Vivaldi>,
     /// Inbound rate limit per peer.
     pub buckets: Mutex<HashMap<Did, crate::gate::TokenBucket>>,
     /// Bumped at every detected wake from sleep; redial loops restart their backoff.
@@ -101,15 +104,24 @@ impl Node {
             .await??
         };
         let gate = crate::gate::Gate::new(&config.trust);
+        let vivaldi = Vivaldi::new(VivaldiConfig {
+            ce: config.vivaldi.ce,
+            cc: config.vivaldi.cc,
+            min_height: config.vivaldi.min_height.as_secs_f64(),
+            max_rtt: config.vivaldi.max_rtt,
+        })
+        .map_err(|e| anyhow::anyhow!("network.vivaldi: {e}"))?;
+        let metrics = NetMetrics::new(&ctx.metrics);
         let inner = Arc::new(Inner {
-            metrics: NetMetrics::new(&ctx.metrics),
+            peers: PeerTable::new(metrics.state_changes.clone()),
+            metrics,
             config,
             identity,
             endpoint,
             client_config,
-            peers: PeerTable::default(),
             gate,
             buckets: Mutex::new(HashMap::new()),
+            vivaldi: Mutex::new(vivaldi),
             wakes: tokio::sync::watch::Sender::new(0),
             outbox,
             inbox,
@@ -132,6 +144,7 @@ impl Node {
             inner.ctx.spawn(goodbye_at_shutdown(inner.clone(), endpoint.clone()));
             inner.ctx.spawn(dial_initial_peers(inner.clone()));
             inner.ctx.spawn(watch_for_wake(inner.clone()));
+            inner.ctx.spawn(sample_links(inner.clone()));
         }
         Ok(Node { inner })
     }
@@ -231,7 +244,7 @@ impl Node {
             // The state changes first, so the close that follows schedules no redial.
             inner.peers.with(|t| {
                 if let Some(r) = t.get_mut(did) {
-                    r.state = PeerState::Closed { reason: "closed by this node".into() };
+                    r.set_state(PeerState::Closed { reason: "closed by this node".into() }, &inner.peers.state_changes);
                 }
             });
             let goodbye = Frame {
@@ -256,11 +269,26 @@ impl Node {
         self.inner.peers.snapshot(did).ok_or_else(|| NetError::UnknownPeer(did.clone()))
     }
 
-    pub fn rtt(&self, did: &Did) -> Result<Duration, NetError> {
-        match self.inner.peers.link(did) {
-            Some(link) => Ok(link.connection.rtt()),
-            None => Err(NetError::Pending("RTT estimates for unconnected peers (Vivaldi coordinates, issue #3)")),
+    /// RTT to `did`: measured on the live connection, else estimated from coordinates.
+    pub fn estimate_rtt(&self, did: &Did) -> Result<api::EstimateRttResponse, NetError> {
+        if let Some(link) = self.inner.peers.link(did) {
+            return Ok(api::EstimateRttResponse {
+                rtt_us: link.connection.rtt().as_micros() as u64,
+                measured: true,
+                peer_coordinate: None,
+            });
         }
+        let Some(coordinate) = self.inner.peers.with(|t| t.get(did).map(|r| r.coordinate)) else {
+            return Err(NetError::UnknownPeer(did.clone()));
+        };
+        let coordinate = coordinate.ok_or_else(|| NetError::NoEstimate(did.clone()))?;
+        let estimate = self.inner.vivaldi.lock().expect("vivaldi lock").estimate(&coordinate);
+        let estimate = estimate.ok_or_else(|| NetError::NoEstimate(did.clone()))?;
+        Ok(api::EstimateRttResponse {
+            rtt_us: estimate.as_micros() as u64,
+            measured: false,
+            peer_coordinate: Some(coordinate.to_proto()),
+        })
     }
 
     pub fn shutdown_token(&self) -> tokio_util::sync::CancellationToken {
@@ -287,6 +315,7 @@ impl Node {
             incarnation: inner.incarnation.clone(),
             protocol_version: PROTOCOL_VERSION,
             connected_peers: inner.peers.connected_count() as u32,
+            coordinate: Some(inner.vivaldi.lock().expect("vivaldi lock").coordinate().to_proto()),
         }
     }
 }
@@ -402,6 +431,20 @@ impl Inner {
                 return Ok(did.clone());
             }
         }
+        // An address some connected peer is already reached at (or listens on): that peer.
+        let connected_at = self.peers.with(|t| {
+            t.values()
+                .find(|r| {
+                    r.state.link().is_some_and(|l| {
+                        l.connection.remote_address().to_string() == address
+                            || l.hello.listen_addresses.iter().any(|a| a == address)
+                    }) && expected.is_none_or(|e| e == &r.did)
+                })
+                .map(|r| r.did.clone())
+        });
+        if let Some(did) = connected_at {
+            return Ok(did);
+        }
         if self.peers.connected_count() >= self.config.max_peers {
             return Err(NetError::TooManyPeers(self.config.max_peers));
         }
@@ -431,7 +474,7 @@ impl Inner {
             self.peers.with(|t| {
                 if let Some(r) = t.get_mut(did) {
                     if matches!(r.state, PeerState::Connecting) {
-                        r.state = PeerState::Known;
+                        r.set_state(PeerState::Known, &self.peers.state_changes);
                     }
                 }
             });
@@ -450,7 +493,7 @@ impl Inner {
             let record = crate::peers::record_of(t, did);
             let first = matches!(record.state, PeerState::Known);
             if first {
-                record.state = PeerState::Connecting;
+                record.set_state(PeerState::Connecting, &self.peers.state_changes);
             }
             first
         })
@@ -501,11 +544,14 @@ impl Inner {
                 if matches!(r.state, PeerState::Failed { .. } | PeerState::Closed { .. })
                     && !r.addresses.is_empty() =>
             {
-                r.state = PeerState::Reconnecting {
-                    attempt: 0,
-                    next_attempt_at: SystemTime::now(),
-                    last_error: String::new(),
-                };
+                r.set_state(
+                    PeerState::Reconnecting {
+                        attempt: 0,
+                        next_attempt_at: SystemTime::now(),
+                        last_error: String::new(),
+                    },
+                    &self.peers.state_changes,
+                );
                 true
             }
             _ => false,
@@ -542,6 +588,13 @@ impl Inner {
                 Some(_) => false,
             });
             self.peers.learn(&did, &known.addresses, Some(&known.x25519_public_key));
+            if let Some(c) = known.coordinate.as_ref().and_then(Coordinate::from_proto) {
+                self.peers.with(|t| {
+                    if let Some(r) = t.get_mut(&did).filter(|r| r.state.link().is_none()) {
+                        r.coordinate = Some(c);
+                    }
+                });
+            }
             if wanted && self.peers.connected_count() < self.config.max_peers {
                 let inner = self.clone();
                 let address = known.addresses[0].clone();
@@ -591,7 +644,7 @@ impl Inner {
         self.peers.with(|t| {
             if let Some(r) = t.get_mut(did) {
                 if matches!(r.state, PeerState::Reconnecting { .. }) {
-                    r.state = PeerState::Failed { last_error: last_error.to_string() };
+                    r.set_state(PeerState::Failed { last_error: last_error.to_string() }, &self.peers.state_changes);
                 }
             }
         });
@@ -624,11 +677,17 @@ impl Inner {
                 _ => return None,
             }
             if self.ctx.shutdown.is_cancelled() {
-                record.state = PeerState::Closed { reason: "this node is shutting down".into() };
+                record.set_state(
+                    PeerState::Closed { reason: "this node is shutting down".into() },
+                    &self.peers.state_changes,
+                );
                 return None;
             }
             if let Some(reason) = goodbye {
-                record.state = PeerState::Closed { reason: format!("peer closed the connection: {reason}") };
+                record.set_state(
+                    PeerState::Closed { reason: format!("peer closed the connection: {reason}") },
+                    &self.peers.state_changes,
+                );
                 return None;
             }
             if !link.outbound {
@@ -637,8 +696,10 @@ impl Inner {
                     record.addresses.push(observed);
                 }
             }
-            record.state =
-                PeerState::Reconnecting { attempt: 0, next_attempt_at: SystemTime::now(), last_error: reason.clone() };
+            record.set_state(
+                PeerState::Reconnecting { attempt: 0, next_attempt_at: SystemTime::now(), last_error: reason.clone() },
+                &self.peers.state_changes,
+            );
             Some(())
         });
         self.metrics.connected_peers.set(self.peers.connected_count() as i64);
@@ -775,5 +836,39 @@ async fn feed_subscriber(
                 Err(broadcast::error::RecvError::Closed) => return,
             }
         }
+    }
+}
+
+/// Every keep-alive interval (QUIC refreshes its RTT estimate with each keep-alive):
+/// publishes each link's RTT, feeds it to this node's Vivaldi coordinate, and sends the
+/// coordinate to every peer.
+async fn sample_links(inner: Arc<Inner>) {
+    let mut tick = tokio::time::interval(inner.config.keep_alive_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut sampled: HashSet<Did> = HashSet::new();
+    loop {
+        tokio::select! {
+            _ = inner.ctx.shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let links = inner.peers.links();
+        let now: HashSet<Did> = links.iter().map(|(did, _)| did.clone()).collect();
+        for (did, link) in &links {
+            let rtt = link.connection.rtt();
+            inner.metrics.peer_rtt_seconds.with_label_values(&[did.as_str()]).set(rtt.as_secs_f64());
+            if let Some(remote) = inner.peers.with(|t| t.get(did).and_then(|r| r.coordinate)) {
+                inner.vivaldi.lock().expect("vivaldi lock").observe(&remote, rtt);
+            }
+        }
+        let ours = inner.vivaldi.lock().expect("vivaldi lock").coordinate().to_proto();
+        for (_, link) in &links {
+            let frame = Frame { body: Some(Body::Coordinate(ours.clone())) };
+            inner.send_control(link.id, &frame).await;
+        }
+        // A disconnected peer has no RTT: drop its series rather than show a stale value.
+        for gone in sampled.difference(&now) {
+            let _ = inner.metrics.peer_rtt_seconds.remove_label_values(&[gone.as_str()]);
+        }
+        sampled = now;
     }
 }

@@ -63,6 +63,18 @@ pub enum PeerState {
 }
 
 impl PeerState {
+    /// Label for metrics and logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            PeerState::Known => "known",
+            PeerState::Connecting => "connecting",
+            PeerState::Connected(_) => "connected",
+            PeerState::Reconnecting { .. } => "reconnecting",
+            PeerState::Closed { .. } => "closed",
+            PeerState::Failed { .. } => "failed",
+        }
+    }
+
     pub fn link(&self) -> Option<&Link> {
         match self {
             PeerState::Connected(link) => Some(link),
@@ -79,15 +91,27 @@ pub struct PeerRecord {
     pub hello: Option<PeerHello>,
     /// The peer's X25519 key, known from a Hello of this or an earlier run.
     pub sealing_key: Option<Vec<u8>>,
+    /// The peer's latest Vivaldi coordinate, from the peer itself or from peer exchange.
+    pub coordinate: Option<crate::vivaldi::Coordinate>,
 }
 
 impl PeerRecord {
+    /// Moves to `state`, counting the change (by target state) when it is one.
+    pub fn set_state(&mut self, state: PeerState, changes: &prometheus::IntCounterVec) {
+        if std::mem::discriminant(&self.state) != std::mem::discriminant(&state) {
+            changes.with_label_values(&[state.name()]).inc();
+            tracing::debug!(peer = %self.did, from = self.state.name(), to = state.name(), "peer state changed");
+        }
+        self.state = state;
+    }
+
     /// How this peer is described to other peers and in the store.
     pub fn as_known_peer(&self) -> icn_proto::net::wire::v1::KnownPeer {
         icn_proto::net::wire::v1::KnownPeer {
             did: self.did.to_string(),
             addresses: self.addresses.clone(),
             x25519_public_key: self.sealing_key.clone().unwrap_or_default(),
+            coordinate: self.coordinate.map(|c| c.to_proto()),
         }
     }
 }
@@ -100,6 +124,7 @@ pub fn record_of<'a>(table: &'a mut HashMap<Did, PeerRecord>, did: &Did) -> &'a 
         addresses: Vec::new(),
         hello: None,
         sealing_key: None,
+        coordinate: None,
     })
 }
 
@@ -111,13 +136,18 @@ pub enum Admission {
     Duplicate,
 }
 
-#[derive(Default)]
 pub struct PeerTable {
     inner: Mutex<HashMap<Did, PeerRecord>>,
     next_link_id: AtomicU64,
+    /// Counts every state change, by the state entered.
+    pub state_changes: prometheus::IntCounterVec,
 }
 
 impl PeerTable {
+    pub fn new(state_changes: prometheus::IntCounterVec) -> Self {
+        Self { inner: Mutex::new(HashMap::new()), next_link_id: AtomicU64::new(0), state_changes }
+    }
+
     pub fn next_link_id(&self) -> u64 {
         self.next_link_id.fetch_add(1, Ordering::Relaxed) + 1
     }
@@ -186,7 +216,7 @@ impl PeerTable {
             }
             record.sealing_key = Some(link.hello.x25519_public_key.clone());
             record.hello = Some(link.hello.clone());
-            record.state = PeerState::Connected(link);
+            record.set_state(PeerState::Connected(link), &self.state_changes);
             Admission::Admitted { replaced }
         })
     }

@@ -29,11 +29,14 @@ pub(crate) async fn reconnect_loop(inner: Arc<Inner>, did: Did) {
                         last_error = previous.clone();
                     }
                 }
-                r.state = PeerState::Reconnecting {
-                    attempt: attempt + 1,
-                    next_attempt_at: SystemTime::now() + wait,
-                    last_error: last_error.clone(),
-                };
+                r.set_state(
+                    PeerState::Reconnecting {
+                        attempt: attempt + 1,
+                        next_attempt_at: SystemTime::now() + wait,
+                        last_error: last_error.clone(),
+                    },
+                    &inner.peers.state_changes,
+                );
                 Some(r.addresses.clone())
             }
             _ => None,
@@ -126,7 +129,10 @@ pub(crate) async fn dial_initial_peers(inner: Arc<Inner>) {
         if !stored.failed_error.is_empty() && !fresh_start {
             inner.peers.with(|t| {
                 if let Some(r) = t.get_mut(&did) {
-                    r.state = PeerState::Failed { last_error: stored.failed_error.clone() };
+                    r.set_state(
+                        PeerState::Failed { last_error: stored.failed_error.clone() },
+                        &inner.peers.state_changes,
+                    );
                 }
             });
             continue;

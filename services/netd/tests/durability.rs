@@ -253,3 +253,74 @@ async fn a_wake_from_sleep_restarts_the_backoff() {
     let after = a.peer(&b_did).await.unwrap().attempt;
     assert!(after < before, "backoff restarted: attempt {after} after {before}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_dials_to_one_peer_share_one_attempt() {
+    use icn_proto::net::v1::DialRequest;
+    let net = Network::builder(2).services(NETD).bootstrap(icn_testkit::Bootstrap::None).start().await.unwrap();
+    let (a, b) = (&net.nodes[0], &net.nodes[1]);
+    let client = a.netd().await.unwrap();
+    let dials = (0..10).map(|_| {
+        let mut c = client.clone();
+        let address = b.quic_address();
+        tokio::spawn(async move { c.dial(DialRequest { address, did: String::new() }).await })
+    });
+    for dial in futures_join(dials).await {
+        assert_eq!(dial.unwrap().into_inner().did, b.did().to_string());
+    }
+    assert_eq!(a.metric("netd", "icn_netd_dials_total").await.unwrap(), 1.0, "ten callers, one dial");
+}
+
+async fn futures_join<T>(handles: impl Iterator<Item = tokio::task::JoinHandle<T>>) -> Vec<T> {
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_peer_shut_down_gracefully_is_not_redialled() {
+    let mut net = quick(Network::builder(2).services(NETD)).start().await.unwrap();
+    net.wait_full_mesh(Duration::from_secs(20)).await.unwrap();
+    assert_eq!(net.nodes[1].stop("netd", Duration::from_secs(10)).await.unwrap().code(), Some(0));
+    let (a, b) = (&net.nodes[0], &net.nodes[1]);
+    let closed = a.wait_peer_state(b.did(), PeerState::Closed, Duration::from_secs(5)).await.unwrap();
+    assert!(closed.last_error.contains("shutting down"), "{}", closed.last_error);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(a.metric("netd", "icn_netd_reconnect_attempts_total").await.unwrap(), 0.0);
+    assert_eq!(a.peer(b.did()).await.unwrap().state, PeerState::Closed as i32);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failure_mark_survives_a_quick_restart_but_not_a_long_gap() {
+    let mut net = quick(Network::builder(2).services(NETD))
+        .env("ICN__NETWORK__RECONNECT__PERMANENT_AFTER", "2")
+        .env("ICN__NETWORK__RECONNECT__WAKE_CHECK_INTERVAL", "100ms")
+        .start()
+        .await
+        .unwrap();
+    net.wait_full_mesh(Duration::from_secs(20)).await.unwrap();
+    net.nodes[1].kill("netd").await.unwrap();
+    let b_did = net.nodes[1].did().clone();
+    net.nodes[0].wait_peer_state(&b_did, PeerState::Failed, Duration::from_secs(20)).await.unwrap();
+
+    // A quick restart keeps the mark: the peer is not dialled.
+    net.nodes[0].stop("netd", Duration::from_secs(10)).await.unwrap();
+    net.nodes[0].start("netd").await.unwrap();
+    net.nodes[0].wait_healthy("netd", Duration::from_secs(20)).await.unwrap();
+    assert_eq!(net.nodes[0].peer(&b_did).await.unwrap().state, PeerState::Failed as i32);
+    assert_eq!(net.nodes[0].metric("netd", "icn_netd_dials_total").await.unwrap(), 0.0);
+
+    // After a gap longer than `restart_gap` the mark is stale: the peer is dialled again.
+    net.nodes[0].stop("netd", Duration::from_secs(10)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    net.nodes[0].env.push(("ICN__NETWORK__RECONNECT__RESTART_GAP".into(), "1s".into()));
+    net.nodes[1].start("netd").await.unwrap();
+    net.nodes[0].start("netd").await.unwrap();
+    net.nodes[0].wait_healthy("netd", Duration::from_secs(20)).await.unwrap();
+    net.nodes[0].wait_peer_state(&b_did, PeerState::Connected, Duration::from_secs(20)).await.unwrap();
+    assert!(net.nodes[0].json_logs("netd").iter().any(|l| l["fields"]["message"]
+        .as_str()
+        .is_some_and(|m| m.starts_with("long gap since this node was last active"))));
+}

@@ -84,3 +84,47 @@ async fn a_flooding_peer_is_slowed_then_cut_and_nothing_it_sent_is_lost() {
     assert!(b.metric("netd", "icn_netd_rate_limited_total{action=\"slowed\"").await.unwrap() > 0.0);
     assert!(b.metric("netd", "icn_netd_rate_limited_total{action=\"cut\"").await.unwrap() >= 1.0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_rtt_to_a_peer_never_measured_is_estimated_from_network_coordinates() {
+    use icn_proto::net::v1::EstimateRttRequest;
+    let mut net = Network::builder(3)
+        .services(&["netd"])
+        .env("ICN__NETWORK__KEEP_ALIVE_INTERVAL", "100ms")
+        .env("ICN__NETWORK__IDLE_TIMEOUT", "2s")
+        .env("ICN__NETWORK__PEER_EXCHANGE_INTERVAL", "300ms")
+        .start()
+        .await
+        .unwrap();
+    // Node 3 accepts node 1 only, so node 2 can never connect to it and measure it.
+    let node1 = net.nodes[0].did().to_string();
+    net.nodes[2].stop("netd", Duration::from_secs(10)).await.unwrap();
+    net.nodes[2].env.push(("ICN__NETWORK__TRUST__ALLOWLIST".into(), node1));
+    net.nodes[2].start("netd").await.unwrap();
+    net.nodes[2].wait_healthy("netd", Duration::from_secs(20)).await.unwrap();
+    let (n1, n2, n3) = (&net.nodes[0], &net.nodes[1], &net.nodes[2]);
+    let mut netd2 = n2.netd().await.unwrap();
+
+    let measured = netd2.estimate_rtt(EstimateRttRequest { did: n1.did().to_string() }).await.unwrap().into_inner();
+    assert!(measured.measured && measured.rtt_us > 0);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let estimate = loop {
+        match netd2.estimate_rtt(EstimateRttRequest { did: n3.did().to_string() }).await {
+            Ok(r) => break r.into_inner(),
+            Err(e) if Instant::now() < deadline => {
+                assert!(matches!(e.code(), Code::Unavailable | Code::NotFound), "{e:?}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("no estimate within 15 s: {e:?}"),
+        }
+    };
+    assert!(!estimate.measured, "node 2 never connected to node 3");
+    assert!(n2.connected_peers().await.unwrap().iter().all(|d| d != n3.did().as_str()));
+    // Loopback RTTs are well under a millisecond; the estimate must be of that order.
+    assert!(estimate.rtt_us > 0 && estimate.rtt_us < 20_000, "{estimate:?}");
+    assert_eq!(estimate.peer_coordinate.unwrap().vector.len(), 2);
+
+    let unknown = icn_identity::NodeIdentity::generate().did().to_string();
+    let err = netd2.estimate_rtt(EstimateRttRequest { did: unknown }).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+}

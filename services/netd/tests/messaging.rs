@@ -131,3 +131,31 @@ async fn bad_requests_get_specific_statuses_and_the_node_keeps_serving() {
     netd.send(send(to, "test", b"after".to_vec(), false)).await.unwrap();
     assert_eq!(n1.connected_peers().await.unwrap().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_show_state_changes_rtt_and_bytes_per_peer() {
+    let net = Network::builder(2)
+        .services(NETD_ONLY)
+        .env("ICN__NETWORK__KEEP_ALIVE_INTERVAL", "200ms")
+        .env("ICN__NETWORK__IDLE_TIMEOUT", "2s")
+        .start()
+        .await
+        .unwrap();
+    net.wait_full_mesh(Duration::from_secs(20)).await.unwrap();
+    let (n1, n2) = (&net.nodes[0], &net.nodes[1]);
+    n1.netd()
+        .await
+        .unwrap()
+        .send(SendRequest { to: n2.did().to_string(), protocol: "test".into(), payload: vec![9; 1000], sealed: false })
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let peer = n2.did().as_str();
+    assert!(n1.metric("netd", "icn_netd_peer_state_changes_total{state=\"connected\"}").await.unwrap() >= 1.0);
+    let rtt = n1.metric("netd", &format!("icn_netd_peer_rtt_seconds{{peer=\"{peer}\"}}")).await.unwrap();
+    assert!(rtt > 0.0 && rtt < 0.5, "rtt {rtt}");
+    let sent =
+        n1.metric("netd", &format!("icn_netd_peer_bytes_total{{direction=\"sent\",peer=\"{peer}\"}}")).await.unwrap();
+    assert!(sent >= 1000.0, "bytes sent to the peer: {sent}");
+    assert_eq!(n1.metric("netd", "icn_netd_messages_queued_total{protocol=\"test\"}").await.unwrap(), 1.0);
+}
