@@ -7,8 +7,8 @@ cd "$(dirname "$0")/.."
 
 sudo_if_needed() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-# iproute2 and nftables build the network lab (make test-lab).
-packages=(libclang-dev protobuf-compiler pkg-config curl python3-pip iproute2 nftables)
+# iproute2 builds the network lab (make test-lab).
+packages=(libclang-dev protobuf-compiler pkg-config curl python3-pip iproute2)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -1,27 +1,30 @@
 //! A network lab of Linux network namespaces, for tests of what crosses a network:
-//! hosts with their own addresses, partitions, cut links, packet loss, and heals.
-//!
-//! Topology (all made by the lab, all removed when it is dropped):
+//! hosts with their own addresses and kernel network stacks, and a wire between them
+//! that can cut links, partition groups, drop a share of packets, add delay, and heal.
 //!
 //! ```text
-//!   test process (root namespace)
-//!     │ control links: one point-to-point veth per host (gRPC, metrics)
-//!     ▼
-//!   host h1 … hN  ──data link──▶  router namespace (IP forwarding, nftables)
+//!   test process (root namespace) ──control links (veth)──▶ host h1 … hN (gRPC, metrics)
+//!
+//!   host h1 tun0 ─┐
+//!   host h2 tun0 ─┼─ the lab's switch (threads of the test process): forwards IPv4
+//!   host hN tun0 ─┘  packets between hosts, applying the faults
 //! ```
 //!
-//! Each host has a *data* address (`10.X.h.2`, routed through the router; this is where
-//! QUIC runs) and a *control* address (`10.X.(100+h).2`, reachable only from the root
-//! namespace). Faults are nftables rules in the router, so they cut the data plane and
-//! never the test's view of the hosts.
+//! Each host has a *data* address `10.X.0.h` on a TUN device (QUIC runs there) and a
+//! *control* address `10.X.(100+h).2` on a veth to the root namespace. Faults act on the
+//! data plane only, so the test always sees its hosts. The switch is in userspace because
+//! the kernels this runs on may lack netem and NFQUEUE (this project's CI kernel lacks
+//! both); the hosts' stacks are the real kernel's.
 //!
-//! Needs root, iproute2 and nftables (installed by `scripts/install-deps.sh`). Loss uses
-//! nftables `numgen`; delay uses `tc netem`, which some kernels (this project's CI
-//! machine's among them) are built without: [`Lab::delay`] says so rather than pretend.
+//! Needs root and iproute2. Everything is removed when the [`Lab`] is dropped.
+
+mod switch;
 
 use anyhow::{bail, Context};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+use switch::{Faults, Switch};
 
 /// One host of the lab.
 #[derive(Clone, Debug)]
@@ -37,11 +40,11 @@ pub struct Host {
 
 pub struct Lab {
     prefix: String,
-    router: String,
     hosts: Vec<Host>,
+    switch: Option<Switch>,
 }
 
-fn run(args: &[&str]) -> anyhow::Result<String> {
+pub(crate) fn run(args: &[&str]) -> anyhow::Result<String> {
     let out = Command::new(args[0]).args(&args[1..]).output().with_context(|| format!("running {}", args.join(" ")))?;
     if !out.status.success() {
         bail!("`{}` failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
@@ -56,10 +59,10 @@ fn in_ns(ns: &str, args: &[&str]) -> anyhow::Result<String> {
 }
 
 impl Lab {
-    /// Builds a lab of `hosts` hosts behind one router.
+    /// Builds a lab of `hosts` hosts joined by the switch.
     pub fn new(hosts: usize) -> anyhow::Result<Lab> {
         // SAFETY: geteuid has no preconditions.
-        if unsafe { geteuid() } != 0 {
+        if unsafe { libc::geteuid() } != 0 {
             bail!("the network lab needs root (network namespaces); run the lab suite as root");
         }
         if hosts == 0 || hosts > 50 {
@@ -67,42 +70,29 @@ impl Lab {
         }
         static LABS: AtomicU32 = AtomicU32::new(0);
         let serial = LABS.fetch_add(1, Ordering::SeqCst);
-        let unique = (std::process::id() + serial * 7) % 50;
+        let net = 200 + (std::process::id() + serial * 7) % 50;
         let prefix = format!("icnl{}{}", std::process::id() % 10_000, serial);
-        let net = 200 + unique;
-        let mut lab = Lab { router: format!("{prefix}r"), prefix: prefix.clone(), hosts: Vec::new() };
-        let router = lab.router.clone();
-        run(&["ip", "netns", "add", &router])?;
-        in_ns(&router, &["ip", "link", "set", "lo", "up"])?;
-        in_ns(&router, &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
-        in_ns(&router, &["nft", "add", "table", "inet", "lab"])?;
-        in_ns(&router, &["nft", "add", "chain", "inet", "lab", "faults", "{ type filter hook forward priority 0; }"])?;
+        let mut lab = Lab { prefix: prefix.clone(), hosts: Vec::new(), switch: None };
         for h in 1..=hosts {
             let ns = format!("{prefix}h{h}");
-            let (data_ip, control_ip) = (format!("10.{net}.{h}.2"), format!("10.{net}.{}.2", 100 + h));
+            let (data_ip, control_ip) = (format!("10.{net}.0.{h}"), format!("10.{net}.{}.2", 100 + h));
             run(&["ip", "netns", "add", &ns])?;
-            lab.hosts.push(Host {
-                index: h,
-                namespace: ns.clone(),
-                data_ip: data_ip.clone(),
-                control_ip: control_ip.clone(),
-            });
+            lab.hosts.push(Host { index: h, namespace: ns.clone(), data_ip, control_ip: control_ip.clone() });
             in_ns(&ns, &["ip", "link", "set", "lo", "up"])?;
-            // Data link: host eth0 <-> router rN.
-            let r_if = format!("r{h}");
-            run(&["ip", "link", "add", &r_if, "netns", &router, "type", "veth", "peer", "name", "eth0", "netns", &ns])?;
-            in_ns(&router, &["ip", "addr", "add", &format!("10.{net}.{h}.1/24"), "dev", &r_if])?;
-            in_ns(&router, &["ip", "link", "set", &r_if, "up"])?;
-            in_ns(&ns, &["ip", "addr", "add", &format!("{data_ip}/24"), "dev", "eth0"])?;
-            in_ns(&ns, &["ip", "link", "set", "eth0", "up"])?;
-            in_ns(&ns, &["ip", "route", "add", &format!("10.{net}.0.0/16"), "via", &format!("10.{net}.{h}.1")])?;
-            // Control link: root namespace <-> host ctl.
+            // Control link: root namespace <-> host `ctl`.
             let c_if = format!("{prefix}c{h}");
             run(&["ip", "link", "add", &c_if, "type", "veth", "peer", "name", "ctl", "netns", &ns])?;
             run(&["ip", "addr", "add", &format!("10.{net}.{}.1/24", 100 + h), "dev", &c_if])?;
             run(&["ip", "link", "set", &c_if, "up"])?;
             in_ns(&ns, &["ip", "addr", "add", &format!("{control_ip}/24"), "dev", "ctl"])?;
             in_ns(&ns, &["ip", "link", "set", "ctl", "up"])?;
+        }
+        // The switch creates each host's tun0 (inside its namespace) and then it is configured.
+        let namespaces: Vec<String> = lab.hosts.iter().map(|h| h.namespace.clone()).collect();
+        lab.switch = Some(Switch::start(&namespaces, net)?);
+        for host in &lab.hosts {
+            in_ns(&host.namespace, &["ip", "addr", "add", &format!("{}/16", host.data_ip), "dev", "tun0"])?;
+            in_ns(&host.namespace, &["ip", "link", "set", "tun0", "up"])?;
         }
         Ok(lab)
     }
@@ -115,18 +105,11 @@ impl Lab {
         &self.hosts[index - 1]
     }
 
-    fn subnet(&self, index: usize) -> String {
-        let ip = &self.host(index).data_ip;
-        format!("{}.0/24", ip.rsplit_once('.').expect("dotted address").0)
+    fn faults(&self, change: impl FnOnce(&mut Faults)) {
+        self.switch.as_ref().expect("running while the lab exists").change(change);
     }
 
-    fn rule(&self, rule: &str) -> anyhow::Result<()> {
-        let mut args = vec!["nft", "add", "rule", "inet", "lab", "faults"];
-        args.extend(rule.split_whitespace());
-        in_ns(&self.router, &args).map(|_| ())
-    }
-
-    /// Cuts every data path between the two groups of hosts (by 1-based index), both ways.
+    /// Cuts every data path between the two groups of hosts (1-based indexes), both ways.
     pub fn partition(&self, side_a: &[usize], side_b: &[usize]) -> anyhow::Result<()> {
         for a in side_a {
             for b in side_b {
@@ -138,52 +121,67 @@ impl Lab {
 
     /// Cuts the data path between two hosts, both ways.
     pub fn cut(&self, a: usize, b: usize) -> anyhow::Result<()> {
-        let (sa, sb) = (self.subnet(a), self.subnet(b));
-        self.rule(&format!("ip saddr {sa} ip daddr {sb} drop"))?;
-        self.rule(&format!("ip saddr {sb} ip daddr {sa} drop"))
+        self.check(a)?;
+        self.check(b)?;
+        self.faults(|f| {
+            f.cuts.insert((a, b));
+            f.cuts.insert((b, a));
+        });
+        Ok(())
     }
 
-    /// Drops `percent` of the packets leaving host `index` through the router.
+    /// Drops `percent` of the packets host `index` sends.
     pub fn loss(&self, index: usize, percent: u32) -> anyhow::Result<()> {
-        self.rule(&format!("ip saddr {} numgen random mod 100 < {percent} drop", self.subnet(index)))
+        self.check(index)?;
+        if percent > 100 {
+            bail!("loss is a percentage, got {percent}");
+        }
+        self.faults(|f| {
+            f.loss.insert(index, percent);
+        });
+        Ok(())
     }
 
-    /// Adds `delay` to every packet host `index` sends (tc netem on its data link).
-    /// Fails, saying so, on kernels built without netem (this project's CI machine is one).
-    pub fn delay(&self, index: usize, delay: std::time::Duration) -> anyhow::Result<()> {
-        let ms = format!("{}ms", delay.as_millis());
-        match in_ns(
-            &self.host(index).namespace,
-            &["tc", "qdisc", "replace", "dev", "eth0", "root", "netem", "delay", &ms],
-        ) {
-            Err(e) if e.to_string().contains("Specified qdisc kind is unknown") => {
-                bail!("this kernel has no netem (sch_netem), so the lab cannot add delay here")
-            }
-            other => other.map(|_| ()),
-        }
+    /// Delays every packet host `index` sends by `delay` (so the RTT between two hosts
+    /// grows by the sum of their delays).
+    pub fn delay(&self, index: usize, delay: Duration) -> anyhow::Result<()> {
+        self.check(index)?;
+        self.faults(|f| {
+            f.delay.insert(index, delay);
+        });
+        Ok(())
     }
 
     /// Removes every fault.
     pub fn heal(&self) -> anyhow::Result<()> {
-        in_ns(&self.router, &["nft", "flush", "chain", "inet", "lab", "faults"]).map(|_| ())
+        self.faults(|f| *f = Faults::default());
+        Ok(())
+    }
+
+    /// Packets the switch has dropped because of faults.
+    pub fn dropped(&self) -> u64 {
+        self.switch.as_ref().map(|s| s.dropped()).unwrap_or_default()
     }
 
     /// Command prefix to run a program on host `index`.
     pub fn exec_prefix(&self, index: usize) -> Vec<String> {
         vec!["ip".into(), "netns".into(), "exec".into(), self.host(index).namespace.clone()]
     }
+
+    fn check(&self, index: usize) -> anyhow::Result<()> {
+        if index == 0 || index > self.hosts.len() {
+            bail!("no host {index}: hosts are 1..={}", self.hosts.len());
+        }
+        Ok(())
+    }
 }
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        self.switch.take();
         for host in &self.hosts {
             let _ = run(&["ip", "link", "del", &format!("{}c{}", self.prefix, host.index)]);
             let _ = run(&["ip", "netns", "del", &host.namespace]);
         }
-        let _ = run(&["ip", "netns", "del", &self.router]);
     }
-}
-
-extern "C" {
-    fn geteuid() -> u32;
 }

@@ -156,5 +156,31 @@ async fn under_20_percent_packet_loss_every_message_still_arrives_once_and_in_or
         seqs.push(m.seq);
     }
     assert_eq!(seqs, (1..=200).collect::<Vec<u64>>(), "QUIC and the queue recover every loss, in order");
+    assert!(lab.dropped() > 0, "the wire did drop packets");
+    lab.heal().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lab_delay_shows_in_the_rtt_netd_measures() {
+    use icn_proto::net::v1::EstimateRttRequest;
+    let lab = Lab::new(2).unwrap();
+    let net = Network::builder(2)
+        .services(&["netd"])
+        .placements(placements(&lab))
+        .env("ICN__NETWORK__KEEP_ALIVE_INTERVAL", "100ms")
+        .start()
+        .await
+        .unwrap();
+    net.wait_full_mesh(Duration::from_secs(20)).await.unwrap();
+    let (a, b) = (&net.nodes[0], &net.nodes[1]);
+    let mut netd = a.netd().await.unwrap();
+    let before = netd.estimate_rtt(EstimateRttRequest { did: b.did().to_string() }).await.unwrap().into_inner().rtt_us;
+    assert!(before < 10_000, "no delay yet: {before} µs");
+    lab.delay(1, Duration::from_millis(20)).unwrap();
+    lab.delay(2, Duration::from_millis(30)).unwrap();
+    // QUIC's smoothed RTT moves towards new samples over a few keep-alives.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let after = netd.estimate_rtt(EstimateRttRequest { did: b.did().to_string() }).await.unwrap().into_inner().rtt_us;
+    assert!((45_000..80_000).contains(&after), "20 ms + 30 ms of delay: measured {after} µs");
     lab.heal().unwrap();
 }
