@@ -68,6 +68,14 @@ enum Command {
         #[arg(long)]
         after: Option<u64>,
     },
+    /// Close the connection to a peer: on purpose (no reconnect), or `--reset` (reconnect).
+    Disconnect {
+        did: String,
+        #[arg(long)]
+        reset: bool,
+    },
+    /// RTT to a peer: measured when connected, else estimated from network coordinates.
+    Rtt { did: String },
     /// Ask a service's gRPC health endpoint; exit 0 only when it is SERVING.
     Health {
         /// Service name to check; the whole server when empty.
@@ -177,6 +185,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     None => bail!("the subscription ended (the service is shutting down)"),
                 }
             }
+        }
+        Command::Disconnect { did, reset } => {
+            let request = icn_proto::net::v1::DisconnectRequest { did: did.clone(), intentional: !reset };
+            net::client(&cli.endpoint).await?.disconnect(request).await?;
+            out.done(&format!("{} {did}", if reset { "reset" } else { "disconnected" }));
+        }
+        Command::Rtt { did } => {
+            let request = icn_proto::net::v1::EstimateRttRequest { did };
+            out.rtt(&net::client(&cli.endpoint).await?.estimate_rtt(request).await?.into_inner());
         }
         Command::Health { service } => return net::health(&cli.endpoint, &service, &out).await,
     }

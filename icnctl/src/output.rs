@@ -1,7 +1,7 @@
 //! Rendering results for people (aligned text) or scripts (`--json`, one document per
 //! result, one line per streamed message).
 
-use icn_proto::net::v1::{InboundMessage, Peer, PeerState, StatusResponse};
+use icn_proto::net::v1::{EstimateRttResponse, InboundMessage, Peer, PeerState, StatusResponse};
 use serde_json::json;
 use std::path::Path;
 
@@ -119,6 +119,22 @@ impl Output {
                 if m.sealed { ", sealed" } else { "" },
                 text
             );
+        }
+    }
+
+    pub fn done(&self, what: &str) {
+        if self.json {
+            println!("{}", json!({ "ok": true, "result": what }));
+        } else {
+            println!("{what}");
+        }
+    }
+
+    pub fn rtt(&self, r: &EstimateRttResponse) {
+        if self.json {
+            println!("{}", json!({ "rtt_us": r.rtt_us, "measured": r.measured }));
+        } else {
+            println!("{} ({})", rtt_text(r.rtt_us), if r.measured { "measured" } else { "estimated from coordinates" });
         }
     }
 

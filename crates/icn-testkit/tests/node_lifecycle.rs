@@ -274,3 +274,37 @@ fn print_config_shows_the_effective_configuration_and_bad_configuration_exits_2(
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no such file"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn icnctl_sends_subscribes_measures_and_disconnects() {
+    let net = Network::builder(2).services(&["netd"]).start().await.unwrap();
+    net.wait_full_mesh(Duration::from_secs(20)).await.unwrap();
+    let (n1, n2) = (&net.nodes[0], &net.nodes[1]);
+    let out = icnctl(
+        &n1.endpoint("netd"),
+        &["send", "--to", n2.did().as_str(), "--protocol", "cli", "--payload", "from the cli"],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out =
+        icnctl(&n2.endpoint("netd"), &["--json", "subscribe", "--protocol", "cli", "--after", "0", "--count", "1"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: stdout {:?} stderr {:?}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert_eq!(line["payload"], "from the cli");
+    assert_eq!(line["from"], n1.did().as_str());
+    let out = icnctl(&n1.endpoint("netd"), &["--json", "rtt", n2.did().as_str()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rtt: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rtt["measured"], true);
+    let out = icnctl(&n1.endpoint("netd"), &["disconnect", n2.did().as_str()]);
+    assert!(out.status.success());
+    n1.wait_peer_state(n2.did(), icn_proto::net::v1::PeerState::Closed, Duration::from_secs(5)).await.unwrap();
+    let out = icnctl(&n1.endpoint("netd"), &["disconnect", "did:icn:zNope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`did`"), "{}", String::from_utf8_lossy(&out.stderr));
+}
