@@ -23,6 +23,7 @@ pub struct IcnConfig {
     pub log: LogConfig,
     pub shutdown: ShutdownConfig,
     pub network: NetworkConfig,
+    pub topics: TopicsConfig,
     /// Where this node's services reach each other.
     pub endpoints: Endpoints,
     pub netd: ServiceConfig,
@@ -173,6 +174,26 @@ pub struct RateLimitConfig {
     pub cut_after: Duration,
 }
 
+/// Gossip topics and entries.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TopicsConfig {
+    /// Largest entry payload, in bytes, after decompression.
+    pub max_payload_bytes: usize,
+    /// Payloads larger than this are LZ4-compressed when this node signs them.
+    pub compress_above_bytes: usize,
+    /// Entries a topic keeps when it names no `max_entries` of its own; older ones are
+    /// pruned (their (author, seq) stay known, so they are never fetched again).
+    pub default_max_entries: u64,
+    /// Accept entries for topics this node does not know. Off: they are refused as
+    /// `UNKNOWN_TOPIC`.
+    pub allow_unknown_topics: bool,
+    /// Entries ahead of a gap held per topic and author, waiting for the gap to fill.
+    pub max_pending_per_author: usize,
+    /// Live entries buffered per subscriber; one further behind catches up from the store.
+    pub subscriber_buffer: usize,
+}
+
 /// Exponential backoff with full jitter between reconnection attempts to one peer:
 /// attempt n waits a uniformly random time in `[0, min(cap, base * 2^n))`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -280,6 +301,14 @@ impl Default for IcnConfig {
                     burst: 40_000,
                     cut_after: Duration::from_secs(10),
                 },
+            },
+            topics: TopicsConfig {
+                max_payload_bytes: 256 * 1024,
+                compress_above_bytes: 1024,
+                default_max_entries: 1_000_000,
+                allow_unknown_topics: false,
+                max_pending_per_author: 10_000,
+                subscriber_buffer: 4096,
             },
             endpoints: Endpoints {
                 netd: "http://127.0.0.1:7100".into(),

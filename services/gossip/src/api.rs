@@ -1,104 +1,397 @@
-//! The `icn.gossip.v1.Gossip` gRPC API. gossip owns topics and their ACLs (`Public`,
-//! `MinTrust`, `Participants`), signed entries, each topic's version vector (also the
-//! anti-entropy digest), eager push plus anti-entropy between nodes through netd, and
-//! versioned, checksummed snapshots, all durable in its RocksDB. A private topic's
-//! entries must never reach, or be readable by, anyone but its participants.
-//!
-//! At this stage every call answers UNIMPLEMENTED naming issue #4, which brings them.
+//! The `icn.gossip.v1.Gossip` API over the [`Store`]. Every read path checks the
+//! reader against the topic's ACL; a request's `reader` names a member reading through
+//! the gateway, and an empty one means this node itself.
 
+use crate::entry::sign_entry;
+use crate::store::{Applied, Reader, Store};
+use crate::GossipError;
 use futures::Stream;
-use icn_proto::gossip::v1::{self as pb, gossip_server::Gossip};
+use icn_identity::Did;
+use icn_proto::gossip::v1::gossip_server::Gossip;
+use icn_proto::gossip::v1::*;
 use icn_runtime::Context;
+use prometheus::IntCounterVec;
 use std::pin::Pin;
+use std::sync::Arc;
+use tokio::sync::{broadcast, mpsc};
 use tonic::{Request, Response, Status, Streaming};
 
-const CAPABILITY: &str = "gossip topics, entries and replication, issue #4";
-
-type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+/// Entries a subscription's feeder buffers ahead of its gRPC stream.
+const SUBSCRIPTION_BUFFER: usize = 256;
+/// Page size when a request names none, and the largest one allowed.
+const DEFAULT_PAGE: u32 = 100;
+const MAX_PAGE: u32 = 1000;
 
 pub struct GossipApi {
-    _ctx: Context,
+    ctx: Context,
+    store: Arc<Store>,
+    metrics: Metrics,
+}
+
+#[derive(Clone)]
+struct Metrics {
+    rejections: IntCounterVec,
+    published: prometheus::IntCounter,
+    stored: prometheus::IntCounter,
 }
 
 impl GossipApi {
-    pub fn new(ctx: Context) -> Self {
-        Self { _ctx: ctx }
+    pub fn new(ctx: Context, store: Arc<Store>) -> Self {
+        use icn_telemetry::metrics::register;
+        let metrics = Metrics {
+            rejections: register(
+                &ctx.metrics,
+                IntCounterVec::new(
+                    prometheus::Opts::new("gossip_rejections_total", "Entries and topics refused, by reason"),
+                    &["reason"],
+                )
+                .expect("valid metric"),
+            ),
+            published: register(
+                &ctx.metrics,
+                prometheus::IntCounter::new("gossip_entries_published_total", "Entries published through this node")
+                    .expect("valid metric"),
+            ),
+            stored: register(
+                &ctx.metrics,
+                prometheus::IntCounter::new("gossip_entries_stored_total", "Entries stored, from anywhere")
+                    .expect("valid metric"),
+            ),
+        };
+        Self { ctx, store, metrics }
+    }
+
+    fn reader(&self, reader: &str) -> Result<Reader, GossipError> {
+        if reader.is_empty() {
+            return Ok(match &self.ctx.identity {
+                Some(id) => Reader::Did(id.did().clone()),
+                None => Reader::Anonymous,
+            });
+        }
+        let did: Did = reader.parse().map_err(|e| GossipError::InvalidArgument(format!("`reader`: {e}")))?;
+        Ok(Reader::Did(did))
+    }
+
+    fn apply(&self, entry: Entry) -> Result<Applied, GossipError> {
+        let result = self.store.apply(entry, now_ms());
+        match &result {
+            Err(GossipError::Rejected { reason, why }) => {
+                self.metrics.rejections.with_label_values(&[reason.as_str_name()]).inc();
+                tracing::info!(reason = reason.as_str_name(), "entry rejected: {why}");
+            }
+            Ok(Applied::Stored(stored)) => self.metrics.stored.inc_by(stored.len() as u64),
+            _ => {}
+        }
+        result
+    }
+
+    fn topic_stats(&self, topic: &str) -> TopicStats {
+        let (first, last) = self.store.span(topic);
+        let vector = self.store.version_vector(topic);
+        TopicStats {
+            topic: topic.to_string(),
+            entries: if last == 0 { 0 } else { last - first + 1 },
+            authors: vector.len() as u32,
+            last_position: last,
+            local_subscribers: self.store.subscriber_count() as u32,
+            ..Default::default()
+        }
     }
 }
 
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
+}
+
+fn page_limit(page: &Option<icn_proto::common::v1::PageRequest>) -> usize {
+    page.as_ref().map(|p| p.limit).filter(|l| *l > 0).unwrap_or(DEFAULT_PAGE).min(MAX_PAGE) as usize
+}
+
+type EntryStream = Pin<Box<dyn Stream<Item = Result<StoredEntry, Status>> + Send>>;
+type ChunkStream = Pin<Box<dyn Stream<Item = Result<SnapshotChunk, Status>> + Send>>;
+
 #[tonic::async_trait]
 impl Gossip for GossipApi {
-    type SubscribeStream = ResponseStream<pb::StoredEntry>;
-    type ExportSnapshotStream = ResponseStream<pb::SnapshotChunk>;
-
     async fn create_topic(
         &self,
-        _request: Request<pb::CreateTopicRequest>,
-    ) -> Result<Response<pb::CreateTopicResponse>, Status> {
-        Err(icn_runtime::pending(CAPABILITY))
+        request: Request<CreateTopicRequest>,
+    ) -> Result<Response<CreateTopicResponse>, Status> {
+        let topic = match request.into_inner().signing {
+            Some(create_topic_request::Signing::Spec(spec)) => {
+                let identity = self.ctx.require_identity()?;
+                crate::entry::validate_topic_name(&spec.name)?;
+                let now = now_ms();
+                crate::entry::sign_topic(
+                    identity,
+                    Topic {
+                        name: spec.name,
+                        acl: Some(spec.acl.unwrap_or(Acl { rule: Some(acl::Rule::Public(acl::Public {})) })),
+                        max_entries: spec.max_entries,
+                        scope: if spec.scope == TopicScope::Unspecified as i32 {
+                            TopicScope::Network as i32
+                        } else {
+                            spec.scope
+                        },
+                        created_at_ms: now,
+                        revision: 1,
+                        updated_at_ms: now,
+                        ..Default::default()
+                    },
+                )
+            }
+            Some(create_topic_request::Signing::Signed(topic)) => topic,
+            None => {
+                return Err(GossipError::InvalidArgument(
+                    "give a `spec` (signed by this node) or a `signed` topic".into(),
+                )
+                .into())
+            }
+        };
+        let created = self.store.put_topic(topic.clone()).map_err(|e| {
+            if let GossipError::Rejected { reason, .. } = &e {
+                self.metrics.rejections.with_label_values(&[reason.as_str_name()]).inc();
+            }
+            e
+        })?;
+        Ok(Response::new(CreateTopicResponse { topic: Some(topic), created }))
     }
 
-    async fn get_topic(
-        &self,
-        _request: Request<pb::GetTopicRequest>,
-    ) -> Result<Response<pb::GetTopicResponse>, Status> {
-        Err(icn_runtime::pending(CAPABILITY))
+    async fn get_topic(&self, request: Request<GetTopicRequest>) -> Result<Response<GetTopicResponse>, Status> {
+        let r = request.into_inner();
+        let topic = self.store.topic(&r.name, &self.reader(&r.reader)?)?;
+        let stats = self.topic_stats(&topic.name);
+        Ok(Response::new(GetTopicResponse { topic: Some(topic), stats: Some(stats) }))
     }
 
-    async fn list_topics(
-        &self,
-        _request: Request<pb::ListTopicsRequest>,
-    ) -> Result<Response<pb::ListTopicsResponse>, Status> {
-        Err(icn_runtime::pending(CAPABILITY))
+    async fn list_topics(&self, request: Request<ListTopicsRequest>) -> Result<Response<ListTopicsResponse>, Status> {
+        let r = request.into_inner();
+        let limit = page_limit(&r.page);
+        let after = r.page.map(|p| p.cursor).unwrap_or_default();
+        let topics: Vec<Topic> = self
+            .store
+            .topics(&self.reader(&r.reader)?)
+            .into_iter()
+            .filter(|t| t.name > after)
+            .take(limit + 1)
+            .collect();
+        let next_cursor = if topics.len() > limit { topics[limit - 1].name.clone() } else { String::new() };
+        Ok(Response::new(ListTopicsResponse { topics: topics.into_iter().take(limit).collect(), next_cursor }))
     }
 
     async fn update_topic_acl(
         &self,
-        _request: Request<pb::UpdateTopicAclRequest>,
-    ) -> Result<Response<pb::UpdateTopicAclResponse>, Status> {
-        Err(icn_runtime::pending(CAPABILITY))
+        _: Request<UpdateTopicAclRequest>,
+    ) -> Result<Response<UpdateTopicAclResponse>, Status> {
+        Err(GossipError::Pending("topic ACL updates (gossip, issue #4, in progress)").into())
     }
 
-    async fn publish(&self, _request: Request<pb::PublishRequest>) -> Result<Response<pb::PublishResponse>, Status> {
-        Err(icn_runtime::pending(CAPABILITY))
+    async fn publish(&self, request: Request<PublishRequest>) -> Result<Response<PublishResponse>, Status> {
+        let entry = match request.into_inner().signing {
+            Some(publish_request::Signing::Payload(p)) => {
+                let identity = self.ctx.require_identity()?;
+                crate::entry::validate_topic_name(&p.topic)?;
+                let config = self.store.config();
+                if p.payload.len() > config.max_payload_bytes {
+                    self.metrics.rejections.with_label_values(&[RejectionReason::Oversize.as_str_name()]).inc();
+                    return Err(GossipError::Rejected {
+                        reason: RejectionReason::Oversize,
+                        why: format!(
+                            "payload of {} bytes exceeds the limit of {} bytes",
+                            p.payload.len(),
+                            config.max_payload_bytes
+                        ),
+                    }
+                    .into());
+                }
+                let seq = self.store.next_seq(&p.topic, identity.did());
+                sign_entry(identity, &p.topic, seq, &p.payload, config.compress_above_bytes, now_ms())
+            }
+            Some(publish_request::Signing::Signed(entry)) => entry,
+            None => {
+                return Err(GossipError::InvalidArgument(
+                    "give a `payload` (signed by this node) or a `signed` entry".into(),
+                )
+                .into())
+            }
+        };
+        let response = match self.apply(entry.clone())? {
+            Applied::Stored(stored) => {
+                self.metrics.published.inc();
+                PublishResponse { entry: stored.into_iter().next(), duplicate: false }
+            }
+            Applied::Duplicate(stored) => PublishResponse { entry: Some(stored), duplicate: true },
+            Applied::Held => PublishResponse {
+                entry: Some(StoredEntry { entry: Some(entry), position: 0, received_at_ms: now_ms() }),
+                duplicate: false,
+            },
+        };
+        Ok(Response::new(response))
     }
 
-    async fn subscribe(
-        &self,
-        _request: Request<pb::SubscribeRequest>,
-    ) -> Result<Response<Self::SubscribeStream>, Status> {
-        Err(icn_runtime::pending(CAPABILITY))
+    type SubscribeStream = EntryStream;
+
+    async fn subscribe(&self, request: Request<SubscribeRequest>) -> Result<Response<Self::SubscribeStream>, Status> {
+        let r = request.into_inner();
+        let topic = self.store.topic(&r.topic, &self.reader(&r.reader)?)?;
+        let (after, skip) = match r.start {
+            Some(subscribe_request::Start::AfterPosition(p)) => (p, Default::default()),
+            Some(subscribe_request::Start::AfterVector(v)) => (0, v.heads),
+            None => (self.store.span(&topic.name).1, Default::default()),
+        };
+        let (tx, rx) = mpsc::channel(SUBSCRIPTION_BUFFER);
+        let live = self.store.watch();
+        self.ctx.spawn(feed(self.store.clone(), topic.name, live, after, skip, tx, self.ctx.shutdown.clone()));
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
     }
 
-    async fn get_entries(
-        &self,
-        _request: Request<pb::GetEntriesRequest>,
-    ) -> Result<Response<pb::GetEntriesResponse>, Status> {
-        Err(icn_runtime::pending(CAPABILITY))
+    async fn get_entries(&self, request: Request<GetEntriesRequest>) -> Result<Response<GetEntriesResponse>, Status> {
+        let r = request.into_inner();
+        let topic = self.store.topic(&r.topic, &self.reader(&r.reader)?)?;
+        let limit = page_limit(&r.page);
+        let mut cursor: u64 = match r.page.as_ref().map(|p| p.cursor.as_str()).unwrap_or("") {
+            "" => 0,
+            c => c.parse().map_err(|_| {
+                GossipError::InvalidArgument(format!("`page.cursor` `{c}` is not one this API gave out"))
+            })?,
+        };
+        let mut entries = Vec::new();
+        // Scan in pages until enough entries of the requested author are found.
+        loop {
+            let batch = self.store.entries_after(&topic.name, cursor, limit)?;
+            let exhausted = batch.len() < limit;
+            for s in batch {
+                cursor = s.position;
+                if r.author.is_empty() || s.entry.as_ref().is_some_and(|e| e.author == r.author) {
+                    entries.push(s);
+                    if entries.len() == limit {
+                        break;
+                    }
+                }
+            }
+            if entries.len() == limit || exhausted {
+                break;
+            }
+        }
+        let next_cursor = if entries.len() == limit { cursor.to_string() } else { String::new() };
+        Ok(Response::new(GetEntriesResponse { entries, next_cursor }))
     }
 
     async fn get_version_vector(
         &self,
-        _request: Request<pb::GetVersionVectorRequest>,
-    ) -> Result<Response<pb::GetVersionVectorResponse>, Status> {
-        Err(icn_runtime::pending(CAPABILITY))
+        request: Request<GetVersionVectorRequest>,
+    ) -> Result<Response<GetVersionVectorResponse>, Status> {
+        let r = request.into_inner();
+        let topic = self.store.topic(&r.topic, &self.reader(&r.reader)?)?;
+        let heads = self.store.version_vector(&topic.name).into_iter().collect();
+        Ok(Response::new(GetVersionVectorResponse {
+            vector: Some(VersionVector { heads }),
+            last_position: self.store.span(&topic.name).1,
+        }))
     }
 
-    async fn stats(&self, _request: Request<pb::StatsRequest>) -> Result<Response<pb::StatsResponse>, Status> {
-        Err(icn_runtime::pending(CAPABILITY))
+    async fn stats(&self, request: Request<StatsRequest>) -> Result<Response<StatsResponse>, Status> {
+        let wanted = request.into_inner().topics;
+        let reader = self.reader("")?;
+        let topics = self
+            .store
+            .topics(&reader)
+            .into_iter()
+            .filter(|t| wanted.is_empty() || wanted.contains(&t.name))
+            .map(|t| self.topic_stats(&t.name))
+            .collect();
+        let rejections = [
+            RejectionReason::BadSignature,
+            RejectionReason::AclViolation,
+            RejectionReason::Oversize,
+            RejectionReason::UnknownTopic,
+            RejectionReason::Replay,
+            RejectionReason::DecompressionBomb,
+        ]
+        .into_iter()
+        .map(|reason| RejectionCount {
+            reason: reason as i32,
+            count: self.metrics.rejections.with_label_values(&[reason.as_str_name()]).get(),
+        })
+        .collect();
+        Ok(Response::new(StatsResponse {
+            topics,
+            entries_published: self.metrics.published.get(),
+            entries_received: self.metrics.stored.get(),
+            rejections,
+            ..Default::default()
+        }))
     }
+
+    type ExportSnapshotStream = ChunkStream;
 
     async fn export_snapshot(
         &self,
-        _request: Request<pb::ExportSnapshotRequest>,
+        _: Request<ExportSnapshotRequest>,
     ) -> Result<Response<Self::ExportSnapshotStream>, Status> {
-        Err(icn_runtime::pending(CAPABILITY))
+        Err(GossipError::Pending("gossip snapshots (issue #4, in progress)").into())
     }
 
     async fn restore_snapshot(
         &self,
-        _request: Request<Streaming<pb::SnapshotChunk>>,
-    ) -> Result<Response<pb::RestoreSnapshotResponse>, Status> {
-        Err(icn_runtime::pending(CAPABILITY))
+        _: Request<Streaming<SnapshotChunk>>,
+    ) -> Result<Response<RestoreSnapshotResponse>, Status> {
+        Err(GossipError::Pending("gossip snapshots (issue #4, in progress)").into())
+    }
+}
+
+/// Feeds one subscription: stored entries after `after`, then live ones; back to the
+/// store whenever it falls behind the live buffer. Entries at or below `skip[author]`
+/// (a resume by version vector) are passed over.
+async fn feed(
+    store: Arc<Store>,
+    topic: String,
+    mut live: broadcast::Receiver<Arc<StoredEntry>>,
+    mut after: u64,
+    skip: std::collections::HashMap<String, u64>,
+    tx: mpsc::Sender<Result<StoredEntry, Status>>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    /// Entries read from the store per step of a catch-up.
+    const PAGE: usize = 512;
+    let wanted = |s: &StoredEntry| s.entry.as_ref().is_some_and(|e| e.seq > skip.get(&e.author).copied().unwrap_or(0));
+    loop {
+        loop {
+            let page = match store.entries_after(&topic, after, PAGE) {
+                Ok(page) => page,
+                Err(e) => {
+                    let _ = tx.send(Err(e.into())).await;
+                    return;
+                }
+            };
+            if page.is_empty() {
+                break;
+            }
+            for s in page {
+                after = s.position;
+                if wanted(&s) && tx.send(Ok(s)).await.is_err() {
+                    return;
+                }
+            }
+        }
+        loop {
+            let next = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tx.closed() => return,
+                next = live.recv() => next,
+            };
+            match next {
+                Ok(s) if s.entry.as_ref().map(|e| e.topic.as_str()) != Some(topic.as_str()) || s.position <= after => {
+                    continue
+                }
+                Ok(s) => {
+                    after = s.position;
+                    if wanted(&s) && tx.send(Ok((*s).clone())).await.is_err() {
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => break,
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
     }
 }

@@ -1,18 +1,20 @@
-//! icn-gossip: topic pub/sub between nodes, on top of netd. Start-up, serving and
-//! shutdown are the shared runtime's; this binary only names the service and its API.
+//! icn-gossip: topic pub/sub between nodes. Start-up, serving and shutdown are the
+//! shared runtime's; this binary opens the topic store and serves its API.
 
-mod api;
-
+use icn_gossip::api::GossipApi;
+use icn_gossip::store::{Store, COLUMN_FAMILIES};
 use icn_proto::gossip::v1::gossip_server::GossipServer;
 use icn_runtime::{Context, ServiceDef, Services};
+use std::sync::Arc;
 
-const SERVICE: ServiceDef = ServiceDef { name: "gossip", column_families: &[] };
+const SERVICE: ServiceDef = ServiceDef { name: "gossip", column_families: COLUMN_FAMILIES };
 
 fn main() -> std::process::ExitCode {
     icn_runtime::main(SERVICE, build)
 }
 
-/// The service's gRPC API, given everything the runtime set up.
 async fn build(ctx: Context) -> anyhow::Result<Services> {
-    Ok(Services::new().add(GossipServer::new(api::GossipApi::new(ctx))))
+    let (storage, topics, trust) = (ctx.storage.clone(), ctx.config.topics.clone(), ctx.config.network.trust.clone());
+    let store = tokio::task::spawn_blocking(move || Store::open(storage, topics, trust)).await??;
+    Ok(Services::new().add(GossipServer::new(GossipApi::new(ctx, Arc::new(store)))))
 }

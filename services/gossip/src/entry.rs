@@ -1,0 +1,218 @@
+//! The rules an entry or topic must satisfy wherever it comes from: a local publish, a
+//! peer, or a restored snapshot. Digest and signature (Ed25519 over the SHA-256 of the
+//! protobuf encoding with `hash` and `signature` empty), names, sizes, and compression
+//! that cannot be turned into a decompression bomb.
+
+use crate::GossipError;
+use icn_identity::{Did, NodeIdentity};
+use icn_proto::gossip::v1::{Entry, RejectionReason, Topic};
+use prost::Message;
+use sha2::{Digest, Sha256};
+
+/// Bytes of the little-endian size prefix of a compressed payload.
+const SIZE_PREFIX: usize = 4;
+
+pub fn entry_digest(entry: &Entry) -> [u8; 32] {
+    let unsigned = Entry { hash: Vec::new(), signature: Vec::new(), ..entry.clone() };
+    Sha256::digest(unsigned.encode_to_vec()).into()
+}
+
+pub fn topic_digest(topic: &Topic) -> [u8; 32] {
+    let unsigned = Topic { signature: Vec::new(), ..topic.clone() };
+    Sha256::digest(unsigned.encode_to_vec()).into()
+}
+
+/// A new entry by this node: compressed when large, hashed and signed.
+pub fn sign_entry(
+    identity: &NodeIdentity,
+    topic: &str,
+    seq: u64,
+    payload: &[u8],
+    compress_above: usize,
+    now_ms: i64,
+) -> Entry {
+    let (payload, compressed) = if payload.len() > compress_above {
+        (lz4_flex::compress_prepend_size(payload), true)
+    } else {
+        (payload.to_vec(), false)
+    };
+    let mut entry = Entry {
+        hash: Vec::new(),
+        topic: topic.to_string(),
+        author: identity.did().to_string(),
+        seq,
+        payload,
+        compressed,
+        timestamp_ms: now_ms,
+        signature: Vec::new(),
+    };
+    let digest = entry_digest(&entry);
+    entry.signature = identity.sign(&digest).to_bytes().to_vec();
+    entry.hash = digest.to_vec();
+    entry
+}
+
+pub fn sign_topic(identity: &NodeIdentity, mut topic: Topic) -> Topic {
+    topic.creator = identity.did().to_string();
+    topic.signature = Vec::new();
+    topic.signature = identity.sign(&topic_digest(&topic)).to_bytes().to_vec();
+    topic
+}
+
+fn check_signature(signer: &Did, digest: &[u8; 32], signature: &[u8]) -> bool {
+    let Ok(bytes) = <[u8; 64]>::try_from(signature) else { return false };
+    signer.verify(digest, &ed25519_dalek::Signature::from_bytes(&bytes))
+}
+
+/// Checks an entry's form, hash, signature and size; returns its author.
+pub fn verify_entry(entry: &Entry, max_payload: usize) -> Result<Did, GossipError> {
+    let reject = |reason, why: String| GossipError::Rejected { reason, why };
+    let author: Did =
+        entry.author.parse().map_err(|e| reject(RejectionReason::BadSignature, format!("author is not a DID: {e}")))?;
+    if entry.seq == 0 {
+        return Err(GossipError::InvalidArgument("entry `seq` starts at 1".into()));
+    }
+    validate_topic_name(&entry.topic)?;
+    // The size check comes first and looks only at lengths: nothing is decompressed or
+    // hashed for a payload that is too big anyway.
+    let wire_limit = if entry.compressed {
+        lz4_flex::block::get_maximum_output_size(max_payload) + SIZE_PREFIX
+    } else {
+        max_payload
+    };
+    if entry.payload.len() > wire_limit {
+        return Err(reject(
+            RejectionReason::Oversize,
+            format!("payload of {} bytes exceeds the limit of {max_payload} bytes", entry.payload.len()),
+        ));
+    }
+    let digest = entry_digest(entry);
+    if entry.hash != digest || !check_signature(&author, &digest, &entry.signature) {
+        return Err(reject(RejectionReason::BadSignature, format!("the signature is not {author}'s over this entry")));
+    }
+    if entry.compressed {
+        decompress(&entry.payload, max_payload)?;
+    }
+    Ok(author)
+}
+
+/// Decompresses a size-prefixed LZ4 block, refusing a declared size above `max` before
+/// allocating anything, and a block that does not produce exactly what it declared.
+pub fn decompress(payload: &[u8], max: usize) -> Result<Vec<u8>, GossipError> {
+    let bomb = |why: String| GossipError::Rejected { reason: RejectionReason::DecompressionBomb, why };
+    let prefix: [u8; SIZE_PREFIX] = payload
+        .get(..SIZE_PREFIX)
+        .and_then(|p| p.try_into().ok())
+        .ok_or_else(|| bomb("compressed payload without its size".into()))?;
+    let declared = u32::from_le_bytes(prefix) as usize;
+    if declared > max {
+        return Err(bomb(format!("declares {declared} bytes uncompressed, above the limit of {max}")));
+    }
+    let plain = lz4_flex::block::decompress(&payload[SIZE_PREFIX..], declared)
+        .map_err(|e| bomb(format!("does not decompress: {e}")))?;
+    if plain.len() != declared {
+        return Err(bomb(format!("decompressed to {} bytes, not the declared {declared}", plain.len())));
+    }
+    Ok(plain)
+}
+
+/// The payload as the publisher wrote it.
+pub fn plain_payload(entry: &Entry, max: usize) -> Result<Vec<u8>, GossipError> {
+    if entry.compressed {
+        decompress(&entry.payload, max)
+    } else {
+        Ok(entry.payload.clone())
+    }
+}
+
+pub fn verify_topic(topic: &Topic) -> Result<Did, GossipError> {
+    validate_topic_name(&topic.name)?;
+    let creator: Did = topic
+        .creator
+        .parse()
+        .map_err(|e| GossipError::InvalidArgument(format!("topic `creator` is not a DID: {e}")))?;
+    if !check_signature(&creator, &topic_digest(topic), &topic.signature) {
+        return Err(GossipError::Rejected {
+            reason: RejectionReason::BadSignature,
+            why: format!("the topic is not signed by its creator {creator}"),
+        });
+    }
+    Ok(creator)
+}
+
+pub fn validate_topic_name(name: &str) -> Result<(), GossipError> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'.' | b':' | b'/'));
+    if ok {
+        Ok(())
+    } else {
+        Err(GossipError::InvalidArgument(format!(
+            "topic names are 1-128 characters of a-z, 0-9, '-', '.', ':' and '/', got `{}`",
+            name.chars().take(140).collect::<String>()
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_signed_entry_verifies_and_any_change_breaks_it() {
+        let id = NodeIdentity::generate();
+        let entry = sign_entry(&id, "news", 1, b"hello", 1024, 1);
+        assert_eq!(verify_entry(&entry, 1024).unwrap(), *id.did());
+        for tamper in [
+            Entry { payload: b"hellO".to_vec(), ..entry.clone() },
+            Entry { seq: 2, ..entry.clone() },
+            Entry { topic: "other".into(), ..entry.clone() },
+            Entry { author: NodeIdentity::generate().did().to_string(), ..entry.clone() },
+        ] {
+            let err = verify_entry(&tamper, 1024).unwrap_err();
+            assert!(matches!(err, GossipError::Rejected { reason: RejectionReason::BadSignature, .. }), "{err}");
+        }
+    }
+
+    #[test]
+    fn large_payloads_are_compressed_and_come_back_whole() {
+        let id = NodeIdentity::generate();
+        let payload = vec![b'a'; 100_000];
+        let entry = sign_entry(&id, "big", 1, &payload, 1024, 1);
+        assert!(entry.compressed && entry.payload.len() < 2_000);
+        verify_entry(&entry, 200_000).unwrap();
+        assert_eq!(plain_payload(&entry, 200_000).unwrap(), payload);
+    }
+
+    #[test]
+    fn a_decompression_bomb_is_refused_before_it_is_inflated() {
+        let id = NodeIdentity::generate();
+        // 100 MB of zeros compresses to a few hundred KB; the cap is 1 MB.
+        let bomb = sign_entry(&id, "t", 1, &vec![0u8; 100 * 1024 * 1024], 1024, 1);
+        assert!(bomb.payload.len() < 1024 * 1024);
+        let err = verify_entry(&bomb, 1024 * 1024).unwrap_err();
+        assert!(matches!(err, GossipError::Rejected { reason: RejectionReason::DecompressionBomb, .. }), "{err}");
+        // A forged size prefix that understates the real size is caught too.
+        let mut lying = lz4_flex::compress_prepend_size(&[7u8; 5000]);
+        lying[..4].copy_from_slice(&10u32.to_le_bytes());
+        assert!(decompress(&lying, 1 << 20).is_err());
+    }
+
+    #[test]
+    fn oversize_is_decided_from_lengths_alone() {
+        let id = NodeIdentity::generate();
+        let entry = sign_entry(&id, "t", 1, &[1u8; 2000], usize::MAX, 1);
+        let err = verify_entry(&entry, 1000).unwrap_err();
+        assert!(matches!(err, GossipError::Rejected { reason: RejectionReason::Oversize, .. }), "{err}");
+    }
+
+    #[test]
+    fn topics_are_signed_by_their_creator() {
+        let id = NodeIdentity::generate();
+        let topic = sign_topic(&id, Topic { name: "coop/alpha".into(), revision: 1, ..Default::default() });
+        assert_eq!(verify_topic(&topic).unwrap(), *id.did());
+        let forged = Topic { name: "coop/beta".into(), ..topic };
+        assert!(verify_topic(&forged).is_err());
+        assert!(validate_topic_name("Bad Name").is_err());
+    }
+}

@@ -1,0 +1,47 @@
+//! gossip's errors and their one mapping to gRPC codes.
+
+use icn_proto::gossip::v1::RejectionReason;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GossipError {
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// An entry or topic refused by a rule; counted in metrics by reason.
+    #[error("rejected ({}): {why}", reason.as_str_name().trim_start_matches("REJECTION_REASON_"))]
+    Rejected { reason: RejectionReason, why: String },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    ResourceExhausted(String),
+    #[error("storage: {0}")]
+    Storage(#[from] icn_storage::StorageError),
+    #[error("{0}")]
+    NoIdentity(tonic::Status),
+    /// A capability of issue #4 not built yet.
+    #[error("not available yet: {0}")]
+    Pending(&'static str),
+}
+
+impl From<GossipError> for tonic::Status {
+    fn from(e: GossipError) -> Self {
+        use tonic::Status;
+        let message = e.to_string();
+        match e {
+            GossipError::InvalidArgument(_) => Status::invalid_argument(message),
+            GossipError::Rejected { reason, .. } => match reason {
+                RejectionReason::AclViolation => Status::permission_denied(message),
+                RejectionReason::UnknownTopic => Status::not_found(message),
+                RejectionReason::Replay => Status::already_exists(message),
+                _ => Status::invalid_argument(message),
+            },
+            GossipError::NotFound(_) => Status::not_found(message),
+            GossipError::AlreadyExists(_) => Status::already_exists(message),
+            GossipError::ResourceExhausted(_) => Status::resource_exhausted(message),
+            GossipError::Storage(_) => Status::internal(message),
+            GossipError::NoIdentity(status) => status,
+            GossipError::Pending(what) => icn_runtime::pending(what),
+        }
+    }
+}

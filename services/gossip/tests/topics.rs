@@ -1,0 +1,255 @@
+//! The gossip service on one node, driven over gRPC as the other services and operators
+//! will: topics, publishing, reading back, every rejection, private topics, and crashes.
+
+use icn_gossip::entry::sign_entry;
+use icn_identity::NodeIdentity;
+use icn_proto::common::v1::PageRequest;
+use icn_proto::gossip::v1::gossip_client::GossipClient;
+use icn_proto::gossip::v1::*;
+use icn_testkit::{Bootstrap, Network, TestNode};
+use std::time::Duration;
+use tonic::transport::Channel;
+use tonic::Code;
+
+async fn gossip(node: &TestNode) -> GossipClient<Channel> {
+    GossipClient::new(node.channel("gossip").await.unwrap())
+}
+
+async fn create(client: &mut GossipClient<Channel>, name: &str, rule: acl::Rule) {
+    let spec = TopicSpec { name: name.into(), acl: Some(Acl { rule: Some(rule) }), ..Default::default() };
+    client.create_topic(CreateTopicRequest { signing: Some(create_topic_request::Signing::Spec(spec)) }).await.unwrap();
+}
+
+fn payload(topic: &str, bytes: &[u8]) -> PublishRequest {
+    PublishRequest {
+        signing: Some(publish_request::Signing::Payload(PublishPayload {
+            topic: topic.into(),
+            payload: bytes.to_vec(),
+        })),
+    }
+}
+
+fn signed(entry: Entry) -> PublishRequest {
+    PublishRequest { signing: Some(publish_request::Signing::Signed(entry)) }
+}
+
+fn public() -> acl::Rule {
+    acl::Rule::Public(acl::Public {})
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn published_entries_stream_to_subscribers_and_read_back_in_order() {
+    let net = Network::builder(1).services(&["gossip"]).bootstrap(Bootstrap::None).start().await.unwrap();
+    let node = &net.nodes[0];
+    let mut client = gossip(node).await;
+    create(&mut client, "news", public()).await;
+    let mut stream = client
+        .subscribe(SubscribeRequest {
+            topic: "news".into(),
+            reader: String::new(),
+            start: Some(subscribe_request::Start::AfterPosition(0)),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    for i in 1..=3 {
+        let r = client.publish(payload("news", format!("item {i}").as_bytes())).await.unwrap().into_inner();
+        assert_eq!(r.entry.unwrap().position, i);
+    }
+    for i in 1..=3u64 {
+        let s = tokio::time::timeout(Duration::from_secs(5), stream.message()).await.unwrap().unwrap().unwrap();
+        let e = s.entry.unwrap();
+        assert_eq!((s.position, e.seq, e.payload), (i, i, format!("item {i}").into_bytes()));
+        assert_eq!(e.author, node.did().to_string());
+    }
+    let page = client
+        .get_entries(GetEntriesRequest {
+            topic: "news".into(),
+            page: Some(PageRequest { limit: 2, cursor: String::new() }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(page.entries.len(), 2);
+    let rest = client
+        .get_entries(GetEntriesRequest {
+            topic: "news".into(),
+            page: Some(PageRequest { limit: 2, cursor: page.next_cursor }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(rest.entries.iter().map(|s| s.position).collect::<Vec<_>>(), [3]);
+    assert!(rest.next_cursor.is_empty());
+    let vv = client
+        .get_version_vector(GetVersionVectorRequest { topic: "news".into(), reader: String::new() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(vv.vector.unwrap().heads[node.did().as_str()], 3);
+    assert_eq!(vv.last_position, 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forged_replayed_oversized_compressed_bomb_and_unknown_topic_entries_are_refused_with_their_reason() {
+    let net = Network::builder(1)
+        .services(&["gossip"])
+        .bootstrap(Bootstrap::None)
+        .env("ICN__TOPICS__MAX_PAYLOAD_BYTES", "65536")
+        .start()
+        .await
+        .unwrap();
+    let mut client = gossip(&net.nodes[0]).await;
+    create(&mut client, "t", public()).await;
+    let member = NodeIdentity::generate();
+    client.publish(signed(sign_entry(&member, "t", 1, b"genuine", 1024, 1))).await.unwrap();
+
+    let mut forged = sign_entry(&member, "t", 2, b"honest", 1024, 1);
+    forged.payload = b"tampered".to_vec();
+    // Small on the wire (about 33 KB), 8 MiB once inflated: over the 64 KiB cap.
+    let bomb = sign_entry(&member, "t", 2, &vec![0u8; 8 * 1024 * 1024], 1024, 1);
+    assert!(bomb.payload.len() < 65_536);
+    let cases = [
+        (signed(forged), Code::InvalidArgument, "BAD_SIGNATURE"),
+        (signed(sign_entry(&member, "t", 1, b"a different first entry", 1024, 1)), Code::AlreadyExists, "REPLAY"),
+        (signed(sign_entry(&member, "t", 2, &vec![1u8; 70_000], usize::MAX, 1)), Code::InvalidArgument, "OVERSIZE"),
+        (payload("t", &vec![1u8; 70_000]), Code::InvalidArgument, "OVERSIZE"),
+        (signed(bomb), Code::InvalidArgument, "DECOMPRESSION_BOMB"),
+        (signed(sign_entry(&member, "no-such-topic", 1, b"x", 1024, 1)), Code::NotFound, "UNKNOWN_TOPIC"),
+        (payload("Bad Topic", b"x"), Code::InvalidArgument, "topic names"),
+    ];
+    for (request, code, needle) in cases {
+        let err = client.publish(request).await.unwrap_err();
+        assert_eq!(err.code(), code, "{err:?}");
+        assert!(err.message().contains(needle), "`{}` should name {needle}", err.message());
+    }
+    // Still serving, and the refusals are counted by reason.
+    client.publish(signed(sign_entry(&member, "t", 2, b"second", 1024, 1))).await.unwrap();
+    let stats = client.stats(StatsRequest::default()).await.unwrap().into_inner();
+    let count =
+        |r: RejectionReason| stats.rejections.iter().find(|c| c.reason == r as i32).map(|c| c.count).unwrap_or(0);
+    assert_eq!(count(RejectionReason::BadSignature), 1);
+    assert_eq!(count(RejectionReason::Replay), 1);
+    assert_eq!(count(RejectionReason::Oversize), 2);
+    assert_eq!(count(RejectionReason::DecompressionBomb), 1);
+    assert_eq!(count(RejectionReason::UnknownTopic), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_private_topic_is_refused_to_non_participants_on_every_read_also_after_a_restart() {
+    let mut net = Network::builder(1).services(&["gossip"]).bootstrap(Bootstrap::None).start().await.unwrap();
+    let (member, outsider) = (NodeIdentity::generate(), NodeIdentity::generate());
+    let node_did = net.nodes[0].did().to_string();
+    {
+        let mut client = gossip(&net.nodes[0]).await;
+        create(
+            &mut client,
+            "board",
+            acl::Rule::Participants(acl::Participants { dids: vec![node_did, member.did().to_string()] }),
+        )
+        .await;
+        client.publish(payload("board", b"minutes")).await.unwrap();
+    }
+    for round in 0..2 {
+        let mut client = gossip(&net.nodes[0]).await;
+        let reader = outsider.did().to_string();
+        let denied = [
+            client.get_topic(GetTopicRequest { name: "board".into(), reader: reader.clone() }).await.map(|_| ()),
+            client
+                .get_entries(GetEntriesRequest { topic: "board".into(), reader: reader.clone(), ..Default::default() })
+                .await
+                .map(|_| ()),
+            client
+                .get_version_vector(GetVersionVectorRequest { topic: "board".into(), reader: reader.clone() })
+                .await
+                .map(|_| ()),
+            client
+                .subscribe(SubscribeRequest { topic: "board".into(), reader: reader.clone(), start: None })
+                .await
+                .map(|_| ()),
+        ];
+        for result in denied {
+            assert_eq!(
+                result.unwrap_err().code(),
+                Code::NotFound,
+                "round {round}: the topic does not exist for outsiders"
+            );
+        }
+        let listed = client
+            .list_topics(ListTopicsRequest { reader: reader.clone(), ..Default::default() })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(listed.topics.is_empty());
+        let entries = client
+            .get_entries(GetEntriesRequest {
+                topic: "board".into(),
+                reader: member.did().to_string(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(entries.entries[0].entry.as_ref().unwrap().payload, b"minutes");
+        let err = client.publish(signed(sign_entry(&outsider, "board", 1, b"let me in", 1024, 1))).await.unwrap_err();
+        assert_eq!(err.code(), Code::PermissionDenied);
+        net.nodes[0].stop("gossip", Duration::from_secs(10)).await.unwrap();
+        net.nodes[0].start("gossip").await.unwrap();
+        net.nodes[0].wait_healthy("gossip", Duration::from_secs(20)).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_mid_publish_loses_no_acknowledged_entry() {
+    let mut net = Network::builder(1).services(&["gossip"]).bootstrap(Bootstrap::None).start().await.unwrap();
+    let mut client = gossip(&net.nodes[0]).await;
+    create(&mut client, "log", public()).await;
+    let publisher = tokio::spawn(async move {
+        let mut acknowledged = Vec::new();
+        for i in 0..100_000u32 {
+            match client.publish(payload("log", &i.to_be_bytes())).await {
+                Ok(r) => acknowledged.push(r.into_inner().entry.unwrap().entry.unwrap().seq),
+                Err(_) => break,
+            }
+        }
+        acknowledged
+    });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    net.nodes[0].kill("gossip").await.unwrap();
+    let acknowledged = publisher.await.unwrap();
+    assert!(acknowledged.len() > 10, "{} acknowledged before the kill", acknowledged.len());
+    net.nodes[0].start("gossip").await.unwrap();
+    net.nodes[0].wait_healthy("gossip", Duration::from_secs(20)).await.unwrap();
+    let mut client = gossip(&net.nodes[0]).await;
+    let vv = client
+        .get_version_vector(GetVersionVectorRequest { topic: "log".into(), reader: String::new() })
+        .await
+        .unwrap()
+        .into_inner();
+    let head = vv.vector.unwrap().heads[net.nodes[0].did().as_str()];
+    assert!(head >= *acknowledged.last().unwrap(), "head {head} below the last acknowledged seq");
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page = client
+            .get_entries(GetEntriesRequest {
+                topic: "log".into(),
+                page: Some(PageRequest { limit: 1000, cursor }),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        seen.extend(page.entries.iter().map(|s| s.entry.as_ref().unwrap().seq));
+        if page.next_cursor.is_empty() {
+            break;
+        }
+        cursor = page.next_cursor;
+    }
+    assert_eq!(seen, (1..=head).collect::<Vec<u64>>(), "every stored entry, in order, no gap");
+    // Publishing continues from the head: no sequence is reused.
+    let next = client.publish(payload("log", b"after")).await.unwrap().into_inner();
+    assert_eq!(next.entry.unwrap().entry.unwrap().seq, head + 1);
+}
