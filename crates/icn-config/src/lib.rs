@@ -192,6 +192,21 @@ pub struct TopicsConfig {
     pub max_pending_per_author: usize,
     /// Live entries buffered per subscriber; one further behind catches up from the store.
     pub subscriber_buffer: usize,
+    /// Peers a newly stored entry is pushed to at once (chosen at random among those
+    /// allowed to read its topic).
+    pub fanout: usize,
+    /// How often each topic's version vector goes to `anti_entropy_peers` random peers,
+    /// which answer with what this node lacks.
+    #[serde(with = "humantime_serde")]
+    pub anti_entropy_interval: Duration,
+    pub anti_entropy_peers: usize,
+    /// Pushes gather entries for up to this long, or up to `push_batch_bytes`.
+    #[serde(with = "humantime_serde")]
+    pub push_linger: Duration,
+    pub push_batch_bytes: usize,
+    /// Wait before reconnecting to this node's netd after losing it.
+    #[serde(with = "humantime_serde")]
+    pub netd_retry: Duration,
 }
 
 /// Exponential backoff with full jitter between reconnection attempts to one peer:
@@ -309,6 +324,12 @@ impl Default for IcnConfig {
                 allow_unknown_topics: false,
                 max_pending_per_author: 10_000,
                 subscriber_buffer: 4096,
+                fanout: 4,
+                anti_entropy_interval: Duration::from_secs(1),
+                anti_entropy_peers: 2,
+                push_linger: Duration::from_millis(2),
+                push_batch_bytes: 256 * 1024,
+                netd_retry: Duration::from_millis(500),
             },
             endpoints: Endpoints {
                 netd: "http://127.0.0.1:7100".into(),

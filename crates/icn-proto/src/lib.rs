@@ -25,6 +25,11 @@ pub mod gossip {
     pub mod v1 {
         tonic::include_proto!("icn.gossip.v1");
     }
+    pub mod wire {
+        pub mod v1 {
+            tonic::include_proto!("icn.gossip.wire.v1");
+        }
+    }
 }
 
 pub mod ledger {

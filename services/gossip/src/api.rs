@@ -26,6 +26,7 @@ pub struct GossipApi {
     ctx: Context,
     store: Arc<Store>,
     metrics: Metrics,
+    replication: crate::replicate::ReplicationMetrics,
 }
 
 #[derive(Clone)]
@@ -36,7 +37,7 @@ struct Metrics {
 }
 
 impl GossipApi {
-    pub fn new(ctx: Context, store: Arc<Store>) -> Self {
+    pub fn new(ctx: Context, store: Arc<Store>, replication: crate::replicate::ReplicationMetrics) -> Self {
         use icn_telemetry::metrics::register;
         let metrics = Metrics {
             rejections: register(
@@ -58,7 +59,7 @@ impl GossipApi {
                     .expect("valid metric"),
             ),
         };
-        Self { ctx, store, metrics }
+        Self { ctx, store, metrics, replication }
     }
 
     fn reader(&self, reader: &str) -> Result<Reader, GossipError> {
@@ -317,8 +318,10 @@ impl Gossip for GossipApi {
             topics,
             entries_published: self.metrics.published.get(),
             entries_received: self.metrics.stored.get(),
+            entries_sent: self.replication.entries_sent.get(),
+            anti_entropy_rounds: self.replication.rounds.get(),
+            entries_repaired: self.replication.repaired.get(),
             rejections,
-            ..Default::default()
         }))
     }
 

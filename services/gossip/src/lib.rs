@@ -1,14 +1,15 @@
 //! gossip: topic pub/sub between nodes.
 //!
 //! It owns topics and their ACLs, signed entries, each topic's version vector and
-//! arrival order, all durable in its RocksDB ([`store`]), and the rules every entry must
-//! meet wherever it comes from ([`entry`]). Dissemination to other nodes through netd
-//! (eager push plus anti-entropy on the version vectors), ACL updates and snapshots are
-//! the rest of issue #4 and answer UNIMPLEMENTED until then.
+//! arrival order, all durable in its RocksDB ([`store`]), the rules every entry must meet
+//! wherever it comes from ([`entry`]), and replication to other nodes through netd: eager
+//! push plus anti-entropy on the version vectors ([`replicate`]). ACL updates and
+//! snapshots are the rest of issue #4 and answer UNIMPLEMENTED until then.
 
 pub mod api;
 pub mod entry;
 mod error;
+pub mod replicate;
 pub mod store;
 
 pub use error::GossipError;

@@ -15,6 +15,8 @@ fn main() -> std::process::ExitCode {
 
 async fn build(ctx: Context) -> anyhow::Result<Services> {
     let (storage, topics, trust) = (ctx.storage.clone(), ctx.config.topics.clone(), ctx.config.network.trust.clone());
-    let store = tokio::task::spawn_blocking(move || Store::open(storage, topics, trust)).await??;
-    Ok(Services::new().add(GossipServer::new(GossipApi::new(ctx, Arc::new(store)))))
+    let store = Arc::new(tokio::task::spawn_blocking(move || Store::open(storage, topics, trust)).await??);
+    let metrics = icn_gossip::replicate::ReplicationMetrics::new(&ctx.metrics);
+    icn_gossip::replicate::start(&ctx, store.clone(), metrics.clone())?;
+    Ok(Services::new().add(GossipServer::new(GossipApi::new(ctx, store, metrics))))
 }

@@ -185,6 +185,52 @@ impl Store {
         list
     }
 
+    /// Whether the node `did` may hold and read `topic` (decides where entries are sent).
+    pub fn readable_by(&self, topic: &Topic, did: &Did) -> bool {
+        self.may_read(topic, &Reader::Did(did.clone()))
+    }
+
+    /// Entries of `author` in `topic` with sequence numbers in `from..=to` that are held.
+    pub fn entries_of(&self, topic: &str, author: &str, from: u64, to: u64) -> Result<Vec<Entry>, GossipError> {
+        let db = self.storage.db();
+        let start = entry_key(topic, author, from);
+        let mut out = Vec::new();
+        for item in
+            db.iterator_cf(self.storage.cf(ENTRIES_CF)?, IteratorMode::From(&start, icn_storage::Direction::Forward))
+        {
+            let (k, v) = item.map_err(icn_storage::StorageError::from)?;
+            let prefix_len = topic.len() + 1 + author.len() + 1;
+            if k.len() != prefix_len + 8 || !k.starts_with(&entry_key(topic, author, 0)[..prefix_len]) {
+                break;
+            }
+            if u64_at(&k, prefix_len) > to {
+                break;
+            }
+            if let Some(e) = StoredEntry::decode(v.as_ref()).ok().and_then(|s| s.entry) {
+                out.push(e);
+            }
+        }
+        Ok(out)
+    }
+
+    /// A value kept in the store's meta column family (bookkeeping such as cursors).
+    pub fn meta(&self, key: &str) -> Result<Option<u64>, GossipError> {
+        let v = self
+            .storage
+            .db()
+            .get_cf(self.storage.cf(icn_storage::META_CF)?, key.as_bytes())
+            .map_err(icn_storage::StorageError::from)?;
+        Ok(v.map(|v| u64_at(&v, 0)))
+    }
+
+    pub fn set_meta(&self, key: &str, value: u64) -> Result<(), GossipError> {
+        self.storage
+            .db()
+            .put_cf(self.storage.cf(icn_storage::META_CF)?, key.as_bytes(), value.to_be_bytes())
+            .map_err(icn_storage::StorageError::from)?;
+        Ok(())
+    }
+
     fn may_read(&self, topic: &Topic, reader: &Reader) -> bool {
         match topic.acl.as_ref().and_then(|a| a.rule.as_ref()) {
             None | Some(acl::Rule::Public(_)) => true,

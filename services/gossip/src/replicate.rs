@@ -1,0 +1,345 @@
+//! Replication between nodes, through this node's netd (protocol `gossip`).
+//!
+//! - *Inbound*: follows netd's durable inbound log from a cursor kept in the store, so a
+//!   crash re-reads frames rather than losing them (applying an entry twice is a no-op).
+//! - *Eager push*: every newly stored entry goes, batched, to `fanout` random connected
+//!   peers allowed to read its topic. A peer that stores it pushes it on, so entries
+//!   flood the network in a few hops and stop where they are already known.
+//! - *Anti-entropy*: every `anti_entropy_interval`, each topic's version vector goes to
+//!   a few peers (with the topic itself, signed by its creator). A peer answers with
+//!   exactly the entries the sender lacks, and sends its own vector back if it is the
+//!   one lacking something. This repairs loss and partitions.
+//!
+//! Entries of a `Participants` topic go only to participants' nodes, and `LOCAL` topics
+//! never leave this node.
+
+use crate::store::Store;
+use crate::GossipError;
+use icn_config::TopicsConfig;
+use icn_identity::Did;
+use icn_proto::gossip::v1::{Entry, Topic, TopicScope};
+use icn_proto::gossip::wire::v1::{gossip_frame::Body, Digest, GossipFrame, Push, TopicAnnounce};
+use icn_proto::net::v1::{netd_client::NetdClient, ListPeersRequest, PeerState, SendRequest, SubscribeRequest};
+use icn_runtime::Context;
+use prost::Message;
+use rand::seq::SliceRandom;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+use tonic::transport::Channel;
+
+type Interceptor = fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status>;
+/// A netd client that carries the caller's trace context on every call.
+type Netd = NetdClient<tonic::service::interceptor::InterceptedService<Channel, Interceptor>>;
+
+/// netd protocol name of gossip frames.
+pub const PROTOCOL: &str = "gossip";
+/// Meta key of the netd inbound-log position processed so far.
+const CURSOR_KEY: &str = "gossip.netd_position";
+
+#[derive(Clone)]
+pub struct ReplicationMetrics {
+    pub entries_sent: prometheus::IntCounter,
+    pub rounds: prometheus::IntCounter,
+    pub repaired: prometheus::IntCounter,
+    pub frames_invalid: prometheus::IntCounter,
+}
+
+impl ReplicationMetrics {
+    pub fn new(registry: &prometheus::Registry) -> Self {
+        use icn_telemetry::metrics::register;
+        let counter =
+            |name: &str, help: &str| register(registry, prometheus::IntCounter::new(name, help).expect("valid metric"));
+        Self {
+            entries_sent: counter("gossip_entries_sent_total", "Entries sent to peers (pushes and repairs)"),
+            rounds: counter("gossip_anti_entropy_rounds_total", "Anti-entropy rounds run"),
+            repaired: counter(
+                "gossip_entries_repaired_total",
+                "Entries sent to fill a peer's gap found by anti-entropy",
+            ),
+            frames_invalid: counter("gossip_frames_invalid_total", "Frames from peers that did not decode"),
+        }
+    }
+}
+
+struct Replicator {
+    ctx: Context,
+    store: Arc<Store>,
+    config: TopicsConfig,
+    me: Did,
+    netd: Netd,
+    metrics: ReplicationMetrics,
+}
+
+/// Starts replication; a node in limited mode (no identity) does not replicate.
+pub fn start(ctx: &Context, store: Arc<Store>, metrics: ReplicationMetrics) -> anyhow::Result<()> {
+    let Some(identity) = ctx.identity.as_ref() else {
+        tracing::warn!("no node identity: gossip serves local reads only and does not replicate");
+        return Ok(());
+    };
+    let channel = tonic::transport::Endpoint::from_shared(ctx.config.endpoints.netd.clone())?.connect_lazy();
+    let replicator = Arc::new(Replicator {
+        ctx: ctx.clone(),
+        config: ctx.config.topics.clone(),
+        store,
+        me: identity.did().clone(),
+        netd: NetdClient::with_interceptor(channel, icn_telemetry::propagation::grpc_interceptor as Interceptor),
+        metrics,
+    });
+    ctx.spawn(replicator.clone().inbound());
+    ctx.spawn(replicator.clone().push());
+    ctx.spawn(replicator.anti_entropy());
+    Ok(())
+}
+
+impl Replicator {
+    fn netd(&self) -> Netd {
+        self.netd.clone()
+    }
+
+    /// Connected peers, by DID.
+    async fn peers(&self) -> Vec<Did> {
+        match self.netd().list_peers(ListPeersRequest {}).await {
+            Ok(r) => r
+                .into_inner()
+                .peers
+                .into_iter()
+                .filter(|p| p.state == PeerState::Connected as i32)
+                .filter_map(|p| p.did.parse().ok())
+                .collect(),
+            Err(e) => {
+                tracing::debug!("listing peers from netd failed: {e}");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Peers that may hold `topic`, for a topic that travels at all.
+    fn eligible<'a>(&self, topic: &Topic, peers: &'a [Did]) -> Vec<&'a Did> {
+        if topic.scope == TopicScope::Local as i32 {
+            return Vec::new();
+        }
+        peers.iter().filter(|p| self.store.readable_by(topic, p)).collect()
+    }
+
+    async fn send(&self, to: &Did, frame: &GossipFrame) {
+        let request = SendRequest {
+            to: to.to_string(),
+            protocol: PROTOCOL.into(),
+            payload: frame.encode_to_vec(),
+            sealed: false,
+        };
+        if let Err(e) = self.netd().send(request).await {
+            tracing::debug!(peer = %to, "sending a gossip frame failed: {e}");
+        }
+    }
+
+    /// Sends `entries` to `to` in frames of at most `push_batch_bytes`.
+    async fn send_entries(&self, to: &Did, entries: Vec<Entry>) -> usize {
+        let mut sent = 0;
+        let mut batch = Vec::new();
+        let mut bytes = 0;
+        for entry in entries {
+            bytes += entry.encoded_len();
+            batch.push(entry);
+            if bytes >= self.config.push_batch_bytes {
+                sent += batch.len();
+                self.send(to, &GossipFrame { body: Some(Body::Push(Push { entries: std::mem::take(&mut batch) })) })
+                    .await;
+                bytes = 0;
+            }
+        }
+        if !batch.is_empty() {
+            sent += batch.len();
+            self.send(to, &GossipFrame { body: Some(Body::Push(Push { entries: batch })) }).await;
+        }
+        self.metrics.entries_sent.inc_by(sent as u64);
+        sent
+    }
+
+    /// Follows netd's inbound log of gossip frames, reconnecting as needed.
+    async fn inbound(self: Arc<Self>) {
+        loop {
+            let cursor = self.store.meta(CURSOR_KEY).ok().flatten().unwrap_or(0);
+            let request = SubscribeRequest { protocols: vec![PROTOCOL.into()], after_position: Some(cursor) };
+            let mut netd = self.netd();
+            let stream = tokio::select! {
+                _ = self.ctx.shutdown.cancelled() => return,
+                r = netd.subscribe(request) => r,
+            };
+            match stream {
+                Ok(stream) => {
+                    let mut stream = stream.into_inner();
+                    loop {
+                        let message = tokio::select! {
+                            _ = self.ctx.shutdown.cancelled() => return,
+                            m = stream.message() => m,
+                        };
+                        match message {
+                            Ok(Some(m)) => {
+                                match (m.from.parse::<Did>(), GossipFrame::decode(m.payload.as_slice())) {
+                                    (Ok(from), Ok(frame)) => self.handle(&from, frame).await,
+                                    _ => self.metrics.frames_invalid.inc(),
+                                }
+                                if let Err(e) = self.store.set_meta(CURSOR_KEY, m.position) {
+                                    tracing::warn!("recording the netd cursor failed: {e}");
+                                }
+                            }
+                            Ok(None) => break,
+                            Err(e) => {
+                                tracing::info!("the netd subscription ended: {e}");
+                                break;
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::info!(endpoint = %self.ctx.config.endpoints.netd, "cannot subscribe to netd yet: {e}")
+                }
+            }
+            tokio::select! {
+                _ = self.ctx.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(self.config.netd_retry) => {}
+            }
+        }
+    }
+
+    async fn handle(&self, from: &Did, frame: GossipFrame) {
+        match frame.body {
+            Some(Body::Push(push)) => {
+                let now = now_ms();
+                for entry in push.entries {
+                    match self.store.apply(entry, now) {
+                        Ok(_) => {}
+                        Err(GossipError::Rejected { reason, why }) => {
+                            tracing::debug!(peer = %from, reason = reason.as_str_name(), "entry from a peer rejected: {why}")
+                        }
+                        Err(e) => tracing::warn!(peer = %from, "storing an entry from a peer failed: {e}"),
+                    }
+                }
+            }
+            Some(Body::Topics(announce)) => {
+                for topic in announce.topics {
+                    // A node only takes topics it may read itself.
+                    if !self.store.readable_by(&topic, &self.me) {
+                        continue;
+                    }
+                    if let Err(e) = self.store.put_topic(topic) {
+                        tracing::debug!(peer = %from, "topic from a peer not taken: {e}");
+                    }
+                }
+            }
+            Some(Body::Digest(digest)) => self.answer_digest(from, digest).await,
+            None => self.metrics.frames_invalid.inc(),
+        }
+    }
+
+    /// Sends `from` exactly what its vector lacks; asks back for what ours lacks.
+    async fn answer_digest(&self, from: &Did, digest: Digest) {
+        let Ok(topic) = self.store.topic(&digest.topic, &crate::store::Reader::Did(self.me.clone())) else { return };
+        if topic.scope == TopicScope::Local as i32 || !self.store.readable_by(&topic, from) {
+            return;
+        }
+        let ours = self.store.version_vector(&topic.name);
+        let mut missing = Vec::new();
+        for (author, head) in &ours {
+            let theirs = digest.heads.get(author).copied().unwrap_or(0);
+            if *head > theirs {
+                match self.store.entries_of(&topic.name, author, theirs + 1, *head) {
+                    Ok(entries) => missing.extend(entries),
+                    Err(e) => tracing::warn!("reading entries for a repair failed: {e}"),
+                }
+            }
+        }
+        if !missing.is_empty() {
+            let sent = self.send_entries(from, missing).await;
+            self.metrics.repaired.inc_by(sent as u64);
+        }
+        let we_lack = digest.heads.iter().any(|(author, head)| *head > ours.get(author).copied().unwrap_or(0));
+        if we_lack && !digest.reply {
+            let ask = Digest { topic: topic.name.clone(), heads: ours.into_iter().collect(), reply: true };
+            self.send(from, &GossipFrame { body: Some(Body::Digest(ask)) }).await;
+        }
+    }
+
+    /// Pushes newly stored entries to a random fanout of eligible peers, in batches.
+    async fn push(self: Arc<Self>) {
+        let mut live = self.store.watch();
+        let mut peers: Vec<Did> = Vec::new();
+        let mut peers_at = Instant::now() - self.config.anti_entropy_interval;
+        loop {
+            let first = tokio::select! {
+                _ = self.ctx.shutdown.cancelled() => return,
+                next = live.recv() => match next {
+                    Ok(s) => s,
+                    // Missed entries reach peers through anti-entropy instead.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                },
+            };
+            let mut batch = vec![first];
+            let deadline = tokio::time::Instant::now() + self.config.push_linger;
+            let mut bytes = batch[0].encoded_len();
+            while bytes < self.config.push_batch_bytes {
+                match tokio::time::timeout_at(deadline, live.recv()).await {
+                    Ok(Ok(s)) => {
+                        bytes += s.encoded_len();
+                        batch.push(s);
+                    }
+                    _ => break,
+                }
+            }
+            if peers_at.elapsed() >= self.config.anti_entropy_interval / 2 || peers.is_empty() {
+                peers = self.peers().await;
+                peers_at = Instant::now();
+            }
+            let mut by_topic: HashMap<String, Vec<Entry>> = HashMap::new();
+            for s in batch {
+                if let Some(e) = s.entry.clone() {
+                    by_topic.entry(e.topic.clone()).or_default().push(e);
+                }
+            }
+            for (name, entries) in by_topic {
+                let Ok(topic) = self.store.topic(&name, &crate::store::Reader::Did(self.me.clone())) else { continue };
+                let mut targets = self.eligible(&topic, &peers);
+                targets.shuffle(&mut rand::thread_rng());
+                for peer in targets.into_iter().take(self.config.fanout) {
+                    self.send_entries(peer, entries.clone()).await;
+                }
+            }
+        }
+    }
+
+    /// Every interval: each travelling topic, and its vector, to a few eligible peers.
+    async fn anti_entropy(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(self.config.anti_entropy_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = self.ctx.shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let peers = self.peers().await;
+            if peers.is_empty() {
+                continue;
+            }
+            self.metrics.rounds.inc();
+            for topic in self.store.topics(&crate::store::Reader::Did(self.me.clone())) {
+                let mut targets = self.eligible(&topic, &peers);
+                targets.shuffle(&mut rand::thread_rng());
+                for peer in targets.into_iter().take(self.config.anti_entropy_peers) {
+                    let announce =
+                        GossipFrame { body: Some(Body::Topics(TopicAnnounce { topics: vec![topic.clone()] })) };
+                    self.send(peer, &announce).await;
+                    let heads = self.store.version_vector(&topic.name).into_iter().collect();
+                    let digest = Digest { topic: topic.name.clone(), heads, reply: false };
+                    self.send(peer, &GossipFrame { body: Some(Body::Digest(digest)) }).await;
+                }
+            }
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
+}

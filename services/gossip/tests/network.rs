@@ -1,0 +1,155 @@
+//! Gossip between nodes: real netd and gossip processes per node, on loopback.
+
+use icn_proto::gossip::v1::gossip_client::GossipClient;
+use icn_proto::gossip::v1::*;
+use icn_testkit::{Network, TestNode};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+use tonic::transport::Channel;
+
+async fn gossip(node: &TestNode) -> GossipClient<Channel> {
+    GossipClient::new(node.channel("gossip").await.unwrap())
+}
+
+fn spec(name: &str, rule: acl::Rule) -> CreateTopicRequest {
+    CreateTopicRequest {
+        signing: Some(create_topic_request::Signing::Spec(TopicSpec {
+            name: name.into(),
+            acl: Some(Acl { rule: Some(rule) }),
+            ..Default::default()
+        })),
+    }
+}
+
+fn publish(topic: &str, payload: &[u8]) -> PublishRequest {
+    PublishRequest {
+        signing: Some(publish_request::Signing::Payload(PublishPayload {
+            topic: topic.into(),
+            payload: payload.to_vec(),
+        })),
+    }
+}
+
+async fn wait_for_topic(node: &TestNode, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut client = gossip(node).await;
+    while client.get_topic(GetTopicRequest { name: name.into(), reader: String::new() }).await.is_err() {
+        assert!(Instant::now() < deadline, "{} never learnt topic {name}", node.name);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn network(nodes: usize) -> icn_testkit::NetworkBuilder {
+    Network::builder(nodes).services(&["netd", "gossip"]).env("ICN__TOPICS__ANTI_ENTROPY_INTERVAL", "300ms")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_entry_published_on_one_of_five_nodes_reaches_all_and_propagation_is_reported() {
+    let net = network(5).start().await.unwrap();
+    net.wait_full_mesh(Duration::from_secs(30)).await.unwrap();
+    let mut origin = gossip(&net.nodes[0]).await;
+    origin.create_topic(spec("town-square", acl::Rule::Public(acl::Public {}))).await.unwrap();
+    for node in &net.nodes[1..] {
+        wait_for_topic(node, "town-square").await;
+    }
+    let mut collectors = Vec::new();
+    for node in &net.nodes[1..] {
+        let mut stream = gossip(node)
+            .await
+            .subscribe(SubscribeRequest {
+                topic: "town-square".into(),
+                reader: String::new(),
+                start: Some(subscribe_request::Start::AfterPosition(0)),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        collectors.push(tokio::spawn(async move {
+            let mut arrivals = HashMap::new();
+            while arrivals.len() < 50 {
+                let s = tokio::time::timeout(Duration::from_secs(30), stream.message())
+                    .await
+                    .expect("entries keep coming")
+                    .unwrap()
+                    .unwrap();
+                let seq = s.entry.unwrap().seq;
+                assert!(arrivals.insert(seq, Instant::now()).is_none(), "seq {seq} delivered twice");
+            }
+            arrivals
+        }));
+    }
+    let mut sent_at = HashMap::new();
+    for i in 1..=50u64 {
+        sent_at.insert(i, Instant::now());
+        origin.publish(publish("town-square", format!("announcement {i}").as_bytes())).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut latencies = Vec::new();
+    for c in collectors {
+        let arrivals = c.await.unwrap();
+        assert_eq!(arrivals.len(), 50);
+        for (seq, at) in arrivals {
+            latencies.push(at.duration_since(sent_at[&seq]));
+        }
+    }
+    latencies.sort();
+    println!(
+        "propagation to all of 5 nodes: p50 {:?}, p99 {:?}, max {:?} ({} deliveries)",
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        latencies.last().unwrap(),
+        latencies.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_private_topic_travels_only_to_participant_nodes_also_across_restarts() {
+    let mut net = network(3).start().await.unwrap();
+    net.wait_full_mesh(Duration::from_secs(30)).await.unwrap();
+    let participants = vec![net.nodes[0].did().to_string(), net.nodes[1].did().to_string()];
+    let mut a = gossip(&net.nodes[0]).await;
+    a.create_topic(spec("board", acl::Rule::Participants(acl::Participants { dids: participants }))).await.unwrap();
+    wait_for_topic(&net.nodes[1], "board").await;
+    a.publish(publish("board", b"from a")).await.unwrap();
+    gossip(&net.nodes[1]).await.publish(publish("board", b"from b")).await.unwrap();
+
+    for round in 0..2 {
+        // Both participants hold both entries.
+        for node in &net.nodes[..2] {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let entries = gossip(node)
+                    .await
+                    .get_entries(GetEntriesRequest { topic: "board".into(), ..Default::default() })
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .entries;
+                if entries.len() == 2 {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "round {round}: {} holds {} entries", node.name, entries.len());
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        // The third node never received the topic or any entry of it.
+        let c = &net.nodes[2];
+        let err = gossip(c)
+            .await
+            .get_topic(GetTopicRequest { name: "board".into(), reader: String::new() })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::NotFound);
+        assert_eq!(c.metric("gossip", "icn_gossip_entries_stored_total").await.unwrap(), 0.0, "round {round}");
+        for node in net.nodes.iter_mut() {
+            node.stop("gossip", Duration::from_secs(10)).await.unwrap();
+            node.start("gossip").await.unwrap();
+            node.wait_healthy("gossip", Duration::from_secs(20)).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
