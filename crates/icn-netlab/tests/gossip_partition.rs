@@ -14,7 +14,10 @@ async fn gossip(node: &TestNode) -> GossipClient<Channel> {
 }
 
 async fn vector(node: &TestNode) -> BTreeMap<String, u64> {
-    let r = gossip(node).await.get_version_vector(GetVersionVectorRequest { topic: "ledger-ish".into(), reader: String::new() }).await;
+    let r = gossip(node)
+        .await
+        .get_version_vector(GetVersionVectorRequest { topic: "ledger-ish".into(), reader: String::new() })
+        .await;
     r.map(|r| r.into_inner().vector.unwrap_or_default().heads.into_iter().collect()).unwrap_or_default()
 }
 
@@ -46,7 +49,11 @@ async fn after_a_2_3_partition_where_both_sides_published_all_five_nodes_converg
     let placements = lab
         .hosts()
         .iter()
-        .map(|h| Placement { exec_prefix: lab.exec_prefix(h.index), data_ip: h.data_ip.clone(), control_ip: h.control_ip.clone() })
+        .map(|h| Placement {
+            exec_prefix: lab.exec_prefix(h.index),
+            data_ip: h.data_ip.clone(),
+            control_ip: h.control_ip.clone(),
+        })
         .collect();
     let net = Network::builder(5)
         .services(&["netd", "gossip"])
@@ -60,11 +67,24 @@ async fn after_a_2_3_partition_where_both_sides_published_all_five_nodes_converg
         .await
         .unwrap();
     net.wait_full_mesh(Duration::from_secs(30)).await.unwrap();
-    let spec = TopicSpec { name: "ledger-ish".into(), acl: Some(Acl { rule: Some(acl::Rule::Public(acl::Public {})) }), ..Default::default() };
-    gossip(&net.nodes[0]).await.create_topic(CreateTopicRequest { signing: Some(create_topic_request::Signing::Spec(spec)) }).await.unwrap();
+    let spec = TopicSpec {
+        name: "ledger-ish".into(),
+        acl: Some(Acl { rule: Some(acl::Rule::Public(acl::Public {})) }),
+        ..Default::default()
+    };
+    gossip(&net.nodes[0])
+        .await
+        .create_topic(CreateTopicRequest { signing: Some(create_topic_request::Signing::Spec(spec)) })
+        .await
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     for node in &net.nodes {
-        while gossip(node).await.get_topic(GetTopicRequest { name: "ledger-ish".into(), reader: String::new() }).await.is_err() {
+        while gossip(node)
+            .await
+            .get_topic(GetTopicRequest { name: "ledger-ish".into(), reader: String::new() })
+            .await
+            .is_err()
+        {
             assert!(Instant::now() < deadline, "{} never learnt the topic", node.name);
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -85,14 +105,24 @@ async fn after_a_2_3_partition_where_both_sides_published_all_five_nodes_converg
     }
     // During the partition, each side holds only its own side's entries.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(vector(&net.nodes[1]).await.get(net.nodes[3].did().as_str()), None, "node2 cannot have node4's entries yet");
+    assert_eq!(
+        vector(&net.nodes[1]).await.get(net.nodes[3].did().as_str()),
+        None,
+        "node2 cannot have node4's entries yet"
+    );
 
     lab.heal().unwrap();
     let healed = Instant::now();
-    let want: BTreeMap<String, u64> = [(net.nodes[0].did().to_string(), 20), (net.nodes[3].did().to_string(), 20)].into_iter().collect();
+    let want: BTreeMap<String, u64> =
+        [(net.nodes[0].did().to_string(), 20), (net.nodes[3].did().to_string(), 20)].into_iter().collect();
     for node in &net.nodes {
         while vector(node).await != want {
-            assert!(healed.elapsed() < Duration::from_secs(60), "{} did not converge: {:?}", node.name, vector(node).await);
+            assert!(
+                healed.elapsed() < Duration::from_secs(60),
+                "{} did not converge: {:?}",
+                node.name,
+                vector(node).await
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }

@@ -10,7 +10,6 @@ use icn_identity::Did;
 use icn_proto::gossip::v1::gossip_server::Gossip;
 use icn_proto::gossip::v1::*;
 use icn_runtime::Context;
-use prometheus::IntCounterVec;
 use std::pin::Pin;
 use std::sync::Arc;
 use tokio::sync::{broadcast, mpsc};
@@ -31,7 +30,6 @@ pub struct GossipApi {
 
 #[derive(Clone)]
 struct Metrics {
-    rejections: IntCounterVec,
     published: prometheus::IntCounter,
     stored: prometheus::IntCounter,
 }
@@ -40,14 +38,6 @@ impl GossipApi {
     pub fn new(ctx: Context, store: Arc<Store>, replication: crate::replicate::ReplicationMetrics) -> Self {
         use icn_telemetry::metrics::register;
         let metrics = Metrics {
-            rejections: register(
-                &ctx.metrics,
-                IntCounterVec::new(
-                    prometheus::Opts::new("gossip_rejections_total", "Entries and topics refused, by reason"),
-                    &["reason"],
-                )
-                .expect("valid metric"),
-            ),
             published: register(
                 &ctx.metrics,
                 prometheus::IntCounter::new("gossip_entries_published_total", "Entries published through this node")
@@ -77,7 +67,6 @@ impl GossipApi {
         let result = self.store.apply(entry, now_ms());
         match &result {
             Err(GossipError::Rejected { reason, why }) => {
-                self.metrics.rejections.with_label_values(&[reason.as_str_name()]).inc();
                 tracing::info!(reason = reason.as_str_name(), "entry rejected: {why}");
             }
             Ok(Applied::Stored(stored)) => self.metrics.stored.inc_by(stored.len() as u64),
@@ -148,12 +137,7 @@ impl Gossip for GossipApi {
                 .into())
             }
         };
-        let created = self.store.put_topic(topic.clone()).map_err(|e| {
-            if let GossipError::Rejected { reason, .. } = &e {
-                self.metrics.rejections.with_label_values(&[reason.as_str_name()]).inc();
-            }
-            e
-        })?;
+        let created = self.store.put_topic(topic.clone())?;
         Ok(Response::new(CreateTopicResponse { topic: Some(topic), created }))
     }
 
@@ -181,9 +165,35 @@ impl Gossip for GossipApi {
 
     async fn update_topic_acl(
         &self,
-        _: Request<UpdateTopicAclRequest>,
+        request: Request<UpdateTopicAclRequest>,
     ) -> Result<Response<UpdateTopicAclResponse>, Status> {
-        Err(GossipError::Pending("topic ACL updates (gossip, issue #4, in progress)").into())
+        let topic = match request.into_inner().signing {
+            Some(update_topic_acl_request::Signing::NodeSigned(update)) => {
+                let identity = self.ctx.require_identity()?;
+                let current = self.store.topic(&update.topic, &Reader::Did(identity.did().clone()))?;
+                if current.creator != identity.did().as_str() {
+                    return Err(Status::permission_denied(format!(
+                        "only the topic's creator {} may change its ACL; this node is {}",
+                        current.creator,
+                        identity.did()
+                    )));
+                }
+                let acl = update.acl.ok_or_else(|| GossipError::InvalidArgument("`acl` is required".into()))?;
+                crate::entry::sign_topic(
+                    identity,
+                    Topic { acl: Some(acl), revision: current.revision + 1, updated_at_ms: now_ms(), ..current },
+                )
+            }
+            Some(update_topic_acl_request::Signing::Signed(topic)) => topic,
+            None => return Err(GossipError::InvalidArgument("give `node_signed` or a `signed` topic".into()).into()),
+        };
+        if !self.store.upsert_topic(topic.clone())? {
+            return Err(Status::failed_precondition(format!(
+                "topic `{}` already has revision {} or later",
+                topic.name, topic.revision
+            )));
+        }
+        Ok(Response::new(UpdateTopicAclResponse { topic: Some(topic) }))
     }
 
     async fn publish(&self, request: Request<PublishRequest>) -> Result<Response<PublishResponse>, Status> {
@@ -193,7 +203,7 @@ impl Gossip for GossipApi {
                 crate::entry::validate_topic_name(&p.topic)?;
                 let config = self.store.config();
                 if p.payload.len() > config.max_payload_bytes {
-                    self.metrics.rejections.with_label_values(&[RejectionReason::Oversize.as_str_name()]).inc();
+                    self.store.record_rejection(RejectionReason::Oversize);
                     return Err(GossipError::Rejected {
                         reason: RejectionReason::Oversize,
                         why: format!(
@@ -309,10 +319,7 @@ impl Gossip for GossipApi {
             RejectionReason::DecompressionBomb,
         ]
         .into_iter()
-        .map(|reason| RejectionCount {
-            reason: reason as i32,
-            count: self.metrics.rejections.with_label_values(&[reason.as_str_name()]).get(),
-        })
+        .map(|reason| RejectionCount { reason: reason as i32, count: self.store.rejections(reason) })
         .collect();
         Ok(Response::new(StatsResponse {
             topics,

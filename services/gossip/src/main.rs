@@ -15,7 +15,14 @@ fn main() -> std::process::ExitCode {
 
 async fn build(ctx: Context) -> anyhow::Result<Services> {
     let (storage, topics, trust) = (ctx.storage.clone(), ctx.config.topics.clone(), ctx.config.network.trust.clone());
-    let store = Arc::new(tokio::task::spawn_blocking(move || Store::open(storage, topics, trust)).await??);
+    let rejections = icn_telemetry::metrics::register(
+        &ctx.metrics,
+        prometheus::IntCounterVec::new(
+            prometheus::Opts::new("gossip_rejections_total", "Entries and topics refused, by reason"),
+            &["reason"],
+        )?,
+    );
+    let store = Arc::new(tokio::task::spawn_blocking(move || Store::open(storage, topics, trust, rejections)).await??);
     let metrics = icn_gossip::replicate::ReplicationMetrics::new(&ctx.metrics);
     icn_gossip::replicate::start(&ctx, store.clone(), metrics.clone())?;
     Ok(Services::new().add(GossipServer::new(GossipApi::new(ctx, store, metrics))))

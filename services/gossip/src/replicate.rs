@@ -224,7 +224,7 @@ impl Replicator {
                     if !self.store.readable_by(&topic, &self.me) {
                         continue;
                     }
-                    if let Err(e) = self.store.put_topic(topic) {
+                    if let Err(e) = self.store.upsert_topic(topic) {
                         tracing::debug!(peer = %from, "topic from a peer not taken: {e}");
                     }
                 }

@@ -75,6 +75,8 @@ pub enum Reader {
 
 pub struct Store {
     storage: Storage,
+    /// Entries and topics refused, by reason, from every path (API, peers, snapshots).
+    rejections: prometheus::IntCounterVec,
     config: TopicsConfig,
     trust: TrustConfig,
     topics: RwLock<HashMap<String, Topic>>,
@@ -91,7 +93,12 @@ struct State {
 }
 
 impl Store {
-    pub fn open(storage: Storage, config: TopicsConfig, trust: TrustConfig) -> Result<Self, GossipError> {
+    pub fn open(
+        storage: Storage,
+        config: TopicsConfig,
+        trust: TrustConfig,
+        rejections: prometheus::IntCounterVec,
+    ) -> Result<Self, GossipError> {
         let db = storage.db();
         let mut topics = HashMap::new();
         for item in db.iterator_cf(storage.cf(TOPICS_CF)?, IteratorMode::Start) {
@@ -127,7 +134,7 @@ impl Store {
             }
         }
         let (live, _) = broadcast::channel(config.subscriber_buffer);
-        Ok(Self { storage, config, trust, topics: RwLock::new(topics), state: Mutex::new(state), live })
+        Ok(Self { storage, rejections, config, trust, topics: RwLock::new(topics), state: Mutex::new(state), live })
     }
 
     pub fn config(&self) -> &TopicsConfig {
@@ -148,7 +155,12 @@ impl Store {
     /// Stores a verified topic. Same topic again: `Ok(false)`. Another topic under the
     /// name: ALREADY_EXISTS.
     pub fn put_topic(&self, topic: Topic) -> Result<bool, GossipError> {
-        entry::verify_topic(&topic)?;
+        if let Err(e) = entry::verify_topic(&topic) {
+            if let GossipError::Rejected { reason, .. } = &e {
+                self.record_rejection(*reason);
+            }
+            return Err(e);
+        }
         let mut topics = self.topics.write().expect("topics lock");
         if let Some(existing) = topics.get(&topic.name) {
             let same = |t: &Topic| (t.acl.clone(), t.max_entries, t.scope, t.creator.clone());
@@ -159,6 +171,37 @@ impl Store {
                 "topic `{}` exists with another creator or settings",
                 topic.name
             )));
+        }
+        self.storage
+            .db()
+            .put_cf_opt(self.storage.cf(TOPICS_CF)?, topic.name.as_bytes(), topic.encode_to_vec(), &Storage::durable())
+            .map_err(icn_storage::StorageError::from)?;
+        topics.insert(topic.name.clone(), topic);
+        Ok(true)
+    }
+
+    /// Takes a topic from a peer or an ACL update: new topics are stored; a known one is
+    /// replaced only by a higher revision signed by the same creator. `Ok(true)` when
+    /// something changed.
+    pub fn upsert_topic(&self, topic: Topic) -> Result<bool, GossipError> {
+        if let Err(e) = entry::verify_topic(&topic) {
+            if let GossipError::Rejected { reason, .. } = &e {
+                self.record_rejection(*reason);
+            }
+            return Err(e);
+        }
+        let mut topics = self.topics.write().expect("topics lock");
+        if let Some(existing) = topics.get(&topic.name) {
+            if existing.creator != topic.creator {
+                self.record_rejection(RejectionReason::AclViolation);
+                return Err(GossipError::Rejected {
+                    reason: RejectionReason::AclViolation,
+                    why: format!("only the creator {} may change topic `{}`", existing.creator, topic.name),
+                });
+            }
+            if topic.revision <= existing.revision {
+                return Ok(false);
+            }
         }
         self.storage
             .db()
@@ -255,6 +298,23 @@ impl Store {
 
     /// Verifies and stores an entry from anywhere (local publish, peer, snapshot).
     pub fn apply(&self, entry: Entry, now_ms: i64) -> Result<Applied, GossipError> {
+        let result = self.apply_unrecorded(entry, now_ms);
+        if let Err(GossipError::Rejected { reason, .. }) = &result {
+            self.rejections.with_label_values(&[reason.as_str_name()]).inc();
+        }
+        result
+    }
+
+    /// Counts a refusal decided outside [`Store::apply`] (an oversize payload at the API).
+    pub fn record_rejection(&self, reason: RejectionReason) {
+        self.rejections.with_label_values(&[reason.as_str_name()]).inc();
+    }
+
+    pub fn rejections(&self, reason: RejectionReason) -> u64 {
+        self.rejections.with_label_values(&[reason.as_str_name()]).get()
+    }
+
+    fn apply_unrecorded(&self, entry: Entry, now_ms: i64) -> Result<Applied, GossipError> {
         let author = verify_entry(&entry, self.config.max_payload_bytes)?;
         let topic = {
             let topics = self.topics.read().expect("topics lock");
@@ -426,7 +486,9 @@ mod tests {
 
     fn open(dir: &std::path::Path) -> Store {
         let config = icn_config::IcnConfig::default();
-        Store::open(Storage::open(dir, COLUMN_FAMILIES).unwrap(), config.topics, config.network.trust).unwrap()
+        let rejections = prometheus::IntCounterVec::new(prometheus::Opts::new("r", "r"), &["reason"]).unwrap();
+        Store::open(Storage::open(dir, COLUMN_FAMILIES).unwrap(), config.topics, config.network.trust, rejections)
+            .unwrap()
     }
 
     fn topic(creator: &NodeIdentity, name: &str, acl: acl::Rule, max_entries: u64) -> Topic {

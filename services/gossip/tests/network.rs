@@ -153,3 +153,56 @@ async fn a_private_topic_travels_only_to_participant_nodes_also_across_restarts(
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_acl_change_by_the_creator_spreads_and_applies_to_every_read() {
+    let net = network(2).start().await.unwrap();
+    net.wait_full_mesh(Duration::from_secs(30)).await.unwrap();
+    let (a, b) = (&net.nodes[0], &net.nodes[1]);
+    let (alice, bob) = (icn_identity::NodeIdentity::generate(), icn_identity::NodeIdentity::generate());
+    let members = |dids: Vec<String>| acl::Rule::Participants(acl::Participants { dids });
+    let mut ga = gossip(a).await;
+    ga.create_topic(spec("club", members(vec![a.did().to_string(), b.did().to_string(), alice.did().to_string()])))
+        .await
+        .unwrap();
+    wait_for_topic(b, "club").await;
+    assert!(read(b, alice.did().to_string()).await.is_ok());
+    assert_eq!(read(b, bob.did().to_string()).await, Err(tonic::Code::NotFound));
+
+    // Only the creator's node may change it; the change reaches the other node.
+    let update = |dids: Vec<String>| UpdateTopicAclRequest {
+        signing: Some(update_topic_acl_request::Signing::NodeSigned(update_topic_acl_request::NodeSigned {
+            topic: "club".into(),
+            acl: Some(Acl { rule: Some(members(dids)) }),
+        })),
+    };
+    let err = gossip(b).await.update_topic_acl(update(vec![b.did().to_string()])).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied);
+    let updated = ga
+        .update_topic_acl(update(vec![a.did().to_string(), b.did().to_string(), bob.did().to_string()]))
+        .await
+        .unwrap();
+    assert_eq!(updated.into_inner().topic.unwrap().revision, 2);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while read(b, bob.did().to_string()).await.is_err() {
+        assert!(Instant::now() < deadline, "the new revision never reached node 2");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for node in [a, b] {
+        assert_eq!(
+            read(node, alice.did().to_string()).await,
+            Err(tonic::Code::NotFound),
+            "{}: alice was removed",
+            node.name
+        );
+    }
+}
+
+async fn read(node: &TestNode, reader: String) -> Result<(), tonic::Code> {
+    gossip(node)
+        .await
+        .get_entries(GetEntriesRequest { topic: "club".into(), reader, ..Default::default() })
+        .await
+        .map(|_| ())
+        .map_err(|e| e.code())
+}
