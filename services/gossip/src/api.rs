@@ -10,6 +10,7 @@ use icn_identity::Did;
 use icn_proto::gossip::v1::gossip_server::Gossip;
 use icn_proto::gossip::v1::*;
 use icn_runtime::Context;
+use prost::Message;
 use std::pin::Pin;
 use std::sync::Arc;
 use tokio::sync::{broadcast, mpsc};
@@ -26,6 +27,7 @@ pub struct GossipApi {
     store: Arc<Store>,
     metrics: Metrics,
     replication: crate::replicate::ReplicationMetrics,
+    snapshots: SnapshotMetrics,
 }
 
 #[derive(Clone)]
@@ -49,7 +51,8 @@ impl GossipApi {
                     .expect("valid metric"),
             ),
         };
-        Self { ctx, store, metrics, replication }
+        let snapshots = SnapshotMetrics::new(&ctx.metrics);
+        Self { ctx, store, metrics, replication, snapshots }
     }
 
     fn reader(&self, reader: &str) -> Result<Reader, GossipError> {
@@ -336,16 +339,104 @@ impl Gossip for GossipApi {
 
     async fn export_snapshot(
         &self,
-        _: Request<ExportSnapshotRequest>,
+        request: Request<ExportSnapshotRequest>,
     ) -> Result<Response<Self::ExportSnapshotStream>, Status> {
-        Err(GossipError::Pending("gossip snapshots (issue #4, in progress)").into())
+        let started = std::time::Instant::now();
+        let node = self.ctx.identity.as_ref().map(|i| i.did().to_string()).unwrap_or_default();
+        let reader = self.reader("")?;
+        let topics = request.into_inner().topics;
+        let store = self.store.clone();
+        let chunks =
+            tokio::task::spawn_blocking(move || crate::snapshot::export(&store, &reader, &node, &topics, now_ms()))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))??;
+        let bytes: usize = chunks.iter().map(|c| c.encoded_len()).sum();
+        self.snapshots.record("export", "ok", bytes, started.elapsed());
+        Ok(Response::new(Box::pin(futures::stream::iter(chunks.into_iter().map(Ok)))))
     }
 
     async fn restore_snapshot(
         &self,
-        _: Request<Streaming<SnapshotChunk>>,
+        request: Request<Streaming<SnapshotChunk>>,
     ) -> Result<Response<RestoreSnapshotResponse>, Status> {
-        Err(GossipError::Pending("gossip snapshots (issue #4, in progress)").into())
+        let started = std::time::Instant::now();
+        let identity = self.ctx.require_identity()?.clone();
+        let mut stream = request.into_inner();
+        let mut chunks = Vec::new();
+        let mut bytes = 0usize;
+        while let Some(chunk) = stream.message().await? {
+            bytes += chunk.encoded_len();
+            chunks.push(chunk);
+        }
+        let store = self.store.clone();
+        let result =
+            tokio::task::spawn_blocking(move || crate::snapshot::restore(&store, identity.did(), chunks, now_ms()))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?;
+        self.snapshots.record("restore", if result.is_ok() { "ok" } else { "refused" }, bytes, started.elapsed());
+        let restored = result?;
+        tracing::info!(?restored, "snapshot restored");
+        Ok(Response::new(RestoreSnapshotResponse {
+            topics_restored: restored.topics,
+            entries_restored: restored.entries,
+            entries_present: restored.present,
+            ..Default::default()
+        }))
+    }
+}
+
+/// Snapshot metrics: operations by kind and result, and the size and duration of the last.
+#[derive(Clone)]
+struct SnapshotMetrics {
+    operations: prometheus::IntCounterVec,
+    bytes: prometheus::IntGaugeVec,
+    seconds: prometheus::GaugeVec,
+}
+
+impl SnapshotMetrics {
+    fn new(registry: &prometheus::Registry) -> Self {
+        use icn_telemetry::metrics::register;
+        Self {
+            operations: register(
+                registry,
+                prometheus::IntCounterVec::new(
+                    prometheus::Opts::new(
+                        "gossip_snapshot_operations_total",
+                        "Snapshot exports and restores, by result",
+                    ),
+                    &["kind", "result"],
+                )
+                .expect("valid metric"),
+            ),
+            bytes: register(
+                registry,
+                prometheus::IntGaugeVec::new(
+                    prometheus::Opts::new(
+                        "gossip_snapshot_last_bytes",
+                        "Size of the last snapshot exported or restored",
+                    ),
+                    &["kind"],
+                )
+                .expect("valid metric"),
+            ),
+            seconds: register(
+                registry,
+                prometheus::GaugeVec::new(
+                    prometheus::Opts::new(
+                        "gossip_snapshot_last_seconds",
+                        "Duration of the last snapshot export or restore",
+                    ),
+                    &["kind"],
+                )
+                .expect("valid metric"),
+            ),
+        }
+    }
+
+    fn record(&self, kind: &str, result: &str, bytes: usize, took: std::time::Duration) {
+        self.operations.with_label_values(&[kind, result]).inc();
+        self.bytes.with_label_values(&[kind]).set(bytes as i64);
+        self.seconds.with_label_values(&[kind]).set(took.as_secs_f64());
     }
 }
 

@@ -15,6 +15,13 @@ pub enum GossipError {
     AlreadyExists(String),
     #[error("{0}")]
     ResourceExhausted(String),
+    #[error("the snapshot is corrupt, nothing was changed: {0}")]
+    CorruptSnapshot(String),
+    #[error(
+        "the snapshot has format version {found}; this build reads version {}, nothing was changed",
+        crate::snapshot::FORMAT_VERSION
+    )]
+    SnapshotVersion { found: u32 },
     #[error("storage: {0}")]
     Storage(#[from] icn_storage::StorageError),
     #[error("{0}")]
@@ -39,6 +46,8 @@ impl From<GossipError> for tonic::Status {
             GossipError::NotFound(_) => Status::not_found(message),
             GossipError::AlreadyExists(_) => Status::already_exists(message),
             GossipError::ResourceExhausted(_) => Status::resource_exhausted(message),
+            GossipError::CorruptSnapshot(_) => Status::data_loss(message),
+            GossipError::SnapshotVersion { .. } => Status::failed_precondition(message),
             GossipError::Storage(_) => Status::internal(message),
             GossipError::NoIdentity(status) => status,
             GossipError::Pending(what) => icn_runtime::pending(what),

@@ -253,3 +253,76 @@ async fn sigkill_mid_publish_loses_no_acknowledged_entry() {
     let next = client.publish(payload("log", b"after")).await.unwrap().into_inner();
     assert_eq!(next.entry.unwrap().entry.unwrap().seq, head + 1);
 }
+
+async fn export(client: &mut GossipClient<Channel>) -> Vec<SnapshotChunk> {
+    let mut stream = client.export_snapshot(ExportSnapshotRequest::default()).await.unwrap().into_inner();
+    let mut chunks = Vec::new();
+    while let Some(c) = stream.message().await.unwrap() {
+        chunks.push(c);
+    }
+    chunks
+}
+
+async fn entry_count(client: &mut GossipClient<Channel>, topic: &str) -> usize {
+    client
+        .get_entries(GetEntriesRequest { topic: topic.into(), ..Default::default() })
+        .await
+        .map(|r| r.into_inner().entries.len())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_snapshot_restores_on_another_node_and_a_damaged_one_changes_nothing() {
+    let net = Network::builder(2).services(&["gossip"]).bootstrap(Bootstrap::None).start().await.unwrap();
+    let (n1, n2) = (&net.nodes[0], &net.nodes[1]);
+    let mut g1 = gossip(n1).await;
+    create(&mut g1, "notes", public()).await;
+    create(&mut g1, "secret", acl::Rule::Participants(acl::Participants { dids: vec![n1.did().to_string()] })).await;
+    for i in 0..3 {
+        g1.publish(payload("notes", format!("note {i}").as_bytes())).await.unwrap();
+    }
+    g1.publish(payload("secret", b"only node 1 may hold this")).await.unwrap();
+    let chunks = export(&mut g1).await;
+    assert!(
+        matches!(chunks.first().unwrap().part, Some(snapshot_chunk::Part::Header(ref h)) if h.format_version == 1 && h.entries == 4)
+    );
+
+    let mut g2 = gossip(n2).await;
+    let restorer = g2.clone();
+    let restore = |chunks: Vec<SnapshotChunk>| {
+        let mut client = restorer.clone();
+        async move { client.restore_snapshot(futures::stream::iter(chunks)).await }
+    };
+    // Damaged, wrong version, cut short: each refused with its reason, nothing changed.
+    let mut flipped = chunks.clone();
+    if let Some(snapshot_chunk::Part::Data(d)) = &mut flipped[1].part {
+        d[10] ^= 0xff;
+    }
+    let mut versioned = chunks.clone();
+    if let Some(snapshot_chunk::Part::Header(h)) = &mut versioned[0].part {
+        h.format_version = 99;
+    }
+    let cut = chunks[..chunks.len() - 1].to_vec();
+    for (bad, code, needle) in [
+        (flipped, Code::DataLoss, "checksum"),
+        (versioned, Code::FailedPrecondition, "format version 99"),
+        (cut, Code::DataLoss, "without its trailer"),
+    ] {
+        let err = restore(bad).await.unwrap_err();
+        assert_eq!(err.code(), code, "{err:?}");
+        assert!(err.message().contains(needle) && err.message().contains("nothing was changed"), "{}", err.message());
+        assert_eq!(entry_count(&mut g2, "notes").await, 0);
+    }
+    assert_eq!(
+        n2.metric("gossip", "icn_gossip_snapshot_operations_total{kind=\"restore\",result=\"refused\"}").await.unwrap(),
+        3.0
+    );
+
+    let done = restore(chunks.clone()).await.unwrap().into_inner();
+    assert_eq!((done.topics_restored, done.entries_restored), (1, 3), "the private topic is not node 2's to hold");
+    assert_eq!(entry_count(&mut g2, "notes").await, 3);
+    let err = g2.get_topic(GetTopicRequest { name: "secret".into(), reader: String::new() }).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    let again = restore(chunks).await.unwrap().into_inner();
+    assert_eq!((again.entries_restored, again.entries_present), (0, 3), "restoring twice changes nothing");
+}
