@@ -5,6 +5,7 @@
 
 mod net;
 mod output;
+mod topics;
 
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
@@ -16,9 +17,11 @@ use std::process::ExitCode;
 #[derive(Parser)]
 #[command(version, about = "Command line for an ICN node")]
 struct Cli {
-    /// gRPC endpoint of the service to talk to (netd for status, peers, send, subscribe).
-    #[arg(long, global = true, env = "ICN_ENDPOINT", default_value = "http://127.0.0.1:7100")]
-    endpoint: String,
+    /// gRPC endpoint of the service the command talks to: netd for status, peers, dial,
+    /// send, subscribe, disconnect and rtt (default http://127.0.0.1:7100); gossip for
+    /// topics and topic (default http://127.0.0.1:7200).
+    #[arg(long, global = true, env = "ICN_ENDPOINT")]
+    endpoint: Option<String>,
     /// Machine-readable JSON output.
     #[arg(long, global = true)]
     json: bool,
@@ -76,11 +79,57 @@ enum Command {
     },
     /// RTT to a peer: measured when connected, else estimated from network coordinates.
     Rtt { did: String },
+    /// Topics this node holds.
+    Topics,
+    /// Create, publish to, follow or read a topic.
+    #[command(subcommand)]
+    Topic(TopicCommand),
     /// Ask a service's gRPC health endpoint; exit 0 only when it is SERVING.
     Health {
         /// Service name to check; the whole server when empty.
         #[arg(long, default_value = "")]
         service: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum TopicCommand {
+    /// Create a topic signed by this node: public, or limited by participants or trust.
+    Create {
+        name: String,
+        /// Only these DIDs may publish and read (comma-separated).
+        #[arg(long, value_delimiter = ',', conflicts_with = "min_trust")]
+        participants: Vec<String>,
+        /// Only DIDs with at least this trust score may publish and read.
+        #[arg(long)]
+        min_trust: Option<f64>,
+        /// Entries kept before the oldest are pruned (0: the node's default).
+        #[arg(long, default_value_t = 0)]
+        max_entries: u64,
+    },
+    /// Publish one entry, signed by this node.
+    Publish {
+        topic: String,
+        #[arg(long)]
+        payload: String,
+    },
+    /// Follow a topic: stored entries after `--after`, then new ones as they arrive.
+    Subscribe {
+        topic: String,
+        /// Start after this position (0: from the oldest held). Default: new entries only.
+        #[arg(long)]
+        after: Option<u64>,
+        /// Stop after this many entries.
+        #[arg(long)]
+        count: Option<u64>,
+    },
+    /// Entries held for a topic, oldest first.
+    Entries {
+        topic: String,
+        #[arg(long)]
+        author: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
     },
 }
 
@@ -116,8 +165,14 @@ async fn main() -> ExitCode {
     }
 }
 
+/// Default endpoints of the services icnctl talks to.
+const NETD_ENDPOINT: &str = "http://127.0.0.1:7100";
+const GOSSIP_ENDPOINT: &str = "http://127.0.0.1:7200";
+
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let out = output::Output { json: cli.json };
+    let netd_endpoint = cli.endpoint.clone().unwrap_or_else(|| NETD_ENDPOINT.into());
+    let gossip_endpoint = cli.endpoint.clone().unwrap_or_else(|| GOSSIP_ENDPOINT.into());
     match cli.command {
         Command::Id(IdCommand::Init { keystore, passphrase_file, if_missing }) => {
             let config = IcnConfig::load(cli.config.as_deref())?;
@@ -148,10 +203,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             out.identity(did.as_str(), &path, false);
         }
         Command::Status => out.status(
-            &net::client(&cli.endpoint).await?.status(icn_proto::net::v1::StatusRequest {}).await?.into_inner(),
+            &net::client(&netd_endpoint).await?.status(icn_proto::net::v1::StatusRequest {}).await?.into_inner(),
         ),
         Command::Peers => out.peers(
-            &net::client(&cli.endpoint)
+            &net::client(&netd_endpoint)
                 .await?
                 .list_peers(icn_proto::net::v1::ListPeersRequest {})
                 .await?
@@ -160,17 +215,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         ),
         Command::Dial { address, did } => {
             let request = icn_proto::net::v1::DialRequest { address, did: did.unwrap_or_default() };
-            let peer = net::client(&cli.endpoint).await?.dial(request).await?.into_inner();
+            let peer = net::client(&netd_endpoint).await?.dial(request).await?.into_inner();
             out.peers(&[peer]);
         }
         Command::Send { to, protocol, payload } => {
             let request =
                 icn_proto::net::v1::SendRequest { to, protocol, payload: payload.into_bytes(), sealed: false };
-            let response = net::client(&cli.endpoint).await?.send(request).await?.into_inner();
+            let response = net::client(&netd_endpoint).await?.send(request).await?.into_inner();
             out.sent(response.seq);
         }
         Command::Subscribe { protocols, count, after } => {
-            let mut client = net::client(&cli.endpoint).await?;
+            let mut client = net::client(&netd_endpoint).await?;
             let mut stream = client
                 .subscribe(icn_proto::net::v1::SubscribeRequest { protocols, after_position: after })
                 .await?
@@ -188,14 +243,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Disconnect { did, reset } => {
             let request = icn_proto::net::v1::DisconnectRequest { did: did.clone(), intentional: !reset };
-            net::client(&cli.endpoint).await?.disconnect(request).await?;
+            net::client(&netd_endpoint).await?.disconnect(request).await?;
             out.done(&format!("{} {did}", if reset { "reset" } else { "disconnected" }));
         }
         Command::Rtt { did } => {
             let request = icn_proto::net::v1::EstimateRttRequest { did };
-            out.rtt(&net::client(&cli.endpoint).await?.estimate_rtt(request).await?.into_inner());
+            out.rtt(&net::client(&netd_endpoint).await?.estimate_rtt(request).await?.into_inner());
         }
-        Command::Health { service } => return net::health(&cli.endpoint, &service, &out).await,
+        Command::Health { service } => return net::health(&netd_endpoint, &service, &out).await,
+        Command::Topics => topics::list(&gossip_endpoint, &out).await?,
+        Command::Topic(command) => topics::run(&gossip_endpoint, command, &out).await?,
     }
     Ok(ExitCode::SUCCESS)
 }

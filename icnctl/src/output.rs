@@ -1,6 +1,7 @@
 //! Rendering results for people (aligned text) or scripts (`--json`, one document per
 //! result, one line per streamed message).
 
+use icn_proto::gossip::v1::{acl, StoredEntry, Topic};
 use icn_proto::net::v1::{EstimateRttResponse, InboundMessage, Peer, PeerState, StatusResponse};
 use serde_json::json;
 use std::path::Path;
@@ -119,6 +120,40 @@ impl Output {
                 if m.sealed { ", sealed" } else { "" },
                 text
             );
+        }
+    }
+
+    pub fn topics(&self, topics: &[Topic]) {
+        let acl_text = |t: &Topic| match t.acl.as_ref().and_then(|a| a.rule.as_ref()) {
+            None | Some(acl::Rule::Public(_)) => "public".to_string(),
+            Some(acl::Rule::MinTrust(m)) => format!("min-trust {}", m.score),
+            Some(acl::Rule::Participants(p)) => format!("{} participants", p.dids.len()),
+        };
+        if self.json {
+            let list: Vec<_> = topics
+                .iter()
+                .map(|t| json!({ "name": t.name, "acl": acl_text(t), "creator": t.creator, "revision": t.revision, "max_entries": t.max_entries }))
+                .collect();
+            println!("{}", serde_json::Value::Array(list));
+        } else if topics.is_empty() {
+            println!("no topics");
+        } else {
+            for t in topics {
+                println!("{:<32} {:<18} rev {}  by {}", t.name, acl_text(t), t.revision, t.creator);
+            }
+        }
+    }
+
+    pub fn entry(&self, stored: &StoredEntry) {
+        let Some(e) = stored.entry.as_ref() else { return };
+        let text = if e.compressed { "(compressed)".into() } else { String::from_utf8_lossy(&e.payload).into_owned() };
+        if self.json {
+            println!(
+                "{}",
+                json!({ "topic": e.topic, "author": e.author, "seq": e.seq, "position": stored.position, "payload": text, "timestamp_ms": e.timestamp_ms })
+            );
+        } else {
+            println!("@{} {} [{} #{}] {}", stored.position, e.author, e.topic, e.seq, text);
         }
     }
 

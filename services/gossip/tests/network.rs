@@ -206,3 +206,46 @@ async fn read(node: &TestNode, reader: String) -> Result<(), tonic::Code> {
         .map(|_| ())
         .map_err(|e| e.code())
 }
+
+fn icnctl(endpoint: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(icn_testkit::binary("icnctl").unwrap())
+        .arg("--endpoint")
+        .arg(endpoint)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn icnctl_creates_publishes_follows_and_reads_topics_across_nodes() {
+    let net = network(2).start().await.unwrap();
+    net.wait_full_mesh(Duration::from_secs(30)).await.unwrap();
+    let (e1, e2) = (net.nodes[0].endpoint("gossip"), net.nodes[1].endpoint("gossip"));
+    let out = icnctl(&e1, &["topic", "create", "coop-news"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("created topic coop-news"));
+    wait_for_topic(&net.nodes[1], "coop-news").await;
+    let follower = {
+        let e2 = e2.clone();
+        tokio::task::spawn_blocking(move || {
+            icnctl(&e2, &["--json", "topic", "subscribe", "coop-news", "--after", "0", "--count", "2"])
+        })
+    };
+    for text in ["first", "second"] {
+        let out = icnctl(&e1, &["topic", "publish", "coop-news", "--payload", text]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let out = tokio::time::timeout(Duration::from_secs(30), follower).await.unwrap().unwrap();
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.iter().map(|l| l["payload"].as_str().unwrap()).collect::<Vec<_>>(), ["first", "second"]);
+    assert_eq!(lines[0]["author"], net.nodes[0].did().as_str());
+    let listed = icnctl(&e2, &["--json", "topics"]);
+    let topics: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(topics[0]["name"], "coop-news");
+    let entries = icnctl(&e2, &["topic", "entries", "coop-news"]);
+    assert_eq!(String::from_utf8_lossy(&entries.stdout).lines().count(), 2);
+    let missing = icnctl(&e2, &["topic", "entries", "no-such-topic"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no topic `no-such-topic`"));
+}
