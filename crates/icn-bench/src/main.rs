@@ -25,6 +25,12 @@ struct Args {
     /// Skip the network-lab measurement (it needs root).
     #[arg(long)]
     no_lab: bool,
+    /// Concurrent publishers in the gossip accept measurement.
+    #[arg(long, default_value_t = 16)]
+    publishers: usize,
+    /// Run one section only: `netd` or `gossip`.
+    #[arg(long)]
+    only: Option<String>,
 }
 
 struct Row {
@@ -39,27 +45,66 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let mut rows = Vec::new();
 
-    let (raw_msgs, raw_mib) = raw_quinn().await?;
-    let ceiling_msgs = ("raw quinn, 1 KiB frames, one stream".to_string(), raw_msgs);
-    let ceiling_mib = ("raw quinn, one stream".to_string(), raw_mib);
-    for fsync in [true, false] {
-        let label = if fsync { "fsync on (default)" } else { "fsync off" };
-        let (msgs, _) = netd_load(1024, 32, args.seconds, fsync).await?;
-        rows.push(Row {
-            name: format!("netd messages/s, 1 KiB, {label}"),
-            value: msgs,
-            unit: "msg/s",
-            ceiling: Some(ceiling_msgs.clone()),
-        });
-        let (_, mib) = netd_load(256 * 1024, 8, args.seconds, fsync).await?;
-        rows.push(Row {
-            name: format!("netd MiB/s, 256 KiB messages, {label}"),
-            value: mib,
-            unit: "MiB/s",
-            ceiling: Some(ceiling_mib.clone()),
-        });
+    let run = |section: &str| args.only.as_deref().is_none_or(|o| o == section);
+    if run("netd") {
+        let (raw_msgs, raw_mib) = raw_quinn().await?;
+        let ceiling_msgs = ("raw quinn, 1 KiB frames, one stream".to_string(), raw_msgs);
+        let ceiling_mib = ("raw quinn, one stream".to_string(), raw_mib);
+        for fsync in [true, false] {
+            let label = if fsync { "fsync on (default)" } else { "fsync off" };
+            let (msgs, _) = netd_load(1024, 32, args.seconds, fsync).await?;
+            rows.push(Row {
+                name: format!("netd messages/s, 1 KiB, {label}"),
+                value: msgs,
+                unit: "msg/s",
+                ceiling: Some(ceiling_msgs.clone()),
+            });
+            let (_, mib) = netd_load(256 * 1024, 8, args.seconds, fsync).await?;
+            rows.push(Row {
+                name: format!("netd MiB/s, 256 KiB messages, {label}"),
+                value: mib,
+                unit: "MiB/s",
+                ceiling: Some(ceiling_mib.clone()),
+            });
+        }
     }
-    if !args.no_lab {
+    if run("gossip") {
+        let (accepted, ceiling_signs) = gossip_accept(args.seconds, args.publishers).await?;
+        rows.push(Row {
+            name: format!("gossip entries/s accepted durably by one node, {} publishers", args.publishers),
+            value: accepted,
+            unit: "entries/s",
+            ceiling: Some(("Ed25519 sign+verify on one core".into(), ceiling_signs)),
+        });
+        for (nodes, rate) in [(5usize, 100u64), (10, 100)] {
+            let (p50, p99, published, delivered) = gossip_propagation(nodes, rate, args.seconds).await?;
+            rows.push(Row {
+                name: format!("gossip publish rate achieved (target {rate}/s), {nodes} nodes"),
+                value: published,
+                unit: "entries/s",
+                ceiling: None,
+            });
+            rows.push(Row {
+                name: format!("gossip propagation p50 to all of {nodes} nodes"),
+                value: p50,
+                unit: "ms",
+                ceiling: None,
+            });
+            rows.push(Row {
+                name: format!("gossip propagation p99 to all of {nodes} nodes"),
+                value: p99,
+                unit: "ms",
+                ceiling: None,
+            });
+            rows.push(Row {
+                name: format!("gossip entries/s fully delivered to {nodes} nodes"),
+                value: delivered,
+                unit: "entries/s",
+                ceiling: None,
+            });
+        }
+    }
+    if run("netd") && !args.no_lab {
         let ms = reconnect_after_heal().await.context("the reconnection measurement needs root (or pass --no-lab)")?;
         rows.push(Row {
             name: "netd reconnect after a partition heals (backoff cap 1 s), median of 3".into(),
@@ -174,8 +219,15 @@ async fn netd_load(size: usize, senders: usize, seconds: u64, fsync: bool) -> an
             while Instant::now() < end {
                 let r =
                     SendRequest { to: to.clone(), protocol: "bench".into(), payload: vec![1u8; size], sealed: false };
-                client.send(r).await.expect("send");
-                sent += 1;
+                match client.send(r).await {
+                    Ok(_) => sent += 1,
+                    // A full queue is netd's back-pressure: wait for it to drain, as any
+                    // client should.
+                    Err(status) if status.code() == tonic::Code::ResourceExhausted => {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    Err(status) => panic!("send: {status}"),
+                }
             }
             sent
         }));
@@ -233,4 +285,146 @@ async fn reconnect_after_heal() -> anyhow::Result<f64> {
     }
     samples.sort_by(|x, y| x.partial_cmp(y).expect("finite"));
     Ok(samples[1])
+}
+
+fn gossip_publish(topic: &str, payload: Vec<u8>) -> icn_proto::gossip::v1::PublishRequest {
+    use icn_proto::gossip::v1::*;
+    PublishRequest { signing: Some(publish_request::Signing::Payload(PublishPayload { topic: topic.into(), payload })) }
+}
+
+async fn gossip_topic(node: &icn_testkit::TestNode, name: &str) -> anyhow::Result<()> {
+    use icn_proto::gossip::v1::*;
+    let spec = TopicSpec {
+        name: name.into(),
+        acl: Some(Acl { rule: Some(acl::Rule::Public(acl::Public {})) }),
+        ..Default::default()
+    };
+    gossip_client::GossipClient::new(node.channel("gossip").await?)
+        .create_topic(CreateTopicRequest { signing: Some(create_topic_request::Signing::Spec(spec)) })
+        .await?;
+    Ok(())
+}
+
+/// Entries/s one node signs, stores durably and acknowledges, with the machine's
+/// Ed25519 sign+verify rate on one core beside it.
+async fn gossip_accept(seconds: u64, publishers: usize) -> anyhow::Result<(f64, f64)> {
+    use icn_proto::gossip::v1::gossip_client::GossipClient;
+    let net = Network::builder(1)
+        .services(&["netd", "gossip"])
+        .bootstrap(Bootstrap::None)
+        .env("ICN__LOG__LEVEL", "warn")
+        .start()
+        .await?;
+    gossip_topic(&net.nodes[0], "bench").await?;
+    let client = GossipClient::new(net.nodes[0].channel("gossip").await?);
+    let end = Instant::now() + Duration::from_secs(seconds);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..publishers {
+        let mut client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while Instant::now() < end {
+                client.publish(gossip_publish("bench", vec![7u8; 256])).await.expect("publish");
+                n += 1;
+            }
+            n
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await?;
+    }
+    let rate = total as f64 / start.elapsed().as_secs_f64();
+    let id = icn_identity::NodeIdentity::generate();
+    let did = id.did().clone();
+    let signs = 20_000;
+    let t = Instant::now();
+    for i in 0..signs {
+        let msg = (i as u64).to_be_bytes();
+        let sig = id.sign(&msg);
+        assert!(did.verify(&msg, &sig));
+    }
+    Ok((rate, signs as f64 / t.elapsed().as_secs_f64()))
+}
+
+/// Publishes at `rate` entries/s from node 1 for `seconds`; returns the p50 and p99 time
+/// until an entry is held by every other node, the publish rate achieved, and the rate at
+/// which entries were delivered to all of them.
+async fn gossip_propagation(nodes: usize, rate: u64, seconds: u64) -> anyhow::Result<(f64, f64, f64, f64)> {
+    use icn_proto::gossip::v1::{gossip_client::GossipClient, subscribe_request, GetTopicRequest, SubscribeRequest};
+    let net = Network::builder(nodes).services(&["netd", "gossip"]).env("ICN__LOG__LEVEL", "warn").start().await?;
+    net.wait_full_mesh(Duration::from_secs(60)).await?;
+    gossip_topic(&net.nodes[0], "spread").await?;
+    for node in &net.nodes[1..] {
+        let mut c = GossipClient::new(node.channel("gossip").await?);
+        while c.get_topic(GetTopicRequest { name: "spread".into(), reader: String::new() }).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let total = rate * seconds / 8 * 8;
+    let mut receivers = Vec::new();
+    for node in &net.nodes[1..] {
+        let mut stream = GossipClient::new(node.channel("gossip").await?)
+            .subscribe(SubscribeRequest {
+                topic: "spread".into(),
+                reader: String::new(),
+                start: Some(subscribe_request::Start::AfterPosition(0)),
+            })
+            .await?
+            .into_inner();
+        receivers.push(tokio::spawn(async move {
+            let mut arrivals = std::collections::HashMap::new();
+            while (arrivals.len() as u64) < total {
+                let s = tokio::time::timeout(Duration::from_secs(60), stream.message())
+                    .await
+                    .expect("propagation stalled")
+                    .expect("stream")
+                    .expect("open");
+                arrivals.insert(s.entry.expect("entry").seq, Instant::now());
+            }
+            arrivals
+        }));
+    }
+    // Several publishers share the rate, so one slow acknowledgement does not hold the
+    // schedule back; each entry's clock starts when its publish is acknowledged.
+    const PUBLISHERS: u64 = 8;
+    let publisher = GossipClient::new(net.nodes[0].channel("gossip").await?);
+    let start = Instant::now();
+    let interval = Duration::from_secs_f64(PUBLISHERS as f64 / rate as f64);
+    let mut tasks = Vec::new();
+    for p in 0..PUBLISHERS {
+        let mut publisher = publisher.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut sent = Vec::new();
+            for i in 0..total / PUBLISHERS {
+                let due = start + interval * i as u32 + interval * p as u32 / PUBLISHERS as u32;
+                tokio::time::sleep_until(due.into()).await;
+                let r =
+                    publisher.publish(gossip_publish("spread", vec![1u8; 256])).await.expect("publish").into_inner();
+                sent.push((r.entry.and_then(|e| e.entry).map(|e| e.seq).expect("stored"), Instant::now()));
+            }
+            sent
+        }));
+    }
+    let mut sent_at = std::collections::HashMap::new();
+    for t in tasks {
+        sent_at.extend(t.await?);
+    }
+    let published = total as f64 / start.elapsed().as_secs_f64();
+    let mut all_held_at: std::collections::HashMap<u64, Instant> = std::collections::HashMap::new();
+    for r in receivers {
+        for (seq, at) in r.await? {
+            let e = all_held_at.entry(seq).or_insert(at);
+            if at > *e {
+                *e = at;
+            }
+        }
+    }
+    let mut latencies: Vec<f64> =
+        all_held_at.iter().map(|(seq, at)| at.duration_since(sent_at[seq]).as_secs_f64() * 1000.0).collect();
+    latencies.sort_by(|a, b| a.partial_cmp(b).expect("finite"));
+    let last = all_held_at.values().max().copied().unwrap_or(start);
+    let p = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q).round() as usize];
+    Ok((p(0.5), p(0.99), published, total as f64 / last.duration_since(start).as_secs_f64()))
 }

@@ -185,9 +185,6 @@ pub struct TopicsConfig {
     /// Entries a topic keeps when it names no `max_entries` of its own; older ones are
     /// pruned (their (author, seq) stay known, so they are never fetched again).
     pub default_max_entries: u64,
-    /// Accept entries for topics this node does not know. Off: they are refused as
-    /// `UNKNOWN_TOPIC`.
-    pub allow_unknown_topics: bool,
     /// Entries ahead of a gap held per topic and author, waiting for the gap to fill.
     pub max_pending_per_author: usize,
     /// Live entries buffered per subscriber; one further behind catches up from the store.
@@ -321,7 +318,6 @@ impl Default for IcnConfig {
                 max_payload_bytes: 256 * 1024,
                 compress_above_bytes: 1024,
                 default_max_entries: 1_000_000,
-                allow_unknown_topics: false,
                 max_pending_per_author: 10_000,
                 subscriber_buffer: 4096,
                 fanout: 4,

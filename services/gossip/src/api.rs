@@ -2,7 +2,6 @@
 //! reader against the topic's ACL; a request's `reader` names a member reading through
 //! the gateway, and an empty one means this node itself.
 
-use crate::entry::sign_entry;
 use crate::store::{Applied, Reader, Store};
 use crate::GossipError;
 use futures::Stream;
@@ -64,18 +63,6 @@ impl GossipApi {
         }
         let did: Did = reader.parse().map_err(|e| GossipError::InvalidArgument(format!("`reader`: {e}")))?;
         Ok(Reader::Did(did))
-    }
-
-    fn apply(&self, entry: Entry) -> Result<Applied, GossipError> {
-        let result = self.store.apply(entry, now_ms());
-        match &result {
-            Err(GossipError::Rejected { reason, why }) => {
-                tracing::info!(reason = reason.as_str_name(), "entry rejected: {why}");
-            }
-            Ok(Applied::Stored(stored)) => self.metrics.stored.inc_by(stored.len() as u64),
-            _ => {}
-        }
-        result
     }
 
     fn topic_stats(&self, topic: &str) -> TopicStats {
@@ -200,27 +187,27 @@ impl Gossip for GossipApi {
     }
 
     async fn publish(&self, request: Request<PublishRequest>) -> Result<Response<PublishResponse>, Status> {
-        let entry = match request.into_inner().signing {
+        // An entry held for a gap is answered with itself at position 0.
+        let mut held = None;
+        let applied = match request.into_inner().signing {
             Some(publish_request::Signing::Payload(p)) => {
                 let identity = self.ctx.require_identity()?;
                 crate::entry::validate_topic_name(&p.topic)?;
-                let config = self.store.config();
-                if p.payload.len() > config.max_payload_bytes {
+                let max = self.store.config().max_payload_bytes;
+                if p.payload.len() > max {
                     self.store.record_rejection(RejectionReason::Oversize);
                     return Err(GossipError::Rejected {
                         reason: RejectionReason::Oversize,
-                        why: format!(
-                            "payload of {} bytes exceeds the limit of {} bytes",
-                            p.payload.len(),
-                            config.max_payload_bytes
-                        ),
+                        why: format!("payload of {} bytes exceeds the limit of {max} bytes", p.payload.len()),
                     }
                     .into());
                 }
-                let seq = self.store.next_seq(&p.topic, identity.did());
-                sign_entry(identity, &p.topic, seq, &p.payload, config.compress_above_bytes, now_ms())
+                self.store.publish_local(identity, &p.topic, &p.payload, now_ms()).await
             }
-            Some(publish_request::Signing::Signed(entry)) => entry,
+            Some(publish_request::Signing::Signed(entry)) => {
+                held = Some(entry.clone());
+                self.store.apply(entry, now_ms()).await
+            }
             None => {
                 return Err(GossipError::InvalidArgument(
                     "give a `payload` (signed by this node) or a `signed` entry".into(),
@@ -228,14 +215,19 @@ impl Gossip for GossipApi {
                 .into())
             }
         };
-        let response = match self.apply(entry.clone())? {
+        let response = match applied.inspect_err(|e| {
+            if let GossipError::Rejected { reason, why } = e {
+                tracing::info!(reason = reason.as_str_name(), "entry rejected: {why}");
+            }
+        })? {
             Applied::Stored(stored) => {
                 self.metrics.published.inc();
+                self.metrics.stored.inc_by(stored.len() as u64);
                 PublishResponse { entry: stored.into_iter().next(), duplicate: false }
             }
             Applied::Duplicate(stored) => PublishResponse { entry: Some(stored), duplicate: true },
             Applied::Held => PublishResponse {
-                entry: Some(StoredEntry { entry: Some(entry), position: 0, received_at_ms: now_ms() }),
+                entry: held.map(|entry| StoredEntry { entry: Some(entry), position: 0, received_at_ms: now_ms() }),
                 duplicate: false,
             },
         };

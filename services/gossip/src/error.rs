@@ -22,6 +22,8 @@ pub enum GossipError {
         crate::snapshot::FORMAT_VERSION
     )]
     SnapshotVersion { found: u32 },
+    #[error("storing failed, nothing was acknowledged: {0}")]
+    CommitFailed(String),
     #[error("storage: {0}")]
     Storage(#[from] icn_storage::StorageError),
     #[error("{0}")]
@@ -48,7 +50,7 @@ impl From<GossipError> for tonic::Status {
             GossipError::ResourceExhausted(_) => Status::resource_exhausted(message),
             GossipError::CorruptSnapshot(_) => Status::data_loss(message),
             GossipError::SnapshotVersion { .. } => Status::failed_precondition(message),
-            GossipError::Storage(_) => Status::internal(message),
+            GossipError::Storage(_) | GossipError::CommitFailed(_) => Status::internal(message),
             GossipError::NoIdentity(status) => status,
             GossipError::Pending(what) => icn_runtime::pending(what),
         }

@@ -208,8 +208,12 @@ impl Replicator {
         match frame.body {
             Some(Body::Push(push)) => {
                 let now = now_ms();
-                for entry in push.entries {
-                    match self.store.apply(entry, now) {
+                // All entries of the push are queued before any is awaited, so they share
+                // the store's group commits.
+                let results =
+                    futures::future::join_all(push.entries.into_iter().map(|entry| self.store.apply(entry, now))).await;
+                for result in results {
+                    match result {
                         Ok(_) => {}
                         Err(GossipError::Rejected { reason, why }) => {
                             tracing::debug!(peer = %from, reason = reason.as_str_name(), "entry from a peer rejected: {why}")

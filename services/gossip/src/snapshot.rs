@@ -110,7 +110,7 @@ pub fn restore(store: &Store, me: &Did, chunks: Vec<SnapshotChunk>, now_ms: i64)
                     }
                 }
             }
-            Some(Item::Entry(entry)) => match store.apply(entry, now_ms) {
+            Some(Item::Entry(entry)) => match store.apply_blocking(entry, now_ms) {
                 Ok(Applied::Stored(stored)) => restored.entries += stored.len() as u64,
                 Ok(Applied::Duplicate(_)) => restored.present += 1,
                 Ok(Applied::Held) => {}

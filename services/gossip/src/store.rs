@@ -83,6 +83,83 @@ pub struct Store {
     /// Serialises writes: an entry's position, head and pending set change together.
     state: Mutex<State>,
     live: broadcast::Sender<Arc<StoredEntry>>,
+    /// To the committer thread, which makes stored entries durable in groups. `None` only
+    /// while dropping.
+    commits: Mutex<Option<std::sync::mpsc::Sender<Commit>>>,
+    committer: Option<std::thread::JoinHandle<()>>,
+    /// Set when a commit failed: memory is then ahead of disk, and only a restart
+    /// (which reloads from disk) makes the store trustworthy again.
+    failed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for Store {
+    /// Closes the commit channel and waits for the committer, so the database is released
+    /// with the store and every queued commit is written first.
+    fn drop(&mut self) {
+        self.commits.lock().expect("commits lock").take();
+        if let Some(thread) = self.committer.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// One apply's writes, and the entries to announce once they are durable.
+struct Commit {
+    batch: WriteBatch,
+    stored: Vec<StoredEntry>,
+    done: tokio::sync::oneshot::Sender<Result<(), String>>,
+}
+
+/// The part of an apply done under the lock.
+enum Prepared {
+    Done(Applied),
+    Committing { stored: Vec<StoredEntry>, done: tokio::sync::oneshot::Receiver<Result<(), String>> },
+}
+
+/// Writes queued commits, as many per synced write as are waiting, then announces
+/// their entries to live subscribers in order.
+fn commit_loop(
+    storage: Storage,
+    rx: std::sync::mpsc::Receiver<Commit>,
+    live: broadcast::Sender<Arc<StoredEntry>>,
+    failed: Arc<std::sync::atomic::AtomicBool>,
+) {
+    /// Most commits written per synced write.
+    const GROUP: usize = 1024;
+    while let Ok(first) = rx.recv() {
+        let mut group = vec![first];
+        while group.len() < GROUP {
+            match rx.try_recv() {
+                Ok(c) => group.push(c),
+                Err(_) => break,
+            }
+        }
+        let mut result = Ok(());
+        let db = storage.db();
+        let fast = icn_storage::WriteOptions::default();
+        let durable = Storage::durable();
+        let mut batches = group.iter_mut().map(|c| std::mem::take(&mut c.batch)).peekable();
+        while let Some(batch) = batches.next() {
+            // Only the last write syncs: syncing the log makes every earlier write
+            // in it durable too.
+            let options = if batches.peek().is_none() { &durable } else { &fast };
+            if let Err(e) = db.write_opt(batch, options) {
+                result = Err(e.to_string());
+                break;
+            }
+        }
+        if result.is_err() {
+            failed.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        for commit in group {
+            if result.is_ok() {
+                for s in &commit.stored {
+                    let _ = live.send(Arc::new(s.clone()));
+                }
+            }
+            let _ = commit.done.send(result.clone());
+        }
+    }
 }
 
 #[derive(Default)]
@@ -134,7 +211,27 @@ impl Store {
             }
         }
         let (live, _) = broadcast::channel(config.subscriber_buffer);
-        Ok(Self { storage, rejections, config, trust, topics: RwLock::new(topics), state: Mutex::new(state), live })
+        let (commits, rx) = std::sync::mpsc::channel();
+        let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let committer = {
+            let (storage, live, failed) = (storage.clone(), live.clone(), failed.clone());
+            std::thread::Builder::new()
+                .name("gossip-commit".into())
+                .spawn(move || commit_loop(storage, rx, live, failed))
+                .map_err(|e| icn_storage::StorageError::Task(e.to_string()))?
+        };
+        Ok(Self {
+            storage,
+            rejections,
+            config,
+            trust,
+            topics: RwLock::new(topics),
+            state: Mutex::new(state),
+            live,
+            commits: Mutex::new(Some(commits)),
+            committer: Some(committer),
+            failed,
+        })
     }
 
     pub fn config(&self) -> &TopicsConfig {
@@ -290,15 +387,34 @@ impl Store {
 
     // ----- entries -----
 
-    /// The next sequence number `author` would publish in `topic`.
-    pub fn next_seq(&self, topic: &str, author: &Did) -> u64 {
-        let state = self.state.lock().expect("state lock");
-        state.heads.get(&(topic.to_string(), author.to_string())).copied().unwrap_or(0) + 1
+    /// Verifies and stores an entry from anywhere (local publish, peer, snapshot); answers
+    /// once it is durable.
+    pub async fn apply(&self, entry: Entry, now_ms: i64) -> Result<Applied, GossipError> {
+        match self.recorded(self.prepare(entry, now_ms))? {
+            Prepared::Done(applied) => Ok(applied),
+            Prepared::Committing { stored, done } => {
+                done.await
+                    .map_err(|_| GossipError::CommitFailed("the committer stopped".into()))?
+                    .map_err(GossipError::CommitFailed)?;
+                Ok(Applied::Stored(stored))
+            }
+        }
     }
 
-    /// Verifies and stores an entry from anywhere (local publish, peer, snapshot).
-    pub fn apply(&self, entry: Entry, now_ms: i64) -> Result<Applied, GossipError> {
-        let result = self.apply_unrecorded(entry, now_ms);
+    /// [`Store::apply`] for callers on a blocking thread.
+    pub fn apply_blocking(&self, entry: Entry, now_ms: i64) -> Result<Applied, GossipError> {
+        match self.recorded(self.prepare(entry, now_ms))? {
+            Prepared::Done(applied) => Ok(applied),
+            Prepared::Committing { stored, done } => {
+                done.blocking_recv()
+                    .map_err(|_| GossipError::CommitFailed("the committer stopped".into()))?
+                    .map_err(GossipError::CommitFailed)?;
+                Ok(Applied::Stored(stored))
+            }
+        }
+    }
+
+    fn recorded(&self, result: Result<Prepared, GossipError>) -> Result<Prepared, GossipError> {
         if let Err(GossipError::Rejected { reason, .. }) = &result {
             self.rejections.with_label_values(&[reason.as_str_name()]).inc();
         }
@@ -314,23 +430,61 @@ impl Store {
         self.rejections.with_label_values(&[reason.as_str_name()]).get()
     }
 
-    fn apply_unrecorded(&self, entry: Entry, now_ms: i64) -> Result<Applied, GossipError> {
+    fn prepare(&self, entry: Entry, now_ms: i64) -> Result<Prepared, GossipError> {
+        if self.failed.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(GossipError::CommitFailed("an earlier write to the store failed; restart the service".into()));
+        }
         let author = verify_entry(&entry, self.config.max_payload_bytes)?;
+        let topic = self.writable_topic(&entry.topic, &author)?;
+        let mut state = self.state.lock().expect("state lock");
+        self.prepare_locked(&mut state, entry, &topic, now_ms)
+    }
+
+    /// A new entry by this node: the sequence number is taken, the entry signed and
+    /// prepared under one lock, so concurrent publishes never sign the same number.
+    pub async fn publish_local(
+        &self,
+        identity: &icn_identity::NodeIdentity,
+        topic_name: &str,
+        payload: &[u8],
+        now_ms: i64,
+    ) -> Result<Applied, GossipError> {
+        let prepared = (|| {
+            if self.failed.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(GossipError::CommitFailed(
+                    "an earlier write to the store failed; restart the service".into(),
+                ));
+            }
+            let topic = self.writable_topic(topic_name, identity.did())?;
+            let mut state = self.state.lock().expect("state lock");
+            let head = state.heads.get(&(topic_name.to_string(), identity.did().to_string())).copied().unwrap_or(0);
+            let entry =
+                entry::sign_entry(identity, topic_name, head + 1, payload, self.config.compress_above_bytes, now_ms);
+            self.prepare_locked(&mut state, entry, &topic, now_ms)
+        })();
+        match self.recorded(prepared)? {
+            Prepared::Done(applied) => Ok(applied),
+            Prepared::Committing { stored, done } => {
+                done.await
+                    .map_err(|_| GossipError::CommitFailed("the committer stopped".into()))?
+                    .map_err(GossipError::CommitFailed)?;
+                Ok(Applied::Stored(stored))
+            }
+        }
+    }
+
+    /// The topic `author` may publish to, or why not.
+    fn writable_topic(&self, name: &str, author: &Did) -> Result<Topic, GossipError> {
         let topic = {
             let topics = self.topics.read().expect("topics lock");
-            match topics.get(&entry.topic) {
-                Some(t) => t.clone(),
-                None => {
-                    return Err(GossipError::Rejected {
-                        reason: RejectionReason::UnknownTopic,
-                        why: format!("no topic `{}` is known to this node", entry.topic),
-                    })
-                }
-            }
+            topics.get(name).cloned().ok_or_else(|| GossipError::Rejected {
+                reason: RejectionReason::UnknownTopic,
+                why: format!("no topic `{name}` is known to this node"),
+            })?
         };
         let may_write = match topic.acl.as_ref().and_then(|a| a.rule.as_ref()) {
             None | Some(acl::Rule::Public(_)) => true,
-            Some(acl::Rule::MinTrust(m)) => self.trust_of(&author) >= m.score,
+            Some(acl::Rule::MinTrust(m)) => self.trust_of(author) >= m.score,
             Some(acl::Rule::Participants(p)) => p.dids.iter().any(|d| d == author.as_str()),
         };
         if !may_write {
@@ -339,13 +493,24 @@ impl Store {
                 why: format!("{author} may not publish to `{}`", topic.name),
             });
         }
-        let mut state = self.state.lock().expect("state lock");
+        Ok(topic)
+    }
+
+    fn prepare_locked(
+        &self,
+        state: &mut State,
+        entry: Entry,
+        topic: &Topic,
+        now_ms: i64,
+    ) -> Result<Prepared, GossipError> {
         let id = (entry.topic.clone(), entry.author.clone());
         let head = state.heads.get(&id).copied().unwrap_or(0);
         if entry.seq <= head {
             let stored = self.stored(&entry.topic, &entry.author, entry.seq)?;
             return match stored {
-                Some(s) if s.entry.as_ref().is_some_and(|e| e.hash == entry.hash) => Ok(Applied::Duplicate(s)),
+                Some(s) if s.entry.as_ref().is_some_and(|e| e.hash == entry.hash) => {
+                    Ok(Prepared::Done(Applied::Duplicate(s)))
+                }
                 _ => Err(GossipError::Rejected {
                     reason: RejectionReason::Replay,
                     why: format!(
@@ -370,7 +535,7 @@ impl Store {
                     .map_err(icn_storage::StorageError::from)?;
                 *held += 1;
             }
-            return Ok(Applied::Held);
+            return Ok(Prepared::Done(Applied::Held));
         }
         // In order: store it, then every held entry it releases.
         let mut batch = WriteBatch::default();
@@ -416,7 +581,15 @@ impl Store {
         let mut span_bytes = span.first.to_be_bytes().to_vec();
         span_bytes.extend_from_slice(&span.last.to_be_bytes());
         batch.put_cf(self.storage.cf(TOPIC_STATE_CF)?, topic_name.as_bytes(), span_bytes);
-        db.write_opt(batch, &Storage::durable()).map_err(icn_storage::StorageError::from)?;
+        // Queued while the state lock is held, so the commit order is the state order.
+        let (done_tx, done) = tokio::sync::oneshot::channel();
+        self.commits
+            .lock()
+            .expect("commits lock")
+            .as_ref()
+            .ok_or_else(|| GossipError::CommitFailed("the store is closing".into()))?
+            .send(Commit { batch, stored: stored.clone(), done: done_tx })
+            .map_err(|_| GossipError::CommitFailed("the committer stopped".into()))?;
         state.heads.insert(id.clone(), new_head);
         state.spans.insert(topic_name, span);
         if released > 0 {
@@ -424,10 +597,7 @@ impl Store {
                 *held = held.saturating_sub(released);
             }
         }
-        for s in &stored {
-            let _ = self.live.send(Arc::new(s.clone()));
-        }
-        Ok(Applied::Stored(stored))
+        Ok(Prepared::Committing { stored, done })
     }
 
     fn stored(&self, topic: &str, author: &str, seq: u64) -> Result<Option<StoredEntry>, GossipError> {
@@ -515,14 +685,14 @@ mod tests {
         let author = NodeIdentity::generate();
         store.put_topic(topic(&author, "t", public(), 0)).unwrap();
         let e = |seq| sign_entry(&author, "t", seq, format!("e{seq}").as_bytes(), 1024, 0);
-        assert_eq!(store.apply(e(3), 0).unwrap(), Applied::Held);
-        assert_eq!(store.apply(e(2), 0).unwrap(), Applied::Held);
+        assert_eq!(store.apply_blocking(e(3), 0).unwrap(), Applied::Held);
+        assert_eq!(store.apply_blocking(e(2), 0).unwrap(), Applied::Held);
         assert_eq!(store.version_vector("t").get(author.did().as_str()), None);
-        let Applied::Stored(stored) = store.apply(e(1), 0).unwrap() else { panic!("stored") };
+        let Applied::Stored(stored) = store.apply_blocking(e(1), 0).unwrap() else { panic!("stored") };
         let order: Vec<(u64, u64)> = stored.iter().map(|s| (s.entry.as_ref().unwrap().seq, s.position)).collect();
         assert_eq!(order, [(1, 1), (2, 2), (3, 3)]);
         assert_eq!(store.version_vector("t")[author.did().as_str()], 3);
-        assert!(matches!(store.apply(e(2), 0).unwrap(), Applied::Duplicate(_)));
+        assert!(matches!(store.apply_blocking(e(2), 0).unwrap(), Applied::Duplicate(_)));
     }
 
     #[test]
@@ -531,8 +701,8 @@ mod tests {
         let store = open(dir.path());
         let author = NodeIdentity::generate();
         store.put_topic(topic(&author, "t", public(), 0)).unwrap();
-        store.apply(sign_entry(&author, "t", 1, b"first", 1024, 0), 0).unwrap();
-        let err = store.apply(sign_entry(&author, "t", 1, b"second", 1024, 0), 0).unwrap_err();
+        store.apply_blocking(sign_entry(&author, "t", 1, b"first", 1024, 0), 0).unwrap();
+        let err = store.apply_blocking(sign_entry(&author, "t", 1, b"second", 1024, 0), 0).unwrap_err();
         assert!(matches!(err, GossipError::Rejected { reason: RejectionReason::Replay, .. }), "{err}");
     }
 
@@ -544,9 +714,9 @@ mod tests {
             let store = open(dir.path());
             store.put_topic(topic(&author, "t", public(), 3)).unwrap();
             for seq in 1..=5 {
-                store.apply(sign_entry(&author, "t", seq, b"x", 1024, 0), 0).unwrap();
+                store.apply_blocking(sign_entry(&author, "t", seq, b"x", 1024, 0), 0).unwrap();
             }
-            store.apply(sign_entry(&author, "t", 7, b"held", 1024, 0), 0).unwrap();
+            store.apply_blocking(sign_entry(&author, "t", 7, b"held", 1024, 0), 0).unwrap();
         }
         let store = open(dir.path());
         assert_eq!(store.span("t"), (3, 5));
@@ -555,12 +725,13 @@ mod tests {
             store.entries_after("t", 0, 10).unwrap().iter().map(|s| s.entry.as_ref().unwrap().seq).collect();
         assert_eq!(kept, [3, 4, 5]);
         // The held entry survived too: filling the gap releases it.
-        let Applied::Stored(stored) = store.apply(sign_entry(&author, "t", 6, b"x", 1024, 0), 0).unwrap() else {
+        let Applied::Stored(stored) = store.apply_blocking(sign_entry(&author, "t", 6, b"x", 1024, 0), 0).unwrap()
+        else {
             panic!()
         };
         assert_eq!(stored.len(), 2);
         // A pruned entry is still known: it is not stored again.
-        assert!(store.apply(sign_entry(&author, "t", 1, b"x", 1024, 0), 0).is_err());
+        assert!(store.apply_blocking(sign_entry(&author, "t", 1, b"x", 1024, 0), 0).is_err());
     }
 
     #[test]
@@ -575,9 +746,9 @@ mod tests {
         assert!(matches!(store.topic("private", &Reader::Did(c.did().clone())), Err(GossipError::NotFound(_))));
         assert!(store.topic("private", &Reader::Anonymous).is_err());
         assert!(store.topics(&Reader::Did(c.did().clone())).is_empty());
-        let err = store.apply(sign_entry(&c, "private", 1, b"let me in", 1024, 0), 0).unwrap_err();
+        let err = store.apply_blocking(sign_entry(&c, "private", 1, b"let me in", 1024, 0), 0).unwrap_err();
         assert!(matches!(err, GossipError::Rejected { reason: RejectionReason::AclViolation, .. }), "{err}");
-        let err = store.apply(sign_entry(&a, "nowhere", 1, b"x", 1024, 0), 0).unwrap_err();
+        let err = store.apply_blocking(sign_entry(&a, "nowhere", 1, b"x", 1024, 0), 0).unwrap_err();
         assert!(matches!(err, GossipError::Rejected { reason: RejectionReason::UnknownTopic, .. }), "{err}");
     }
 }

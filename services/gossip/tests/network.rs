@@ -145,11 +145,17 @@ async fn a_private_topic_travels_only_to_participant_nodes_also_across_restarts(
             .unwrap_err();
         assert_eq!(err.code(), tonic::Code::NotFound);
         assert_eq!(c.metric("gossip", "icn_gossip_entries_stored_total").await.unwrap(), 0.0, "round {round}");
+        // Every node restarts, netd and gossip both.
         for node in net.nodes.iter_mut() {
-            node.stop("gossip", Duration::from_secs(10)).await.unwrap();
-            node.start("gossip").await.unwrap();
-            node.wait_healthy("gossip", Duration::from_secs(20)).await.unwrap();
+            for svc in ["gossip", "netd"] {
+                node.stop(svc, Duration::from_secs(10)).await.unwrap();
+            }
+            for svc in ["netd", "gossip"] {
+                node.start(svc).await.unwrap();
+                node.wait_healthy(svc, Duration::from_secs(20)).await.unwrap();
+            }
         }
+        net.wait_full_mesh(Duration::from_secs(30)).await.unwrap();
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
