@@ -9,7 +9,7 @@
 use anyhow::Context;
 use clap::Parser;
 use icn_proto::net::v1::{PeerState, SendRequest, SubscribeRequest};
-use icn_testkit::{Bootstrap, Network, Placement};
+use icn_testkit::{Bootstrap, Network};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -253,18 +253,9 @@ async fn netd_load(size: usize, senders: usize, seconds: u64, fsync: bool) -> an
 /// peer is connected again.
 async fn reconnect_after_heal() -> anyhow::Result<f64> {
     let lab = icn_netlab::Lab::new(2)?;
-    let placements = lab
-        .hosts()
-        .iter()
-        .map(|h| Placement {
-            exec_prefix: lab.exec_prefix(h.index),
-            data_ip: h.data_ip.clone(),
-            control_ip: h.control_ip.clone(),
-        })
-        .collect();
     let net = Network::builder(2)
         .services(&["netd"])
-        .placements(placements)
+        .placements(lab.placements())
         .env("ICN__NETWORK__KEEP_ALIVE_INTERVAL", "500ms")
         .env("ICN__NETWORK__IDLE_TIMEOUT", "2s")
         .env("ICN__NETWORK__RECONNECT__CAP", "1s")

@@ -163,6 +163,18 @@ impl Lab {
         self.switch.as_ref().map(|s| s.dropped()).unwrap_or_default()
     }
 
+    /// Where the test harness should run node `i` on host `i + 1`: one placement per host.
+    pub fn placements(&self) -> Vec<icn_testkit::Placement> {
+        self.hosts
+            .iter()
+            .map(|h| icn_testkit::Placement {
+                exec_prefix: self.exec_prefix(h.index),
+                data_ip: h.data_ip.clone(),
+                control_ip: h.control_ip.clone(),
+            })
+            .collect()
+    }
+
     /// Command prefix to run a program on host `index`.
     pub fn exec_prefix(&self, index: usize) -> Vec<String> {
         vec!["ip".into(), "netns".into(), "exec".into(), self.host(index).namespace.clone()]

@@ -3,26 +3,15 @@
 
 use icn_netlab::Lab;
 use icn_proto::net::v1::{PeerState, SendRequest, SubscribeRequest};
-use icn_testkit::{Network, Placement};
+use icn_testkit::Network;
 use std::time::{Duration, Instant};
-
-fn placements(lab: &Lab) -> Vec<Placement> {
-    lab.hosts()
-        .iter()
-        .map(|h| Placement {
-            exec_prefix: lab.exec_prefix(h.index),
-            data_ip: h.data_ip.clone(),
-            control_ip: h.control_ip.clone(),
-        })
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn after_a_30_second_partition_every_accepted_message_arrives_once_and_in_order() {
     let lab = Lab::new(2).unwrap();
     let net = Network::builder(2)
         .services(&["netd"])
-        .placements(placements(&lab))
+        .placements(lab.placements())
         // The connection must die inside the partition, so the heal exercises a reconnect.
         .env("ICN__NETWORK__IDLE_TIMEOUT", "10s")
         .env("ICN__NETWORK__RECONNECT__CAP", "2s")
@@ -96,7 +85,7 @@ async fn a_lab_cut_stops_traffic_and_a_heal_restores_it() {
     let lab = Lab::new(3).unwrap();
     let net = Network::builder(3)
         .services(&["netd"])
-        .placements(placements(&lab))
+        .placements(lab.placements())
         .env("ICN__NETWORK__KEEP_ALIVE_INTERVAL", "200ms")
         .env("ICN__NETWORK__IDLE_TIMEOUT", "1s")
         .env("ICN__NETWORK__RECONNECT__CAP", "500ms")
@@ -119,7 +108,7 @@ async fn under_20_percent_packet_loss_every_message_still_arrives_once_and_in_or
     let lab = Lab::new(2).unwrap();
     let net = Network::builder(2)
         .services(&["netd"])
-        .placements(placements(&lab))
+        .placements(lab.placements())
         .env("ICN__NETWORK__RECONNECT__CAP", "500ms")
         .start()
         .await
@@ -166,7 +155,7 @@ async fn lab_delay_shows_in_the_rtt_netd_measures() {
     let lab = Lab::new(2).unwrap();
     let net = Network::builder(2)
         .services(&["netd"])
-        .placements(placements(&lab))
+        .placements(lab.placements())
         .env("ICN__NETWORK__KEEP_ALIVE_INTERVAL", "100ms")
         .start()
         .await

@@ -53,6 +53,9 @@ where
     F: FnOnce(Context) -> Fut,
     Fut: Future<Output = anyhow::Result<Services>>,
 {
+    // Handlers first: a SIGTERM that arrives once the service answers must find them
+    // installed, or the default action kills the process without the orderly stop.
+    let signals = Signals::install()?;
     let service_config = config
         .service(def.name)
         .with_context(|| format!("no configuration section for service `{}`", def.name))?
@@ -144,7 +147,7 @@ where
     let metrics = tokio::spawn(icn_telemetry::metrics::serve(metrics_listener, metrics_registry, shutdown.clone()));
     tracing::info!(grpc = %grpc_addr, metrics = %metrics_addr, services = ?services.names, "ready");
 
-    let signal = wait_for_signal().await?;
+    let signal = signals.next().await;
     tracing::info!(signal, timeout = ?shutdown_timeout, "shutting down");
     health.set_service_status("", ServingStatus::NotServing).await;
     for name in &services.names {
@@ -170,12 +173,24 @@ where
     Ok(())
 }
 
-async fn wait_for_signal() -> anyhow::Result<&'static str> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    Ok(tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    })
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+        })
+    }
+
+    async fn next(mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
 }

@@ -331,6 +331,13 @@ impl TestNode {
             .sum())
     }
 
+    /// The last `lines` lines of a service's log, for failure messages.
+    pub fn log_tail(&self, service: &str, lines: usize) -> String {
+        let log = std::fs::read_to_string(self.log_path(service)).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(lines).collect();
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    }
+
     /// The service's log lines that are JSON (run it with `ICN__LOG__FORMAT=json`).
     pub fn json_logs(&self, service: &str) -> Vec<serde_json::Value> {
         std::fs::read_to_string(self.log_path(service))

@@ -39,8 +39,9 @@ impl TraceService for Collector {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn spans_are_exported_over_otlp_and_join_the_callers_trace() {
+/// Starts the stand-in collector on a free loopback port.
+async fn start_collector(
+) -> (Collector, std::net::SocketAddr, tokio::task::JoinHandle<Result<(), tonic::transport::Error>>) {
     let collector = Collector::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
@@ -49,6 +50,12 @@ async fn spans_are_exported_over_otlp_and_join_the_callers_trace() {
             .add_service(TraceServiceServer::new(collector.clone()))
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
+    (collector, address, server)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn spans_are_exported_over_otlp_and_join_the_callers_trace() {
+    let (collector, address, server) = start_collector().await;
 
     let dir = tempfile::tempdir().unwrap();
     let mut node = TestNode::prepare("traced", dir.path(), Ports::free().unwrap(), true).unwrap();
@@ -62,7 +69,8 @@ async fn spans_are_exported_over_otlp_and_join_the_callers_trace() {
     request.metadata_mut().insert("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01").parse().unwrap());
     node.netd().await.unwrap().status(request).await.unwrap();
     // Shutdown flushes buffered spans.
-    assert_eq!(node.stop("netd", Duration::from_secs(10)).await.unwrap().code(), Some(0));
+    let status = node.stop("netd", Duration::from_secs(10)).await.unwrap();
+    assert_eq!(status.code(), Some(0), "{status:?}; log tail:\n{}", node.log_tail("netd", 15));
 
     let spans = collector.spans.lock().unwrap().clone();
     let ours: Vec<_> = spans.iter().filter(|(_, name, id)| name == "grpc" && hex::encode(id) == trace_id).collect();
@@ -73,14 +81,7 @@ async fn spans_are_exported_over_otlp_and_join_the_callers_trace() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_message_delivered_on_another_node_joins_the_senders_trace() {
-    let collector = Collector::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let server = tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(TraceServiceServer::new(collector.clone()))
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
+    let (collector, address, server) = start_collector().await;
     let mut net = icn_testkit::Network::builder(2)
         .services(&["netd"])
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", &format!("http://{address}"))

@@ -252,12 +252,7 @@ impl Store {
     /// Stores a verified topic. Same topic again: `Ok(false)`. Another topic under the
     /// name: ALREADY_EXISTS.
     pub fn put_topic(&self, topic: Topic) -> Result<bool, GossipError> {
-        if let Err(e) = entry::verify_topic(&topic) {
-            if let GossipError::Rejected { reason, .. } = &e {
-                self.record_rejection(*reason);
-            }
-            return Err(e);
-        }
+        self.recorded(entry::verify_topic(&topic))?;
         let mut topics = self.topics.write().expect("topics lock");
         if let Some(existing) = topics.get(&topic.name) {
             let same = |t: &Topic| (t.acl.clone(), t.max_entries, t.scope, t.creator.clone());
@@ -269,24 +264,24 @@ impl Store {
                 topic.name
             )));
         }
+        self.persist_topic(&mut topics, topic)?;
+        Ok(true)
+    }
+
+    fn persist_topic(&self, topics: &mut HashMap<String, Topic>, topic: Topic) -> Result<(), GossipError> {
         self.storage
             .db()
             .put_cf_opt(self.storage.cf(TOPICS_CF)?, topic.name.as_bytes(), topic.encode_to_vec(), &Storage::durable())
             .map_err(icn_storage::StorageError::from)?;
         topics.insert(topic.name.clone(), topic);
-        Ok(true)
+        Ok(())
     }
 
     /// Takes a topic from a peer or an ACL update: new topics are stored; a known one is
     /// replaced only by a higher revision signed by the same creator. `Ok(true)` when
     /// something changed.
     pub fn upsert_topic(&self, topic: Topic) -> Result<bool, GossipError> {
-        if let Err(e) = entry::verify_topic(&topic) {
-            if let GossipError::Rejected { reason, .. } = &e {
-                self.record_rejection(*reason);
-            }
-            return Err(e);
-        }
+        self.recorded(entry::verify_topic(&topic))?;
         let mut topics = self.topics.write().expect("topics lock");
         if let Some(existing) = topics.get(&topic.name) {
             if existing.creator != topic.creator {
@@ -300,11 +295,7 @@ impl Store {
                 return Ok(false);
             }
         }
-        self.storage
-            .db()
-            .put_cf_opt(self.storage.cf(TOPICS_CF)?, topic.name.as_bytes(), topic.encode_to_vec(), &Storage::durable())
-            .map_err(icn_storage::StorageError::from)?;
-        topics.insert(topic.name.clone(), topic);
+        self.persist_topic(&mut topics, topic)?;
         Ok(true)
     }
 
@@ -414,7 +405,8 @@ impl Store {
         }
     }
 
-    fn recorded(&self, result: Result<Prepared, GossipError>) -> Result<Prepared, GossipError> {
+    /// Counts a rejection, whatever was being checked.
+    fn recorded<T>(&self, result: Result<T, GossipError>) -> Result<T, GossipError> {
         if let Err(GossipError::Rejected { reason, .. }) = &result {
             self.rejections.with_label_values(&[reason.as_str_name()]).inc();
         }

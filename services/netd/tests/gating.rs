@@ -103,6 +103,8 @@ async fn the_rtt_to_a_peer_never_measured_is_estimated_from_network_coordinates(
     net.nodes[2].start("netd").await.unwrap();
     net.nodes[2].wait_healthy("netd", Duration::from_secs(20)).await.unwrap();
     let (n1, n2, n3) = (&net.nodes[0], &net.nodes[1], &net.nodes[2]);
+    n2.wait_peer_state(n1.did(), icn_proto::net::v1::PeerState::Connected, Duration::from_secs(20)).await.unwrap();
+    n1.wait_peer_state(n3.did(), icn_proto::net::v1::PeerState::Connected, Duration::from_secs(20)).await.unwrap();
     let mut netd2 = n2.netd().await.unwrap();
 
     let measured = netd2.estimate_rtt(EstimateRttRequest { did: n1.did().to_string() }).await.unwrap().into_inner();
