@@ -381,7 +381,12 @@ impl Store {
     /// Verifies and stores an entry from anywhere (local publish, peer, snapshot); answers
     /// once it is durable.
     pub async fn apply(&self, entry: Entry, now_ms: i64) -> Result<Applied, GossipError> {
-        match self.recorded(self.prepare(entry, now_ms))? {
+        Self::committed(self.recorded(self.prepare(entry, now_ms))?).await
+    }
+
+    /// Waits until a prepared apply is durable.
+    async fn committed(prepared: Prepared) -> Result<Applied, GossipError> {
+        match prepared {
             Prepared::Done(applied) => Ok(applied),
             Prepared::Committing { stored, done } => {
                 done.await
@@ -454,15 +459,7 @@ impl Store {
                 entry::sign_entry(identity, topic_name, head + 1, payload, self.config.compress_above_bytes, now_ms);
             self.prepare_locked(&mut state, entry, &topic, now_ms)
         })();
-        match self.recorded(prepared)? {
-            Prepared::Done(applied) => Ok(applied),
-            Prepared::Committing { stored, done } => {
-                done.await
-                    .map_err(|_| GossipError::CommitFailed("the committer stopped".into()))?
-                    .map_err(GossipError::CommitFailed)?;
-                Ok(Applied::Stored(stored))
-            }
-        }
+        Self::committed(self.recorded(prepared)?).await
     }
 
     /// The topic `author` may publish to, or why not.
