@@ -2,7 +2,7 @@
 //! kernel network stack. Run with `make test-lab` (needs root).
 
 use icn_netlab::Lab;
-use icn_proto::net::v1::{PeerState, SendRequest, SubscribeRequest};
+use icn_proto::net::v1::{PeerState, SendRequest};
 use icn_testkit::Network;
 use std::time::{Duration, Instant};
 
@@ -54,14 +54,7 @@ async fn after_a_30_second_partition_every_accepted_message_arrives_once_and_in_
         .await
         .unwrap();
 
-    let mut inbox = b
-        .netd()
-        .await
-        .unwrap()
-        .subscribe(SubscribeRequest { protocols: vec!["lab".into()], after_position: Some(0) })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut inbox = b.inbox("lab").await.unwrap();
     let mut seqs = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
@@ -127,14 +120,7 @@ async fn under_20_percent_packet_loss_every_message_still_arrives_once_and_in_or
         };
         sender.send(r).await.unwrap();
     }
-    let mut inbox = b
-        .netd()
-        .await
-        .unwrap()
-        .subscribe(SubscribeRequest { protocols: vec!["lossy".into()], after_position: Some(0) })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut inbox = b.inbox("lossy").await.unwrap();
     let mut seqs = Vec::new();
     while seqs.len() < 200 {
         let m = tokio::time::timeout(Duration::from_secs(60), inbox.message())

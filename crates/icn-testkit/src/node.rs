@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Context as _};
 use icn_identity::{Did, KdfParams, Keystore, NodeIdentity};
-use icn_proto::net::v1::{netd_client::NetdClient, GetPeerRequest, Peer, PeerState};
+use icn_proto::net::v1::{netd_client::NetdClient, GetPeerRequest, InboundMessage, Peer, PeerState, SubscribeRequest};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
@@ -296,6 +296,13 @@ impl TestNode {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Messages of `protocol` in this node's netd inbound log, from the oldest retained,
+    /// then live ones.
+    pub async fn inbox(&self, protocol: &str) -> anyhow::Result<tonic::Streaming<InboundMessage>> {
+        let request = SubscribeRequest { protocols: vec![protocol.to_string()], after_position: Some(0) };
+        Ok(self.netd().await?.subscribe(request).await?.into_inner())
     }
 
     /// What this node's netd reports about `did`.

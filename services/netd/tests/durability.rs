@@ -2,7 +2,7 @@
 //! with messages queued, receivers restarted, peers gone for good, disconnects on purpose,
 //! and sealed payloads at rest.
 
-use icn_proto::net::v1::{DisconnectRequest, InboundMessage, PeerState, SendRequest, SubscribeRequest};
+use icn_proto::net::v1::{DisconnectRequest, InboundMessage, PeerState, SendRequest};
 use icn_testkit::{Network, TestNode};
 use std::collections::HashSet;
 use std::time::Duration;
@@ -12,17 +12,6 @@ const NETD: &[&str] = &["netd"];
 
 fn request(to: &TestNode, payload: &str, sealed: bool) -> SendRequest {
     SendRequest { to: to.did().to_string(), protocol: "test".into(), payload: payload.as_bytes().to_vec(), sealed }
-}
-
-/// Everything retained in `node`'s inbound log, then live messages.
-async fn subscribe_from_start(node: &TestNode) -> Streaming<InboundMessage> {
-    node.netd()
-        .await
-        .unwrap()
-        .subscribe(SubscribeRequest { protocols: vec!["test".into()], after_position: Some(0) })
-        .await
-        .unwrap()
-        .into_inner()
 }
 
 async fn collect(stream: &mut Streaming<InboundMessage>, n: usize, timeout: Duration) -> Vec<InboundMessage> {
@@ -64,7 +53,7 @@ async fn messages_queued_for_a_down_peer_survive_a_sigkill_of_the_sender() {
     // The receiver comes back first and listens; then the sender, which finds its queue.
     net.nodes[1].start("netd").await.unwrap();
     net.nodes[1].wait_healthy("netd", Duration::from_secs(20)).await.unwrap();
-    let mut inbox = subscribe_from_start(&net.nodes[1]).await;
+    let mut inbox = net.nodes[1].inbox("test").await.unwrap();
     net.nodes[0].start("netd").await.unwrap();
     let got = collect(&mut inbox, 50, Duration::from_secs(30)).await;
     let payloads: Vec<String> = got.iter().map(|m| String::from_utf8_lossy(&m.payload).into_owned()).collect();
@@ -100,7 +89,7 @@ async fn a_receiver_restarted_by_sigkill_or_sigterm_gets_each_message_once() {
         net.nodes[1].wait_healthy("netd", Duration::from_secs(20)).await.unwrap();
     }
     let total = (next - 1) as usize;
-    let mut inbox = subscribe_from_start(&net.nodes[1]).await;
+    let mut inbox = net.nodes[1].inbox("test").await.unwrap();
     let got = collect(&mut inbox, total, Duration::from_secs(30)).await;
     let seqs: Vec<u64> = got.iter().map(|m| m.seq).collect();
     assert_eq!(seqs, (1..=total as u64).collect::<Vec<_>>(), "each message once, in order");
@@ -184,7 +173,7 @@ async fn a_peer_that_keeps_failing_the_same_way_is_marked_failed_until_something
     assert!(state == PeerState::Reconnecting as i32 || state == PeerState::Connected as i32, "{state}");
     net.nodes[1].start("netd").await.unwrap();
     net.nodes[1].wait_healthy("netd", Duration::from_secs(20)).await.unwrap();
-    let mut inbox = subscribe_from_start(&net.nodes[1]).await;
+    let mut inbox = net.nodes[1].inbox("test").await.unwrap();
     let got = collect(&mut inbox, 1, Duration::from_secs(20)).await;
     assert_eq!(got[0].payload, b"are you back?");
     net.nodes[0].wait_peer_state(net.nodes[1].did(), PeerState::Connected, Duration::from_secs(10)).await.unwrap();
@@ -215,7 +204,7 @@ async fn sealed_messages_are_unreadable_at_rest_and_open_only_at_the_recipient()
 
     net.nodes[1].start("netd").await.unwrap();
     net.nodes[1].wait_healthy("netd", Duration::from_secs(20)).await.unwrap();
-    let mut inbox = subscribe_from_start(&net.nodes[1]).await;
+    let mut inbox = net.nodes[1].inbox("test").await.unwrap();
     net.nodes[0].start("netd").await.unwrap();
     let got = collect(&mut inbox, 2, Duration::from_secs(20)).await;
     assert_eq!(got[0].payload, b"SEALED-SECRET-4711");

@@ -1,6 +1,6 @@
 //! Who may connect and how fast they may send, between real netd processes.
 
-use icn_proto::net::v1::{DialRequest, SendRequest, SubscribeRequest};
+use icn_proto::net::v1::{DialRequest, SendRequest};
 use icn_testkit::{Bootstrap, Network};
 use std::time::{Duration, Instant};
 use tonic::Code;
@@ -45,14 +45,7 @@ async fn a_flooding_peer_is_slowed_then_cut_and_nothing_it_sent_is_lost() {
         .unwrap();
     net.wait_full_mesh(Duration::from_secs(20)).await.unwrap();
     let (a, b) = (&net.nodes[0], &net.nodes[1]);
-    let mut inbox = b
-        .netd()
-        .await
-        .unwrap()
-        .subscribe(SubscribeRequest { protocols: vec!["flood".into()], after_position: Some(0) })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut inbox = b.inbox("flood").await.unwrap();
     let mut sender = a.netd().await.unwrap();
     let total = 600u64;
     let start = Instant::now();
