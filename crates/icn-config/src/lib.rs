@@ -24,6 +24,7 @@ pub struct IcnConfig {
     pub shutdown: ShutdownConfig,
     pub network: NetworkConfig,
     pub topics: TopicsConfig,
+    pub credit: CreditConfig,
     /// Where this node's services reach each other.
     pub endpoints: Endpoints,
     pub netd: ServiceConfig,
@@ -206,6 +207,32 @@ pub struct TopicsConfig {
     pub netd_retry: Duration,
 }
 
+/// The mutual-credit ledger (icn-ledger). The rules transfers follow are the protocol's
+/// and the same on every node; these settings only shape how this node works.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CreditConfig {
+    /// Most transfers one `SubmitTransfers` call may carry.
+    pub max_batch: usize,
+    /// Most entries one commit group takes: concurrent submissions waiting while a
+    /// group is written join the next one, up to this many, and share its fsync.
+    pub group_max_entries: usize,
+    /// Submissions waiting for the committer; callers beyond it wait their turn.
+    pub queue: usize,
+    /// Largest gossip payload the ledger publishes (one batch of entries); at most
+    /// `topics.max_payload_bytes`.
+    pub publish_max_bytes: usize,
+    /// How often the ledger looks for cooperatives' topics it does not follow yet.
+    #[serde(with = "humantime_serde")]
+    pub discover_interval: Duration,
+    /// Wait before retrying gossip after a failure.
+    #[serde(with = "humantime_serde")]
+    pub gossip_retry: Duration,
+    /// Replays `RecomputeBalances` starts before it gives up (ABORTED) because the
+    /// journal kept moving under it.
+    pub recompute_attempts: u32,
+}
+
 /// Exponential backoff with full jitter between reconnection attempts to one peer:
 /// attempt n waits a uniformly random time in `[0, min(cap, base * 2^n))`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -326,6 +353,15 @@ impl Default for IcnConfig {
                 push_linger: Duration::from_millis(2),
                 push_batch_bytes: 256 * 1024,
                 netd_retry: Duration::from_millis(500),
+            },
+            credit: CreditConfig {
+                max_batch: 1000,
+                group_max_entries: 4096,
+                queue: 1024,
+                publish_max_bytes: 192 * 1024,
+                discover_interval: Duration::from_secs(1),
+                gossip_retry: Duration::from_millis(500),
+                recompute_attempts: 5,
             },
             endpoints: Endpoints {
                 netd: "http://127.0.0.1:7100".into(),
@@ -464,6 +500,20 @@ impl IcnConfig {
             || !n.trust.scores.values().all(|v| in_unit(*v))
         {
             return Err(ConfigError::Invalid { key: "network.trust", problem: "scores must lie in [0, 1]".into() });
+        }
+        let c = &self.credit;
+        positive("credit.max_batch", c.max_batch)?;
+        positive("credit.group_max_entries", c.group_max_entries)?;
+        positive("credit.queue", c.queue)?;
+        positive("credit.recompute_attempts", c.recompute_attempts as usize)?;
+        if c.publish_max_bytes < 4096 || c.publish_max_bytes > self.topics.max_payload_bytes {
+            return Err(ConfigError::Invalid {
+                key: "credit.publish_max_bytes",
+                problem: format!(
+                    "must lie between 4096 and topics.max_payload_bytes ({})",
+                    self.topics.max_payload_bytes
+                ),
+            });
         }
         if n.idle_timeout <= n.keep_alive_interval {
             return Err(ConfigError::Invalid {

@@ -36,6 +36,11 @@ pub mod ledger {
     pub mod v1 {
         tonic::include_proto!("icn.ledger.v1");
     }
+    pub mod wire {
+        pub mod v1 {
+            tonic::include_proto!("icn.ledger.wire.v1");
+        }
+    }
 }
 
 pub mod compute {

@@ -99,3 +99,26 @@ where
 pub fn pending(capability: &str) -> tonic::Status {
     tonic::Status::unimplemented(format!("not available yet: {capability}"))
 }
+
+/// Wall-clock time in Unix milliseconds, as records and APIs carry it.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
+}
+
+/// Page sizes of list calls: the size when a request names none, and the largest allowed.
+pub mod paging {
+    use icn_proto::common::v1::PageRequest;
+
+    pub const DEFAULT_PAGE: u32 = 100;
+    pub const MAX_PAGE: u32 = 1000;
+
+    /// The number of items a page holds for this request.
+    pub fn limit(page: &Option<PageRequest>) -> usize {
+        page.as_ref().map(|p| p.limit).filter(|l| *l > 0).unwrap_or(DEFAULT_PAGE).min(MAX_PAGE) as usize
+    }
+
+    /// The request's cursor, empty for the first page.
+    pub fn cursor(page: &Option<PageRequest>) -> &str {
+        page.as_ref().map(|p| p.cursor.as_str()).unwrap_or_default()
+    }
+}

@@ -95,6 +95,22 @@ impl Storage {
 
     /// Write options for data that was acknowledged to someone: synced to disk before
     /// the call returns, so a power cut cannot lose it.
+    /// A counter or cursor kept in the meta column family.
+    pub fn meta_u64(&self, key: &str) -> Result<Option<u64>, StorageError> {
+        let value = self.db.get_cf(self.cf(META_CF)?, key.as_bytes())?;
+        Ok(value.and_then(|v| v.as_slice().try_into().ok()).map(u64::from_be_bytes))
+    }
+
+    pub fn put_meta_u64(&self, key: &str, value: u64) -> Result<(), StorageError> {
+        Ok(self.db.put_cf(self.cf(META_CF)?, key.as_bytes(), value.to_be_bytes())?)
+    }
+
+    /// Sets a meta counter as part of `batch`, so it moves atomically with the data.
+    pub fn batch_meta_u64(&self, batch: &mut WriteBatch, key: &str, value: u64) -> Result<(), StorageError> {
+        batch.put_cf(self.cf(META_CF)?, key.as_bytes(), value.to_be_bytes());
+        Ok(())
+    }
+
     pub fn durable() -> WriteOptions {
         let mut w = WriteOptions::default();
         w.set_sync(true);

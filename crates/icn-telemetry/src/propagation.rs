@@ -62,3 +62,14 @@ pub fn adopt_fields_parent(span: &tracing::Span, fields: &HashMap<String, String
     let parent = opentelemetry::global::get_text_map_propagator(|p| p.extract(fields));
     span.set_parent(parent);
 }
+
+/// A channel to another service of this node whose calls carry the caller's trace.
+pub type TracedChannel = tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Interceptor>;
+pub type Interceptor = fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status>;
+
+/// Connects lazily to `endpoint` (such as `http://127.0.0.1:7200`): the first call dials,
+/// and a lost connection is redialled by the next call.
+pub fn traced_channel(endpoint: &str) -> Result<TracedChannel, tonic::transport::Error> {
+    let channel = tonic::transport::Endpoint::from_shared(endpoint.to_string())?.connect_lazy();
+    Ok(tonic::service::interceptor::InterceptedService::new(channel, grpc_interceptor as Interceptor))
+}

@@ -265,6 +265,14 @@ impl TestNode {
         Ok(NetdClient::new(self.channel("netd").await?))
     }
 
+    pub async fn gossip(&self) -> anyhow::Result<icn_proto::gossip::v1::gossip_client::GossipClient<Channel>> {
+        Ok(icn_proto::gossip::v1::gossip_client::GossipClient::new(self.channel("gossip").await?))
+    }
+
+    pub async fn ledger(&self) -> anyhow::Result<icn_proto::ledger::v1::ledger_client::LedgerClient<Channel>> {
+        Ok(icn_proto::ledger::v1::ledger_client::LedgerClient::new(self.channel("ledger").await?))
+    }
+
     /// Polls the gRPC health service until it answers SERVING.
     pub async fn wait_healthy(&self, service: &str, timeout: Duration) -> anyhow::Result<()> {
         use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest};

@@ -17,9 +17,6 @@ use tonic::{Request, Response, Status, Streaming};
 
 /// Entries a subscription's feeder buffers ahead of its gRPC stream.
 const SUBSCRIPTION_BUFFER: usize = 256;
-/// Page size when a request names none, and the largest one allowed.
-const DEFAULT_PAGE: u32 = 100;
-const MAX_PAGE: u32 = 1000;
 
 pub struct GossipApi {
     ctx: Context,
@@ -79,13 +76,8 @@ impl GossipApi {
     }
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
-}
-
-fn page_limit(page: &Option<icn_proto::common::v1::PageRequest>) -> usize {
-    page.as_ref().map(|p| p.limit).filter(|l| *l > 0).unwrap_or(DEFAULT_PAGE).min(MAX_PAGE) as usize
-}
+use icn_runtime::now_ms;
+use icn_runtime::paging::limit as page_limit;
 
 type EntryStream = Pin<Box<dyn Stream<Item = Result<StoredEntry, Status>> + Send>>;
 type ChunkStream = Pin<Box<dyn Stream<Item = Result<SnapshotChunk, Status>> + Send>>;

@@ -20,17 +20,15 @@ use icn_identity::Did;
 use icn_proto::gossip::v1::{Entry, Topic, TopicScope};
 use icn_proto::gossip::wire::v1::{gossip_frame::Body, Digest, GossipFrame, Push, TopicAnnounce};
 use icn_proto::net::v1::{netd_client::NetdClient, ListPeersRequest, PeerState, SendRequest, SubscribeRequest};
-use icn_runtime::Context;
+use icn_runtime::{now_ms, Context};
 use prost::Message;
 use rand::seq::SliceRandom;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
-use tonic::transport::Channel;
 
-type Interceptor = fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status>;
 /// A netd client that carries the caller's trace context on every call.
-type Netd = NetdClient<tonic::service::interceptor::InterceptedService<Channel, Interceptor>>;
+type Netd = NetdClient<icn_telemetry::propagation::TracedChannel>;
 
 /// netd protocol name of gossip frames.
 pub const PROTOCOL: &str = "gossip";
@@ -77,13 +75,12 @@ pub fn start(ctx: &Context, store: Arc<Store>, metrics: ReplicationMetrics) -> a
         tracing::warn!("no node identity: gossip serves local reads only and does not replicate");
         return Ok(());
     };
-    let channel = tonic::transport::Endpoint::from_shared(ctx.config.endpoints.netd.clone())?.connect_lazy();
     let replicator = Arc::new(Replicator {
         ctx: ctx.clone(),
         config: ctx.config.topics.clone(),
         store,
         me: identity.did().clone(),
-        netd: NetdClient::with_interceptor(channel, icn_telemetry::propagation::grpc_interceptor as Interceptor),
+        netd: NetdClient::new(icn_telemetry::propagation::traced_channel(&ctx.config.endpoints.netd)?),
         metrics,
     });
     ctx.spawn(replicator.clone().inbound());
@@ -342,8 +339,4 @@ impl Replicator {
             }
         }
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
 }

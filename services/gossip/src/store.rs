@@ -346,20 +346,11 @@ impl Store {
 
     /// A value kept in the store's meta column family (bookkeeping such as cursors).
     pub fn meta(&self, key: &str) -> Result<Option<u64>, GossipError> {
-        let v = self
-            .storage
-            .db()
-            .get_cf(self.storage.cf(icn_storage::META_CF)?, key.as_bytes())
-            .map_err(icn_storage::StorageError::from)?;
-        Ok(v.map(|v| u64_at(&v, 0)))
+        Ok(self.storage.meta_u64(key)?)
     }
 
     pub fn set_meta(&self, key: &str, value: u64) -> Result<(), GossipError> {
-        self.storage
-            .db()
-            .put_cf(self.storage.cf(icn_storage::META_CF)?, key.as_bytes(), value.to_be_bytes())
-            .map_err(icn_storage::StorageError::from)?;
-        Ok(())
+        Ok(self.storage.put_meta_u64(key, value)?)
     }
 
     fn may_read(&self, topic: &Topic, reader: &Reader) -> bool {

@@ -6,21 +6,75 @@
 //! in atomic write batches. It must never let a currency's balances stop summing to
 //! zero, an account go below its floor, or a transfer apply twice.
 //!
-//! At this stage every call answers UNIMPLEMENTED naming issue #5, which brings them.
+//! Members sign everything they submit (icnctl signs locally); the node never holds a
+//! member's key. Submitting calls need the node identity, because the node publishes
+//! what it accepts; reads do not.
 
-use icn_proto::ledger::v1::{self as pb, ledger_server::Ledger};
-use icn_runtime::Context;
+use crate::commit::LedgerNode;
+use crate::engine::{Hash, MAX_DEPS};
+use crate::error::LedgerError;
+use crate::replicate::{self, Gossip};
+use crate::state::{AdminOutcome, CoopState, Outcome, Source, State};
+use icn_proto::ledger::v1::{self as pb, ledger_server::Ledger, TransferRejection, TransferStatus};
+use icn_proto::ledger::wire::v1::{ledger_entry::Body, LedgerEntry};
+use icn_runtime::{now_ms, paging, Context};
+use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
-const CAPABILITY: &str = "the mutual-credit ledger, issue #5";
-
 pub struct LedgerApi {
-    _ctx: Context,
+    ctx: Context,
+    node: Arc<LedgerNode>,
+    gossip: Gossip,
 }
 
 impl LedgerApi {
-    pub fn new(ctx: Context) -> Self {
-        Self { _ctx: ctx }
+    pub fn new(ctx: Context, node: Arc<LedgerNode>, gossip: Gossip) -> Self {
+        Self { ctx, node, gossip }
+    }
+
+    /// Submits entries through this node, which publishes them: it needs the identity.
+    async fn submit(&self, entries: Vec<Body>) -> Result<Vec<Outcome>, LedgerError> {
+        self.ctx.require_identity().map_err(LedgerError::NoIdentity)?;
+        let entries = entries.into_iter().map(|b| LedgerEntry { body: Some(b) }).collect();
+        self.node.submit(entries, Source::Local, None).await
+    }
+
+    async fn submit_admin(&self, body: Body) -> Result<AdminOutcome, LedgerError> {
+        match self.submit(vec![body]).await?.pop() {
+            Some(Outcome::Admin(result)) => result,
+            other => Err(LedgerError::CommitFailed(format!("unexpected outcome {other:?}"))),
+        }
+    }
+}
+
+fn required<T>(value: Option<T>, what: &str) -> Result<T, LedgerError> {
+    value.ok_or_else(|| LedgerError::InvalidArgument(format!("`{what}` is required")))
+}
+
+fn hash_arg(bytes: &[u8], what: &str) -> Result<Hash, LedgerError> {
+    <Hash>::try_from(bytes).map_err(|_| LedgerError::InvalidArgument(format!("`{what}` must be a 32-byte hash")))
+}
+
+/// The cooperative and its currency, or NOT_FOUND naming which is missing.
+fn currency_of<'a>(state: &'a State, coop_id: &str, currency: &str) -> Result<&'a CoopState, LedgerError> {
+    let coop = state.coop(coop_id)?;
+    if coop.model.currency(currency).is_none() {
+        return Err(LedgerError::NotFound(format!("cooperative `{coop_id}` has no currency `{currency}`")));
+    }
+    Ok(coop)
+}
+
+/// A transfer outcome for a single submission: a rejection is an error naming its rule.
+fn transfer_response(outcome: Option<Outcome>) -> Result<pb::SubmitTransferResponse, LedgerError> {
+    match outcome {
+        Some(Outcome::Transfer { record, duplicate }) => {
+            if record.status == TransferStatus::Rejected as i32 {
+                let rejection = TransferRejection::try_from(record.rejection).unwrap_or(TransferRejection::Unspecified);
+                return Err(LedgerError::rejected(rejection, record.detail));
+            }
+            Ok(pb::SubmitTransferResponse { record: Some(record), duplicate })
+        }
+        other => Err(LedgerError::CommitFailed(format!("unexpected outcome {other:?}"))),
     }
 }
 
@@ -28,103 +82,263 @@ impl LedgerApi {
 impl Ledger for LedgerApi {
     async fn create_coop(
         &self,
-        _request: Request<pb::CreateCoopRequest>,
+        request: Request<pb::CreateCoopRequest>,
     ) -> Result<Response<pb::CreateCoopResponse>, Status> {
-        Err(icn_runtime::pending(CAPABILITY))
+        let r = request.into_inner();
+        let coop = required(r.coop, "coop")?;
+        if !crate::model::valid_name(&coop.id, crate::model::MAX_COOP_ID) {
+            return Err(LedgerError::InvalidArgument(format!(
+                "`{}` is not a cooperative id: lower-case letters, digits and '-', at most {} bytes",
+                coop.id,
+                crate::model::MAX_COOP_ID
+            ))
+            .into());
+        }
+        self.ctx.require_identity()?;
+        // The topic first: a cooperative that cannot replicate is not created.
+        replicate::ensure_topic(&mut self.gossip.clone(), &coop.id).await?;
+        let mut entries = vec![Body::Coop(coop.clone())];
+        entries.extend(r.admissions.into_iter().map(Body::Admission));
+        let mut outcomes = self.submit(entries).await?.into_iter();
+        let created = match outcomes.next() {
+            Some(Outcome::Admin(result)) => result?,
+            other => return Err(LedgerError::CommitFailed(format!("unexpected outcome {other:?}")).into()),
+        };
+        for outcome in outcomes {
+            if let Outcome::Admin(Err(e)) = outcome {
+                return Err(LedgerError::InvalidArgument(format!(
+                    "the cooperative is created, but an admission was refused: {e}"
+                ))
+                .into());
+            }
+        }
+        Ok(Response::new(pb::CreateCoopResponse {
+            coop: Some(coop),
+            hash: created.hash.to_vec(),
+            created: created.created,
+        }))
     }
 
-    async fn get_coop(&self, _request: Request<pb::GetCoopRequest>) -> Result<Response<pb::GetCoopResponse>, Status> {
-        Err(icn_runtime::pending(CAPABILITY))
+    async fn get_coop(&self, request: Request<pb::GetCoopRequest>) -> Result<Response<pb::GetCoopResponse>, Status> {
+        let r = request.into_inner();
+        let state = self.node.read().await;
+        let coop = state.coop(&r.coop_id)?;
+        Ok(Response::new(pb::GetCoopResponse {
+            coop: coop.coop_record().cloned(),
+            members: coop.members(),
+            currencies: coop.model.currencies().cloned().collect(),
+        }))
     }
 
     async fn add_member(
         &self,
-        _request: Request<pb::AddMemberRequest>,
+        request: Request<pb::AddMemberRequest>,
     ) -> Result<Response<pb::AddMemberResponse>, Status> {
-        Err(icn_runtime::pending(CAPABILITY))
+        let admission = required(request.into_inner().admission, "admission")?;
+        let (coop_id, did) = (admission.coop_id.clone(), admission.member.clone());
+        self.submit_admin(Body::Admission(admission)).await?;
+        let state = self.node.read().await;
+        let member = state.coop(&coop_id)?.model.member(&did).cloned();
+        Ok(Response::new(pb::AddMemberResponse { member }))
     }
 
     async fn create_currency(
         &self,
-        _request: Request<pb::CreateCurrencyRequest>,
+        request: Request<pb::CreateCurrencyRequest>,
     ) -> Result<Response<pb::CreateCurrencyResponse>, Status> {
-        Err(icn_runtime::pending(CAPABILITY))
+        let currency = required(request.into_inner().currency, "currency")?;
+        let outcome = self.submit_admin(Body::Currency(currency.clone())).await?;
+        Ok(Response::new(pb::CreateCurrencyResponse { currency: Some(currency), created: outcome.created }))
     }
 
     async fn list_currencies(
         &self,
-        _request: Request<pb::ListCurrenciesRequest>,
+        request: Request<pb::ListCurrenciesRequest>,
     ) -> Result<Response<pb::ListCurrenciesResponse>, Status> {
-        Err(icn_runtime::pending(CAPABILITY))
+        let r = request.into_inner();
+        let state = self.node.read().await;
+        let currencies = state.coop(&r.coop_id)?.model.currencies().cloned().collect();
+        Ok(Response::new(pb::ListCurrenciesResponse { currencies }))
     }
 
     async fn set_credit_limit(
         &self,
-        _request: Request<pb::SetCreditLimitRequest>,
+        request: Request<pb::SetCreditLimitRequest>,
     ) -> Result<Response<pb::SetCreditLimitResponse>, Status> {
-        Err(icn_runtime::pending(CAPABILITY))
+        let limit = required(request.into_inner().limit, "limit")?;
+        let (coop_id, currency, member) = (limit.coop_id.clone(), limit.currency.clone(), limit.member.clone());
+        self.submit_admin(Body::Limit(limit)).await?;
+        let state = self.node.read().await;
+        let coop = state.coop(&coop_id)?;
+        let in_force = coop.model.latest_limit(&currency, &member).cloned();
+        let account = (!member.is_empty()).then(|| coop.account(&coop_id, &currency, &member, now_ms(), MAX_DEPS));
+        Ok(Response::new(pb::SetCreditLimitResponse { limit: in_force, account }))
     }
 
     async fn submit_transfer(
         &self,
-        _request: Request<pb::SubmitTransferRequest>,
+        request: Request<pb::SubmitTransferRequest>,
     ) -> Result<Response<pb::SubmitTransferResponse>, Status> {
-        Err(icn_runtime::pending(CAPABILITY))
+        let transfer = required(request.into_inner().transfer, "transfer")?;
+        let outcome = self.submit(vec![Body::Transfer(transfer)]).await?.pop();
+        Ok(Response::new(transfer_response(outcome)?))
     }
 
     async fn submit_transfers(
         &self,
-        _request: Request<pb::SubmitTransfersRequest>,
+        request: Request<pb::SubmitTransfersRequest>,
     ) -> Result<Response<pb::SubmitTransfersResponse>, Status> {
-        Err(icn_runtime::pending(CAPABILITY))
+        let transfers = request.into_inner().transfers;
+        if transfers.is_empty() || transfers.len() > self.node.config.max_batch {
+            return Err(LedgerError::InvalidArgument(format!(
+                "a batch holds 1 to {} transfers (credit.max_batch), got {}",
+                self.node.config.max_batch,
+                transfers.len()
+            ))
+            .into());
+        }
+        let outcomes = self.submit(transfers.into_iter().map(Body::Transfer).collect()).await?;
+        let results = outcomes
+            .into_iter()
+            .map(|o| match o {
+                Outcome::Transfer { record, duplicate } => {
+                    Ok(pb::SubmitTransferResponse { record: Some(record), duplicate })
+                }
+                other => Err(LedgerError::CommitFailed(format!("unexpected outcome {other:?}"))),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Response::new(pb::SubmitTransfersResponse { results }))
     }
 
     async fn get_balance(
         &self,
-        _request: Request<pb::GetBalanceRequest>,
+        request: Request<pb::GetBalanceRequest>,
     ) -> Result<Response<pb::GetBalanceResponse>, Status> {
-        Err(icn_runtime::pending(CAPABILITY))
+        let r = request.into_inner();
+        let state = self.node.read().await;
+        let coop = currency_of(&state, &r.coop_id, &r.currency)?;
+        if coop.model.member(&r.member).is_none() {
+            return Err(
+                LedgerError::NotFound(format!("{} is not a member of cooperative `{}`", r.member, r.coop_id)).into()
+            );
+        }
+        let account = coop.account(&r.coop_id, &r.currency, &r.member, now_ms(), MAX_DEPS);
+        Ok(Response::new(pb::GetBalanceResponse { account: Some(account) }))
     }
 
     async fn list_accounts(
         &self,
-        _request: Request<pb::ListAccountsRequest>,
+        request: Request<pb::ListAccountsRequest>,
     ) -> Result<Response<pb::ListAccountsResponse>, Status> {
-        Err(icn_runtime::pending(CAPABILITY))
+        let r = request.into_inner();
+        let state = self.node.read().await;
+        let coop = state.coop(&r.coop_id)?;
+        let limit = paging::limit(&r.page);
+        let after = paging::cursor(&r.page).to_string();
+        let now = now_ms();
+        // Every member has an account in every currency, zero until it moves.
+        let mut keys: Vec<(String, String)> = coop
+            .model
+            .currencies()
+            .filter(|c| r.currency.is_empty() || c.symbol == r.currency)
+            .flat_map(|c| {
+                coop.model
+                    .members()
+                    .filter(|m| r.member.is_empty() || m.did == r.member)
+                    .map(move |m| (c.symbol.clone(), m.did.clone()))
+            })
+            .filter(|(c, m)| after.is_empty() || format!("{c}/{m}") > after)
+            .collect();
+        keys.sort();
+        let next_cursor =
+            if keys.len() > limit { format!("{}/{}", keys[limit - 1].0, keys[limit - 1].1) } else { String::new() };
+        let accounts = keys.iter().take(limit).map(|(c, m)| coop.account(&r.coop_id, c, m, now, MAX_DEPS)).collect();
+        Ok(Response::new(pb::ListAccountsResponse { accounts, next_cursor }))
     }
 
     async fn get_history(
         &self,
-        _request: Request<pb::GetHistoryRequest>,
+        request: Request<pb::GetHistoryRequest>,
     ) -> Result<Response<pb::GetHistoryResponse>, Status> {
-        Err(icn_runtime::pending(CAPABILITY))
+        let r = request.into_inner();
+        let before = match paging::cursor(&r.page) {
+            "" => 0,
+            c => {
+                c.parse::<u64>().map_err(|_| LedgerError::InvalidArgument(format!("`{c}` is not a history cursor")))?
+            }
+        };
+        let state = self.node.read().await;
+        let coop = currency_of(&state, &r.coop_id, &r.currency)?;
+        let (transfers, last) =
+            coop.history(&r.currency, &r.member, before, r.include_unapplied, paging::limit(&r.page));
+        Ok(Response::new(pb::GetHistoryResponse {
+            transfers,
+            next_cursor: last.map(|p| p.to_string()).unwrap_or_default(),
+        }))
     }
 
     async fn get_transfer(
         &self,
-        _request: Request<pb::GetTransferRequest>,
+        request: Request<pb::GetTransferRequest>,
     ) -> Result<Response<pb::GetTransferResponse>, Status> {
-        Err(icn_runtime::pending(CAPABILITY))
+        use pb::get_transfer_request::Key;
+        let key = required(request.into_inner().key, "hash or idempotency")?;
+        let state = self.node.read().await;
+        let found = match key {
+            Key::Hash(h) => {
+                let hash = hash_arg(&h, "hash")?;
+                state.coops.values().find(|c| c.knows(&hash)).map(|c| c.record(&hash))
+            }
+            Key::Idempotency(k) => state
+                .coops
+                .get(&k.coop_id)
+                .and_then(|c| c.by_idempotency(&k.currency, &k.payer, &k.idempotency_id).map(|h| c.record(&h))),
+        };
+        let record = found.ok_or_else(|| LedgerError::NotFound("no such transfer on this node".into()))?;
+        Ok(Response::new(pb::GetTransferResponse { record: Some(record) }))
     }
 
     async fn coop_stats(
         &self,
-        _request: Request<pb::CoopStatsRequest>,
+        request: Request<pb::CoopStatsRequest>,
     ) -> Result<Response<pb::CoopStatsResponse>, Status> {
-        Err(icn_runtime::pending(CAPABILITY))
+        let r = request.into_inner();
+        let state = self.node.read().await;
+        let coop = state.coop(&r.coop_id)?;
+        Ok(Response::new(coop.stats(&r.coop_id, now_ms())))
     }
 
     async fn recompute_balances(
         &self,
-        _request: Request<pb::RecomputeBalancesRequest>,
+        request: Request<pb::RecomputeBalancesRequest>,
     ) -> Result<Response<pb::RecomputeBalancesResponse>, Status> {
-        Err(icn_runtime::pending(CAPABILITY))
+        let r = request.into_inner();
+        {
+            let state = self.node.read().await;
+            if r.currency.is_empty() {
+                state.coop(&r.coop_id)?;
+            } else {
+                currency_of(&state, &r.coop_id, &r.currency)?;
+            }
+        }
+        let currency = (!r.currency.is_empty()).then_some(r.currency.as_str());
+        Ok(Response::new(self.node.recompute(&r.coop_id, currency, r.repair).await?))
     }
 
     async fn list_quarantine(
         &self,
-        _request: Request<pb::ListQuarantineRequest>,
+        request: Request<pb::ListQuarantineRequest>,
     ) -> Result<Response<pb::ListQuarantineResponse>, Status> {
-        Err(icn_runtime::pending(CAPABILITY))
+        let r = request.into_inner();
+        let skip = match paging::cursor(&r.page) {
+            "" => 0,
+            c => c.parse::<usize>().map_err(|_| LedgerError::InvalidArgument(format!("`{c}` is not a cursor")))?,
+        };
+        let limit = paging::limit(&r.page);
+        let state = self.node.read().await;
+        let all = state.coop(&r.coop_id)?.quarantine();
+        let next_cursor = if all.len() > skip + limit { (skip + limit).to_string() } else { String::new() };
+        let forks = all.into_iter().skip(skip).take(limit).collect();
+        Ok(Response::new(pb::ListQuarantineResponse { forks, next_cursor }))
     }
 }

@@ -1,18 +1,23 @@
 //! icn-ledger: the mutual-credit ledger of the node's cooperatives. Start-up, serving
-//! and shutdown are the shared runtime's; this binary only names the service and its API.
+//! and shutdown are the shared runtime's; this binary replays the journal, starts the
+//! committer and replication, and serves the API.
 
-mod api;
-
+use icn_ledger::api::LedgerApi;
+use icn_ledger::commit::LedgerNode;
+use icn_ledger::replicate::{self, Gossip};
+use icn_ledger::store::COLUMN_FAMILIES;
 use icn_proto::ledger::v1::ledger_server::LedgerServer;
 use icn_runtime::{Context, ServiceDef, Services};
 
-const SERVICE: ServiceDef = ServiceDef { name: "ledger", column_families: &[] };
+const SERVICE: ServiceDef = ServiceDef { name: "ledger", column_families: COLUMN_FAMILIES };
 
 fn main() -> std::process::ExitCode {
     icn_runtime::main(SERVICE, build)
 }
 
-/// The service's gRPC API, given everything the runtime set up.
 async fn build(ctx: Context) -> anyhow::Result<Services> {
-    Ok(Services::new().add(LedgerServer::new(api::LedgerApi::new(ctx))))
+    let node = LedgerNode::open(&ctx).await?;
+    let gossip = Gossip::new(icn_telemetry::propagation::traced_channel(&ctx.config.endpoints.gossip)?);
+    replicate::start(&ctx, node.clone(), gossip.clone());
+    Ok(Services::new().add(LedgerServer::new(LedgerApi::new(ctx, node, gossip))))
 }

@@ -409,6 +409,4 @@ async fn watch_close(node: Arc<Inner>, did: Did, link: Link, control: quinn::Sen
     node.link_closed(&did, &link, describe(&reason), goodbye);
 }
 
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
-}
+pub(crate) use icn_runtime::now_ms;

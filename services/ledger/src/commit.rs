@@ -1,0 +1,422 @@
+//! The ledger node: its state, its store and its one writer.
+//!
+//! Every change goes through the committer task. Submissions queue; the committer takes
+//! what is waiting (up to `credit.group_max_entries`), applies it to the state under the
+//! write lock, writes the whole group in one synced batch, and only then releases the
+//! lock and answers. So a group shares one fsync, readers never see an entry that is
+//! not durable, and the journal order is the order of application.
+
+use crate::error::LedgerError;
+use crate::state::{Checked, GroupWrite, Outcome, Source, State};
+use crate::store::Store;
+use icn_config::CreditConfig;
+use icn_proto::ledger::v1::{BalanceDrift, RecomputeBalancesResponse};
+use icn_proto::ledger::wire::v1::{ForkReport, LedgerEntry};
+use icn_runtime::{now_ms, Context};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, oneshot, Notify, RwLock, RwLockReadGuard};
+
+#[derive(Clone)]
+pub struct LedgerMetrics {
+    pub entries: IntCounterVec,
+    pub transfers: IntCounterVec,
+    pub groups: IntCounter,
+    pub group_seconds: Histogram,
+    pub forks: IntCounter,
+    pub journal_version: IntGauge,
+    pub drifts: IntCounter,
+    pub published: IntCounter,
+    pub invalid_payloads: IntCounter,
+    pub fork_reports_received: IntCounter,
+}
+
+impl LedgerMetrics {
+    pub fn new(registry: &prometheus::Registry) -> Self {
+        use icn_telemetry::metrics::register;
+        let counter = |name: &str, help: &str| register(registry, IntCounter::new(name, help).expect("valid metric"));
+        Self {
+            entries: register(
+                registry,
+                IntCounterVec::new(
+                    Opts::new("ledger_entries_stored_total", "Entries journalled, by source"),
+                    &["source"],
+                )
+                .expect("valid metric"),
+            ),
+            transfers: register(
+                registry,
+                IntCounterVec::new(
+                    Opts::new("ledger_transfers_submitted_total", "Transfers submitted to this node's API, by outcome"),
+                    &["outcome"],
+                )
+                .expect("valid metric"),
+            ),
+            groups: counter("ledger_commit_groups_total", "Write batches committed"),
+            group_seconds: register(
+                registry,
+                Histogram::with_opts(
+                    HistogramOpts::new("ledger_commit_seconds", "Time to apply and durably write one group")
+                        .buckets(prometheus::exponential_buckets(0.0002, 2.0, 14).expect("valid buckets")),
+                )
+                .expect("valid metric"),
+            ),
+            forks: counter(
+                "ledger_forks_detected_total",
+                "Payers found signing two transfers with one sequence number",
+            ),
+            journal_version: register(
+                registry,
+                IntGauge::new("ledger_journal_version", "Position of the journal's last entry").expect("valid metric"),
+            ),
+            drifts: counter("ledger_balance_drifts_total", "Stored balances found differing from a journal replay"),
+            published: counter("ledger_entries_published_total", "Journal entries handed to gossip"),
+            invalid_payloads: counter(
+                "ledger_invalid_payloads_total",
+                "Gossip entries on a cooperative's topic that are not ledger batches",
+            ),
+            fork_reports_received: counter("ledger_fork_reports_received_total", "Trust events about forks from peers"),
+        }
+    }
+}
+
+struct Job {
+    entries: Vec<Checked>,
+    source: Source,
+    /// The gossip position this job takes the cooperative's follower to.
+    cursor: Option<(String, u64)>,
+    reply: oneshot::Sender<Result<Vec<Outcome>, LedgerError>>,
+}
+
+pub struct LedgerNode {
+    state: Arc<RwLock<State>>,
+    store: Store,
+    jobs: mpsc::Sender<Job>,
+    pub config: CreditConfig,
+    pub metrics: LedgerMetrics,
+    /// Wakes the publisher after a group with local entries.
+    pub local_committed: Notify,
+    /// Trust events waiting to be published.
+    pub fork_reports: Mutex<Vec<ForkReport>>,
+}
+
+impl LedgerNode {
+    /// Replays the journal into memory and starts the committer.
+    pub async fn open(ctx: &Context) -> anyhow::Result<Arc<Self>> {
+        let store = Store::new(ctx.storage.clone());
+        let metrics = LedgerMetrics::new(&ctx.metrics);
+        let started = std::time::Instant::now();
+        let (state, records) = {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || replay(&store, u64::MAX, None)).await??
+        };
+        check_stored_balances(&store, &state, &metrics)?;
+        tracing::info!(
+            records,
+            version = state.version,
+            coops = state.coops.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "ledger journal replayed"
+        );
+        metrics.journal_version.set(state.version as i64);
+        let (jobs, queue) = mpsc::channel(ctx.config.credit.queue);
+        let node = Arc::new(Self {
+            state: Arc::new(RwLock::new(state)),
+            store,
+            jobs,
+            config: ctx.config.credit.clone(),
+            metrics,
+            local_committed: Notify::new(),
+            fork_reports: Mutex::new(Vec::new()),
+        });
+        ctx.spawn(committer(node.clone(), queue, ctx.clone()));
+        Ok(node)
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The state, for reading; only what is durable is in it.
+    pub async fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().await
+    }
+
+    /// Checks signatures (on every core), then queues the entries for the committer and
+    /// waits until they are durable. One outcome per entry, in order.
+    pub async fn submit(
+        &self,
+        entries: Vec<LedgerEntry>,
+        source: Source,
+        cursor: Option<(String, u64)>,
+    ) -> Result<Vec<Outcome>, LedgerError> {
+        let entries = tokio::task::spawn_blocking(move || Checked::verify_all(entries))
+            .await
+            .map_err(|e| LedgerError::CommitFailed(e.to_string()))?;
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job { entries, source, cursor, reply })
+            .await
+            .map_err(|_| LedgerError::CommitFailed("the ledger is shutting down".into()))?;
+        answer.await.map_err(|_| LedgerError::CommitFailed("the ledger is shutting down".into()))?
+    }
+
+    /// Replays the journal and compares each stored balance of `coop_id` with it. The
+    /// replay is pinned to a journal version read before the stored balances: when the
+    /// version moved by the end, a write came in between and the comparison is retried,
+    /// so a concurrent transfer never shows up as drift (seed 000, M7).
+    pub async fn recompute(
+        &self,
+        coop_id: &str,
+        currency: Option<&str>,
+        repair: bool,
+    ) -> Result<RecomputeBalancesResponse, LedgerError> {
+        for attempt in 1..=self.config.recompute_attempts {
+            let store = self.store.clone();
+            let (coop, currency_owned) = (coop_id.to_string(), currency.map(str::to_string));
+            let found = tokio::task::spawn_blocking(move || compare(&store, &coop, currency_owned.as_deref()))
+                .await
+                .map_err(|e| LedgerError::CommitFailed(e.to_string()))??;
+            let Some((version, checked, drifts)) = found else { continue };
+            let mut repaired = false;
+            if repair && !drifts.is_empty() {
+                // Under the write lock the committer is idle; the journal must still be
+                // at the version the replay saw, or the repair would be stale.
+                let _writer = self.state.write().await;
+                if self.store.version()? != version {
+                    continue;
+                }
+                let rows: Vec<_> = drifts
+                    .iter()
+                    .map(|d| icn_proto::ledger::v1::Account {
+                        coop_id: coop_id.to_string(),
+                        currency: d.currency.clone(),
+                        member: d.member.clone(),
+                        balance: d.replayed,
+                        ..Default::default()
+                    })
+                    .collect();
+                // Keep each row's chain head: only the balance drifted.
+                let stored = self.store.accounts(coop_id, currency)?;
+                let rows: Vec<_> = rows
+                    .into_iter()
+                    .map(|mut r| {
+                        if let Some(s) = stored.iter().find(|s| s.currency == r.currency && s.member == r.member) {
+                            r.seq = s.seq;
+                            r.head_hash = s.head_hash.clone();
+                        }
+                        r.updated_at_ms = now_ms();
+                        r
+                    })
+                    .collect();
+                self.store.put_accounts(&rows)?;
+                repaired = true;
+            }
+            self.metrics.drifts.inc_by(drifts.len() as u64);
+            return Ok(RecomputeBalancesResponse {
+                journal_version: version,
+                attempts: attempt,
+                accounts_checked: checked,
+                drifts,
+                repaired,
+            });
+        }
+        Err(LedgerError::Aborted(format!(
+            "the journal moved during each of {} replays; retry when the ledger is less busy",
+            self.config.recompute_attempts
+        )))
+    }
+}
+
+/// One consistent comparison, or `None` when the journal moved meanwhile.
+fn compare(
+    store: &Store,
+    coop_id: &str,
+    currency: Option<&str>,
+) -> Result<Option<(u64, u64, Vec<BalanceDrift>)>, LedgerError> {
+    let version = store.version()?;
+    let stored = store.accounts(coop_id, currency)?;
+    let (replayed, _) = replay(store, version, Some(coop_id))?;
+    if store.version()? != version {
+        return Ok(None);
+    }
+    let mut expected: HashMap<(String, String), i128> = replayed
+        .coops
+        .get(coop_id)
+        .map(|c| c.engine.replay().into_iter().filter(|((cur, _), _)| currency.is_none_or(|c| c == cur)).collect())
+        .unwrap_or_default();
+    let mut drifts = Vec::new();
+    let checked = stored.len() as u64;
+    for row in stored {
+        let replayed = expected.remove(&(row.currency.clone(), row.member.clone())).unwrap_or(0);
+        if replayed != row.balance as i128 {
+            drifts.push(BalanceDrift {
+                currency: row.currency,
+                member: row.member,
+                stored: row.balance,
+                replayed: crate::state::clamp(replayed),
+            });
+        }
+    }
+    // Accounts the replay moves but the store has no row for.
+    for ((currency, member), replayed) in expected {
+        if replayed != 0 {
+            drifts.push(BalanceDrift { currency, member, stored: 0, replayed: crate::state::clamp(replayed) });
+        }
+    }
+    drifts.sort_by(|a, b| (&a.currency, &a.member).cmp(&(&b.currency, &b.member)));
+    Ok(Some((version, checked, drifts)))
+}
+
+/// A state rebuilt from the journal up to `upto` (of one cooperative when given), and
+/// the number of records read.
+fn replay(store: &Store, upto: u64, only: Option<&str>) -> Result<(State, u64), LedgerError> {
+    let mut state = State::default();
+    let mut records = 0;
+    let now = now_ms();
+    let mut scratch = GroupWrite::default();
+    store.for_each_record(upto, |position, record| {
+        records += 1;
+        let Some(body) = record.entry.and_then(|e| e.body) else { return };
+        if only.is_some_and(|c| !entry_in(&body, c)) {
+            state.version = position;
+            return;
+        }
+        // The journal holds only entries that were checked when they arrived.
+        state.apply(
+            vec![Checked::trusted(body)],
+            Source::Replay { received_at_ms: record.received_at_ms },
+            now,
+            &mut scratch,
+        );
+        state.version = position;
+        scratch.accounts.clear();
+        scratch.forks.clear();
+    })?;
+    Ok((state, records))
+}
+
+fn entry_in(body: &icn_proto::ledger::wire::v1::ledger_entry::Body, coop_id: &str) -> bool {
+    use icn_proto::ledger::wire::v1::ledger_entry::Body;
+    match body {
+        Body::Coop(c) => c.id == coop_id,
+        Body::Admission(a) => a.coop_id == coop_id,
+        Body::Currency(c) => c.coop_id == coop_id,
+        Body::Limit(l) => l.coop_id == coop_id,
+        Body::Transfer(t) => t.coop_id == coop_id,
+        Body::Fork(f) => f.coop_id == coop_id,
+    }
+}
+
+/// At start-up: every stored balance should equal the replay; a difference is logged
+/// and counted (RecomputeBalances with `repair` fixes it).
+fn check_stored_balances(store: &Store, state: &State, metrics: &LedgerMetrics) -> Result<(), LedgerError> {
+    for (coop_id, coop) in &state.coops {
+        for row in store.accounts(coop_id, None)? {
+            let replayed = coop.engine.balance(&row.currency, &row.member);
+            if replayed != row.balance as i128 {
+                metrics.drifts.inc();
+                tracing::warn!(
+                    coop = %coop_id, currency = %row.currency, member = %row.member,
+                    stored = row.balance, replayed = %replayed,
+                    "stored balance differs from the journal; run RecomputeBalances with repair"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn committer(node: Arc<LedgerNode>, mut queue: mpsc::Receiver<Job>, ctx: Context) {
+    loop {
+        let first = tokio::select! {
+            job = queue.recv() => job,
+            // Stop taking new work, but finish what is queued: it was submitted.
+            _ = ctx.shutdown.cancelled() => { queue.close(); queue.recv().await }
+        };
+        let Some(first) = first else { return };
+        let mut jobs = vec![first];
+        let mut size = jobs[0].entries.len();
+        while size < node.config.group_max_entries {
+            match queue.try_recv() {
+                Ok(job) => {
+                    size += job.entries.len();
+                    jobs.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        commit_group(&node, jobs, &ctx).await;
+    }
+}
+
+async fn commit_group(node: &LedgerNode, jobs: Vec<Job>, ctx: &Context) {
+    let timer = node.metrics.group_seconds.start_timer();
+    let mut state = node.state.write().await;
+    let mut write = GroupWrite::default();
+    let now = now_ms();
+    let mut answers = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let outcomes = state.apply(job.entries, job.source, now, &mut write);
+        if let Some(cursor) = job.cursor {
+            write.cursors.push(cursor);
+        }
+        answers.push((job.reply, job.source, outcomes));
+    }
+    let written = if write.is_empty() {
+        Ok(())
+    } else {
+        let store = node.store.clone();
+        tokio::task::block_in_place(|| store.write(&write))
+    };
+    drop(state);
+    timer.observe_duration();
+    match written {
+        Ok(()) => {
+            node.metrics.groups.inc();
+            node.metrics.journal_version.set(write.version as i64);
+            for (_, record) in &write.journal {
+                node.metrics.entries.with_label_values(&[if record.local { "local" } else { "peer" }]).inc();
+            }
+            if !write.forks.is_empty() {
+                for f in &write.forks {
+                    tracing::warn!(coop = %f.coop_id, currency = %f.currency, payer = %f.payer, seq = f.payer_seq,
+                        "fork: the payer signed two transfers with one sequence number; both are quarantined");
+                }
+                node.metrics.forks.inc_by(write.forks.len() as u64);
+                node.fork_reports.lock().expect("not poisoned").extend(write.forks);
+                node.local_committed.notify_one();
+            }
+            if write.local_entries > 0 {
+                node.local_committed.notify_one();
+            }
+            for (reply, source, outcomes) in answers {
+                if source == Source::Local {
+                    for o in &outcomes {
+                        if let Outcome::Transfer { record, duplicate } = o {
+                            let outcome = if *duplicate {
+                                "duplicate"
+                            } else {
+                                icn_proto::ledger::v1::TransferStatus::try_from(record.status)
+                                    .map(|s| s.as_str_name())
+                                    .unwrap_or("TRANSFER_STATUS_UNSPECIFIED")
+                            };
+                            node.metrics.transfers.with_label_values(&[outcome]).inc();
+                        }
+                    }
+                }
+                let _ = reply.send(Ok(outcomes));
+            }
+        }
+        Err(e) => {
+            // Memory is now ahead of the disk: only a restart, which replays the journal,
+            // makes them agree again. Nothing of this group was acknowledged.
+            tracing::error!("ledger commit failed, restarting the service: {e}");
+            for (reply, _, _) in answers {
+                let _ = reply.send(Err(LedgerError::CommitFailed(e.to_string())));
+            }
+            ctx.shutdown.cancel();
+        }
+    }
+}

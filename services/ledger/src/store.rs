@@ -1,0 +1,180 @@
+//! The ledger's RocksDB store.
+//!
+//! - `journal`: every entry this node stored, by position (u64, big-endian), in the
+//!   order it received them; the source of truth, replayed at start-up.
+//! - `accounts`: each account's stored balance and chain head, by `coop \0 currency \0
+//!   member`, rewritten in the same batch as the journal entries that change it.
+//!   `RecomputeBalances` checks them against a replay of the journal.
+//! - meta: the journal version, how far the journal is published, and per cooperative
+//!   the gossip position processed.
+//!
+//! One group of entries is one atomic, synced write batch: after a crash, either all of
+//! a group is there (with its accounts and cursors) or none of it, and nothing
+//! acknowledged is lost.
+
+use crate::state::GroupWrite;
+use icn_proto::ledger::v1::Account;
+use icn_proto::ledger::wire::v1::JournalRecord;
+use icn_storage::{Direction, IteratorMode, Storage, StorageError, WriteBatch};
+use prost::Message;
+
+pub const COLUMN_FAMILIES: &[&str] = &[JOURNAL, ACCOUNTS];
+const JOURNAL: &str = "journal";
+const ACCOUNTS: &str = "accounts";
+/// Meta key of the journal's last position.
+const VERSION_KEY: &str = "ledger.journal_version";
+/// Meta key of the last journal position handed to gossip.
+const PUBLISHED_KEY: &str = "ledger.published";
+
+fn cursor_key(coop_id: &str) -> String {
+    format!("ledger.gossip_position/{coop_id}")
+}
+
+fn account_key(coop_id: &str, currency: &str, member: &str) -> Vec<u8> {
+    [coop_id.as_bytes(), b"\0", currency.as_bytes(), b"\0", member.as_bytes()].concat()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("journal record at position {position} does not decode: {reason}")]
+    Corrupt { position: u64, reason: String },
+}
+
+impl From<StoreError> for crate::LedgerError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Storage(s) => crate::LedgerError::Storage(s),
+            corrupt => crate::LedgerError::CommitFailed(corrupt.to_string()),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Store {
+    storage: Storage,
+}
+
+impl Store {
+    pub fn new(storage: Storage) -> Self {
+        Self { storage }
+    }
+
+    /// Writes one group atomically and durably.
+    pub fn write(&self, group: &GroupWrite) -> Result<(), StoreError> {
+        let db = self.storage.db();
+        let mut batch = WriteBatch::default();
+        let journal = self.storage.cf(JOURNAL)?;
+        for (position, record) in &group.journal {
+            batch.put_cf(journal, position.to_be_bytes(), record.encode_to_vec());
+        }
+        let accounts = self.storage.cf(ACCOUNTS)?;
+        for a in &group.accounts {
+            batch.put_cf(accounts, account_key(&a.coop_id, &a.currency, &a.member), stored_account(a).encode_to_vec());
+        }
+        for (coop_id, position) in &group.cursors {
+            self.storage.batch_meta_u64(&mut batch, &cursor_key(coop_id), *position)?;
+        }
+        self.storage.batch_meta_u64(&mut batch, VERSION_KEY, group.version)?;
+        db.write_opt(batch, &Storage::durable()).map_err(StorageError::from)?;
+        Ok(())
+    }
+
+    /// Journal records after `after`, in order, at most `limit`.
+    pub fn journal_after(&self, after: u64, limit: usize) -> Result<Vec<(u64, JournalRecord)>, StoreError> {
+        let start = (after + 1).to_be_bytes();
+        let mut out = Vec::new();
+        for item in
+            self.storage.db().iterator_cf(self.storage.cf(JOURNAL)?, IteratorMode::From(&start, Direction::Forward))
+        {
+            let (key, value) = item.map_err(StorageError::from)?;
+            let position = u64::from_be_bytes(key.as_ref().try_into().unwrap_or_default());
+            let record = JournalRecord::decode(value.as_ref())
+                .map_err(|e| StoreError::Corrupt { position, reason: e.to_string() })?;
+            out.push((position, record));
+            if out.len() == limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every journal record up to `upto`, in order, handed to `f`.
+    pub fn for_each_record(&self, upto: u64, mut f: impl FnMut(u64, JournalRecord)) -> Result<(), StoreError> {
+        for item in self.storage.db().iterator_cf(self.storage.cf(JOURNAL)?, IteratorMode::Start) {
+            let (key, value) = item.map_err(StorageError::from)?;
+            let position = u64::from_be_bytes(key.as_ref().try_into().unwrap_or_default());
+            if position > upto {
+                break;
+            }
+            let record = JournalRecord::decode(value.as_ref())
+                .map_err(|e| StoreError::Corrupt { position, reason: e.to_string() })?;
+            f(position, record);
+        }
+        Ok(())
+    }
+
+    /// Stored accounts of a cooperative (of one currency when given).
+    pub fn accounts(&self, coop_id: &str, currency: Option<&str>) -> Result<Vec<Account>, StoreError> {
+        let prefix = match currency {
+            Some(c) => [coop_id.as_bytes(), b"\0", c.as_bytes(), b"\0"].concat(),
+            None => [coop_id.as_bytes(), b"\0"].concat(),
+        };
+        let mut out = Vec::new();
+        let cf = self.storage.cf(ACCOUNTS)?;
+        for item in self.storage.db().iterator_cf(cf, IteratorMode::From(&prefix, Direction::Forward)) {
+            let (key, value) = item.map_err(StorageError::from)?;
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            let account = Account::decode(value.as_ref())
+                .map_err(|e| StoreError::Corrupt { position: 0, reason: format!("account: {e}") })?;
+            out.push(account);
+        }
+        Ok(out)
+    }
+
+    /// Overwrites stored accounts, in one batch (RecomputeBalances' repair).
+    pub fn put_accounts(&self, accounts: &[Account]) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        let cf = self.storage.cf(ACCOUNTS)?;
+        for a in accounts {
+            batch.put_cf(cf, account_key(&a.coop_id, &a.currency, &a.member), stored_account(a).encode_to_vec());
+        }
+        self.storage.db().write_opt(batch, &Storage::durable()).map_err(StorageError::from)?;
+        Ok(())
+    }
+
+    pub fn version(&self) -> Result<u64, StoreError> {
+        Ok(self.storage.meta_u64(VERSION_KEY)?.unwrap_or(0))
+    }
+
+    pub fn published(&self) -> Result<u64, StoreError> {
+        Ok(self.storage.meta_u64(PUBLISHED_KEY)?.unwrap_or(0))
+    }
+
+    /// Not synced: after a crash the last publications are repeated, which gossip and
+    /// the ledger both take as no-ops.
+    pub fn set_published(&self, position: u64) -> Result<(), StoreError> {
+        Ok(self.storage.put_meta_u64(PUBLISHED_KEY, position)?)
+    }
+
+    pub fn gossip_cursor(&self, coop_id: &str) -> Result<u64, StoreError> {
+        Ok(self.storage.meta_u64(&cursor_key(coop_id))?.unwrap_or(0))
+    }
+}
+
+/// What an account row keeps: the balance and chain head, not the derived read fields.
+fn stored_account(a: &Account) -> Account {
+    Account {
+        coop_id: a.coop_id.clone(),
+        currency: a.currency.clone(),
+        member: a.member.clone(),
+        balance: a.balance,
+        seq: a.seq,
+        head_hash: a.head_hash.clone(),
+        updated_at_ms: a.updated_at_ms,
+        ..Default::default()
+    }
+}
