@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use rocksdb::{ColumnFamily, Direction, IteratorMode, ReadOptions, WriteBatch, WriteOptions, DB};
+pub use rocksdb::{ColumnFamily, Direction, IteratorMode, ReadOptions, Snapshot, WriteBatch, WriteOptions, DB};
 
 /// Column family every store has, for small bookkeeping values (schema version, marks).
 pub const META_CF: &str = "meta";

@@ -8,7 +8,7 @@
 
 use crate::error::LedgerError;
 use crate::state::{Checked, GroupWrite, Outcome, Source, State};
-use crate::store::Store;
+use crate::store::{Reader, Store};
 use icn_config::CreditConfig;
 use icn_proto::ledger::v1::{BalanceDrift, RecomputeBalancesResponse};
 use icn_proto::ledger::wire::v1::{ForkReport, LedgerEntry};
@@ -109,7 +109,7 @@ impl LedgerNode {
         let started = std::time::Instant::now();
         let (state, records) = {
             let store = store.clone();
-            tokio::task::spawn_blocking(move || replay(&store, u64::MAX, None)).await??
+            tokio::task::spawn_blocking(move || replay(&store.live(), u64::MAX, None)).await??
         };
         check_stored_balances(&store, &state, &metrics)?;
         tracing::info!(
@@ -163,9 +163,11 @@ impl LedgerNode {
     }
 
     /// Replays the journal and compares each stored balance of `coop_id` with it. The
-    /// replay is pinned to a journal version read before the stored balances: when the
-    /// version moved by the end, a write came in between and the comparison is retried,
-    /// so a concurrent transfer never shows up as drift (seed 000, M7).
+    /// journal version, the journal and the stored balances are read from one snapshot,
+    /// so the replay and the balances it is compared with are of the same version and
+    /// a concurrent transfer never shows up as drift (seed 000, M7). A repair is written
+    /// only if the journal is still at that version; otherwise the whole check is run
+    /// again, up to `credit.recompute_attempts` times.
     pub async fn recompute(
         &self,
         coop_id: &str,
@@ -175,39 +177,35 @@ impl LedgerNode {
         for attempt in 1..=self.config.recompute_attempts {
             let store = self.store.clone();
             let (coop, currency_owned) = (coop_id.to_string(), currency.map(str::to_string));
-            let found = tokio::task::spawn_blocking(move || compare(&store, &coop, currency_owned.as_deref()))
-                .await
-                .map_err(|e| LedgerError::CommitFailed(e.to_string()))??;
-            let Some((version, checked, drifts)) = found else { continue };
+            let (version, stored, drifts) =
+                tokio::task::spawn_blocking(move || compare(&store, &coop, currency_owned.as_deref()))
+                    .await
+                    .map_err(|e| LedgerError::CommitFailed(e.to_string()))??;
             let mut repaired = false;
             if repair && !drifts.is_empty() {
-                // Under the write lock the committer is idle; the journal must still be
-                // at the version the replay saw, or the repair would be stale.
+                // Under the write lock the committer is idle.
                 let _writer = self.state.write().await;
                 if self.store.version()? != version {
                     continue;
                 }
+                let now = now_ms();
                 let rows: Vec<_> = drifts
                     .iter()
-                    .map(|d| icn_proto::ledger::v1::Account {
-                        coop_id: coop_id.to_string(),
-                        currency: d.currency.clone(),
-                        member: d.member.clone(),
-                        balance: d.replayed,
-                        ..Default::default()
-                    })
-                    .collect();
-                // Keep each row's chain head: only the balance drifted.
-                let stored = self.store.accounts(coop_id, currency)?;
-                let rows: Vec<_> = rows
-                    .into_iter()
-                    .map(|mut r| {
-                        if let Some(s) = stored.iter().find(|s| s.currency == r.currency && s.member == r.member) {
-                            r.seq = s.seq;
-                            r.head_hash = s.head_hash.clone();
-                        }
-                        r.updated_at_ms = now_ms();
-                        r
+                    .map(|d| {
+                        // Keep the row's chain head: only the balance drifted.
+                        let mut row = stored
+                            .iter()
+                            .find(|s| s.currency == d.currency && s.member == d.member)
+                            .cloned()
+                            .unwrap_or_else(|| icn_proto::ledger::v1::Account {
+                                coop_id: coop_id.to_string(),
+                                currency: d.currency.clone(),
+                                member: d.member.clone(),
+                                ..Default::default()
+                            });
+                        row.balance = d.replayed;
+                        row.updated_at_ms = now;
+                        row
                     })
                     .collect();
                 self.store.put_accounts(&rows)?;
@@ -217,43 +215,40 @@ impl LedgerNode {
             return Ok(RecomputeBalancesResponse {
                 journal_version: version,
                 attempts: attempt,
-                accounts_checked: checked,
+                accounts_checked: stored.len() as u64,
                 drifts,
                 repaired,
             });
         }
         Err(LedgerError::Aborted(format!(
-            "the journal moved during each of {} replays; retry when the ledger is less busy",
+            "the journal moved before each of {} repairs could be written; retry when the ledger is less busy",
             self.config.recompute_attempts
         )))
     }
 }
 
-/// One consistent comparison, or `None` when the journal moved meanwhile.
+/// One comparison, from one snapshot: (journal version, stored rows, drifts).
 fn compare(
     store: &Store,
     coop_id: &str,
     currency: Option<&str>,
-) -> Result<Option<(u64, u64, Vec<BalanceDrift>)>, LedgerError> {
-    let version = store.version()?;
-    let stored = store.accounts(coop_id, currency)?;
-    let (replayed, _) = replay(store, version, Some(coop_id))?;
-    if store.version()? != version {
-        return Ok(None);
-    }
+) -> Result<(u64, Vec<icn_proto::ledger::v1::Account>, Vec<BalanceDrift>), LedgerError> {
+    let view = store.snapshot();
+    let version = view.version()?;
+    let stored = view.accounts(coop_id, currency)?;
+    let (replayed, _) = replay(&view, version, Some(coop_id))?;
     let mut expected: HashMap<(String, String), i128> = replayed
         .coops
         .get(coop_id)
         .map(|c| c.engine.replay().into_iter().filter(|((cur, _), _)| currency.is_none_or(|c| c == cur)).collect())
         .unwrap_or_default();
     let mut drifts = Vec::new();
-    let checked = stored.len() as u64;
-    for row in stored {
+    for row in &stored {
         let replayed = expected.remove(&(row.currency.clone(), row.member.clone())).unwrap_or(0);
         if replayed != row.balance as i128 {
             drifts.push(BalanceDrift {
-                currency: row.currency,
-                member: row.member,
+                currency: row.currency.clone(),
+                member: row.member.clone(),
                 stored: row.balance,
                 replayed: crate::state::clamp(replayed),
             });
@@ -266,17 +261,17 @@ fn compare(
         }
     }
     drifts.sort_by(|a, b| (&a.currency, &a.member).cmp(&(&b.currency, &b.member)));
-    Ok(Some((version, checked, drifts)))
+    Ok((version, stored, drifts))
 }
 
 /// A state rebuilt from the journal up to `upto` (of one cooperative when given), and
 /// the number of records read.
-fn replay(store: &Store, upto: u64, only: Option<&str>) -> Result<(State, u64), LedgerError> {
+fn replay(view: &Reader<'_>, upto: u64, only: Option<&str>) -> Result<(State, u64), LedgerError> {
     let mut state = State::default();
     let mut records = 0;
     let now = now_ms();
     let mut scratch = GroupWrite::default();
-    store.for_each_record(upto, |position, record| {
+    view.for_each_record(upto, |position, record| {
         records += 1;
         let Some(body) = record.entry.and_then(|e| e.body) else { return };
         if only.is_some_and(|c| !entry_in(&body, c)) {

@@ -15,7 +15,7 @@
 use crate::state::GroupWrite;
 use icn_proto::ledger::v1::Account;
 use icn_proto::ledger::wire::v1::JournalRecord;
-use icn_storage::{Direction, IteratorMode, Storage, StorageError, WriteBatch};
+use icn_storage::{Direction, IteratorMode, ReadOptions, Snapshot, Storage, StorageError, WriteBatch};
 use prost::Message;
 
 pub const COLUMN_FAMILIES: &[&str] = &[JOURNAL, ACCOUNTS];
@@ -81,58 +81,23 @@ impl Store {
         Ok(())
     }
 
-    /// Journal records after `after`, in order, at most `limit`.
+    /// Reads of the live store.
+    pub fn live(&self) -> Reader<'_> {
+        Reader { store: self, snapshot: None }
+    }
+
+    /// Reads pinned to one moment: the journal version, the journal and the stored
+    /// accounts all as one committed group left them.
+    pub fn snapshot(&self) -> Reader<'_> {
+        Reader { store: self, snapshot: Some(self.storage.db().snapshot()) }
+    }
+
     pub fn journal_after(&self, after: u64, limit: usize) -> Result<Vec<(u64, JournalRecord)>, StoreError> {
-        let start = (after + 1).to_be_bytes();
-        let mut out = Vec::new();
-        for item in
-            self.storage.db().iterator_cf(self.storage.cf(JOURNAL)?, IteratorMode::From(&start, Direction::Forward))
-        {
-            let (key, value) = item.map_err(StorageError::from)?;
-            let position = u64::from_be_bytes(key.as_ref().try_into().unwrap_or_default());
-            let record = JournalRecord::decode(value.as_ref())
-                .map_err(|e| StoreError::Corrupt { position, reason: e.to_string() })?;
-            out.push((position, record));
-            if out.len() == limit {
-                break;
-            }
-        }
-        Ok(out)
+        self.live().journal_after(after, limit)
     }
 
-    /// Every journal record up to `upto`, in order, handed to `f`.
-    pub fn for_each_record(&self, upto: u64, mut f: impl FnMut(u64, JournalRecord)) -> Result<(), StoreError> {
-        for item in self.storage.db().iterator_cf(self.storage.cf(JOURNAL)?, IteratorMode::Start) {
-            let (key, value) = item.map_err(StorageError::from)?;
-            let position = u64::from_be_bytes(key.as_ref().try_into().unwrap_or_default());
-            if position > upto {
-                break;
-            }
-            let record = JournalRecord::decode(value.as_ref())
-                .map_err(|e| StoreError::Corrupt { position, reason: e.to_string() })?;
-            f(position, record);
-        }
-        Ok(())
-    }
-
-    /// Stored accounts of a cooperative (of one currency when given).
     pub fn accounts(&self, coop_id: &str, currency: Option<&str>) -> Result<Vec<Account>, StoreError> {
-        let prefix = match currency {
-            Some(c) => [coop_id.as_bytes(), b"\0", c.as_bytes(), b"\0"].concat(),
-            None => [coop_id.as_bytes(), b"\0"].concat(),
-        };
-        let mut out = Vec::new();
-        let cf = self.storage.cf(ACCOUNTS)?;
-        for item in self.storage.db().iterator_cf(cf, IteratorMode::From(&prefix, Direction::Forward)) {
-            let (key, value) = item.map_err(StorageError::from)?;
-            if !key.starts_with(&prefix) {
-                break;
-            }
-            let account = Account::decode(value.as_ref())
-                .map_err(|e| StoreError::Corrupt { position: 0, reason: format!("account: {e}") })?;
-            out.push(account);
-        }
-        Ok(out)
+        self.live().accounts(coop_id, currency)
     }
 
     /// Overwrites stored accounts, in one batch (RecomputeBalances' repair).
@@ -147,7 +112,7 @@ impl Store {
     }
 
     pub fn version(&self) -> Result<u64, StoreError> {
-        Ok(self.storage.meta_u64(VERSION_KEY)?.unwrap_or(0))
+        self.live().version()
     }
 
     pub fn published(&self) -> Result<u64, StoreError> {
@@ -162,6 +127,89 @@ impl Store {
 
     pub fn gossip_cursor(&self, coop_id: &str) -> Result<u64, StoreError> {
         Ok(self.storage.meta_u64(&cursor_key(coop_id))?.unwrap_or(0))
+    }
+}
+
+/// Reads of the store, live or pinned to a snapshot.
+pub struct Reader<'a> {
+    store: &'a Store,
+    snapshot: Option<Snapshot<'a>>,
+}
+
+impl Reader<'_> {
+    fn options(&self) -> ReadOptions {
+        let mut options = ReadOptions::default();
+        if let Some(s) = &self.snapshot {
+            options.set_snapshot(s);
+        }
+        options
+    }
+
+    fn db(&self) -> &icn_storage::DB {
+        self.store.storage.db()
+    }
+
+    pub fn version(&self) -> Result<u64, StoreError> {
+        let meta = self.store.storage.cf(icn_storage::META_CF)?;
+        let value = self.db().get_cf_opt(meta, VERSION_KEY.as_bytes(), &self.options()).map_err(StorageError::from)?;
+        Ok(value.and_then(|v| v.as_slice().try_into().ok()).map(u64::from_be_bytes).unwrap_or(0))
+    }
+
+    /// Journal records after `after`, in order, at most `limit`.
+    pub fn journal_after(&self, after: u64, limit: usize) -> Result<Vec<(u64, JournalRecord)>, StoreError> {
+        let mut out = Vec::new();
+        self.scan_journal(after, |position, record| {
+            out.push((position, record));
+            out.len() < limit
+        })?;
+        Ok(out)
+    }
+
+    /// Every journal record up to `upto`, in order, handed to `f`.
+    pub fn for_each_record(&self, upto: u64, mut f: impl FnMut(u64, JournalRecord)) -> Result<(), StoreError> {
+        self.scan_journal(0, |position, record| {
+            if position > upto {
+                return false;
+            }
+            f(position, record);
+            true
+        })
+    }
+
+    /// Records after `after` to `f` while it answers true.
+    fn scan_journal(&self, after: u64, mut f: impl FnMut(u64, JournalRecord) -> bool) -> Result<(), StoreError> {
+        let start = (after + 1).to_be_bytes();
+        let cf = self.store.storage.cf(JOURNAL)?;
+        for item in self.db().iterator_cf_opt(cf, self.options(), IteratorMode::From(&start, Direction::Forward)) {
+            let (key, value) = item.map_err(StorageError::from)?;
+            let position = u64::from_be_bytes(key.as_ref().try_into().unwrap_or_default());
+            let record = JournalRecord::decode(value.as_ref())
+                .map_err(|e| StoreError::Corrupt { position, reason: e.to_string() })?;
+            if !f(position, record) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stored accounts of a cooperative (of one currency when given).
+    pub fn accounts(&self, coop_id: &str, currency: Option<&str>) -> Result<Vec<Account>, StoreError> {
+        let prefix = match currency {
+            Some(c) => [coop_id.as_bytes(), b"\0", c.as_bytes(), b"\0"].concat(),
+            None => [coop_id.as_bytes(), b"\0"].concat(),
+        };
+        let mut out = Vec::new();
+        let cf = self.store.storage.cf(ACCOUNTS)?;
+        for item in self.db().iterator_cf_opt(cf, self.options(), IteratorMode::From(&prefix, Direction::Forward)) {
+            let (key, value) = item.map_err(StorageError::from)?;
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            let account = Account::decode(value.as_ref())
+                .map_err(|e| StoreError::Corrupt { position: 0, reason: format!("account: {e}") })?;
+            out.push(account);
+        }
+        Ok(out)
     }
 }
 

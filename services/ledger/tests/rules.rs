@@ -1,0 +1,191 @@
+//! The ledger's rules through its API on one real node: each refusal has its gRPC code
+//! and names its rule, and nothing refused moves a balance or stops the node.
+
+use icn_identity::NodeIdentity;
+use icn_ledger::signed::{hash, sign};
+use icn_proto::ledger::v1::ledger_client::LedgerClient;
+use icn_proto::ledger::v1::*;
+use icn_testkit::ledger::{TestCoop, CURRENCY};
+use icn_testkit::{Bootstrap, Network};
+use tonic::transport::Channel;
+use tonic::Code;
+
+async fn node() -> (Network, LedgerClient<Channel>) {
+    let net =
+        Network::builder(1).bootstrap(Bootstrap::None).services(&["netd", "gossip", "ledger"]).start().await.unwrap();
+    let client = net.nodes[0].ledger().await.unwrap();
+    (net, client)
+}
+
+async fn submit(client: &mut LedgerClient<Channel>, t: Transfer) -> Result<SubmitTransferResponse, tonic::Status> {
+    client.submit_transfer(SubmitTransferRequest { transfer: Some(t) }).await.map(|r| r.into_inner())
+}
+
+fn refused(result: Result<SubmitTransferResponse, tonic::Status>, code: Code, rule: &str) {
+    let status = result.expect_err("refused");
+    assert_eq!(status.code(), code, "{status:?}");
+    assert!(status.message().contains(rule), "the message names {rule}: {}", status.message());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_broken_rule_is_refused_with_its_code_and_name_and_moves_nothing() {
+    let (_net, mut c) = node().await;
+    let coop = TestCoop::create(&mut c, "rules", 2, 5_000).await.unwrap();
+    let (a, b) = (&coop.members[0], &coop.members[1]);
+
+    // Overdraft beyond the floor: -5,000 is the floor.
+    let t = coop.next(&mut c, a, b, 5_001, "too much").await.unwrap();
+    refused(submit(&mut c, t).await, Code::FailedPrecondition, "BELOW_FLOOR");
+
+    // A signature that is not the payer's.
+    let mut t = coop.next(&mut c, a, b, 10, "forged").await.unwrap();
+    t.amount = 20;
+    refused(submit(&mut c, t).await, Code::InvalidArgument, "BAD_SIGNATURE");
+
+    // Zero, negative, and more than the largest amount.
+    for amount in [0, -7] {
+        let t = coop.next(&mut c, a, b, amount, "not positive").await.unwrap();
+        refused(submit(&mut c, t).await, Code::InvalidArgument, "INVALID_AMOUNT");
+    }
+    let t = coop.next(&mut c, a, b, i64::MAX, "overflow").await.unwrap();
+    refused(submit(&mut c, t).await, Code::InvalidArgument, "INVALID_AMOUNT");
+
+    // Unknown currency, unknown cooperative, a payee who is not a member.
+    let mut t = coop.next(&mut c, a, b, 10, "other currency").await.unwrap();
+    t.currency = "euro".into();
+    refused(submit(&mut c, sign(a, t)).await, Code::FailedPrecondition, "UNKNOWN_CURRENCY");
+    let mut t = coop.next(&mut c, a, b, 10, "other coop").await.unwrap();
+    t.coop_id = "nowhere".into();
+    refused(submit(&mut c, sign(a, t)).await, Code::FailedPrecondition, "UNKNOWN_COOP");
+    let outsider = NodeIdentity::generate();
+    let t = coop.next(&mut c, a, &outsider, 10, "to a stranger").await.unwrap();
+    refused(submit(&mut c, t).await, Code::FailedPrecondition, "NOT_A_MEMBER");
+
+    // A valid first transfer, then one whose chain link names something else.
+    let first = coop.next(&mut c, a, b, 100, "first").await.unwrap();
+    let r = submit(&mut c, first.clone()).await.unwrap();
+    assert_eq!(r.record.unwrap().status, TransferStatus::Applied as i32);
+    let mut t = coop.next(&mut c, a, b, 10, "bad link").await.unwrap();
+    t.prev_hash = vec![7; 32];
+    refused(submit(&mut c, sign(a, t)).await, Code::FailedPrecondition, "BROKEN_CHAIN");
+    // A memo above 256 bytes.
+    let t = coop.next(&mut c, a, b, 10, &"x".repeat(300)).await.unwrap();
+    refused(submit(&mut c, t).await, Code::InvalidArgument, "MALFORMED");
+
+    // Nothing refused moved anything.
+    let balances = coop.balances(&mut c).await.unwrap();
+    assert_eq!(balances[a.did().as_str()], -100);
+    assert_eq!(balances[b.did().as_str()], 100);
+    coop.assert_invariants(&balances);
+
+    // Retrying the same signed transfer returns the first outcome, once.
+    let again = submit(&mut c, first.clone()).await.unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.record.unwrap().hash, hash(&first).to_vec());
+    // And so does another transfer reusing its idempotency id.
+    let mut reuse = coop.next(&mut c, a, b, 999, "reused id").await.unwrap();
+    reuse.idempotency_id = first.idempotency_id.clone();
+    let reused = submit(&mut c, sign(a, reuse)).await.unwrap();
+    assert!(reused.duplicate);
+    assert_eq!(reused.record.unwrap().hash, hash(&first).to_vec());
+    assert_eq!(coop.balances(&mut c).await.unwrap()[b.did().as_str()], 100, "paid once");
+    let by_id = c
+        .get_transfer(GetTransferRequest {
+            key: Some(get_transfer_request::Key::Idempotency(IdempotencyKey {
+                coop_id: coop.id.clone(),
+                currency: CURRENCY.into(),
+                payer: a.did().to_string(),
+                idempotency_id: first.idempotency_id.clone(),
+            })),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(by_id.record.unwrap().hash, hash(&first).to_vec());
+
+    // A batch: each transfer has its own result, and a refused one stops nothing.
+    let ok = coop.next(&mut c, b, a, 30, "batch ok").await.unwrap();
+    let bad = coop.next(&mut c, a, b, 0, "batch zero").await.unwrap();
+    let r = c.submit_transfers(SubmitTransfersRequest { transfers: vec![bad, ok] }).await.unwrap().into_inner();
+    let statuses: Vec<i32> = r.results.iter().map(|r| r.record.as_ref().unwrap().status).collect();
+    assert_eq!(statuses, vec![TransferStatus::Rejected as i32, TransferStatus::Applied as i32]);
+    assert_eq!(r.results[0].record.as_ref().unwrap().rejection, TransferRejection::InvalidAmount as i32);
+
+    let drift = c
+        .recompute_balances(RecomputeBalancesRequest { coop_id: coop.id.clone(), ..Default::default() })
+        .await
+        .unwrap();
+    assert!(drift.into_inner().drifts.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deps_wait_forks_quarantine_and_only_admins_change_the_rules() {
+    let (_net, mut c) = node().await;
+    let coop = TestCoop::create(&mut c, "rules-two", 3, 100).await.unwrap();
+    let (a, b, m) = (&coop.members[0], &coop.members[1], &coop.members[2]);
+
+    // b relies on income that has not reached this node yet: pending, then applied.
+    let income = coop.next(&mut c, a, b, 80, "income").await.unwrap();
+    let mut spend = coop.next(&mut c, b, a, 150, "relies on the income").await.unwrap();
+    spend.deps = vec![hash(&income).to_vec()];
+    let spend = sign(b, spend);
+    let r = submit(&mut c, spend.clone()).await.unwrap().record.unwrap();
+    assert_eq!(r.status, TransferStatus::PendingDeps as i32);
+    assert_eq!(r.missing_deps, vec![hash(&income).to_vec()]);
+    submit(&mut c, income).await.unwrap();
+    let r =
+        c.get_transfer(GetTransferRequest { key: Some(get_transfer_request::Key::Hash(hash(&spend).to_vec())) }).await;
+    assert_eq!(r.unwrap().into_inner().record.unwrap().status, TransferStatus::Applied as i32);
+    assert_eq!(coop.balances(&mut c).await.unwrap()[b.did().as_str()], 80 - 150);
+
+    // m signs two transfers with one sequence number: both quarantined, nothing moves.
+    let one = coop.next(&mut c, m, a, 10, "one").await.unwrap();
+    let mut other = coop.next(&mut c, m, b, 10, "the same place").await.unwrap();
+    // Another idempotency id: with the same one this node would answer with `one`.
+    other.idempotency_id = "another".into();
+    let other = sign(m, other);
+    assert_eq!(submit(&mut c, one.clone()).await.unwrap().record.unwrap().status, TransferStatus::Applied as i32);
+    let r = submit(&mut c, other).await.unwrap().record.unwrap();
+    assert_eq!(r.status, TransferStatus::Quarantined as i32);
+    let q =
+        c.list_quarantine(ListQuarantineRequest { coop_id: coop.id.clone(), page: None }).await.unwrap().into_inner();
+    assert_eq!(q.forks.len(), 1);
+    assert_eq!(q.forks[0].payer, m.did().as_str());
+    assert!(q.forks[0].transfers.iter().all(|t| t.status == TransferStatus::Quarantined as i32));
+    assert_eq!(coop.balances(&mut c).await.unwrap()[m.did().as_str()], 0);
+    let stats = coop.stats(&mut c).await.unwrap();
+    assert_eq!(stats.currencies[0].quarantined_transfers, 2);
+
+    // A member is no admin: it cannot create a currency or change a limit.
+    let currency =
+        sign(a, Currency { coop_id: coop.id.clone(), symbol: "euro".into(), decimals: 2, ..Default::default() });
+    let e = c.create_currency(CreateCurrencyRequest { currency: Some(currency) }).await.unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    let limit = |by: &NodeIdentity, member: &NodeIdentity, limit: i64| {
+        sign(
+            by,
+            CreditLimit {
+                coop_id: coop.id.clone(),
+                currency: CURRENCY.into(),
+                member: member.did().to_string(),
+                limit,
+                created_at_ms: icn_runtime::now_ms(),
+                ..Default::default()
+            },
+        )
+    };
+    let e = c.set_credit_limit(SetCreditLimitRequest { limit: Some(limit(a, a, 1_000_000)) }).await.unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    // The founder raises a's limit: a transfer refused before now applies.
+    let big = coop.next(&mut c, a, b, 500, "needs more credit").await.unwrap();
+    refused(submit(&mut c, big).await, Code::FailedPrecondition, "BELOW_FLOOR");
+    let r = c.set_credit_limit(SetCreditLimitRequest { limit: Some(limit(&coop.founder, a, 1_000)) }).await.unwrap();
+    assert_eq!(r.into_inner().account.unwrap().credit_limit, 1_000);
+    let big = coop.next(&mut c, a, b, 500, "needs more credit").await.unwrap();
+    assert_eq!(submit(&mut c, big).await.unwrap().record.unwrap().status, TransferStatus::Applied as i32);
+    // A forged admin entry is refused outright.
+    let mut forged = limit(&coop.founder, a, 9_999);
+    forged.limit = 10_000;
+    let e = c.set_credit_limit(SetCreditLimitRequest { limit: Some(forged) }).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+}
