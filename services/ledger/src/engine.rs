@@ -77,8 +77,10 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    /// Refusals that depend on what else is applied; judged again after a recompute.
-    fn is_stateful(&self) -> bool {
+    /// Refusals that depend on what else is applied or on the rules in force (a credit
+    /// limit, a chain head); judged again after a recompute, so a node keeps the
+    /// transfers refused for them.
+    pub fn is_stateful(&self) -> bool {
         matches!(
             self,
             Refusal::BadChainLink(_) | Refusal::DepClaimed(_) | Refusal::Overdraft { .. } | Refusal::DepNotIncoming(_)
