@@ -101,10 +101,22 @@ async fn both_sides_of_a_partition_accept_transfers_and_a_fork_across_it_is_quar
             .unwrap();
         assert!(r.into_inner().drifts.is_empty());
     }
-    // Every node counted the fork (a trust event) and the nodes that detected one told
-    // the others on the cooperative's topic.
+    // Every node counted the fork and published a trust event on the cooperative's
+    // topic, which reached the two others.
     for node in &net.nodes {
         assert_eq!(node.metric("ledger", "icn_ledger_forks_detected_total").await.unwrap(), 1.0, "{}", node.name);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut reports = 0.0;
+        for node in &net.nodes {
+            reports += node.metric("ledger", "icn_ledger_fork_reports_received_total").await.unwrap();
+        }
+        if reports >= 6.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "fork reports reached the other nodes: {reports}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

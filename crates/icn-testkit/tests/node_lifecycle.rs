@@ -59,14 +59,22 @@ async fn grpcurl_lists_and_describes_every_service_and_health_is_serving() {
         let health = run(Command::new(grpcurl()).args(["-plaintext", &address, "grpc.health.v1.Health/Check"]));
         assert!(health.contains("SERVING"), "{svc}: {health}");
     }
-    // A method whose capability is not built yet says which issue brings it.
-    let address = node.endpoint("ledger").trim_start_matches("http://").to_string();
+    // A method whose capability is not built yet says so.
+    let address = node.endpoint("compute").trim_start_matches("http://").to_string();
     let out = Command::new(grpcurl())
-        .args(["-plaintext", "-d", "{}", &address, "icn.ledger.v1.Ledger/GetBalance"])
+        .args(["-plaintext", "-d", "{}", &address, "icn.compute.v1.Compute/GetTask"])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && text.contains("Unimplemented") && text.contains("issue #5"), "{text}");
+    assert!(!out.status.success() && text.contains("Unimplemented") && text.contains("later issue"), "{text}");
+    // A built one answers through reflection, with a specific status for bad input.
+    let address = node.endpoint("ledger").trim_start_matches("http://").to_string();
+    let out = Command::new(grpcurl())
+        .args(["-plaintext", "-d", r#"{"coop_id":"nowhere"}"#, &address, "icn.ledger.v1.Ledger/CoopStats"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && text.contains("NotFound") && text.contains("no cooperative `nowhere`"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -231,7 +231,7 @@ async fn follow(ctx: Context, node: Arc<LedgerNode>, mut gossip: Gossip, coop_id
                 let Some(stored) = stored else { return Err(LedgerError::GossipUnavailable("stream ended".into())) };
                 let stored =
                     stored.map_err(|s| LedgerError::GossipUnavailable(format!("{}: {}", s.code(), s.message())))?;
-                let entries = decode(&node, &coop_id, &stored, ctx.config.topics.max_payload_bytes).await;
+                let entries = decode(&node, &coop_id, &stored, ctx.config.topics.max_payload_bytes, &me).await;
                 node.submit(entries, Source::Peer, Some((coop_id.clone(), stored.position))).await?;
             }
         }
@@ -254,6 +254,7 @@ async fn decode(
     coop_id: &str,
     stored: &icn_proto::gossip::v1::StoredEntry,
     max_payload: usize,
+    me: &str,
 ) -> Vec<LedgerEntry> {
     let batch = stored
         .entry
@@ -278,7 +279,9 @@ async fn decode(
         .filter(|e| match &e.body {
             Some(Body::Transfer(t)) => !coop.is_some_and(|c| c.knows(&crate::signed::hash(t))),
             Some(Body::Fork(_)) => {
-                node.metrics.fork_reports_received.inc();
+                if stored.entry.as_ref().is_some_and(|e| e.author != me) {
+                    node.metrics.fork_reports_received.inc();
+                }
                 false
             }
             Some(_) => true,
