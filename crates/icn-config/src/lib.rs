@@ -219,8 +219,8 @@ pub struct CreditConfig {
     pub group_max_entries: usize,
     /// Submissions waiting for the committer; callers beyond it wait their turn.
     pub queue: usize,
-    /// Largest gossip payload the ledger publishes (one batch of entries); at most
-    /// `topics.max_payload_bytes`.
+    /// Largest gossip payload the ledger publishes (one batch of entries); the ledger
+    /// uses `topics.max_payload_bytes` instead when that is smaller.
     pub publish_max_bytes: usize,
     /// How often the ledger looks for cooperatives' topics it does not follow yet.
     #[serde(with = "humantime_serde")]
@@ -506,13 +506,10 @@ impl IcnConfig {
         positive("credit.group_max_entries", c.group_max_entries)?;
         positive("credit.queue", c.queue)?;
         positive("credit.recompute_attempts", c.recompute_attempts as usize)?;
-        if c.publish_max_bytes < 4096 || c.publish_max_bytes > self.topics.max_payload_bytes {
+        if c.publish_max_bytes < 4096 {
             return Err(ConfigError::Invalid {
                 key: "credit.publish_max_bytes",
-                problem: format!(
-                    "must lie between 4096 and topics.max_payload_bytes ({})",
-                    self.topics.max_payload_bytes
-                ),
+                problem: "must be at least 4096: one transfer with its deps must fit".into(),
             });
         }
         if n.idle_timeout <= n.keep_alive_interval {

@@ -40,7 +40,8 @@ pub fn start(ctx: &Context, node: Arc<LedgerNode>, gossip: Gossip) {
         return;
     };
     let me = identity.did().to_string();
-    ctx.spawn(publish(ctx.clone(), node.clone(), gossip.clone()));
+    let max_bytes = node.config.publish_max_bytes.min(ctx.config.topics.max_payload_bytes);
+    ctx.spawn(publish(ctx.clone(), node.clone(), gossip.clone(), max_bytes));
     ctx.spawn(discover(ctx.clone(), node, gossip, me));
 }
 
@@ -68,10 +69,10 @@ pub async fn ensure_topic(gossip: &mut Gossip, coop_id: &str) -> Result<(), Ledg
     }
 }
 
-async fn publish(ctx: Context, node: Arc<LedgerNode>, mut gossip: Gossip) {
+async fn publish(ctx: Context, node: Arc<LedgerNode>, mut gossip: Gossip, max_bytes: usize) {
     let mut ensured: HashSet<String> = HashSet::new();
     loop {
-        let failed = match publish_round(&node, &mut gossip, &mut ensured).await {
+        let failed = match publish_round(&node, &mut gossip, &mut ensured, max_bytes).await {
             Ok(()) => false,
             Err(e) => {
                 tracing::warn!("publishing ledger entries to gossip failed, will retry: {e}");
@@ -84,7 +85,7 @@ async fn publish(ctx: Context, node: Arc<LedgerNode>, mut gossip: Gossip) {
             _ = tokio::time::sleep(wait) => {}
             _ = ctx.shutdown.cancelled() => {
                 // What is durable but not yet published goes at the next start.
-                let _ = publish_round(&node, &mut gossip, &mut ensured).await;
+                let _ = publish_round(&node, &mut gossip, &mut ensured, max_bytes).await;
                 return;
             }
         }
@@ -96,6 +97,7 @@ async fn publish_round(
     node: &LedgerNode,
     gossip: &mut Gossip,
     ensured: &mut HashSet<String>,
+    max_bytes: usize,
 ) -> Result<(), LedgerError> {
     let reports = std::mem::take(&mut *node.fork_reports.lock().expect("not poisoned"));
     for report in reports {
@@ -123,7 +125,7 @@ async fn publish_round(
             let size = entry.encoded_len() + 8;
             let fits = pending
                 .as_ref()
-                .is_some_and(|(c, _, bytes)| *c == coop_id && bytes + size <= node.config.publish_max_bytes);
+                .is_some_and(|(c, _, bytes)| *c == coop_id && bytes + size <= max_bytes);
             if !fits {
                 if let Some((c, batch, _)) = pending.take() {
                     send(node, gossip, ensured, &c, batch).await?;
