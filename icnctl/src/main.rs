@@ -3,6 +3,7 @@
 //! Human-readable output by default, `--json` for scripts. Errors name what failed and
 //! what to do; the exit code is 0 on success, 1 on failure, 2 on a usage error.
 
+mod ledger;
 mod net;
 mod output;
 mod topics;
@@ -19,7 +20,9 @@ use std::process::ExitCode;
 struct Cli {
     /// gRPC endpoint of the service the command talks to: netd for status, peers, dial,
     /// send, subscribe, disconnect and rtt (default http://127.0.0.1:7100); gossip for
-    /// topics and topic (default http://127.0.0.1:7200).
+    /// topics and topic (default http://127.0.0.1:7200); ledger for coop, currency,
+    /// balance, transfer, history, stats, limits and quarantine (default
+    /// http://127.0.0.1:7300).
     #[arg(long, global = true, env = "ICN_ENDPOINT")]
     endpoint: Option<String>,
     /// Machine-readable JSON output.
@@ -90,6 +93,11 @@ enum Command {
         #[arg(long, default_value = "")]
         service: String,
     },
+    /// Create or show a member key: a keystore file the member keeps.
+    #[command(subcommand)]
+    Member(ledger::MemberCommand),
+    #[command(flatten)]
+    Ledger(ledger::LedgerCommand),
 }
 
 #[derive(Subcommand)]
@@ -168,11 +176,13 @@ async fn main() -> ExitCode {
 /// Default endpoints of the services icnctl talks to.
 const NETD_ENDPOINT: &str = "http://127.0.0.1:7100";
 const GOSSIP_ENDPOINT: &str = "http://127.0.0.1:7200";
+const LEDGER_ENDPOINT: &str = "http://127.0.0.1:7300";
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let out = output::Output { json: cli.json };
     let netd_endpoint = cli.endpoint.clone().unwrap_or_else(|| NETD_ENDPOINT.into());
     let gossip_endpoint = cli.endpoint.clone().unwrap_or_else(|| GOSSIP_ENDPOINT.into());
+    let ledger_endpoint = cli.endpoint.clone().unwrap_or_else(|| LEDGER_ENDPOINT.into());
     match cli.command {
         Command::Id(IdCommand::Init { keystore, passphrase_file, if_missing }) => {
             let config = IcnConfig::load(cli.config.as_deref())?;
@@ -253,6 +263,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Health { service } => return net::health(&netd_endpoint, &service, &out).await,
         Command::Topics => topics::list(&gossip_endpoint, &out).await?,
         Command::Topic(command) => topics::run(&gossip_endpoint, command, &out).await?,
+        Command::Member(command) => ledger::member(command, &out)?,
+        Command::Ledger(command) => return ledger::run(&ledger_endpoint, command, &out).await,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,6 +1,8 @@
 //! Rendering results for people (aligned text) or scripts (`--json`, one document per
 //! result, one line per streamed message).
 
+mod ledger;
+
 use icn_proto::gossip::v1::{acl, StoredEntry, Topic};
 use icn_proto::net::v1::{EstimateRttResponse, InboundMessage, Peer, PeerState, StatusResponse};
 use serde_json::json;
