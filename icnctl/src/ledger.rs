@@ -483,14 +483,6 @@ async fn transfer(ledger: &mut LedgerClient<Channel>, args: &TransferArgs, out: 
     let payee = parse_did(&args.to, "--to")?;
     let payer = args.key.open()?;
     let from = balance(ledger, account, payer.did().as_str()).await?;
-    // The next transfer follows the last applied one; signing another while one waits
-    // for its deps would reuse its sequence number, a fork that quarantines both.
-    if from.pending > 0 {
-        bail!(
-            "{} of your transfers wait for deps; pay again once they apply (`icnctl history --all` shows them)",
-            from.pending
-        );
-    }
     let decimals = currency(ledger, account).await?.decimals;
     let payment = Payment {
         coop_id: &account.coop,

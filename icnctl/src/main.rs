@@ -163,6 +163,13 @@ enum IdCommand {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // Rust ignores SIGPIPE, so `icnctl … | head -1` would panic writing to a closed pipe;
+    // a command-line tool should end quietly as other Unix tools do.
+    // SAFETY: restores the default disposition of one signal, process-wide; nothing in
+    // icnctl installs a handler for it.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     match run(cli).await {
         Ok(code) => code,

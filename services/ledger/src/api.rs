@@ -94,6 +94,28 @@ impl Ledger for LedgerApi {
             ))
             .into());
         }
+        // Everything created with the cooperative is checked before anything is stored,
+        // so a refused admission cannot leave a half-made cooperative behind.
+        crate::signed::verify(&coop).map_err(|e| LedgerError::InvalidArgument(format!("the cooperative: {e}")))?;
+        for a in &r.admissions {
+            if a.coop_id != coop.id || a.signer != coop.founder {
+                return Err(LedgerError::InvalidArgument(format!(
+                    "admissions made with cooperative `{}` name it and are signed by its founder {}",
+                    coop.id, coop.founder
+                ))
+                .into());
+            }
+            crate::signed::verify(a).map_err(|e| LedgerError::InvalidArgument(format!("an admission: {e}")))?;
+            if a.member.parse::<icn_identity::Did>().is_err()
+                || pb::MemberRole::try_from(a.role).unwrap_or_default() == pb::MemberRole::Unspecified
+            {
+                return Err(LedgerError::InvalidArgument(format!(
+                    "admission of `{}`: a member DID and the role MEMBER or ADMIN",
+                    a.member
+                ))
+                .into());
+            }
+        }
         self.ctx.require_identity()?;
         // The topic first: a cooperative that cannot replicate is not created.
         replicate::ensure_topic(&mut self.gossip.clone(), &coop.id).await?;
@@ -106,10 +128,7 @@ impl Ledger for LedgerApi {
         };
         for outcome in outcomes {
             if let Outcome::Admin(Err(e)) = outcome {
-                return Err(LedgerError::InvalidArgument(format!(
-                    "the cooperative is created, but an admission was refused: {e}"
-                ))
-                .into());
+                return Err(e.into());
             }
         }
         Ok(Response::new(pb::CreateCoopResponse {

@@ -19,11 +19,17 @@ pub struct Payment<'a> {
     pub idempotency_id: &'a str,
 }
 
-/// The payer's next transfer after `account` (its own account, from GetBalance): the
-/// next sequence number, the chain link, and every unclaimed incoming transfer as deps,
-/// so its income counts towards its floor.
+/// The payer's next transfer after `account` (its own account, from GetBalance): it
+/// follows the account's tip (its last transfer, applied or still waiting for deps) and
+/// names every unclaimed incoming transfer as deps, so its income counts towards its
+/// floor.
 pub fn next_transfer(payer: &NodeIdentity, account: &Account, payment: &Payment<'_>, created_at_ms: i64) -> Transfer {
-    let seq = account.seq + 1;
+    let (tip_seq, tip_hash) = if account.tip_seq > account.seq {
+        (account.tip_seq, &account.tip_hash)
+    } else {
+        (account.seq, &account.head_hash)
+    };
+    let seq = tip_seq + 1;
     let idempotency_id =
         if payment.idempotency_id.is_empty() { format!("seq-{seq}") } else { payment.idempotency_id.to_string() };
     sign(
@@ -36,7 +42,7 @@ pub fn next_transfer(payer: &NodeIdentity, account: &Account, payment: &Payment<
             memo: payment.memo.to_string(),
             idempotency_id,
             payer_seq: seq,
-            prev_hash: account.head_hash.clone(),
+            prev_hash: tip_hash.clone(),
             deps: account.unclaimed_incoming.clone(),
             created_at_ms,
             ..Default::default()

@@ -123,9 +123,7 @@ async fn publish_round(
             };
             let coop_id = entry_coop(&entry).to_string();
             let size = entry.encoded_len() + 8;
-            let fits = pending
-                .as_ref()
-                .is_some_and(|(c, _, bytes)| *c == coop_id && bytes + size <= max_bytes);
+            let fits = pending.as_ref().is_some_and(|(c, _, bytes)| *c == coop_id && bytes + size <= max_bytes);
             if !fits {
                 if let Some((c, batch, _)) = pending.take() {
                     send(node, gossip, ensured, &c, batch).await?;

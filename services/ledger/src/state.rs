@@ -136,6 +136,10 @@ pub struct CoopState {
     idempotency: HashMap<(String, String, String), Hash>,
     /// Forks found, by place, with when.
     forks: BTreeMap<(String, String, u64), i64>,
+    /// Groups that changed this cooperative; keys the statistics cache.
+    changes: u64,
+    /// CoopStats is public and walks every transfer: it is computed once per change.
+    stats_cache: std::sync::Mutex<Option<(u64, CoopStatsResponse)>>,
 }
 
 #[derive(Default)]
@@ -212,6 +216,7 @@ impl State {
         }
         for coop_id in touched {
             let coop = self.coops.get_mut(&coop_id).expect("touched coops exist");
+            coop.changes += 1;
             let changes = coop.engine.take_changes();
             for hash in changes.applied {
                 if let Some(m) = coop.meta.get_mut(&hash) {
@@ -579,23 +584,33 @@ impl CoopState {
         let limit = self.engine.rules().currencies.get(currency).map(|r| r.limit(member, now)).unwrap_or_default();
         let history = self.history.get(&(currency.to_string(), member.to_string()));
         let mut pending = 0;
-        let mut unclaimed = Vec::new();
+        let (mut tip_seq, mut tip_hash) = (seq, head);
+        // Incoming transfers a waiting transfer of the account already names.
+        let mut named = std::collections::HashSet::new();
+        let mut updated_at_ms = 0;
         for hash in history.into_iter().flatten() {
             let Some(t) = self.engine.transfer(hash) else { continue };
-            if t.payer == member
-                && !self.engine.is_applied(hash)
-                && matches!(self.engine.status(hash), Status::Pending(_))
-            {
-                pending += 1;
+            if self.engine.is_applied(hash) {
+                updated_at_ms = updated_at_ms.max(self.meta.get(hash).map(|m| m.applied_at_ms).unwrap_or_default());
+                continue;
             }
-            if t.payee == member
-                && unclaimed.len() < max_deps
-                && self.engine.is_applied(hash)
-                && !self.engine.is_claimed(hash)
-            {
-                unclaimed.push(hash.to_vec());
+            if t.payer == member && matches!(self.engine.status(hash), Status::Pending(_)) {
+                pending += 1;
+                if t.payer_seq > tip_seq {
+                    (tip_seq, tip_hash) = (t.payer_seq, *hash);
+                }
+                named.extend(t.deps.iter().cloned());
             }
         }
+        let unclaimed: Vec<Vec<u8>> = history
+            .into_iter()
+            .flatten()
+            .filter(|h| self.engine.is_applied(h) && !self.engine.is_claimed(h) && !named.contains(h.as_slice()))
+            .filter(|h| self.engine.transfer(h).is_some_and(|t| t.payee == member))
+            .take(max_deps)
+            .map(|h| h.to_vec())
+            .collect();
+        let hash_or_empty = |seq: u64, hash: Hash| if seq == 0 { Vec::new() } else { hash.to_vec() };
         Account {
             coop_id: coop_id.to_string(),
             currency: currency.to_string(),
@@ -603,10 +618,12 @@ impl CoopState {
             balance: clamp(self.engine.balance(currency, member)),
             credit_limit: limit,
             seq,
-            head_hash: if seq == 0 { Vec::new() } else { head.to_vec() },
+            head_hash: hash_or_empty(seq, head),
             pending,
-            updated_at_ms: 0,
+            updated_at_ms,
             unclaimed_incoming: unclaimed,
+            tip_seq,
+            tip_hash: hash_or_empty(tip_seq, tip_hash),
         }
     }
 
@@ -670,8 +687,20 @@ impl CoopState {
             .collect()
     }
 
-    /// The cooperative's public figures.
+    /// The cooperative's public figures, computed at most once per change.
     pub fn stats(&self, coop_id: &str, now: i64) -> CoopStatsResponse {
+        let mut cache = self.stats_cache.lock().expect("not poisoned");
+        if let Some((at, stats)) = cache.as_ref() {
+            if *at == self.changes {
+                return stats.clone();
+            }
+        }
+        let stats = self.compute_stats(coop_id, now);
+        *cache = Some((self.changes, stats.clone()));
+        stats
+    }
+
+    fn compute_stats(&self, coop_id: &str, now: i64) -> CoopStatsResponse {
         let mut per: BTreeMap<String, CurrencyStats> = self
             .model
             .currencies()

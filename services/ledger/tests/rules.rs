@@ -132,11 +132,21 @@ async fn deps_wait_forks_quarantine_and_only_admins_change_the_rules() {
     let r = submit(&mut c, spend.clone()).await.unwrap().record.unwrap();
     assert_eq!(r.status, TransferStatus::PendingDeps as i32);
     assert_eq!(r.missing_deps, vec![hash(&income).to_vec()]);
+    // b's client continues after the waiting transfer, not after the last applied one.
+    let account = coop.account(&mut c, b).await.unwrap();
+    assert_eq!((account.seq, account.tip_seq, account.pending), (0, 1, 1));
+    let after = coop.next(&mut c, b, a, 5, "after the waiting one").await.unwrap();
+    assert_eq!((after.payer_seq, after.prev_hash.clone()), (2, hash(&spend).to_vec()));
+    let r = submit(&mut c, after.clone()).await.unwrap().record.unwrap();
+    assert_eq!(r.status, TransferStatus::PendingDeps as i32);
     submit(&mut c, income).await.unwrap();
+    let r =
+        c.get_transfer(GetTransferRequest { key: Some(get_transfer_request::Key::Hash(hash(&after).to_vec())) }).await;
+    assert_eq!(r.unwrap().into_inner().record.unwrap().status, TransferStatus::Applied as i32);
     let r =
         c.get_transfer(GetTransferRequest { key: Some(get_transfer_request::Key::Hash(hash(&spend).to_vec())) }).await;
     assert_eq!(r.unwrap().into_inner().record.unwrap().status, TransferStatus::Applied as i32);
-    assert_eq!(coop.balances(&mut c).await.unwrap()[b.did().as_str()], 80 - 150);
+    assert_eq!(coop.balances(&mut c).await.unwrap()[b.did().as_str()], 80 - 150 - 5);
 
     // m signs two transfers with one sequence number: both quarantined, nothing moves.
     let one = coop.next(&mut c, m, a, 10, "one").await.unwrap();

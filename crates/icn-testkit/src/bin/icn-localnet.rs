@@ -52,7 +52,12 @@ async fn main() -> anyhow::Result<()> {
     println!("\nall {} nodes connected; written to {}", args.nodes, file.display());
     println!("try: icnctl --endpoint {} peers      (Ctrl-C stops the network)", network.nodes[0].endpoint("netd"));
 
-    tokio::signal::ctrl_c().await?;
+    // Ctrl-C at a terminal, SIGTERM from a supervisor: either stops every service.
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = terminate.recv() => {}
+    }
     eprintln!("\nstopping ...");
     let codes = network.stop().await?;
     let unclean: Vec<_> = codes.iter().filter(|(_, _, c)| *c != Some(0)).collect();
