@@ -228,9 +228,11 @@ pub struct CreditConfig {
     /// Wait before retrying gossip after a failure.
     #[serde(with = "humantime_serde")]
     pub gossip_retry: Duration,
-    /// Replays `RecomputeBalances` starts before it gives up (ABORTED) because the
-    /// journal kept moving under it.
+    /// Tries `RecomputeBalances` makes to write a repair before it gives up (ABORTED)
+    /// because the journal kept moving under it.
     pub recompute_attempts: u32,
+    /// Transfers buffered for each `Watch` stream; a watcher further behind is cut.
+    pub watch_buffer: usize,
 }
 
 /// Exponential backoff with full jitter between reconnection attempts to one peer:
@@ -362,6 +364,7 @@ impl Default for IcnConfig {
                 discover_interval: Duration::from_secs(1),
                 gossip_retry: Duration::from_millis(500),
                 recompute_attempts: 5,
+                watch_buffer: 4096,
             },
             endpoints: Endpoints {
                 netd: "http://127.0.0.1:7100".into(),
@@ -506,6 +509,7 @@ impl IcnConfig {
         positive("credit.group_max_entries", c.group_max_entries)?;
         positive("credit.queue", c.queue)?;
         positive("credit.recompute_attempts", c.recompute_attempts as usize)?;
+        positive("credit.watch_buffer", c.watch_buffer)?;
         if c.publish_max_bytes < 4096 {
             return Err(ConfigError::Invalid {
                 key: "credit.publish_max_bytes",

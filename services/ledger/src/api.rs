@@ -78,8 +78,51 @@ fn transfer_response(outcome: Option<Outcome>) -> Result<pb::SubmitTransferRespo
     }
 }
 
+type RecordStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::TransferRecord, Status>> + Send>>;
+
 #[tonic::async_trait]
 impl Ledger for LedgerApi {
+    type WatchStream = RecordStream;
+
+    async fn watch(&self, request: Request<pb::WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
+        use tokio::sync::broadcast::error::RecvError;
+        let r = request.into_inner();
+        let feed = self.node.transfers.subscribe();
+        let shutdown = self.ctx.shutdown.clone();
+        let wanted = move |t: &pb::Transfer| {
+            (r.coop_id.is_empty() || t.coop_id == r.coop_id)
+                && (r.member.is_empty() || t.payer == r.member || t.payee == r.member)
+        };
+        // The stream ends at shutdown, or after telling a watcher that fell behind.
+        let stream = futures::stream::unfold(Some(feed), move |feed| {
+            let (shutdown, wanted) = (shutdown.clone(), wanted.clone());
+            async move {
+                let mut feed = feed?;
+                loop {
+                    let next = tokio::select! {
+                        r = feed.recv() => r,
+                        _ = shutdown.cancelled() => return None,
+                    };
+                    match next {
+                        Ok(record) if record.transfer.as_ref().is_some_and(&wanted) => {
+                            return Some((Ok(record), Some(feed)));
+                        }
+                        Ok(_) => continue,
+                        Err(RecvError::Lagged(missed)) => {
+                            let status = Status::resource_exhausted(format!(
+                                "this watcher fell {missed} transfers behind (credit.watch_buffer); read them with \
+                                 GetHistory and watch again"
+                            ));
+                            return Some((Err(status), None));
+                        }
+                        Err(RecvError::Closed) => return None,
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
     async fn create_coop(
         &self,
         request: Request<pb::CreateCoopRequest>,

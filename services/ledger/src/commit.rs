@@ -10,7 +10,7 @@ use crate::error::LedgerError;
 use crate::state::{Checked, GroupWrite, Outcome, Source, State};
 use crate::store::{Reader, Store};
 use icn_config::CreditConfig;
-use icn_proto::ledger::v1::{BalanceDrift, RecomputeBalancesResponse};
+use icn_proto::ledger::v1::{BalanceDrift, RecomputeBalancesResponse, TransferRecord};
 use icn_proto::ledger::wire::v1::{ForkReport, LedgerEntry};
 use icn_runtime::{now_ms, Context};
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts};
@@ -99,6 +99,8 @@ pub struct LedgerNode {
     pub local_committed: Notify,
     /// Trust events waiting to be published.
     pub fork_reports: Mutex<Vec<ForkReport>>,
+    /// Transfers as they are stored or change status, for `Watch`.
+    pub transfers: tokio::sync::broadcast::Sender<TransferRecord>,
 }
 
 impl LedgerNode {
@@ -129,6 +131,7 @@ impl LedgerNode {
             metrics,
             local_committed: Notify::new(),
             fork_reports: Mutex::new(Vec::new()),
+            transfers: tokio::sync::broadcast::channel(ctx.config.credit.watch_buffer).0,
         });
         ctx.spawn(committer(node.clone(), queue, ctx.clone()));
         Ok(node)
@@ -359,6 +362,12 @@ async fn commit_group(node: &LedgerNode, jobs: Vec<Job>, ctx: &Context) {
         }
         answers.push((job.reply, job.source, outcomes));
     }
+    // Watchers get what the group stored or applied, read before the lock is released.
+    let watched: Vec<TransferRecord> = if node.transfers.receiver_count() == 0 {
+        Vec::new()
+    } else {
+        write.transfer_events.iter().filter_map(|(coop, hash)| state.coops.get(coop).map(|c| c.record(hash))).collect()
+    };
     let written = if write.is_empty() {
         Ok(())
     } else {
@@ -385,6 +394,10 @@ async fn commit_group(node: &LedgerNode, jobs: Vec<Job>, ctx: &Context) {
             }
             if write.local_entries > 0 {
                 node.local_committed.notify_one();
+            }
+            for record in watched {
+                // No watcher is no error.
+                let _ = node.transfers.send(record);
             }
             for (reply, source, outcomes) in answers {
                 if source == Source::Local {

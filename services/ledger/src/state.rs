@@ -110,6 +110,8 @@ pub struct GroupWrite {
     pub forks: Vec<ForkReport>,
     /// Entries submitted through this node's API, to publish.
     pub local_entries: usize,
+    /// Transfers stored or newly applied in this group, for watchers: (coop, hash).
+    pub transfer_events: Vec<(String, Hash)>,
 }
 
 impl GroupWrite {
@@ -199,6 +201,7 @@ impl State {
                 self.version += 1;
                 if let Body::Transfer(t) = &checked.body {
                     coop.index(t, self.version, received_at_ms);
+                    write.transfer_events.push((coop_id.clone(), crate::signed::hash(t)));
                 }
                 if !matches!(source, Source::Replay { .. }) {
                     let local = source == Source::Local;
@@ -223,6 +226,9 @@ impl State {
                     if m.applied_at_ms == 0 {
                         m.applied_at_ms = received_at_ms;
                     }
+                }
+                if !write.transfer_events.iter().any(|(c, h)| *h == hash && *c == coop_id) {
+                    write.transfer_events.push((coop_id.clone(), hash));
                 }
             }
             for place in changes.forks {

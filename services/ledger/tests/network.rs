@@ -36,8 +36,15 @@ async fn transfers_submitted_on_different_nodes_converge_everywhere() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-    // Each member pays from "its" node; payers rotate so incoming transfers become deps.
+    // A watcher on node 3 follows one member's transfers, wherever they are submitted.
     let everyone = coop.everyone();
+    let watched = everyone[1].did().to_string();
+    let mut watch = clients[2]
+        .watch(WatchRequest { coop_id: coop.id.clone(), member: watched.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    // Each member pays from "its" node; payers rotate so incoming transfers become deps.
     let mut applied = 0;
     for round in 0..4 {
         for (i, payer) in everyone.iter().enumerate() {
@@ -68,6 +75,15 @@ async fn transfers_submitted_on_different_nodes_converge_everywhere() {
             .into_inner();
         assert!(r.drifts.is_empty(), "{r:?}");
         assert_eq!(r.accounts_checked, 6, "every account that moved has a stored row");
+    }
+    let mut applied_seen = std::collections::BTreeSet::new();
+    while applied_seen.len() < 8 {
+        let record = tokio::time::timeout(Duration::from_secs(10), watch.message()).await.unwrap().unwrap().unwrap();
+        let t = record.transfer.as_ref().unwrap();
+        assert!(t.payer == watched || t.payee == watched, "only the watched member's transfers");
+        if record.status == TransferStatus::Applied as i32 {
+            applied_seen.insert(record.hash);
+        }
     }
     // History pages newest first with a stable cursor.
     let member = everyone[1].did().to_string();
