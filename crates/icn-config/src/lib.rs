@@ -14,7 +14,7 @@ use std::time::Duration;
 /// Prefix of environment overrides: `ICN__NETWORK__LISTEN=0.0.0.0:7000`.
 pub const ENV_PREFIX: &str = "ICN";
 /// Keys whose environment value is a comma-separated list.
-const LIST_KEYS: &[&str] = &["network.bootstrap", "network.advertise", "network.trust.allowlist"];
+const LIST_KEYS: &[&str] = &["network.bootstrap", "network.advertise", "network.trust.allowlist", "api.admins"];
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -25,6 +25,7 @@ pub struct IcnConfig {
     pub network: NetworkConfig,
     pub topics: TopicsConfig,
     pub credit: CreditConfig,
+    pub api: ApiConfig,
     /// Where this node's services reach each other.
     pub endpoints: Endpoints,
     pub netd: ServiceConfig,
@@ -235,6 +236,50 @@ pub struct CreditConfig {
     pub watch_buffer: usize,
 }
 
+/// The gateway's public API (icn-gateway): REST and server-sent events over HTTP, auth,
+/// protection against overload.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// HTTP address of REST under `/v1`, events, the OpenAPI document and the dashboard.
+    pub http_listen: String,
+    /// File holding the token-signing secret (at least 32 bytes). Empty means
+    /// `<data_dir>/gateway/token-secret`, created with a random secret at first start
+    /// (mode 0600). The secret is never logged.
+    pub token_secret_file: PathBuf,
+    /// How long a token is valid.
+    #[serde(with = "humantime_serde")]
+    pub token_ttl: Duration,
+    /// How long a login challenge may be answered.
+    #[serde(with = "humantime_serde")]
+    pub challenge_ttl: Duration,
+    /// DIDs granted the `admin` scope when they log in.
+    #[serde(default)]
+    pub admins: Vec<String>,
+    /// Requests per second, and burst, allowed per authenticated identity.
+    pub identity_rate: f64,
+    pub identity_burst: u32,
+    /// Requests per second, and burst, allowed per client address.
+    pub address_rate: f64,
+    pub address_burst: u32,
+    /// Requests handled at once; more are answered 429 / RESOURCE_EXHAUSTED at once
+    /// rather than queued.
+    pub max_in_flight: usize,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+    /// A request not answered within this is cut (504).
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Events kept for streams resuming with `Last-Event-ID`.
+    pub event_retention: usize,
+    /// Comment lines sent on an idle event stream so proxies keep it open.
+    #[serde(with = "humantime_serde")]
+    pub event_keep_alive: Duration,
+    /// How often the gateway polls netd for peer changes and gossip for new topics.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+}
+
 /// Exponential backoff with full jitter between reconnection attempts to one peer:
 /// attempt n waits a uniformly random time in `[0, min(cap, base * 2^n))`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -366,6 +411,23 @@ impl Default for IcnConfig {
                 recompute_attempts: 5,
                 watch_buffer: 4096,
             },
+            api: ApiConfig {
+                http_listen: "127.0.0.1:8080".into(),
+                token_secret_file: PathBuf::new(),
+                token_ttl: Duration::from_secs(3600),
+                challenge_ttl: Duration::from_secs(60),
+                admins: Vec::new(),
+                identity_rate: 50.0,
+                identity_burst: 100,
+                address_rate: 100.0,
+                address_burst: 200,
+                max_in_flight: 256,
+                max_body_bytes: 1024 * 1024,
+                request_timeout: Duration::from_secs(10),
+                event_retention: 10_000,
+                event_keep_alive: Duration::from_secs(15),
+                poll_interval: Duration::from_secs(1),
+            },
             endpoints: Endpoints {
                 netd: "http://127.0.0.1:7100".into(),
                 gossip: "http://127.0.0.1:7200".into(),
@@ -435,7 +497,12 @@ impl IcnConfig {
 
     /// An empty list variable (`ICN__NETWORK__BOOTSTRAP=`) means "none", not one empty entry.
     fn normalise(&mut self) {
-        for list in [&mut self.network.bootstrap, &mut self.network.advertise, &mut self.network.trust.allowlist] {
+        for list in [
+            &mut self.network.bootstrap,
+            &mut self.network.advertise,
+            &mut self.network.trust.allowlist,
+            &mut self.api.admins,
+        ] {
             list.retain(|s| !s.trim().is_empty());
             for s in list.iter_mut() {
                 *s = s.trim().to_string();
@@ -503,6 +570,20 @@ impl IcnConfig {
             || !n.trust.scores.values().all(|v| in_unit(*v))
         {
             return Err(ConfigError::Invalid { key: "network.trust", problem: "scores must lie in [0, 1]".into() });
+        }
+        addr("api.http_listen", &self.api.http_listen)?;
+        let a = &self.api;
+        positive("api.max_in_flight", a.max_in_flight)?;
+        positive("api.max_body_bytes", a.max_body_bytes)?;
+        positive("api.event_retention", a.event_retention)?;
+        if !(a.identity_rate > 0.0) || !(a.address_rate > 0.0) || a.identity_burst == 0 || a.address_burst == 0 {
+            return Err(ConfigError::Invalid { key: "api", problem: "rates and bursts must be positive".into() });
+        }
+        if a.token_ttl.is_zero() || a.challenge_ttl.is_zero() || a.request_timeout.is_zero() {
+            return Err(ConfigError::Invalid {
+                key: "api",
+                problem: "token_ttl, challenge_ttl and request_timeout must be positive".into(),
+            });
         }
         let c = &self.credit;
         positive("credit.max_batch", c.max_batch)?;

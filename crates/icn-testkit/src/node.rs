@@ -12,21 +12,24 @@ use tonic::transport::Channel;
 
 pub const SERVICES: [&str; 5] = ["netd", "gossip", "ledger", "compute", "gateway"];
 
-/// A node's ports: QUIC, and gRPC + metrics for each service in [`SERVICES`] order.
+/// A node's ports: QUIC, gRPC + metrics for each service in [`SERVICES`] order, and the
+/// gateway's HTTP API.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Ports {
     pub quic: u16,
     pub grpc: [u16; 5],
     pub metrics: [u16; 5],
+    pub http: u16,
 }
 
 impl Ports {
-    /// `base` QUIC, `base + 1..=5` gRPC, `base + 11..=15` metrics.
+    /// `base` QUIC, `base + 1..=5` gRPC, `base + 11..=15` metrics, `base + 20` HTTP.
     pub fn fixed(base: u16) -> Self {
         Self {
             quic: base,
             grpc: std::array::from_fn(|i| base + 1 + i as u16),
             metrics: std::array::from_fn(|i| base + 11 + i as u16),
+            http: base + 20,
         }
     }
 
@@ -38,7 +41,7 @@ impl Ports {
         let quic = take()?;
         let grpc = [take()?, take()?, take()?, take()?, take()?];
         let metrics = [take()?, take()?, take()?, take()?, take()?];
-        Ok(Self { quic, grpc, metrics })
+        Ok(Self { quic, grpc, metrics, http: take()? })
     }
 }
 
@@ -145,6 +148,11 @@ impl TestNode {
         format!("http://{}:{}", self.placement.control_ip, self.ports.grpc[index(service)])
     }
 
+    /// Base URL of the gateway's HTTP API (REST under `/v1`, the dashboard at `/`).
+    pub fn http_url(&self) -> String {
+        format!("http://{}:{}", self.placement.control_ip, self.ports.http)
+    }
+
     pub fn metrics_url(&self, service: &str) -> String {
         format!("http://{}:{}/metrics", self.placement.control_ip, self.ports.metrics[index(service)])
     }
@@ -172,6 +180,7 @@ impl TestNode {
             env.push((format!("ICN__{upper}__METRICS_LISTEN"), format!("{ip}:{}", self.ports.metrics[i])));
             env.push((format!("ICN__ENDPOINTS__{upper}"), self.endpoint(svc)));
         }
+        env.push(("ICN__API__HTTP_LISTEN".into(), format!("{}:{}", self.placement.control_ip, self.ports.http)));
         env.extend(self.env.iter().cloned());
         env
     }

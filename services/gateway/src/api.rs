@@ -1,119 +1,154 @@
-//! The `icn.gateway.v1.Gateway` gRPC API, the twin of the REST API under `/v1`. gateway
-//! is the node's public face: DID challenge login issuing scoped JWTs (expiry and
-//! revocation), rate limits and load shedding, and calls forwarded to netd, gossip,
-//! ledger and compute. It never holds a member's key nor signs on a member's behalf.
-//!
-//! At this stage every call answers UNIMPLEMENTED naming issue #6, which brings them.
+//! The `icn.gateway.v1.Gateway` gRPC API, the twin of the REST API under `/v1`: the
+//! same [`Backend`](crate::backend::Backend) calls, the same token (as
+//! `authorization: Bearer …` metadata), the same limits.
 
-use futures::Stream;
-use icn_proto::gateway::v1::{self as pb, gateway_server::Gateway};
+use crate::auth::Claims;
+use crate::error::GatewayError;
+use crate::events::Filter;
+use crate::Gateway;
+use futures::{Stream, StreamExt};
+use icn_proto::gateway::v1::{self as pb, gateway_server};
 use icn_proto::gossip::v1 as gossip;
 use icn_proto::ledger::v1 as ledger;
 use icn_proto::net::v1 as net;
-use icn_runtime::Context;
+use icn_runtime::now_ms;
 use std::pin::Pin;
+use std::sync::Arc;
 use tonic::{Request, Response, Status};
-
-const CAPABILITY: &str = "the gateway API, issue #6";
 
 type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 pub struct GatewayApi {
-    _ctx: Context,
+    gateway: Arc<Gateway>,
 }
 
 impl GatewayApi {
-    pub fn new(ctx: Context) -> Self {
-        Self { _ctx: ctx }
+    pub fn new(gateway: Arc<Gateway>) -> Self {
+        Self { gateway }
+    }
+
+    /// The caller, within its address's and identity's rate, holding an in-flight slot.
+    fn caller<T>(&self, request: &Request<T>) -> Result<(Claims, tokio::sync::OwnedSemaphorePermit), GatewayError> {
+        let slot = self.admit(request)?;
+        let header = request.metadata().get("authorization").and_then(|v| v.to_str().ok());
+        Ok((self.gateway.authenticate(header)?, slot))
+    }
+
+    /// A public call: the address's rate and an in-flight slot only.
+    fn admit<T>(&self, request: &Request<T>) -> Result<tokio::sync::OwnedSemaphorePermit, GatewayError> {
+        let address = request.remote_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+        self.gateway.limits.address.check(&address)?;
+        self.gateway.limits.admit()
     }
 }
 
 #[tonic::async_trait]
-impl Gateway for GatewayApi {
+impl gateway_server::Gateway for GatewayApi {
     type EventsStream = ResponseStream<pb::Event>;
 
     async fn get_challenge(
         &self,
-        _request: Request<pb::GetChallengeRequest>,
+        request: Request<pb::GetChallengeRequest>,
     ) -> Result<Response<pb::GetChallengeResponse>, Status> {
-        Err(icn_runtime::pending(CAPABILITY))
+        let _slot = self.admit(&request)?;
+        let (nonce, expires_at_ms) =
+            self.gateway.auth.challenge(&request.into_inner().did, now_ms()).map_err(GatewayError::from)?;
+        Ok(Response::new(pb::GetChallengeResponse { nonce, expires_at_ms }))
     }
 
-    async fn login(&self, _request: Request<pb::LoginRequest>) -> Result<Response<pb::LoginResponse>, Status> {
-        Err(icn_runtime::pending(CAPABILITY))
+    async fn login(&self, request: Request<pb::LoginRequest>) -> Result<Response<pb::LoginResponse>, Status> {
+        let _slot = self.admit(&request)?;
+        Ok(Response::new(self.gateway.login(request.into_inner())?))
     }
 
     async fn revoke_token(
         &self,
-        _request: Request<pb::RevokeTokenRequest>,
+        request: Request<pb::RevokeTokenRequest>,
     ) -> Result<Response<pb::RevokeTokenResponse>, Status> {
-        Err(icn_runtime::pending(CAPABILITY))
+        let (caller, _slot) = self.caller(&request)?;
+        self.gateway.revoke(&caller, &request.into_inner().token_id)?;
+        Ok(Response::new(pb::RevokeTokenResponse {}))
     }
 
     async fn node_status(
         &self,
-        _request: Request<pb::NodeStatusRequest>,
+        request: Request<pb::NodeStatusRequest>,
     ) -> Result<Response<pb::NodeStatusResponse>, Status> {
-        Err(icn_runtime::pending(CAPABILITY))
+        let _caller = self.caller(&request)?;
+        Ok(Response::new(self.gateway.backend.node_status().await))
     }
 
     async fn list_peers(
         &self,
-        _request: Request<net::ListPeersRequest>,
+        request: Request<net::ListPeersRequest>,
     ) -> Result<Response<net::ListPeersResponse>, Status> {
-        Err(icn_runtime::pending(CAPABILITY))
+        let _caller = self.caller(&request)?;
+        Ok(Response::new(self.gateway.backend.list_peers().await?))
     }
 
     async fn list_topics(
         &self,
-        _request: Request<pb::ListTopicsRequest>,
+        request: Request<pb::ListTopicsRequest>,
     ) -> Result<Response<pb::ListTopicsResponse>, Status> {
-        Err(icn_runtime::pending(CAPABILITY))
+        let (caller, _slot) = self.caller(&request)?;
+        Ok(Response::new(self.gateway.backend.list_topics(&caller, request.into_inner().page).await?))
     }
 
     async fn publish(
         &self,
-        _request: Request<gossip::PublishRequest>,
+        request: Request<gossip::PublishRequest>,
     ) -> Result<Response<gossip::PublishResponse>, Status> {
-        Err(icn_runtime::pending(CAPABILITY))
+        let (caller, _slot) = self.caller(&request)?;
+        Ok(Response::new(self.gateway.backend.publish(&caller, request.into_inner()).await?))
     }
 
     async fn get_entries(
         &self,
-        _request: Request<pb::GetEntriesRequest>,
+        request: Request<pb::GetEntriesRequest>,
     ) -> Result<Response<pb::GetEntriesResponse>, Status> {
-        Err(icn_runtime::pending(CAPABILITY))
+        let (caller, _slot) = self.caller(&request)?;
+        Ok(Response::new(self.gateway.backend.get_entries(&caller, request.into_inner()).await?))
     }
 
-    async fn events(&self, _request: Request<pb::EventsRequest>) -> Result<Response<Self::EventsStream>, Status> {
-        Err(icn_runtime::pending(CAPABILITY))
+    async fn events(&self, request: Request<pb::EventsRequest>) -> Result<Response<Self::EventsStream>, Status> {
+        // A stream holds no in-flight slot: it would hold it for as long as it lives.
+        let (caller, slot) = self.caller(&request)?;
+        drop(slot);
+        let r = request.into_inner();
+        let kinds = r.kinds().collect();
+        let stream = self.gateway.event_stream(Filter::new(caller, kinds, r.topics), r.after_position);
+        Ok(Response::new(Box::pin(stream.map(|e| e.map_err(|never| match never {})))))
     }
 
     async fn get_balance(
         &self,
-        _request: Request<ledger::GetBalanceRequest>,
+        request: Request<ledger::GetBalanceRequest>,
     ) -> Result<Response<ledger::GetBalanceResponse>, Status> {
-        Err(icn_runtime::pending(CAPABILITY))
+        let (caller, _slot) = self.caller(&request)?;
+        Ok(Response::new(self.gateway.backend.get_balance(&caller, request.into_inner()).await?))
     }
 
     async fn submit_transfer(
         &self,
-        _request: Request<ledger::SubmitTransferRequest>,
+        request: Request<ledger::SubmitTransferRequest>,
     ) -> Result<Response<ledger::SubmitTransferResponse>, Status> {
-        Err(icn_runtime::pending(CAPABILITY))
+        let (caller, _slot) = self.caller(&request)?;
+        Ok(Response::new(self.gateway.backend.submit_transfer(&caller, request.into_inner()).await?))
     }
 
     async fn get_history(
         &self,
-        _request: Request<ledger::GetHistoryRequest>,
+        request: Request<ledger::GetHistoryRequest>,
     ) -> Result<Response<ledger::GetHistoryResponse>, Status> {
-        Err(icn_runtime::pending(CAPABILITY))
+        let (caller, _slot) = self.caller(&request)?;
+        Ok(Response::new(self.gateway.backend.get_history(&caller, request.into_inner()).await?))
     }
 
     async fn coop_stats(
         &self,
-        _request: Request<ledger::CoopStatsRequest>,
+        request: Request<ledger::CoopStatsRequest>,
     ) -> Result<Response<ledger::CoopStatsResponse>, Status> {
-        Err(icn_runtime::pending(CAPABILITY))
+        let _slot = self.admit(&request)?;
+        Ok(Response::new(self.gateway.backend.coop_stats(request.into_inner()).await?))
     }
 }

@@ -1,0 +1,203 @@
+//! Live events: new entries on topics, transfers as the ledger stores or applies them,
+//! peer changes. One hub gathers them from the node's services, numbers them, keeps the
+//! last `api.event_retention` for streams that resume (`Last-Event-ID`), and hands each
+//! stream only what its caller may see.
+
+use crate::auth::Claims;
+use crate::backend::Backend;
+use futures::StreamExt;
+use icn_proto::gateway::v1::{event, Event, EventKind, EventsGap, GossipEntryEvent, PeerEvent, TransferEvent};
+use icn_proto::gossip::v1 as gossip;
+use icn_proto::ledger::v1 as ledger;
+use icn_proto::net::v1 as net;
+use icn_runtime::{now_ms, Context};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use tokio::sync::broadcast;
+
+pub struct Hub {
+    retained: Mutex<VecDeque<Event>>,
+    next: Mutex<u64>,
+    live: broadcast::Sender<Event>,
+    retention: usize,
+}
+
+impl Hub {
+    pub fn new(retention: usize) -> Arc<Self> {
+        Arc::new(Self {
+            retained: Mutex::new(VecDeque::with_capacity(retention)),
+            next: Mutex::new(1),
+            live: broadcast::channel(retention.max(16)).0,
+            retention,
+        })
+    }
+
+    /// Numbers an event, retains it and sends it to live streams.
+    pub fn emit(&self, kind: event::Kind) {
+        let mut next = self.next.lock().expect("not poisoned");
+        let event = Event { position: *next, at_ms: now_ms(), kind: Some(kind) };
+        *next += 1;
+        let mut retained = self.retained.lock().expect("not poisoned");
+        if retained.len() == self.retention {
+            retained.pop_front();
+        }
+        retained.push_back(event.clone());
+        let _ = self.live.send(event);
+    }
+
+    /// Retained events after `after` (a gap event first if some were dropped), and the
+    /// live feed from there on.
+    pub fn resume(&self, after: Option<u64>) -> (Vec<Event>, broadcast::Receiver<Event>) {
+        // Both under the counter's lock, so nothing falls between replay and live feed.
+        let next = self.next.lock().expect("not poisoned");
+        let live = self.live.subscribe();
+        let Some(after) = after else { return (Vec::new(), live) };
+        let retained = self.retained.lock().expect("not poisoned");
+        let first = retained.front().map(|e| e.position).unwrap_or(*next);
+        let mut out = Vec::new();
+        if after + 1 < first {
+            out.push(Event {
+                position: after,
+                at_ms: now_ms(),
+                kind: Some(event::Kind::Gap(EventsGap { first_available: first, missed: first - after - 1 })),
+            });
+        }
+        out.extend(retained.iter().filter(|e| e.position > after).cloned());
+        (out, live)
+    }
+}
+
+/// What one stream wants and may see.
+pub struct Filter {
+    pub caller: Claims,
+    pub kinds: Vec<EventKind>,
+    pub topics: Vec<String>,
+    /// Topic → may the caller read it; asked of gossip once per stream and topic.
+    readable: HashMap<String, bool>,
+}
+
+impl Filter {
+    pub fn new(caller: Claims, kinds: Vec<EventKind>, topics: Vec<String>) -> Self {
+        Self { caller, kinds, topics, readable: HashMap::new() }
+    }
+
+    pub async fn admits(&mut self, event: &Event, backend: &Backend) -> bool {
+        let kind = match &event.kind {
+            Some(event::Kind::Gap(_)) => return true,
+            Some(event::Kind::GossipEntry(_)) => EventKind::GossipEntry,
+            Some(event::Kind::Transfer(_)) => EventKind::Transfer,
+            Some(event::Kind::Peer(_)) => EventKind::Peer,
+            Some(event::Kind::Task(_)) => EventKind::Task,
+            None => return false,
+        };
+        if !self.kinds.is_empty() && !self.kinds.contains(&kind) {
+            return false;
+        }
+        match &event.kind {
+            Some(event::Kind::GossipEntry(e)) => {
+                let Some(topic) = e.entry.as_ref().and_then(|s| s.entry.as_ref()).map(|e| e.topic.clone()) else {
+                    return false;
+                };
+                if !self.caller.has("gossip:read") || (!self.topics.is_empty() && !self.topics.contains(&topic)) {
+                    return false;
+                }
+                if let Some(ok) = self.readable.get(&topic) {
+                    return *ok;
+                }
+                let ok = backend.may_read(&self.caller, &topic).await;
+                self.readable.insert(topic, ok);
+                ok
+            }
+            Some(event::Kind::Transfer(t)) => {
+                let t = t.record.as_ref().and_then(|r| r.transfer.as_ref());
+                self.caller.has("ledger:read")
+                    && (self.caller.has("admin")
+                        || t.is_some_and(|t| t.payer == self.caller.sub || t.payee == self.caller.sub))
+            }
+            Some(event::Kind::Task(_)) => self.caller.has("compute:read"),
+            _ => true,
+        }
+    }
+}
+
+/// Starts the sources: gossip topics, the ledger's transfers, netd's peers.
+pub fn start(ctx: &Context, hub: Arc<Hub>, backend: Backend) {
+    let interval = ctx.config.api.poll_interval;
+    ctx.spawn(follow_topics(ctx.clone(), hub.clone(), backend.clone(), interval));
+    ctx.spawn(follow_transfers(ctx.clone(), hub.clone(), backend.clone(), interval));
+    ctx.spawn(follow_peers(ctx.clone(), hub, backend, interval));
+}
+
+async fn follow_topics(ctx: Context, hub: Arc<Hub>, backend: Backend, interval: std::time::Duration) {
+    let followed: Arc<Mutex<HashSet<String>>> = Arc::default();
+    loop {
+        let listed = backend.gossip.clone().list_topics(gossip::ListTopicsRequest::default()).await;
+        for topic in listed.map(|r| r.into_inner().topics).unwrap_or_default() {
+            if !followed.lock().expect("not poisoned").insert(topic.name.clone()) {
+                continue;
+            }
+            let (hub, backend, followed, shutdown) =
+                (hub.clone(), backend.clone(), followed.clone(), ctx.shutdown.clone());
+            ctx.spawn(async move {
+                // From now on: history is for GetEntries.
+                let request =
+                    gossip::SubscribeRequest { topic: topic.name.clone(), reader: String::new(), start: None };
+                if let Ok(stream) = backend.gossip.clone().subscribe(request).await {
+                    let mut stream = stream.into_inner();
+                    loop {
+                        let next = tokio::select! { n = stream.next() => n, _ = shutdown.cancelled() => break };
+                        match next {
+                            Some(Ok(entry)) => {
+                                hub.emit(event::Kind::GossipEntry(GossipEntryEvent { entry: Some(entry) }))
+                            }
+                            _ => break,
+                        }
+                    }
+                }
+                // Followed again at the next listing.
+                followed.lock().expect("not poisoned").remove(&topic.name);
+            });
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = ctx.shutdown.cancelled() => return,
+        }
+    }
+}
+
+async fn follow_transfers(ctx: Context, hub: Arc<Hub>, backend: Backend, retry: std::time::Duration) {
+    loop {
+        if let Ok(stream) = backend.ledger.clone().watch(ledger::WatchRequest::default()).await {
+            let mut stream = stream.into_inner();
+            loop {
+                let next = tokio::select! { n = stream.next() => n, _ = ctx.shutdown.cancelled() => return };
+                match next {
+                    Some(Ok(record)) => hub.emit(event::Kind::Transfer(TransferEvent { record: Some(record) })),
+                    _ => break,
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(retry) => {}
+            _ = ctx.shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// netd has no peer feed: its peer list is polled and changes become events.
+async fn follow_peers(ctx: Context, hub: Arc<Hub>, backend: Backend, interval: std::time::Duration) {
+    let mut known: HashMap<String, i32> = HashMap::new();
+    loop {
+        if let Ok(r) = backend.netd.clone().list_peers(net::ListPeersRequest {}).await {
+            for peer in r.into_inner().peers {
+                if known.insert(peer.did.clone(), peer.state) != Some(peer.state) {
+                    hub.emit(event::Kind::Peer(PeerEvent { peer: Some(peer) }));
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = ctx.shutdown.cancelled() => return,
+        }
+    }
+}

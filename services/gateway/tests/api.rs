@@ -1,0 +1,262 @@
+//! The gateway as members use it: real nodes (netd, gossip, ledger, gateway processes),
+//! driven over HTTP with reqwest and over gRPC with tonic.
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use icn_identity::NodeIdentity;
+use icn_proto::gateway::v1::gateway_client::GatewayClient;
+use icn_proto::ledger::v1 as ledger;
+use icn_testkit::ledger::{TestCoop, CURRENCY};
+use icn_testkit::{Bootstrap, Network, TestNode};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const SERVICES: &[&str] = &["netd", "gossip", "ledger", "gateway"];
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap()
+}
+
+/// Logs `who` in through REST: challenge, signature, token.
+async fn login(node: &TestNode, who: &NodeIdentity, scopes: &[&str]) -> String {
+    let base = node.http_url();
+    let c: Value = http()
+        .post(format!("{base}/v1/auth/challenge"))
+        .json(&json!({ "did": who.did().as_str() }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let nonce = B64.decode(c["nonce"].as_str().unwrap()).unwrap();
+    let signature = B64.encode(who.sign(&nonce).to_bytes());
+    let r = http()
+        .post(format!("{base}/v1/auth/login"))
+        .json(&json!({ "did": who.did().as_str(), "nonce": c["nonce"], "signature": signature, "scopes": scopes }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r: Value = r.json().await.unwrap();
+    r["token"].as_str().unwrap().to_string()
+}
+
+async fn get(node: &TestNode, path: &str, token: Option<&str>) -> (u16, Value) {
+    let mut request = http().get(format!("{}{path}", node.http_url()));
+    if let Some(t) = token {
+        request = request.bearer_auth(t);
+    }
+    let r = request.send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+async fn post(node: &TestNode, path: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
+    let mut request = http().post(format!("{}{path}", node.http_url())).json(body);
+    if let Some(t) = token {
+        request = request.bearer_auth(t);
+    }
+    let r = request.send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+fn balance_of(v: &Value) -> i64 {
+    // proto3 JSON: int64 travels as a string; zero is left out.
+    v["account"]["balance"].as_str().map(|s| s.parse().unwrap()).unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_member_logs_in_pays_and_reads_balances_over_rest_and_grpc_and_sees_events_from_another_node() {
+    let net = Network::builder(3)
+        .services(SERVICES)
+        .env("ICN__TOPICS__ANTI_ENTROPY_INTERVAL", "300ms")
+        .env("ICN__CREDIT__DISCOVER_INTERVAL", "200ms")
+        .env("ICN__API__POLL_INTERVAL", "200ms")
+        .start()
+        .await
+        .unwrap();
+    net.wait_full_mesh(Duration::from_secs(30)).await.unwrap();
+    let mut ledger1 = net.nodes[0].ledger().await.unwrap();
+    let coop = TestCoop::create(&mut ledger1, "gw", 2, 1_000).await.unwrap();
+    let (alice, bob) = (&coop.members[0], &coop.members[1]);
+    let (n1, n3) = (&net.nodes[0], &net.nodes[2]);
+
+    // Public: the cooperative's statistics need no token.
+    let (status, stats) = get(n1, "/v1/coops/gw/stats", None).await;
+    assert_eq!(status, 200, "{stats}");
+    assert_eq!(stats["members"], "3");
+
+    let token = login(n1, alice, &[]).await;
+    // Bob follows node 3's event stream before anything happens.
+    let bob_token = login(n3, bob, &[]).await;
+    let events = http()
+        .get(format!("{}/v1/events?kinds=transfer,gossip_entry", n3.http_url()))
+        .bearer_auth(&bob_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.status(), 200);
+    let mut events = events.bytes_stream();
+
+    // Alice pays Bob through REST: her client builds and signs, the gateway forwards.
+    let t = coop.next(&mut ledger1, alice, bob, 250, "through the gateway").await.unwrap();
+    let body = serde_json::to_value(ledger::SubmitTransferRequest { transfer: Some(t.clone()) }).unwrap();
+    let (status, r) = post(n1, "/v1/transfers", Some(&token), &body).await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["record"]["status"], "TRANSFER_STATUS_APPLIED");
+    let (status, me) = get(n1, "/v1/coops/gw/accounts/hours/me", Some(&token)).await;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(balance_of(&me), -250);
+    // Bob reads his balance over gRPC on node 3, once the transfer has replicated.
+    let mut grpc = GatewayClient::new(n3.channel("gateway").await.unwrap());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut request = tonic::Request::new(ledger::GetBalanceRequest {
+            coop_id: "gw".into(),
+            currency: CURRENCY.into(),
+            member: String::new(),
+        });
+        request.metadata_mut().insert("authorization", format!("Bearer {bob_token}").parse().unwrap());
+        // NOT_FOUND until node 3 has learnt the cooperative.
+        let balance = grpc.get_balance(request).await.map(|r| r.into_inner().account.unwrap().balance);
+        if matches!(balance, Ok(250)) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "bob's balance on node 3: {balance:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Someone else's transfer cannot be submitted in their name.
+    let forged = coop.next(&mut ledger1, bob, alice, 1, "bob's, sent by alice").await.unwrap();
+    let body = serde_json::to_value(ledger::SubmitTransferRequest { transfer: Some(forged) }).unwrap();
+    let (status, r) = post(n1, "/v1/transfers", Some(&token), &body).await;
+    assert_eq!((status, r["error"]["code"].as_str()), (403, Some("PERMISSION_DENIED")), "{r}");
+
+    // An entry published on node 1 (signed by alice) appears in node 3's stream, as does
+    // the transfer that touched bob.
+    let mut topic = icn_proto::gossip::v1::gossip_client::GossipClient::new(n1.channel("gossip").await.unwrap());
+    topic
+        .create_topic(icn_proto::gossip::v1::CreateTopicRequest {
+            signing: Some(icn_proto::gossip::v1::create_topic_request::Signing::Spec(
+                icn_proto::gossip::v1::TopicSpec {
+                    name: "square".into(),
+                    acl: Some(icn_proto::gossip::v1::Acl {
+                        rule: Some(icn_proto::gossip::v1::acl::Rule::Public(Default::default())),
+                    }),
+                    ..Default::default()
+                },
+            )),
+        })
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let entry = sign_entry(alice, "square", 1, b"hello from node 1");
+    let body = serde_json::to_value(icn_proto::gossip::v1::PublishRequest {
+        signing: Some(icn_proto::gossip::v1::publish_request::Signing::Signed(entry)),
+    })
+    .unwrap();
+    let (status, r) = post(n1, "/v1/entries", Some(&token), &body).await;
+    assert_eq!(status, 200, "{r}");
+    let (mut saw_entry, mut saw_transfer) = (false, false);
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    use futures::StreamExt;
+    while !(saw_entry && saw_transfer) {
+        let chunk = tokio::time::timeout_at(deadline, events.next()).await.expect("events arrive").unwrap().unwrap();
+        text.push_str(&String::from_utf8_lossy(&chunk));
+        saw_entry = text.contains("event: gossip_entry") && text.contains(&B64.encode(b"hello from node 1"));
+        saw_transfer = text.contains("event: transfer") && text.contains(bob.did().as_str());
+    }
+    assert!(text.contains("\nid: ") || text.starts_with("id: "), "events carry ids to resume from: {text}");
+}
+
+/// An entry signed by `author` (the gossip signing rule: SHA-256 of the encoding with
+/// hash and signature empty).
+fn sign_entry(author: &NodeIdentity, topic: &str, seq: u64, payload: &[u8]) -> icn_proto::gossip::v1::Entry {
+    use prost::Message;
+    use sha2::Digest;
+    let mut e = icn_proto::gossip::v1::Entry {
+        topic: topic.into(),
+        author: author.did().to_string(),
+        seq,
+        payload: payload.to_vec(),
+        timestamp_ms: icn_runtime::now_ms(),
+        ..Default::default()
+    };
+    let hash: [u8; 32] = sha2::Sha256::digest(e.encode_to_vec()).into();
+    e.hash = hash.to_vec();
+    e.signature = author.sign(&hash).to_bytes().to_vec();
+    e
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_forged_revoked_expired_and_under_scoped_tokens_are_refused_with_their_reason() {
+    let mut net = Network::builder(1)
+        .bootstrap(Bootstrap::None)
+        .services(SERVICES)
+        .env("ICN__API__TOKEN_TTL", "2s")
+        .start()
+        .await
+        .unwrap();
+    let node = &mut net.nodes[0];
+    let member = NodeIdentity::generate();
+    let reason = |v: &Value| v["error"]["reason"].as_str().unwrap_or_default().to_string();
+
+    let (status, body) = get(node, "/v1/peers", None).await;
+    assert_eq!((status, reason(&body)), (401, "TOKEN_MISSING".into()), "{body}");
+    let (status, body) = get(node, "/v1/peers", Some("not.a.token")).await;
+    assert_eq!((status, reason(&body)), (401, "TOKEN_MALFORMED".into()));
+
+    let token = login(node, &member, &[]).await;
+    let (status, _) = get(node, "/v1/peers", Some(&token)).await;
+    assert_eq!(status, 200);
+    // Forged: the same claims, another signature.
+    let mut parts: Vec<&str> = token.split('.').collect();
+    let other = login(node, &NodeIdentity::generate(), &[]).await;
+    parts[2] = other.split('.').nth(2).unwrap();
+    let (status, body) = get(node, "/v1/peers", Some(&parts.join("."))).await;
+    assert_eq!((status, reason(&body)), (401, "TOKEN_FORGED".into()));
+
+    // Under-scoped: a read-only token cannot pay.
+    let read_only = login(node, &member, &["ledger:read"]).await;
+    let (status, body) = post(node, "/v1/transfers", Some(&read_only), &json!({ "transfer": {} })).await;
+    assert_eq!((status, reason(&body)), (403, "SCOPE_MISSING".into()), "{body}");
+
+    // Revoked, also after a restart of the gateway.
+    let (status, _) = post(node, "/v1/auth/revoke", Some(&token), &json!({})).await;
+    assert_eq!(status, 200);
+    let (status, body) = get(node, "/v1/peers", Some(&token)).await;
+    assert_eq!((status, reason(&body)), (401, "TOKEN_REVOKED".into()));
+    let fresh = login(node, &member, &[]).await;
+    node.stop("gateway", Duration::from_secs(10)).await.unwrap();
+    node.start("gateway").await.unwrap();
+    node.wait_healthy("gateway", Duration::from_secs(10)).await.unwrap();
+    let (status, body) = get(node, "/v1/peers", Some(&token)).await;
+    assert_eq!((status, reason(&body)), (401, "TOKEN_REVOKED".into()), "revocation survives a restart");
+    let (status, _) = get(node, "/v1/peers", Some(&fresh)).await;
+    assert_eq!(status, 200, "tokens outlive a restart: the secret is kept");
+
+    // Expired: the configured lifetime is 2 s.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let (status, body) = get(node, "/v1/peers", Some(&read_only)).await;
+    assert_eq!((status, reason(&body)), (401, "TOKEN_EXPIRED".into()), "{body}");
+
+    // A replayed login (the challenge is single-use) and a bad body.
+    let (status, body) = post(
+        node,
+        "/v1/auth/login",
+        None,
+        &json!({ "did": member.did().as_str(), "nonce": "AAAA", "signature": "AAAA" }),
+    )
+    .await;
+    assert_eq!((status, reason(&body)), (401, "CHALLENGE_UNKNOWN".into()));
+    let r = http()
+        .post(format!("{}/v1/auth/challenge", node.http_url()))
+        .body("{not json")
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "INVALID_ARGUMENT");
+}
