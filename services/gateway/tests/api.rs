@@ -260,3 +260,105 @@ async fn missing_forged_revoked_expired_and_under_scoped_tokens_are_refused_with
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "INVALID_ARGUMENT");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_non_participant_cannot_read_a_private_topic_through_any_gateway_route() {
+    use icn_proto::gossip::v1 as g;
+    let net = Network::builder(1)
+        .bootstrap(Bootstrap::None)
+        .services(SERVICES)
+        .env("ICN__API__POLL_INTERVAL", "100ms")
+        .start()
+        .await
+        .unwrap();
+    let node = &net.nodes[0];
+    let (insider, outsider) = (NodeIdentity::generate(), NodeIdentity::generate());
+    let participants = vec![insider.did().to_string(), node.did().to_string()];
+    node.gossip()
+        .await
+        .unwrap()
+        .create_topic(g::CreateTopicRequest {
+            signing: Some(g::create_topic_request::Signing::Spec(g::TopicSpec {
+                name: "council".into(),
+                acl: Some(g::Acl {
+                    rule: Some(g::acl::Rule::Participants(g::acl::Participants { dids: participants })),
+                }),
+                ..Default::default()
+            })),
+        })
+        .await
+        .unwrap();
+    let (inside, outside) = (login(node, &insider, &[]).await, login(node, &outsider, &[]).await);
+    // Both follow events before the entry is published; the hub must see the topic first.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stream = |token: String| {
+        let url = format!("{}/v1/events?kinds=gossip_entry", node.http_url());
+        async move { http().get(url).bearer_auth(token).send().await.unwrap().bytes_stream() }
+    };
+    let (mut in_events, mut out_events) = (stream(inside.clone()).await, stream(outside.clone()).await);
+    let entry = sign_entry(&insider, "council", 1, b"minutes of the council");
+    let body =
+        serde_json::to_value(g::PublishRequest { signing: Some(g::publish_request::Signing::Signed(entry)) }).unwrap();
+    let (status, r) = post(node, "/v1/entries", Some(&inside), &body).await;
+    assert_eq!(status, 200, "{r}");
+
+    // The participant reads it everywhere.
+    let (status, r) = get(node, "/v1/entries?topic=council", Some(&inside)).await;
+    assert_eq!((status, r["entries"].as_array().map(|a| a.len())), (200, Some(1)), "{r}");
+    use futures::StreamExt;
+    let mut text = String::new();
+    while !text.contains(&B64.encode(b"minutes of the council")) {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), in_events.next()).await.unwrap().unwrap().unwrap();
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    // The outsider: not in the topic list, NOT_FOUND on entries over REST and gRPC, and
+    // nothing on its event stream.
+    let (status, r) = get(node, "/v1/topics", Some(&outside)).await;
+    assert_eq!(status, 200);
+    assert!(!r.to_string().contains("council"), "{r}");
+    let (status, r) = get(node, "/v1/entries?topic=council", Some(&outside)).await;
+    assert_eq!(status, 404, "{r}");
+    let mut grpc = GatewayClient::new(node.channel("gateway").await.unwrap());
+    let mut request = tonic::Request::new(icn_proto::gateway::v1::GetEntriesRequest {
+        topic: "council".into(),
+        ..Default::default()
+    });
+    request.metadata_mut().insert("authorization", format!("Bearer {outside}").parse().unwrap());
+    assert_eq!(grpc.get_entries(request).await.unwrap_err().code(), tonic::Code::NotFound);
+    let mut seen = String::new();
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Some(Ok(chunk)) = out_events.next().await {
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    })
+    .await;
+    assert!(!seen.contains("gossip_entry"), "the outsider's stream carried the private entry: {seen}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oversized_bodies_and_callers_over_their_rate_get_json_errors_not_queues() {
+    let net = Network::builder(1)
+        .bootstrap(Bootstrap::None)
+        .services(SERVICES)
+        .env("ICN__API__MAX_BODY_BYTES", "4096")
+        .env("ICN__API__IDENTITY_RATE", "1")
+        .env("ICN__API__IDENTITY_BURST", "3")
+        .start()
+        .await
+        .unwrap();
+    let node = &net.nodes[0];
+    let big = json!({ "did": "x".repeat(10_000) });
+    let (status, r) = post(node, "/v1/auth/challenge", None, &big).await;
+    assert_eq!((status, r["error"]["reason"].as_str()), (413, Some("BODY_TOO_LARGE")), "{r}");
+    let token = login(node, &NodeIdentity::generate(), &[]).await;
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let (status, r) = get(node, "/v1/peers", Some(&token)).await;
+        if status == 429 {
+            assert_eq!(r["error"]["code"], "RESOURCE_EXHAUSTED");
+            assert_eq!(r["error"]["reason"], "RATE_LIMITED");
+        }
+        statuses.push(status);
+    }
+    assert_eq!(statuses, vec![200, 200, 200, 429, 429], "a burst of 3, then 1 per second");
+}
