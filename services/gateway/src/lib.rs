@@ -7,6 +7,7 @@
 //! - [`auth`]: challenge login, scoped tokens, revocation;
 //! - [`limits`]: rate limits per identity and address, load shedding;
 //! - [`events`]: the live event hub;
+//! - [`openapi`]: the OpenAPI document, generated from the routes and the protos;
 //! - [`error`]: one mapping of errors to gRPC codes and HTTP statuses.
 
 pub mod api;
@@ -15,6 +16,7 @@ pub mod backend;
 pub mod error;
 pub mod events;
 pub mod limits;
+pub mod openapi;
 pub mod rest;
 
 use auth::{Auth, Claims};

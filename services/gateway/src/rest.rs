@@ -5,6 +5,7 @@
 use crate::auth::Claims;
 use crate::error::{json_error, GatewayError};
 use crate::events::Filter;
+use crate::openapi::RouteDoc;
 use crate::Gateway;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
@@ -12,7 +13,6 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use icn_proto::gateway::v1 as pb;
 use icn_proto::gossip::v1 as gossip;
@@ -25,25 +25,88 @@ use std::sync::Arc;
 type Shared = State<Arc<Gateway>>;
 type Result<T> = std::result::Result<Json<T>, GatewayError>;
 
+/// A route: what the OpenAPI document says of it, and how the router serves it.
+pub struct Route {
+    pub doc: RouteDoc,
+    add: fn(Router<Arc<Gateway>>) -> Router<Arc<Gateway>>,
+}
+
+/// One line per route, so the router and the OpenAPI document cannot disagree.
+macro_rules! route {
+    ($method:ident $path:literal => $handler:ident, $summary:literal, scope $scope:expr,
+     query $query:expr, body $request:expr, answer $response:expr) => {
+        Route {
+            doc: RouteDoc {
+                method: stringify!($method),
+                path: $path,
+                summary: $summary,
+                scope: $scope,
+                query: $query,
+                request: $request,
+                response: $response,
+            },
+            add: |r| r.route($path, axum::routing::$method($handler)),
+        }
+    };
+}
+
+const PAGE: &[(&str, &str)] =
+    &[("limit", "page size (default 100, at most 1000)"), ("cursor", "from the previous page")];
+const ANY: Option<&str> = Some("");
+
+pub fn routes() -> Vec<Route> {
+    vec![
+        route!(get "/v1/health" => health, "Whether every service of the node is serving", scope None, query &[], body None, answer None),
+        route!(post "/v1/auth/challenge" => challenge, "A single-use nonce for a DID to sign", scope None, query &[],
+            body Some("icn.gateway.v1.GetChallengeRequest"), answer Some("icn.gateway.v1.GetChallengeResponse")),
+        route!(post "/v1/auth/login" => login, "Exchange a signed challenge for a token", scope None, query &[],
+            body Some("icn.gateway.v1.LoginRequest"), answer Some("icn.gateway.v1.LoginResponse")),
+        route!(post "/v1/auth/revoke" => revoke, "Revoke a token: the caller's own (empty id), or any for an admin", scope ANY,
+            query &[], body Some("icn.gateway.v1.RevokeTokenRequest"), answer Some("icn.gateway.v1.RevokeTokenResponse")),
+        route!(get "/v1/node" => node_status, "The node's identity and the health of its services", scope ANY, query &[],
+            body None, answer Some("icn.gateway.v1.NodeStatusResponse")),
+        route!(get "/v1/peers" => peers, "Peers with their state and RTT", scope ANY, query &[], body None,
+            answer Some("icn.net.v1.ListPeersResponse")),
+        route!(get "/v1/topics" => topics, "Topics the caller may read", scope Some("gossip:read"), query PAGE, body None,
+            answer Some("icn.gateway.v1.ListTopicsResponse")),
+        route!(get "/v1/entries" => entries, "Entries of a topic the caller may read", scope Some("gossip:read"),
+            query &[("topic", "topic name"), ("author", "only this author's entries"), ("limit", "page size"), ("cursor", "from the previous page")],
+            body None, answer Some("icn.gateway.v1.GetEntriesResponse")),
+        route!(post "/v1/entries" => publish, "Publish an entry the caller signed", scope Some("gossip:write"), query &[],
+            body Some("icn.gossip.v1.PublishRequest"), answer Some("icn.gossip.v1.PublishResponse")),
+        route!(get "/v1/events" => events, "Live events the caller may see; resume with Last-Event-ID", scope ANY,
+            query &[("kinds", "comma-separated: gossip_entry, transfer, task, peer"), ("topics", "comma-separated topic names"), ("after", "as Last-Event-ID")],
+            body None, answer None),
+        route!(get "/v1/coops/:coop" => coop, "A cooperative: members and currencies", scope Some("ledger:read"), query &[],
+            body None, answer Some("icn.ledger.v1.GetCoopResponse")),
+        route!(get "/v1/coops/:coop/stats" => coop_stats, "Public figures of a cooperative", scope None, query &[],
+            body None, answer Some("icn.ledger.v1.CoopStatsResponse")),
+        route!(get "/v1/coops/:coop/accounts" => accounts, "Accounts and balances of a cooperative", scope Some("ledger:read"),
+            query &[("currency", "only this currency"), ("member", "only this member"), ("limit", "page size"), ("cursor", "from the previous page")],
+            body None, answer Some("icn.ledger.v1.ListAccountsResponse")),
+        route!(get "/v1/coops/:coop/accounts/:currency/:member" => balance, "One account; `me` for the caller's",
+            scope Some("ledger:read"), query &[], body None, answer Some("icn.ledger.v1.GetBalanceResponse")),
+        route!(get "/v1/coops/:coop/history" => history, "The caller's transfers (an admin's: anyone's), newest first",
+            scope Some("ledger:read"),
+            query &[("currency", "currency symbol"), ("member", "default: the caller"), ("all", "true: pending and quarantined too"), ("limit", "page size"), ("cursor", "from the previous page")],
+            body None, answer Some("icn.ledger.v1.GetHistoryResponse")),
+        route!(post "/v1/transfers" => submit_transfer, "Submit a transfer the caller signed as payer", scope Some("ledger:write"),
+            query &[], body Some("icn.ledger.v1.SubmitTransferRequest"), answer Some("icn.ledger.v1.SubmitTransferResponse")),
+        route!(get "/v1/transfers/:hash" => transfer, "A transfer the caller paid or received, by hex hash", scope Some("ledger:read"),
+            query &[], body None, answer Some("icn.ledger.v1.GetTransferResponse")),
+    ]
+}
+
 pub fn router(gateway: Arc<Gateway>) -> Router {
     let body_limit = gateway.config.max_body_bytes;
-    Router::new()
-        .route("/v1/health", get(health))
-        .route("/v1/auth/challenge", post(challenge))
-        .route("/v1/auth/login", post(login))
-        .route("/v1/auth/revoke", post(revoke))
-        .route("/v1/node", get(node_status))
-        .route("/v1/peers", get(peers))
-        .route("/v1/topics", get(topics))
-        .route("/v1/entries", get(entries).post(publish))
-        .route("/v1/events", get(events))
-        .route("/v1/coops/:coop", get(coop))
-        .route("/v1/coops/:coop/stats", get(coop_stats))
-        .route("/v1/coops/:coop/accounts", get(accounts))
-        .route("/v1/coops/:coop/accounts/:currency/:member", get(balance))
-        .route("/v1/coops/:coop/history", get(history))
-        .route("/v1/transfers", post(submit_transfer))
-        .route("/v1/transfers/:hash", get(transfer))
+    let routes = routes();
+    let document = Arc::new(crate::openapi::document(&routes.iter().map(|r| r.doc.clone()).collect::<Vec<_>>()));
+    let mut router = Router::new();
+    for route in &routes {
+        router = (route.add)(router);
+    }
+    router
+        .route("/v1/openapi.json", axum::routing::get(move || async move { Json(document.as_ref().clone()) }))
         .layer(axum::middleware::from_fn_with_state(gateway.clone(), protect))
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .with_state(gateway)

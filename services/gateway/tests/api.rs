@@ -362,3 +362,41 @@ async fn oversized_bodies_and_callers_over_their_rate_get_json_errors_not_queues
     }
     assert_eq!(statuses, vec![200, 200, 200, 429, 429], "a burst of 3, then 1 per second");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_openapi_document_describes_every_route_the_gateway_serves() {
+    let net = Network::builder(1).bootstrap(Bootstrap::None).services(SERVICES).start().await.unwrap();
+    let node = &net.nodes[0];
+    let (status, doc) = get(node, "/v1/openapi.json", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(doc["openapi"], "3.1.0");
+    let transfer = &doc["components"]["schemas"]["icn.ledger.v1.Transfer"]["properties"];
+    assert_eq!(transfer["payerSeq"]["type"], "string", "64-bit integers travel as strings: {transfer}");
+    assert_eq!(transfer["signature"]["format"], "byte");
+    let paths = doc["paths"].as_object().unwrap();
+    assert!(paths.len() >= 15, "{:?}", paths.keys());
+    // Each documented route is served: it answers JSON (an error, often), never the
+    // router's bare 404 for an unknown path, which looks like this:
+    let unknown = http().get(format!("{}/v1/no-such-route", node.http_url())).send().await.unwrap();
+    assert_eq!(unknown.status(), 404);
+    assert!(unknown.text().await.unwrap().is_empty());
+    for (path, methods) in paths {
+        let concrete = path
+            .replace("{coop}", "c")
+            .replace("{currency}", "hours")
+            .replace("{member}", "me")
+            .replace("{hash}", "00");
+        for method in methods.as_object().unwrap().keys() {
+            let url = format!("{}{concrete}", node.http_url());
+            let request = match method.as_str() {
+                "get" => http().get(url),
+                "post" => http().post(url).json(&json!({})),
+                other => panic!("undocumented method {other}"),
+            };
+            let r = request.send().await.unwrap();
+            let status = r.status();
+            let body = r.text().await.unwrap();
+            assert!(!body.is_empty(), "{method} {path}: {status} with an empty body: not routed");
+        }
+    }
+}
