@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Installs what building and testing ICN needs and is missing: Debian packages (clang for
-# RocksDB's bindings, protoc for the protobuf crate) and a static grpcurl for the tests.
+# RocksDB's bindings, protoc for the protobuf crate, Node.js and Chromium for the SDK and
+# dashboard tests) and a static grpcurl for the tests.
 # Safe to run again: it only installs what is not there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 sudo_if_needed() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-# iproute2 builds the network lab (make test-lab).
-packages=(libclang-dev protobuf-compiler pkg-config curl python3-pip iproute2)
+# iproute2 builds the network lab (make test-lab); nodejs runs the JavaScript SDK's tests
+# (node --test); chromium loads the dashboard headless in its test.
+packages=(libclang-dev protobuf-compiler pkg-config curl python3-pip iproute2 nodejs chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
