@@ -7,6 +7,7 @@
 //! Amounts are read and shown in a currency's units (`1.5`); the ledger speaks minor
 //! units, so the currency's decimals are looked up first.
 
+use crate::gateway::MemberApi;
 use crate::output::Output;
 use anyhow::{anyhow, bail, Context as _};
 use clap::{Args, Subcommand};
@@ -219,7 +220,7 @@ pub struct KeyArgs {
 
 impl KeyArgs {
     /// Unlocks the member's key; it is only used to sign, in this process.
-    fn open(&self) -> anyhow::Result<NodeIdentity> {
+    pub fn open(&self) -> anyhow::Result<NodeIdentity> {
         let path = &self.key;
         let unlocking = || format!("unlocking the member key {}", path.display());
         let passphrase = read_passphrase(self.passphrase_file.as_deref()).with_context(unlocking)?;
@@ -278,7 +279,30 @@ fn page(cursor: String) -> Option<PageRequest> {
     Some(PageRequest { limit: icn_runtime::paging::MAX_PAGE, cursor })
 }
 
-pub async fn run(endpoint: &str, command: LedgerCommand, out: &Output) -> anyhow::Result<ExitCode> {
+/// Runs a ledger command. Member commands (balance, transfer, history, stats) go through
+/// `gateway` with the saved token when one is given; admin commands always go to the
+/// ledger service.
+pub async fn run(
+    endpoint: &str,
+    gateway: Option<&str>,
+    token_file: &Path,
+    command: LedgerCommand,
+    out: &Output,
+) -> anyhow::Result<ExitCode> {
+    let member_command = matches!(
+        command,
+        LedgerCommand::Balance { .. }
+            | LedgerCommand::Transfer(_)
+            | LedgerCommand::History { .. }
+            | LedgerCommand::Stats { .. }
+    );
+    if member_command {
+        let mut api = MemberApi::connect(endpoint, gateway, token_file).await?;
+        return member_run(&mut api, command, out).await;
+    }
+    if gateway.is_some() {
+        bail!("admin commands (coop, currency, limits, quarantine) talk to the ledger service: drop --gateway");
+    }
     let mut ledger = LedgerClient::new(crate::net::channel(endpoint).await?);
     match command {
         LedgerCommand::Coop(command) => coop(&mut ledger, command, out).await?,
@@ -299,36 +323,16 @@ pub async fn run(endpoint: &str, command: LedgerCommand, out: &Output) -> anyhow
             let request = CreateCurrencyRequest { currency: Some(currency) };
             out.currency_created(&ledger.create_currency(request).await.answer("creating the currency")?);
         }
-        LedgerCommand::Balance { account, member } => {
-            let member = member.did()?;
-            let found = balance(&mut ledger, &account, &member).await?;
-            let currency = currency(&mut ledger, &account).await?;
-            out.account(&found, currency.decimals);
-        }
-        LedgerCommand::Transfer(args) => return transfer(&mut ledger, &args, out).await,
-        LedgerCommand::History { account, member, limit, all } => {
-            let member = member.did()?;
-            let currency = currency(&mut ledger, &account).await?;
-            let request = GetHistoryRequest {
-                coop_id: account.coop,
-                currency: account.currency,
-                member: member.clone(),
-                page: Some(PageRequest { limit, cursor: String::new() }),
-                include_unapplied: all,
-            };
-            let history = ledger.get_history(request).await.answer("reading the history")?;
-            out.history(&history, &member, currency.decimals);
-        }
-        LedgerCommand::Stats { coop } => {
-            let stats = ledger.coop_stats(CoopStatsRequest { coop_id: coop }).await.answer("reading the figures")?;
-            out.coop_stats(&stats);
-        }
+        LedgerCommand::Balance { .. }
+        | LedgerCommand::Transfer(_)
+        | LedgerCommand::History { .. }
+        | LedgerCommand::Stats { .. } => unreachable!("member commands are run above"),
         LedgerCommand::Limits(LimitsArgs {
             command: Some(LimitsCommand::Set { account, member, limit, key }), ..
         }) => {
             let admin = key.open()?;
             let member = member.map(|m| parse_did(&m, "--member")).transpose()?.unwrap_or_default();
-            let currency = currency(&mut ledger, &account).await?;
+            let currency = currency(&mut MemberApi::Ledger(ledger.clone()), &account).await?;
             let limit = sign(
                 &admin,
                 CreditLimit {
@@ -346,7 +350,7 @@ pub async fn run(endpoint: &str, command: LedgerCommand, out: &Output) -> anyhow
         }
         LedgerCommand::Limits(LimitsArgs { command: None, account }) => {
             let account = account.context("`icnctl limits` needs --coop and --currency")?;
-            let currency = currency(&mut ledger, &account).await?;
+            let currency = currency(&mut MemberApi::Ledger(ledger.clone()), &account).await?;
             let mut accounts = Vec::new();
             let mut cursor = String::new();
             loop {
@@ -384,6 +388,38 @@ pub async fn run(endpoint: &str, command: LedgerCommand, out: &Output) -> anyhow
             }
             out.quarantine(&forks, &currencies);
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The member commands, through whichever [`MemberApi`] the caller chose.
+async fn member_run(api: &mut MemberApi, command: LedgerCommand, out: &Output) -> anyhow::Result<ExitCode> {
+    match command {
+        LedgerCommand::Balance { account, member } => {
+            let member = member.did()?;
+            let found = balance(api, &account, &member).await?;
+            let currency = currency(api, &account).await?;
+            out.account(&found, currency.decimals);
+        }
+        LedgerCommand::Transfer(args) => return transfer(api, &args, out).await,
+        LedgerCommand::History { account, member, limit, all } => {
+            let member = member.did()?;
+            let currency = currency(api, &account).await?;
+            let request = GetHistoryRequest {
+                coop_id: account.coop,
+                currency: account.currency,
+                member: member.clone(),
+                page: Some(PageRequest { limit, cursor: String::new() }),
+                include_unapplied: all,
+            };
+            let history = api.get_history(request).await.answer("reading the history")?;
+            out.history(&history, &member, currency.decimals);
+        }
+        LedgerCommand::Stats { coop } => {
+            let stats = api.coop_stats(CoopStatsRequest { coop_id: coop }).await.answer("reading the figures")?;
+            out.coop_stats(&stats);
+        }
+        _ => unreachable!("only member commands come here"),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -454,7 +490,7 @@ async fn coop(ledger: &mut LedgerClient<Channel>, command: CoopCommand, out: &Ou
     Ok(())
 }
 
-async fn balance(ledger: &mut LedgerClient<Channel>, account: &CurrencyArgs, member: &str) -> anyhow::Result<Account> {
+async fn balance(ledger: &mut MemberApi, account: &CurrencyArgs, member: &str) -> anyhow::Result<Account> {
     let request = GetBalanceRequest {
         coop_id: account.coop.clone(),
         currency: account.currency.clone(),
@@ -464,13 +500,9 @@ async fn balance(ledger: &mut LedgerClient<Channel>, account: &CurrencyArgs, mem
 }
 
 /// The currency's record, for its decimals and default credit limit.
-async fn currency(ledger: &mut LedgerClient<Channel>, account: &CurrencyArgs) -> anyhow::Result<Currency> {
+async fn currency(ledger: &mut MemberApi, account: &CurrencyArgs) -> anyhow::Result<Currency> {
     let coop = &account.coop;
-    let currencies = ledger
-        .list_currencies(ListCurrenciesRequest { coop_id: coop.clone() })
-        .await
-        .answer("reading the currencies")?
-        .currencies;
+    let currencies = ledger.currencies(coop.clone()).await.answer("reading the currencies")?;
     currencies.into_iter().find(|c| c.symbol == account.currency).with_context(|| {
         format!("cooperative `{coop}` has no currency `{}` (`icnctl coop show {coop}` lists them)", account.currency)
     })
@@ -478,7 +510,7 @@ async fn currency(ledger: &mut LedgerClient<Channel>, account: &CurrencyArgs) ->
 
 /// Builds the payer's next transfer from its account as the node reports it, signs it
 /// and submits it. Exit 1 when it is refused or quarantined.
-async fn transfer(ledger: &mut LedgerClient<Channel>, args: &TransferArgs, out: &Output) -> anyhow::Result<ExitCode> {
+async fn transfer(ledger: &mut MemberApi, args: &TransferArgs, out: &Output) -> anyhow::Result<ExitCode> {
     let account = &args.account;
     let payee = parse_did(&args.to, "--to")?;
     let payer = args.key.open()?;

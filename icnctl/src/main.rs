@@ -3,6 +3,7 @@
 //! Human-readable output by default, `--json` for scripts. Errors name what failed and
 //! what to do; the exit code is 0 on success, 1 on failure, 2 on a usage error.
 
+mod gateway;
 mod ledger;
 mod net;
 mod output;
@@ -31,6 +32,14 @@ struct Cli {
     /// ICN configuration file, used to find the keystore.
     #[arg(long, global = true, env = "ICN_CONFIG")]
     config: Option<PathBuf>,
+    /// gRPC endpoint of a node's gateway, such as http://127.0.0.1:7500: login, logout and
+    /// the member commands (balance, transfer, history, stats) then go through it with the
+    /// token `icnctl login` saved, as a member's app does.
+    #[arg(long, global = true, env = "ICN_GATEWAY")]
+    gateway: Option<String>,
+    /// Where `icnctl login` keeps the token (default: ~/.config/icn/token, mode 0600).
+    #[arg(long, global = true, env = "ICN_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -96,6 +105,17 @@ enum Command {
     /// Create or show a member key: a keystore file the member keeps.
     #[command(subcommand)]
     Member(ledger::MemberCommand),
+    /// Log in to a gateway (--gateway) with a member key; the token is saved for later
+    /// commands.
+    Login {
+        #[command(flatten)]
+        key: ledger::KeyArgs,
+        /// Scopes wanted (repeat the flag); all the gateway grants when none is given.
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+    },
+    /// Revoke the saved token at the gateway and delete it.
+    Logout,
     #[command(flatten)]
     Ledger(ledger::LedgerCommand),
 }
@@ -271,7 +291,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Topics => topics::list(&gossip_endpoint, &out).await?,
         Command::Topic(command) => topics::run(&gossip_endpoint, command, &out).await?,
         Command::Member(command) => ledger::member(command, &out)?,
-        Command::Ledger(command) => return ledger::run(&ledger_endpoint, command, &out).await,
+        Command::Login { key, scopes } => {
+            let gateway = cli.gateway.as_deref().context("`icnctl login` needs --gateway <url> (or ICN_GATEWAY)")?;
+            gateway::login(gateway, &key, scopes, &gateway::token_path(cli.token_file.as_deref()), &out).await?
+        }
+        Command::Logout => {
+            let gateway = cli.gateway.as_deref().context("`icnctl logout` needs --gateway <url> (or ICN_GATEWAY)")?;
+            gateway::logout(gateway, &gateway::token_path(cli.token_file.as_deref()), &out).await?
+        }
+        Command::Ledger(command) => {
+            let token_file = gateway::token_path(cli.token_file.as_deref());
+            return ledger::run(&ledger_endpoint, cli.gateway.as_deref(), &token_file, command, &out).await;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -183,3 +183,33 @@ impl Output {
         }
     }
 }
+
+impl Output {
+    /// The token itself is never printed: it is in the file.
+    pub fn logged_in(&self, did: &str, issued: &icn_proto::gateway::v1::LoginResponse, file: &Path) {
+        let expires = humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(issued.expires_at_ms.max(0) as u64),
+        );
+        if self.json {
+            println!(
+                "{}",
+                json!({ "did": did, "scopes": issued.scopes, "token_id": issued.token_id,
+                        "expires_at": expires.to_string(), "token_file": file })
+            );
+        } else {
+            println!(
+                "logged in as {did}\nscopes {}\nexpires {expires}\ntoken saved in {}",
+                issued.scopes.join(" "),
+                file.display()
+            );
+        }
+    }
+
+    pub fn logged_out(&self, file: &Path) {
+        if self.json {
+            println!("{}", json!({ "revoked": true, "token_file": file }));
+        } else {
+            println!("token revoked and {} removed", file.display());
+        }
+    }
+}

@@ -144,6 +144,22 @@ impl gateway_server::Gateway for GatewayApi {
         Ok(Response::new(self.gateway.backend.get_history(&caller, request.into_inner()).await?))
     }
 
+    async fn get_coop(
+        &self,
+        request: Request<ledger::GetCoopRequest>,
+    ) -> Result<Response<ledger::GetCoopResponse>, Status> {
+        let (caller, _slot) = self.caller(&request)?;
+        Ok(Response::new(self.gateway.backend.get_coop(&caller, request.into_inner()).await?))
+    }
+
+    async fn list_accounts(
+        &self,
+        request: Request<ledger::ListAccountsRequest>,
+    ) -> Result<Response<ledger::ListAccountsResponse>, Status> {
+        let (caller, _slot) = self.caller(&request)?;
+        Ok(Response::new(self.gateway.backend.list_accounts(&caller, request.into_inner()).await?))
+    }
+
     async fn coop_stats(
         &self,
         request: Request<ledger::CoopStatsRequest>,

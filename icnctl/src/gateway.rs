@@ -1,0 +1,173 @@
+//! `icnctl login | logout`, and member operations through a node's gateway.
+//!
+//! With `--gateway <url>` (or `ICN_GATEWAY`), the member commands — balance, transfer,
+//! history, stats — go to the gateway's gRPC API with the token `icnctl login` saved,
+//! as a member's app would, instead of to the ledger service directly (the operator's
+//! path). The token file is written with mode 0600 and never printed.
+
+use crate::ledger::KeyArgs;
+use crate::output::Output;
+use anyhow::{bail, Context as _};
+use icn_proto::gateway::v1::gateway_client::GatewayClient;
+use icn_proto::gateway::v1::{GetChallengeRequest, LoginRequest, RevokeTokenRequest};
+use icn_proto::ledger::v1::ledger_client::LedgerClient;
+use icn_proto::ledger::v1::*;
+use std::path::{Path, PathBuf};
+use tonic::transport::Channel;
+
+/// Where `login` keeps the token: `--token-file`, `ICN_TOKEN_FILE`, else
+/// `$HOME/.config/icn/token`.
+pub fn token_path(given: Option<&Path>) -> PathBuf {
+    given.map(Path::to_path_buf).unwrap_or_else(|| {
+        PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| ".".into())).join(".config/icn/token")
+    })
+}
+
+pub async fn login(
+    gateway: &str,
+    key: &KeyArgs,
+    scopes: Vec<String>,
+    token_file: &Path,
+    out: &Output,
+) -> anyhow::Result<()> {
+    let member = key.open()?;
+    let mut client = GatewayClient::new(crate::net::channel(gateway).await?);
+    let did = member.did().to_string();
+    let challenge = client
+        .get_challenge(GetChallengeRequest { did: did.clone() })
+        .await
+        .map_err(|s| anyhow::anyhow!("asking for a challenge: {}", s.message()))?
+        .into_inner();
+    let signature = member.sign(&challenge.nonce).to_bytes().to_vec();
+    let issued = client
+        .login(LoginRequest { did, nonce: challenge.nonce, signature, scopes })
+        .await
+        .map_err(|s| anyhow::anyhow!("logging in: {}", s.message()))?
+        .into_inner();
+    write_private(token_file, &issued.token)?;
+    out.logged_in(member.did().as_str(), &issued, token_file);
+    Ok(())
+}
+
+pub async fn logout(gateway: &str, token_file: &Path, out: &Output) -> anyhow::Result<()> {
+    let token = read_token(token_file)?;
+    let mut client = GatewayClient::new(crate::net::channel(gateway).await?);
+    client
+        .revoke_token(authorized(RevokeTokenRequest::default(), &token)?)
+        .await
+        .map_err(|s| anyhow::anyhow!("revoking the token: {}", s.message()))?;
+    std::fs::remove_file(token_file).with_context(|| format!("removing {}", token_file.display()))?;
+    out.logged_out(token_file);
+    Ok(())
+}
+
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing the token to {}", path.display()))?;
+    file.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+fn read_token(path: &Path) -> anyhow::Result<String> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => Ok(t.trim().to_string()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            bail!("no token at {}: log in first with `icnctl login --gateway <url> --key <member key>`", path.display())
+        }
+        Err(e) => Err(e).with_context(|| format!("reading the token {}", path.display())),
+    }
+}
+
+fn authorized<T>(message: T, token: &str) -> anyhow::Result<tonic::Request<T>> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().context("the token file holds no token")?);
+    Ok(request)
+}
+
+/// The ledger as a member reaches it: directly, or through the gateway with a token.
+pub enum MemberApi {
+    Ledger(LedgerClient<Channel>),
+    Gateway { client: GatewayClient<Channel>, token: String },
+}
+
+impl MemberApi {
+    pub async fn connect(ledger: &str, gateway: Option<&str>, token_file: &Path) -> anyhow::Result<Self> {
+        Ok(match gateway {
+            None => MemberApi::Ledger(LedgerClient::new(crate::net::channel(ledger).await?)),
+            Some(url) => MemberApi::Gateway {
+                client: GatewayClient::new(crate::net::channel(url).await?),
+                token: read_token(token_file)?,
+            },
+        })
+    }
+
+    pub async fn get_balance(
+        &mut self,
+        r: GetBalanceRequest,
+    ) -> Result<tonic::Response<GetBalanceResponse>, tonic::Status> {
+        match self {
+            MemberApi::Ledger(c) => c.get_balance(r).await,
+            MemberApi::Gateway { client, token } => client.get_balance(with(r, token)?).await,
+        }
+    }
+
+    pub async fn currencies(&mut self, coop_id: String) -> Result<tonic::Response<Vec<Currency>>, tonic::Status> {
+        match self {
+            MemberApi::Ledger(c) => c
+                .list_currencies(ListCurrenciesRequest { coop_id })
+                .await
+                .map(|r| tonic::Response::new(r.into_inner().currencies)),
+            MemberApi::Gateway { client, token } => client
+                .get_coop(with(GetCoopRequest { coop_id }, token)?)
+                .await
+                .map(|r| tonic::Response::new(r.into_inner().currencies)),
+        }
+    }
+
+    pub async fn submit_transfer(
+        &mut self,
+        r: SubmitTransferRequest,
+    ) -> Result<tonic::Response<SubmitTransferResponse>, tonic::Status> {
+        match self {
+            MemberApi::Ledger(c) => c.submit_transfer(r).await,
+            MemberApi::Gateway { client, token } => client.submit_transfer(with(r, token)?).await,
+        }
+    }
+
+    pub async fn get_history(
+        &mut self,
+        r: GetHistoryRequest,
+    ) -> Result<tonic::Response<GetHistoryResponse>, tonic::Status> {
+        match self {
+            MemberApi::Ledger(c) => c.get_history(r).await,
+            MemberApi::Gateway { client, token } => client.get_history(with(r, token)?).await,
+        }
+    }
+
+    pub async fn coop_stats(
+        &mut self,
+        r: CoopStatsRequest,
+    ) -> Result<tonic::Response<CoopStatsResponse>, tonic::Status> {
+        match self {
+            MemberApi::Ledger(c) => c.coop_stats(r).await,
+            // Public: no token needed.
+            MemberApi::Gateway { client, .. } => client.coop_stats(r).await,
+        }
+    }
+}
+
+fn with<T>(message: T, token: &str) -> Result<tonic::Request<T>, tonic::Status> {
+    authorized(message, token).map_err(|e| tonic::Status::invalid_argument(e.to_string()))
+}
