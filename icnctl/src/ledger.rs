@@ -219,6 +219,10 @@ pub struct KeyArgs {
 }
 
 impl KeyArgs {
+    pub fn new(key: PathBuf, passphrase_file: Option<PathBuf>) -> Self {
+        Self { key, passphrase_file }
+    }
+
     /// Unlocks the member's key; it is only used to sign, in this process.
     pub fn open(&self) -> anyhow::Result<NodeIdentity> {
         let path = &self.key;

@@ -135,11 +135,18 @@ pub(crate) enum TopicCommand {
         #[arg(long, default_value_t = 0)]
         max_entries: u64,
     },
-    /// Publish one entry, signed by this node.
+    /// Publish one entry: signed by this node, or with --gateway by the member key --key
+    /// (sent through the gateway with the saved token).
     Publish {
         topic: String,
         #[arg(long)]
         payload: String,
+        /// Member keystore that signs the entry (with --gateway).
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// File holding the keystore's passphrase (default: ICN_PASSPHRASE).
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
     },
     /// Follow a topic: stored entries after `--after`, then new ones as they arrive.
     Subscribe {
@@ -289,6 +296,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Health { service } => return net::health(&netd_endpoint, &service, &out).await,
         Command::Topics => topics::list(&gossip_endpoint, &out).await?,
+        Command::Topic(TopicCommand::Publish { topic, payload, key: Some(key), passphrase_file }) => {
+            let gateway =
+                cli.gateway.as_deref().context("a member publishes through a gateway: add --gateway <url>")?;
+            let key = ledger::KeyArgs::new(key, passphrase_file);
+            let token_file = gateway::token_path(cli.token_file.as_deref());
+            gateway::publish(gateway, &token_file, &key, &topic, payload.as_bytes(), &out).await?
+        }
         Command::Topic(command) => topics::run(&gossip_endpoint, command, &out).await?,
         Command::Member(command) => ledger::member(command, &out)?,
         Command::Login { key, scopes } => {

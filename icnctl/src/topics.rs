@@ -36,7 +36,7 @@ pub async fn run(endpoint: &str, command: TopicCommand, out: &Output) -> anyhow:
             let topic = r.topic.unwrap_or_default();
             out.done(&format!("{} topic {}", if r.created { "created" } else { "already had" }, topic.name));
         }
-        TopicCommand::Publish { topic, payload } => {
+        TopicCommand::Publish { topic, payload, .. } => {
             let request = PublishRequest {
                 signing: Some(publish_request::Signing::Payload(PublishPayload {
                     topic,

@@ -130,6 +130,15 @@ async fn a_member_logs_in_and_pays_through_the_gateway() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // Publishing as the member: signed with alice's key, numbered after her last entry.
+    let gossip = node.endpoint("gossip");
+    ok(&["--endpoint", &gossip, "topic", "create", "square"], &token);
+    for text in ["first", "second"] {
+        ok(&["--gateway", &gateway, "topic", "publish", "square", "--payload", text, "--key", &key("alice")], &token);
+    }
+    let entries = ok(&["--json", "--endpoint", &gossip, "topic", "entries", "square"], &token);
+    assert!(entries.contains(&alice) && entries.contains("\"seq\":2"), "{entries}");
+
     ok(&["--gateway", &gateway, "logout"], &token);
     assert!(!token.exists());
 }
