@@ -56,6 +56,9 @@ pub enum AuthError {
     UnknownScope(String),
     #[error("only the token's owner or an admin may revoke it")]
     NotYours,
+    /// The revocation store failed: a fault of the gateway, not of the token.
+    #[error("the gateway's token store failed: {0}")]
+    Store(String),
 }
 
 /// The claims of a token.
@@ -220,7 +223,7 @@ impl Auth {
         if claims.exp * 1000 <= now_ms {
             return Err(AuthError::Expired);
         }
-        if self.is_revoked(&claims.jti) {
+        if self.is_revoked(&claims.jti)? {
             return Err(AuthError::Revoked);
         }
         Ok(claims)
@@ -233,18 +236,19 @@ impl Auth {
         }
         // Kept until the longest a token issued now could live; its own expiry if known.
         let until = expires_s.unwrap_or(caller.iat + self.token_ttl.as_secs() as i64 * 2);
-        let cf = self.storage.cf(REVOKED_CF).map_err(|_| AuthError::Malformed)?;
+        let cf = self.storage.cf(REVOKED_CF).map_err(|e| AuthError::Store(e.to_string()))?;
         self.storage
             .db()
             .put_cf_opt(cf, jti.as_bytes(), until.to_be_bytes(), &Storage::durable())
-            .map_err(|_| AuthError::Malformed)?;
+            .map_err(|e| AuthError::Store(e.to_string()))?;
         Ok(())
     }
 
-    fn is_revoked(&self, jti: &str) -> bool {
-        let Ok(cf) = self.storage.cf(REVOKED_CF) else { return true };
-        // A store that cannot answer fails closed.
-        self.storage.db().get_cf(cf, jti.as_bytes()).map(|v| v.is_some()).unwrap_or(true)
+    /// A store that cannot answer fails closed, as a server error.
+    fn is_revoked(&self, jti: &str) -> Result<bool, AuthError> {
+        let cf = self.storage.cf(REVOKED_CF).map_err(|e| AuthError::Store(e.to_string()))?;
+        let found = self.storage.db().get_cf(cf, jti.as_bytes()).map_err(|e| AuthError::Store(e.to_string()))?;
+        Ok(found.is_some())
     }
 }
 

@@ -11,6 +11,9 @@ use icn_proto::ledger::v1::{self as ledger, ledger_client::LedgerClient};
 use icn_proto::net::v1::{self as net, netd_client::NetdClient};
 use icn_telemetry::propagation::{traced_channel, TracedChannel};
 
+/// Prefix of the cooperatives' ledger topics (see icn-ledger's `model::topic`).
+const LEDGER_TOPIC_PREFIX: &str = "ledger/";
+
 #[derive(Clone)]
 pub struct Backend {
     pub netd: NetdClient<TracedChannel>,
@@ -66,6 +69,33 @@ impl Backend {
         }
     }
 
+    /// A cooperative's ledger is its members' business: its accounts, its members and
+    /// its journal (the topic `ledger/<id>`) are for members and admins only. Its
+    /// statistics are public.
+    pub async fn require_member(&self, caller: &Claims, coop_id: &str) -> Result<()> {
+        if caller.has("admin") {
+            return Ok(());
+        }
+        let coop = self.ledger.clone().get_coop(ledger::GetCoopRequest { coop_id: coop_id.to_string() }).await?;
+        if coop.into_inner().members.iter().any(|m| m.did == caller.sub) {
+            Ok(())
+        } else {
+            Err(GatewayError::PermissionDenied(format!("{} is not a member of cooperative `{coop_id}`", caller.sub)))
+        }
+    }
+
+    /// Topic-level rules the gateway adds to gossip's ACLs: a cooperative's ledger topic
+    /// is readable by its members only.
+    async fn may_read_topic(&self, caller: &Claims, topic: &str) -> Result<()> {
+        match topic.strip_prefix(LEDGER_TOPIC_PREFIX) {
+            Some(coop) => self.require_member(caller, coop).await.map_err(|_| {
+                // As gossip answers for a topic one may not read: nothing leaks.
+                GatewayError::NotFound(format!("no topic `{topic}`"))
+            }),
+            None => Ok(()),
+        }
+    }
+
     pub async fn list_peers(&self) -> Result<net::ListPeersResponse> {
         Ok(self.netd.clone().list_peers(net::ListPeersRequest {}).await?.into_inner())
     }
@@ -78,11 +108,18 @@ impl Backend {
         caller.require("gossip:read")?;
         let r = self.gossip.clone().list_topics(gossip::ListTopicsRequest { page, reader: caller.sub.clone() }).await?;
         let r = r.into_inner();
-        Ok(pb::ListTopicsResponse { topics: r.topics, next_cursor: r.next_cursor })
+        let mut topics = Vec::with_capacity(r.topics.len());
+        for t in r.topics {
+            if self.may_read_topic(caller, &t.name).await.is_ok() {
+                topics.push(t);
+            }
+        }
+        Ok(pb::ListTopicsResponse { topics, next_cursor: r.next_cursor })
     }
 
     pub async fn get_entries(&self, caller: &Claims, r: pb::GetEntriesRequest) -> Result<pb::GetEntriesResponse> {
         caller.require("gossip:read")?;
+        self.may_read_topic(caller, &r.topic).await?;
         let request =
             gossip::GetEntriesRequest { topic: r.topic, reader: caller.sub.clone(), author: r.author, page: r.page };
         let r = self.gossip.clone().get_entries(request).await?.into_inner();
@@ -91,6 +128,9 @@ impl Backend {
 
     /// Whether the caller may read `topic` (gossip answers NOT_FOUND otherwise).
     pub async fn may_read(&self, caller: &Claims, topic: &str) -> bool {
+        if self.may_read_topic(caller, topic).await.is_err() {
+            return false;
+        }
         let request = gossip::GetTopicRequest { name: topic.to_string(), reader: caller.sub.clone() };
         self.gossip.clone().get_topic(request).await.is_ok()
     }
@@ -117,6 +157,7 @@ impl Backend {
         mut r: ledger::GetBalanceRequest,
     ) -> Result<ledger::GetBalanceResponse> {
         caller.require("ledger:read")?;
+        self.require_member(caller, &r.coop_id).await?;
         if r.member.is_empty() {
             r.member = caller.sub.clone();
         }
@@ -129,11 +170,13 @@ impl Backend {
         r: ledger::ListAccountsRequest,
     ) -> Result<ledger::ListAccountsResponse> {
         caller.require("ledger:read")?;
+        self.require_member(caller, &r.coop_id).await?;
         Ok(self.ledger.clone().list_accounts(r).await?.into_inner())
     }
 
     pub async fn get_coop(&self, caller: &Claims, r: ledger::GetCoopRequest) -> Result<ledger::GetCoopResponse> {
         caller.require("ledger:read")?;
+        self.require_member(caller, &r.coop_id).await?;
         Ok(self.ledger.clone().get_coop(r).await?.into_inner())
     }
 
@@ -163,6 +206,7 @@ impl Backend {
         if r.member.is_empty() {
             r.member = caller.sub.clone();
         }
+        self.require_member(caller, &r.coop_id).await?;
         if r.member != caller.sub && !caller.has("admin") {
             return Err(GatewayError::PermissionDenied("members read their own history; admins anyone's".into()));
         }

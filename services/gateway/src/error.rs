@@ -35,6 +35,7 @@ impl GatewayError {
         match self {
             GatewayError::Auth(AuthError::Scope(_) | AuthError::NotYours) => Code::PermissionDenied,
             GatewayError::Auth(AuthError::BadDid(_) | AuthError::UnknownScope(_)) => Code::InvalidArgument,
+            GatewayError::Auth(AuthError::Store(_)) => Code::Internal,
             GatewayError::Auth(_) => Code::Unauthenticated,
             GatewayError::Upstream(s) => s.code(),
             GatewayError::InvalidArgument(_) => Code::InvalidArgument,
@@ -59,6 +60,7 @@ impl GatewayError {
                 AuthError::BadSignature(_) => "BAD_SIGNATURE",
                 AuthError::UnknownScope(_) => "UNKNOWN_SCOPE",
                 AuthError::NotYours => "NOT_YOURS",
+                AuthError::Store(_) => "TOKEN_STORE",
             },
             GatewayError::Busy(_) => "RATE_LIMITED",
             _ => "",

@@ -26,7 +26,10 @@ impl Hub {
     pub fn new(retention: usize) -> Arc<Self> {
         Arc::new(Self {
             retained: Mutex::new(VecDeque::with_capacity(retention)),
-            next: Mutex::new(1),
+            // Positions start at the start time (in µs) rather than 1, so they keep growing
+            // across restarts: a client resuming with an id from before a restart is
+            // told of the gap instead of being handed events it already has the ids of.
+            next: Mutex::new(now_ms().max(0) as u64 * 1000),
             live: broadcast::channel(retention.max(16)).0,
             retention,
         })
@@ -55,7 +58,9 @@ impl Hub {
         let retained = self.retained.lock().expect("not poisoned");
         let first = retained.front().map(|e| e.position).unwrap_or(*next);
         let mut out = Vec::new();
-        if after + 1 < first {
+        // 0 asks for everything retained; a later position not retained any more (or
+        // from before a restart) is a gap the client must know of.
+        if after != 0 && after + 1 < first {
             out.push(Event {
                 position: after,
                 at_ms: now_ms(),
@@ -199,5 +204,44 @@ async fn follow_peers(ctx: Context, hub: Arc<Hub>, backend: Backend, interval: s
             _ = tokio::time::sleep(interval) => {}
             _ = ctx.shutdown.cancelled() => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer_event() -> event::Kind {
+        event::Kind::Peer(PeerEvent::default())
+    }
+
+    #[test]
+    fn a_resumed_stream_gets_what_is_retained_after_its_id_or_is_told_of_the_gap() {
+        let hub = Hub::new(3);
+        for _ in 0..5 {
+            hub.emit(peer_event());
+        }
+        let (all, _) = hub.resume(Some(0));
+        assert_eq!(all.len(), 3, "0: everything retained, no gap");
+        assert!(all.iter().all(|e| matches!(e.kind, Some(event::Kind::Peer(_)))));
+        let first = all[0].position;
+        let (after, _) = hub.resume(Some(first));
+        assert_eq!(after.iter().map(|e| e.position).collect::<Vec<_>>(), vec![first + 1, first + 2]);
+        // Two events were dropped before `first`; a client that saw the one before them
+        // missed them.
+        let (gap, _) = hub.resume(Some(first - 3));
+        match &gap[0].kind {
+            Some(event::Kind::Gap(g)) => assert_eq!((g.first_available, g.missed), (first, 2)),
+            other => panic!("expected a gap, got {other:?}"),
+        }
+        assert_eq!(gap.len(), 4);
+        // An id from before a restart is older than anything this incarnation emitted.
+        let restarted = Hub::new(3);
+        restarted.emit(peer_event());
+        let (stale, _) = restarted.resume(Some(5));
+        assert!(matches!(stale[0].kind, Some(event::Kind::Gap(_))), "{stale:?}");
+        let (_, mut live) = hub.resume(None);
+        hub.emit(peer_event());
+        assert_eq!(live.try_recv().unwrap().position, first + 3);
     }
 }

@@ -7,7 +7,7 @@ use crate::error::{json_error, GatewayError};
 use crate::events::Filter;
 use crate::openapi::RouteDoc;
 use crate::Gateway;
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::middleware::Next;
@@ -105,8 +105,31 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
     for route in &routes {
         router = (route.add)(router);
     }
+    // The dashboard: static files, public since they hold no data; the page reads /v1
+    // with the member's token. Its policy lets it load and fetch from this origin only.
+    use axum::http::header::{CONTENT_SECURITY_POLICY, CONTENT_TYPE};
+    const DASHBOARD_CSP: &str = "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
     router
         .route("/v1/openapi.json", axum::routing::get(move || async move { Json(document.as_ref().clone()) }))
+        .route(
+            "/",
+            axum::routing::get(|| async {
+                let headers = [(CONTENT_TYPE, "text/html; charset=utf-8"), (CONTENT_SECURITY_POLICY, DASHBOARD_CSP)];
+                (headers, include_str!("../static/index.html"))
+            }),
+        )
+        .route(
+            "/dashboard.js",
+            axum::routing::get(|| async {
+                ([(CONTENT_TYPE, "text/javascript; charset=utf-8")], include_str!("../static/dashboard.js"))
+            }),
+        )
+        .route(
+            "/dashboard.css",
+            axum::routing::get(|| async {
+                ([(CONTENT_TYPE, "text/css; charset=utf-8")], include_str!("../static/dashboard.css"))
+            }),
+        )
         .layer(axum::middleware::from_fn_with_state(gateway.clone(), protect))
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .with_state(gateway)
@@ -153,6 +176,23 @@ impl FromRequestParts<Arc<Gateway>> for Caller {
         let header = parts.headers.get("authorization").and_then(|h| h.to_str().ok());
         let claims = g.authenticate(header)?;
         Ok(Caller(claims))
+    }
+}
+
+/// Query parameters whose problems are JSON errors too (400).
+pub struct Query<T>(pub T);
+
+#[axum::async_trait]
+impl<T: serde::de::DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> std::result::Result<Self, Response> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(Query(v)),
+            Err(rejection) => {
+                Err(json_error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", "BAD_QUERY", &rejection.body_text()))
+            }
+        }
     }
 }
 

@@ -400,3 +400,30 @@ async fn the_openapi_document_describes_every_route_the_gateway_serves() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cooperatives_ledger_is_for_its_members_and_bad_queries_get_json_errors() {
+    let net = Network::builder(1).bootstrap(Bootstrap::None).services(SERVICES).start().await.unwrap();
+    let node = &net.nodes[0];
+    let coop = TestCoop::create(&mut node.ledger().await.unwrap(), "closed", 1, 100).await.unwrap();
+    let (member, outsider) = (&coop.members[0], NodeIdentity::generate());
+    let (inside, outside) = (login(node, member, &[]).await, login(node, &outsider, &[]).await);
+    // The ledger topic exists once the cooperative is published.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !get(node, "/v1/topics", Some(&inside)).await.1.to_string().contains("ledger/closed") {
+        assert!(tokio::time::Instant::now() < deadline, "the ledger topic appears for a member");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for path in ["/v1/coops/closed", "/v1/coops/closed/accounts", "/v1/coops/closed/accounts/hours/me"] {
+        assert_eq!(get(node, path, Some(&inside)).await.0, 200, "{path} for a member");
+        let (status, body) = get(node, path, Some(&outside)).await;
+        assert_eq!(status, 403, "{path} for an outsider: {body}");
+    }
+    assert!(!get(node, "/v1/topics", Some(&outside)).await.1.to_string().contains("ledger/closed"));
+    assert_eq!(get(node, "/v1/entries?topic=ledger/closed", Some(&outside)).await.0, 404);
+    assert_eq!(get(node, "/v1/entries?topic=ledger/closed", Some(&inside)).await.0, 200);
+    // Public figures stay public.
+    assert_eq!(get(node, "/v1/coops/closed/stats", None).await.0, 200);
+    let (status, body) = get(node, "/v1/coops/closed/history?limit=abc", Some(&inside)).await;
+    assert_eq!((status, body["error"]["reason"].as_str()), (400, Some("BAD_QUERY")), "{body}");
+}
