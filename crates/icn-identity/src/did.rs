@@ -54,6 +54,21 @@ impl Did {
     }
 }
 
+impl Did {
+    /// Whether `s` is written as a DID of this method (prefix, encoding, key type and
+    /// length), without checking that the key is a valid curve point: cheap enough for
+    /// every field of every record, where a full parse decompresses the point.
+    pub fn check_syntax(s: &str) -> Result<(), DidError> {
+        let encoded = s.strip_prefix(PREFIX).ok_or_else(|| DidError::Prefix(shorten(s)))?;
+        let mut raw = [0u8; 40];
+        let n = bs58::decode(encoded).onto(&mut raw[..]).map_err(|_| DidError::Encoding)?;
+        match raw[..n].strip_prefix(&ED25519_MULTICODEC[..]) {
+            Some(key) if key.len() == 32 => Ok(()),
+            _ => Err(DidError::KeyType),
+        }
+    }
+}
+
 impl FromStr for Did {
     type Err = DidError;
 

@@ -193,15 +193,15 @@ impl State {
             }
             let coop = self.coops.entry(coop_id.clone()).or_default();
             let (outcome, stored) = match checked.body.clone() {
-                Body::Transfer(t) => coop.transfer(t, checked.hash, source, received_at_ms),
+                Body::Transfer(t) => coop.transfer(t, checked.hash.clone(), source, received_at_ms),
                 Body::Fork(_) => (Outcome::Dropped, false),
-                admin => coop.admin(admin, checked.hash, source),
+                admin => coop.admin(admin, checked.hash.clone(), source),
             };
             if stored {
                 self.version += 1;
-                if let Body::Transfer(t) = &checked.body {
-                    coop.index(t, self.version, received_at_ms);
-                    write.transfer_events.push((coop_id.clone(), crate::signed::hash(t)));
+                if let (Body::Transfer(t), Ok(hash)) = (&checked.body, &checked.hash) {
+                    coop.index(t, *hash, self.version, received_at_ms);
+                    write.transfer_events.push((coop_id.clone(), *hash));
                 }
                 if !matches!(source, Source::Replay { .. }) {
                     let local = source == Source::Local;
@@ -402,8 +402,7 @@ impl CoopState {
     }
 
     /// Records a stored transfer in the read indexes.
-    fn index(&mut self, t: &Transfer, position: u64, received_at_ms: i64) {
-        let hash = crate::signed::hash(t);
+    fn index(&mut self, t: &Transfer, hash: Hash, position: u64, received_at_ms: i64) {
         if let Some(m) = self.meta.get_mut(&hash) {
             m.position = position;
             m.received_at_ms = received_at_ms;

@@ -1,0 +1,402 @@
+//! ledger: signed transfers/s that one node commits durably, one per `SubmitTransfer`
+//! call and in `SubmitTransfers` batches, with each call's latency, beside this
+//! machine's Ed25519 verification rate measured in the same run. Every transfer costs
+//! the node one signature check, so that rate bounds what any ledger that checks its
+//! members' signatures can commit here.
+//!
+//! Transfers are signed before the clock starts: signing is the member's work, done on
+//! the member's device, not the node's. The node's commit figures (group size, time per
+//! group) and the CPU time of each process come from the same run, to show where the
+//! time goes.
+
+use crate::Row;
+use anyhow::{bail, Context as _};
+use icn_identity::NodeIdentity;
+use icn_ledger::client::{next_transfer, Payment};
+use icn_proto::ledger::v1::ledger_client::LedgerClient;
+use icn_proto::ledger::v1::{Account, SubmitTransferRequest, SubmitTransfersRequest, Transfer, TransferStatus};
+use icn_testkit::ledger::{TestCoop, CURRENCY};
+use icn_testkit::{Bootstrap, Network, TestNode};
+use std::time::{Duration, Instant};
+use tonic::transport::Channel;
+
+/// Members of each benchmark cooperative; every one pays along its own chain.
+const MEMBERS: usize = 200;
+/// Each transfer moves 1 unit from a zero balance; this limit refuses none of them.
+const CREDIT_LIMIT: i64 = 1_000_000_000;
+/// Signature checks per measurement of the verification rate.
+const VERIFICATIONS: usize = 40_000;
+/// Signatures per `verify_batch` call, as in a `SubmitTransfers` of 100.
+const VERIFY_BATCH: usize = 100;
+
+/// How a load submits its transfers.
+#[derive(Clone, Copy)]
+enum Calls {
+    /// One transfer per `SubmitTransfer`.
+    Unary,
+    /// This many transfers per `SubmitTransfers`.
+    Batches(usize),
+}
+
+struct Load {
+    calls: Calls,
+    /// Concurrent callers, each with its own share of the payers.
+    callers: usize,
+    /// Transfers signed in advance per second of the run: a node faster than this uses
+    /// them up before the time is over, and its rate still holds over the shorter run.
+    signed_per_second: usize,
+}
+
+const LOADS: [Load; 4] = [
+    // One caller: the latency of a commit when nothing waits.
+    Load { calls: Calls::Unary, callers: 1, signed_per_second: 2_000 },
+    Load { calls: Calls::Unary, callers: 64, signed_per_second: 8_000 },
+    Load { calls: Calls::Batches(100), callers: 8, signed_per_second: 24_000 },
+    Load { calls: Calls::Batches(1000), callers: 8, signed_per_second: 24_000 },
+];
+
+/// The machine's Ed25519 verification rates, per second.
+struct Ceiling {
+    cores: usize,
+    /// `verify_strict` through `Did::verify`, what the ledger calls, on one core.
+    strict_one_core: f64,
+    strict_all_cores: f64,
+    /// `ed25519_dalek::verify_batch` of [`VERIFY_BATCH`] signatures, on every core.
+    batch_all_cores: f64,
+    /// The ledger's whole check of a transfer (`icn_ledger::signed::verify_all`: parse
+    /// the payer's DID, hash the transfer, `verify_strict`), on every core.
+    ledger_all_cores: f64,
+}
+
+pub async fn run(seconds: u64) -> anyhow::Result<Vec<Row>> {
+    // First, while nothing else runs.
+    let ceiling = tokio::task::spawn_blocking(verification_ceiling).await?;
+    let cores = ceiling.cores;
+    let mut rows = vec![
+        row("Ed25519 verify_strict/s (Did::verify), one core".into(), ceiling.strict_one_core, "verif/s"),
+        row(format!("Ed25519 verify_strict/s (Did::verify), {cores} cores"), ceiling.strict_all_cores, "verif/s"),
+        row(
+            format!("Ed25519 verify_batch/s, batches of {VERIFY_BATCH}, {cores} cores"),
+            ceiling.batch_all_cores,
+            "verif/s",
+        ),
+        row(
+            format!("ledger's signature check/s (DID, hash, verify), {cores} cores"),
+            ceiling.ledger_all_cores,
+            "verif/s",
+        ),
+    ];
+
+    let net = Network::builder(1)
+        .services(&["netd", "gossip", "ledger"])
+        .bootstrap(Bootstrap::None)
+        .env("ICN__LOG__LEVEL", "warn")
+        .start()
+        .await?;
+    let node = &net.nodes[0];
+    let mut client = node.ledger().await?;
+    for (i, load) in LOADS.iter().enumerate() {
+        // A cooperative per load, so each starts from empty accounts.
+        let coop = TestCoop::create(&mut client, &format!("bench-{i}"), MEMBERS, CREDIT_LIMIT).await?;
+        let per_payer = (seconds as usize * load.signed_per_second).div_ceil(MEMBERS);
+        let (coop, chains) = tokio::task::spawn_blocking(move || {
+            let chains = sign_chains(&coop.id, &coop.members, per_payer);
+            (coop, chains)
+        })
+        .await?;
+        let before = Snapshot::take(node).await?;
+        let run = drive(&client, per_caller(chains, load.callers), load.calls, Duration::from_secs(seconds)).await?;
+        let after = Snapshot::take(node).await?;
+
+        // Everything acknowledged is applied, and the books still balance.
+        let stats = coop.stats(&mut client).await?;
+        if stats.transfer_count != run.committed {
+            bail!("{} transfers acknowledged but the node counts {} applied", run.committed, stats.transfer_count);
+        }
+        // Each account in a page lists its unclaimed incoming transfers (up to MAX_DEPS
+        // hashes): after a run like this a page of 200 is past tonic's default 4 MiB.
+        let mut reader = client.clone().max_decoding_message_size(64 << 20);
+        coop.assert_invariants(&coop.balances(&mut reader).await?);
+        rows.extend(load_rows(load, &ceiling, run, &before, &after));
+    }
+    Ok(rows)
+}
+
+fn row(name: String, value: f64, unit: &'static str) -> Row {
+    Row { name, value, unit, ceiling: None }
+}
+
+/// The rate beside its ceiling, the latencies, and what the node did meanwhile.
+fn load_rows(load: &Load, ceiling: &Ceiling, run: Driven, before: &Snapshot, after: &Snapshot) -> Vec<Row> {
+    let cores = ceiling.cores;
+    let (label, per_call, beside) = match load.calls {
+        Calls::Unary => (
+            format!("unary, {} caller{}", load.callers, if load.callers == 1 { "" } else { "s" }),
+            "call",
+            (format!("Ed25519 verify_strict on {cores} cores"), ceiling.strict_all_cores),
+        ),
+        Calls::Batches(n) => (
+            format!("batches of {n}, {} callers", load.callers),
+            "batch",
+            (format!("Ed25519 verify_batch on {cores} cores"), ceiling.batch_all_cores),
+        ),
+    };
+    let committed = run.committed as f64;
+    let rate = committed / run.elapsed.as_secs_f64();
+    let (p50, p99) = percentiles(run.latencies);
+    let groups = after.groups - before.groups;
+    let mut rows = vec![
+        Row {
+            name: format!("ledger transfers/s committed durably, {label}"),
+            value: rate,
+            unit: "transfers/s",
+            ceiling: Some(beside),
+        },
+        row(format!("ledger {label}: latency p50 per {per_call}"), p50, "ms"),
+        row(format!("ledger {label}: latency p99 per {per_call}"), p99, "ms"),
+        row(format!("ledger {label}: commit groups"), groups, "groups"),
+        row(
+            format!("ledger {label}: entries per group, mean"),
+            (after.entries - before.entries) / groups.max(1.0),
+            "entries",
+        ),
+        row(
+            format!("ledger {label}: apply + synced write per group, mean"),
+            (after.commit_seconds - before.commit_seconds) / groups.max(1.0) * 1000.0,
+            "ms",
+        ),
+        row(
+            format!("ledger {label}: gossip publications"),
+            after.gossip_published - before.gossip_published,
+            "entries",
+        ),
+    ];
+    for ((process, a), (_, b)) in after.cpu.iter().zip(&before.cpu) {
+        rows.push(row(format!("ledger {label}: CPU per transfer, {process}"), (a - b) / committed * 1e6, "µs"));
+    }
+    rows
+}
+
+/// Each member's first `per_payer` transfers in chain order: sequence numbers from 1,
+/// each linked to the one before, paying the next member 1 unit. Without deps the payer
+/// spends from its credit limit alone, so no transfer waits for another payer's.
+fn sign_chains(coop_id: &str, members: &[NodeIdentity], per_payer: usize) -> Vec<Vec<Transfer>> {
+    let now = icn_runtime::now_ms();
+    let chain = |i: usize| {
+        let payee = members[(i + 1) % members.len()].did().to_string();
+        let payment =
+            Payment { coop_id, currency: CURRENCY, payee: &payee, amount: 1, memo: "bench", idempotency_id: "" };
+        let mut account = Account::default();
+        (0..per_payer)
+            .map(|_| {
+                let t = next_transfer(&members[i], &account, &payment, now);
+                account.seq = t.payer_seq;
+                account.head_hash = icn_ledger::signed::hash(&t).to_vec();
+                t
+            })
+            .collect::<Vec<_>>()
+    };
+    let chain = &chain;
+    let per_thread = members.len().div_ceil(cores());
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = (0..members.len())
+            .step_by(per_thread)
+            .map(|from| {
+                scope.spawn(move || (from..(from + per_thread).min(members.len())).map(chain).collect::<Vec<_>>())
+            })
+            .collect();
+        parts.into_iter().flat_map(|p| p.join().expect("signing does not panic")).collect()
+    })
+}
+
+/// Splits the chains among `callers`: caller k takes payers k, k + callers, … and sends
+/// their transfers round by round, so every chain reaches the node in order.
+fn per_caller(chains: Vec<Vec<Transfer>>, callers: usize) -> Vec<Vec<Transfer>> {
+    let mut owned: Vec<Vec<std::vec::IntoIter<Transfer>>> = (0..callers).map(|_| Vec::new()).collect();
+    for (i, chain) in chains.into_iter().enumerate() {
+        owned[i % callers].push(chain.into_iter());
+    }
+    owned
+        .into_iter()
+        .map(|mut chains| {
+            let mut stream = Vec::new();
+            loop {
+                let before = stream.len();
+                stream.extend(chains.iter_mut().filter_map(Iterator::next));
+                if stream.len() == before {
+                    return stream;
+                }
+            }
+        })
+        .collect()
+}
+
+struct Driven {
+    committed: u64,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+}
+
+/// Every caller submits its stream until it is used up or `duration` has passed; each
+/// acknowledged transfer must be APPLIED, or the benchmark fails.
+async fn drive(
+    client: &LedgerClient<Channel>,
+    streams: Vec<Vec<Transfer>>,
+    calls: Calls,
+    duration: Duration,
+) -> anyhow::Result<Driven> {
+    let size = match calls {
+        Calls::Unary => 1,
+        Calls::Batches(n) => n,
+    };
+    let start = Instant::now();
+    let end = start + duration;
+    let mut tasks = Vec::new();
+    for stream in streams {
+        let mut client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut committed = 0u64;
+            let mut rest = stream.into_iter();
+            while Instant::now() < end {
+                let transfers: Vec<Transfer> = rest.by_ref().take(size).collect();
+                let Some(first) = transfers.first() else { break };
+                let (payer, seq) = (first.payer.clone(), first.payer_seq);
+                let sent = Instant::now();
+                let results = match calls {
+                    Calls::Unary => {
+                        let transfer = transfers.into_iter().next();
+                        vec![client.submit_transfer(SubmitTransferRequest { transfer }).await?.into_inner()]
+                    }
+                    Calls::Batches(_) => {
+                        client.submit_transfers(SubmitTransfersRequest { transfers }).await?.into_inner().results
+                    }
+                };
+                latencies.push(sent.elapsed());
+                for r in &results {
+                    let status = r.record.as_ref().map(|r| r.status).unwrap_or_default();
+                    if status != TransferStatus::Applied as i32 || r.duplicate {
+                        bail!(
+                            "a transfer of {payer} (from seq {seq}) came back {:?}{}: {}",
+                            TransferStatus::try_from(status).unwrap_or(TransferStatus::Unspecified),
+                            if r.duplicate { " as a duplicate" } else { "" },
+                            r.record.as_ref().map(|r| r.detail.as_str()).unwrap_or_default()
+                        );
+                    }
+                }
+                committed += results.len() as u64;
+            }
+            anyhow::Ok((committed, latencies))
+        }));
+    }
+    let mut driven = Driven { committed: 0, elapsed: Duration::ZERO, latencies: Vec::new() };
+    for t in tasks {
+        let (committed, latencies) = t.await?.context("a caller failed")?;
+        driven.committed += committed;
+        driven.latencies.extend(latencies);
+    }
+    driven.elapsed = start.elapsed();
+    Ok(driven)
+}
+
+/// p50 and p99 in milliseconds.
+fn percentiles(mut latencies: Vec<Duration>) -> (f64, f64) {
+    latencies.sort();
+    let p = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q).round() as usize].as_secs_f64() * 1000.0;
+    (p(0.5), p(0.99))
+}
+
+/// What the node reports, and the CPU its processes and this one have used.
+struct Snapshot {
+    groups: f64,
+    entries: f64,
+    commit_seconds: f64,
+    gossip_published: f64,
+    cpu: Vec<(&'static str, f64)>,
+}
+
+impl Snapshot {
+    async fn take(node: &TestNode) -> anyhow::Result<Snapshot> {
+        let mut cpu = Vec::new();
+        for service in ["ledger", "gossip", "netd"] {
+            let pid = node.pid(service).with_context(|| format!("{service} is not running"))?;
+            cpu.push((service, cpu_seconds(&pid.to_string())?));
+        }
+        cpu.push(("load generator", cpu_seconds("self")?));
+        Ok(Snapshot {
+            groups: node.metric("ledger", "icn_ledger_commit_groups_total").await?,
+            entries: node.metric("ledger", "icn_ledger_entries_stored_total").await?,
+            commit_seconds: node.metric("ledger", "icn_ledger_commit_seconds_sum").await?,
+            gossip_published: node.metric("gossip", "icn_gossip_entries_published_total").await?,
+            cpu,
+        })
+    }
+}
+
+/// User and system CPU seconds of a process so far, from `/proc/<pid>/stat`.
+fn cpu_seconds(pid: &str) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name, which is in parentheses and may hold spaces:
+    // state is field 3, utime 14, stime 15.
+    let fields: Vec<&str> = stat.rsplit_once(')').context("malformed stat")?.1.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
+    // SAFETY: sysconf only reads a system constant.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Ok(ticks / per_second)
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+/// Verifications per second of `check` over `count` items spread on `threads` threads.
+fn rate_on(threads: usize, count: usize, check: impl Fn(usize) + Sync) -> f64 {
+    let check = &check;
+    let start = Instant::now();
+    std::thread::scope(|scope| {
+        for t in 0..threads {
+            scope.spawn(move || (t..count).step_by(threads).for_each(check));
+        }
+    });
+    count as f64 / start.elapsed().as_secs_f64()
+}
+
+/// The machine's Ed25519 verification rates over transfers as members sign them: one
+/// signature over a 32-byte hash each, from as many keys as a cooperative has members.
+fn verification_ceiling() -> Ceiling {
+    use ed25519_dalek::{Signature, VerifyingKey};
+    let members: Vec<NodeIdentity> = (0..MEMBERS).map(|_| NodeIdentity::generate()).collect();
+    let chains = sign_chains("ceiling", &members, VERIFICATIONS.div_ceil(MEMBERS));
+    let signed: Vec<([u8; 32], Signature, &NodeIdentity)> = chains
+        .iter()
+        .zip(&members)
+        .flat_map(|(chain, payer)| {
+            chain.iter().map(move |t| {
+                let signature = Signature::from_bytes(&t.signature.as_slice().try_into().expect("64 bytes"));
+                (icn_ledger::signed::hash(t), signature, payer)
+            })
+        })
+        .collect();
+    let cores = cores();
+    let strict = |i: usize| {
+        let (message, signature, id) = &signed[i];
+        assert!(id.did().verify(message, signature), "a valid signature verifies");
+    };
+    let strict_one_core = rate_on(1, signed.len() / 4, strict);
+    let strict_all_cores = rate_on(cores, signed.len(), strict);
+    let messages: Vec<&[u8]> = signed.iter().map(|(m, _, _)| m.as_slice()).collect();
+    let signatures: Vec<Signature> = signed.iter().map(|(_, s, _)| *s).collect();
+    let keys: Vec<VerifyingKey> = signed.iter().map(|(_, _, id)| id.verifying_key()).collect();
+    let batch = |i: usize| {
+        let r = i * VERIFY_BATCH..(i + 1) * VERIFY_BATCH;
+        ed25519_dalek::verify_batch(&messages[r.clone()], &signatures[r.clone()], &keys[r])
+            .expect("a valid batch verifies");
+    };
+    let batch_all_cores = rate_on(cores, signed.len() / VERIFY_BATCH, batch) * VERIFY_BATCH as f64;
+    let transfers = chains.concat();
+    let start = Instant::now();
+    let checked = icn_ledger::signed::verify_all(&transfers);
+    let ledger_all_cores = checked.len() as f64 / start.elapsed().as_secs_f64();
+    assert!(checked.iter().all(Result::is_ok), "every transfer verifies");
+    Ceiling { cores, strict_one_core, strict_all_cores, batch_all_cores, ledger_all_cores }
+}
