@@ -108,6 +108,9 @@ pub async fn run(seconds: u64) -> anyhow::Result<Vec<Row>> {
         let run = drive(&client, per_caller(chains, load.callers), load.calls, Duration::from_secs(seconds)).await?;
         let after = Snapshot::take(node).await?;
 
+        if run.committed == 0 {
+            bail!("no transfer was committed in {seconds} s");
+        }
         // Everything acknowledged is applied, and the books still balance.
         let stats = coop.stats(&mut client).await?;
         if stats.transfer_count != run.committed {

@@ -152,6 +152,14 @@ impl gateway_server::Gateway for GatewayApi {
         Ok(Response::new(self.gateway.backend.get_coop(&caller, request.into_inner()).await?))
     }
 
+    async fn get_transfer(
+        &self,
+        request: Request<ledger::GetTransferRequest>,
+    ) -> Result<Response<ledger::GetTransferResponse>, Status> {
+        let (caller, _slot) = self.caller(&request)?;
+        Ok(Response::new(self.gateway.backend.get_transfer(&caller, request.into_inner()).await?))
+    }
+
     async fn list_accounts(
         &self,
         request: Request<ledger::ListAccountsRequest>,

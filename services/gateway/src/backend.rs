@@ -213,9 +213,12 @@ impl Backend {
         Ok(self.ledger.clone().get_history(r).await?.into_inner())
     }
 
-    pub async fn get_transfer(&self, caller: &Claims, hash: Vec<u8>) -> Result<ledger::GetTransferResponse> {
+    pub async fn get_transfer(
+        &self,
+        caller: &Claims,
+        request: ledger::GetTransferRequest,
+    ) -> Result<ledger::GetTransferResponse> {
         caller.require("ledger:read")?;
-        let request = ledger::GetTransferRequest { key: Some(ledger::get_transfer_request::Key::Hash(hash)) };
         let r = self.ledger.clone().get_transfer(request).await?.into_inner();
         let t = r.record.as_ref().and_then(|r| r.transfer.as_ref());
         if !caller.has("admin") && !t.is_some_and(|t| t.payer == caller.sub || t.payee == caller.sub) {

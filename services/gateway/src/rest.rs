@@ -374,7 +374,8 @@ async fn transfer(
     Path(hash): Path<String>,
 ) -> Result<ledger::GetTransferResponse> {
     let hash = hex::decode(&hash).map_err(|_| GatewayError::InvalidArgument(format!("`{hash}` is not a hex hash")))?;
-    Ok(Json(g.backend.get_transfer(&c, hash).await?))
+    let request = ledger::GetTransferRequest { key: Some(ledger::get_transfer_request::Key::Hash(hash)) };
+    Ok(Json(g.backend.get_transfer(&c, request).await?))
 }
 
 #[derive(Deserialize, Default)]

@@ -125,6 +125,16 @@ async fn a_member_logs_in_pays_and_reads_balances_over_rest_and_grpc_and_sees_ev
         assert!(tokio::time::Instant::now() < deadline, "bob's balance on node 3: {balance:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The same transfer over gRPC, for its payer; someone else's token gets NOT_FOUND.
+    let key = ledger::get_transfer_request::Key::Hash(icn_ledger::signed::hash(&t).to_vec());
+    let mut request = tonic::Request::new(ledger::GetTransferRequest { key: Some(key.clone()) });
+    request.metadata_mut().insert("authorization", format!("Bearer {bob_token}").parse().unwrap());
+    let record = grpc.get_transfer(request).await.unwrap().into_inner().record.unwrap();
+    assert_eq!(record.status, ledger::TransferStatus::Applied as i32);
+    let stranger = login(n3, &NodeIdentity::generate(), &[]).await;
+    let mut request = tonic::Request::new(ledger::GetTransferRequest { key: Some(key) });
+    request.metadata_mut().insert("authorization", format!("Bearer {stranger}").parse().unwrap());
+    assert_eq!(grpc.get_transfer(request).await.unwrap_err().code(), tonic::Code::NotFound);
     // Someone else's transfer cannot be submitted in their name.
     let forged = coop.next(&mut ledger1, bob, alice, 1, "bob's, sent by alice").await.unwrap();
     let body = serde_json::to_value(ledger::SubmitTransferRequest { transfer: Some(forged) }).unwrap();

@@ -314,7 +314,9 @@ impl Ledger for LedgerApi {
         keys.sort();
         let next_cursor =
             if keys.len() > limit { format!("{}/{}", keys[limit - 1].0, keys[limit - 1].1) } else { String::new() };
-        let accounts = keys.iter().take(limit).map(|(c, m)| coop.account(&r.coop_id, c, m, now, MAX_DEPS)).collect();
+        // Without unclaimed incoming transfers: a member's client reads its own with
+        // GetBalance; a page of accounts would otherwise carry up to 1,024 hashes each.
+        let accounts = keys.iter().take(limit).map(|(c, m)| coop.account(&r.coop_id, c, m, now, 0)).collect();
         Ok(Response::new(pb::ListAccountsResponse { accounts, next_cursor }))
     }
 

@@ -82,7 +82,9 @@ pub fn verify<T: Signed>(record: &T) -> Result<Hash, SignatureError> {
 
 /// Verifies many records on every core; the results are in input order.
 pub fn verify_all<T: Signed + Sync>(records: &[T]) -> Vec<Result<Hash, SignatureError>> {
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    // std re-reads cgroup limits on every call (~30 µs): once per process is enough.
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let threads = *THREADS.get_or_init(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     // Below this, starting threads costs more than verifying on one.
     const PER_THREAD_MIN: usize = 16;
     if threads == 1 || records.len() < 2 * PER_THREAD_MIN {

@@ -77,7 +77,14 @@ impl Store {
             self.storage.batch_meta_u64(&mut batch, &cursor_key(coop_id), *position)?;
         }
         self.storage.batch_meta_u64(&mut batch, VERSION_KEY, group.version)?;
-        db.write_opt(batch, &Storage::durable()).map_err(StorageError::from)?;
+        // A group that only moves gossip cursors (this node's own publications coming
+        // back) needs no sync: after a crash they are read again and change nothing.
+        let options = if group.journal.is_empty() && group.accounts.is_empty() {
+            icn_storage::WriteOptions::default()
+        } else {
+            Storage::durable()
+        };
+        db.write_opt(batch, &options).map_err(StorageError::from)?;
         Ok(())
     }
 
