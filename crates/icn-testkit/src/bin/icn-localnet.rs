@@ -41,9 +41,10 @@ async fn main() -> anyhow::Result<()> {
                 serde_json::json!({ "grpc": node.endpoint(svc), "metrics": node.metrics_url(svc) }),
             );
         }
+        println!("  http     {}/   (dashboard; REST under /v1, /v1/openapi.json)", node.http_url());
         description.push(serde_json::json!({
             "name": node.name, "did": node.did().to_string(), "data_dir": node.dir,
-            "quic": node.quic_address(), "services": services,
+            "quic": node.quic_address(), "services": services, "http": node.http_url(),
             "logs": node.dir.join("logs"),
         }));
     }
