@@ -6,6 +6,7 @@
 //! Binaries come from `ICN_BIN_DIR`, else `<target>/release` of this workspace; build
 //! them first with `cargo build --release --workspace --bins`.
 
+pub mod gateway;
 pub mod ledger;
 mod node;
 

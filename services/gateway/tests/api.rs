@@ -19,27 +19,7 @@ fn http() -> reqwest::Client {
 
 /// Logs `who` in through REST: challenge, signature, token.
 async fn login(node: &TestNode, who: &NodeIdentity, scopes: &[&str]) -> String {
-    let base = node.http_url();
-    let c: Value = http()
-        .post(format!("{base}/v1/auth/challenge"))
-        .json(&json!({ "did": who.did().as_str() }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let nonce = B64.decode(c["nonce"].as_str().unwrap()).unwrap();
-    let signature = B64.encode(who.sign(&nonce).to_bytes());
-    let r = http()
-        .post(format!("{base}/v1/auth/login"))
-        .json(&json!({ "did": who.did().as_str(), "nonce": c["nonce"], "signature": signature, "scopes": scopes }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let r: Value = r.json().await.unwrap();
-    r["token"].as_str().unwrap().to_string()
+    icn_testkit::gateway::login(&http(), &node.http_url(), who, scopes).await.unwrap()
 }
 
 async fn get(node: &TestNode, path: &str, token: Option<&str>) -> (u16, Value) {
@@ -179,23 +159,9 @@ async fn a_member_logs_in_pays_and_reads_balances_over_rest_and_grpc_and_sees_ev
     assert!(text.contains("\nid: ") || text.starts_with("id: "), "events carry ids to resume from: {text}");
 }
 
-/// An entry signed by `author` (the gossip signing rule: SHA-256 of the encoding with
-/// hash and signature empty).
+/// An entry signed by `author`, as a member's client signs it (uncompressed).
 fn sign_entry(author: &NodeIdentity, topic: &str, seq: u64, payload: &[u8]) -> icn_proto::gossip::v1::Entry {
-    use prost::Message;
-    use sha2::Digest;
-    let mut e = icn_proto::gossip::v1::Entry {
-        topic: topic.into(),
-        author: author.did().to_string(),
-        seq,
-        payload: payload.to_vec(),
-        timestamp_ms: icn_runtime::now_ms(),
-        ..Default::default()
-    };
-    let hash: [u8; 32] = sha2::Sha256::digest(e.encode_to_vec()).into();
-    e.hash = hash.to_vec();
-    e.signature = author.sign(&hash).to_bytes().to_vec();
-    e
+    icn_gossip::entry::sign_entry(author, topic, seq, payload, usize::MAX, icn_runtime::now_ms())
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -91,20 +91,7 @@ fn text<'a>(view: &'a Value, section: &str) -> &'a str {
 
 /// Logs `who` in through REST: challenge, signature, token.
 async fn login(node: &TestNode, who: &NodeIdentity) -> String {
-    let http = reqwest::Client::new();
-    let base = node.http_url();
-    let did = who.did().as_str();
-    let challenge = http.post(format!("{base}/v1/auth/challenge")).json(&json!({ "did": did })).send().await;
-    let c: Value = challenge.unwrap().json().await.unwrap();
-    let signature = B64.encode(who.sign(&B64.decode(c["nonce"].as_str().unwrap()).unwrap()).to_bytes());
-    let r = http
-        .post(format!("{base}/v1/auth/login"))
-        .json(&json!({ "did": did, "nonce": c["nonce"], "signature": signature }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    r.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_string()
+    icn_testkit::gateway::login(&reqwest::Client::new(), &node.http_url(), who, &[]).await.unwrap()
 }
 
 /// What the test reads of the page: the text of each section as rendered.

@@ -3,12 +3,9 @@
 //! gateway's deliberate 429s; its memory must stay bounded; the latencies are printed
 //! for docs/BENCHMARKS.md.
 
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine;
 use icn_proto::ledger::v1 as ledger;
 use icn_testkit::ledger::TestCoop;
 use icn_testkit::{Bootstrap, Network};
-use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -48,21 +45,8 @@ async fn hundreds_of_clients_for_a_minute_get_answers_or_deliberate_429s_and_mem
     let mut members = Vec::new();
     for (i, m) in coop.everyone().into_iter().enumerate() {
         let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
-        let c: Value = http
-            .post(format!("{base}/v1/auth/challenge"))
-            .json(&json!({ "did": m.did().as_str() }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let nonce = B64.decode(c["nonce"].as_str().unwrap()).unwrap();
-        let login =
-            json!({ "did": m.did().as_str(), "nonce": c["nonce"], "signature": B64.encode(m.sign(&nonce).to_bytes()) });
-        let r: Value =
-            http.post(format!("{base}/v1/auth/login")).json(&login).send().await.unwrap().json().await.unwrap();
-        members.push((i, http, r["token"].as_str().unwrap().to_string()));
+        let token = icn_testkit::gateway::login(&http, &base, m, &[]).await.unwrap();
+        members.push((i, http, token));
     }
     let rss_start = rss_kib(gateway_pid);
     let latencies: Arc<Mutex<Vec<Duration>>> = Arc::default();
