@@ -164,6 +164,18 @@ impl Lab {
     }
 
     /// Where the test harness should run node `i` on host `i + 1`: one placement per host.
+    /// A network of `nodes` on this lab's hosts that notices a cut link within seconds
+    /// and keeps redialling (keep-alive 500 ms, idle timeout 3 s, backoff capped at 1 s,
+    /// never marked failed): what a partition-and-heal test needs.
+    pub fn network(&self, nodes: usize) -> icn_testkit::NetworkBuilder {
+        icn_testkit::Network::builder(nodes)
+            .placements(self.placements())
+            .env("ICN__NETWORK__KEEP_ALIVE_INTERVAL", "500ms")
+            .env("ICN__NETWORK__IDLE_TIMEOUT", "3s")
+            .env("ICN__NETWORK__RECONNECT__CAP", "1s")
+            .env("ICN__NETWORK__RECONNECT__PERMANENT_AFTER", "0")
+    }
+
     pub fn placements(&self) -> Vec<icn_testkit::Placement> {
         self.hosts
             .iter()

@@ -4,7 +4,7 @@
 use icn_netlab::Lab;
 use icn_proto::gossip::v1::gossip_client::GossipClient;
 use icn_proto::gossip::v1::*;
-use icn_testkit::{Network, TestNode};
+use icn_testkit::TestNode;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use tonic::transport::Channel;
@@ -46,14 +46,10 @@ async fn entry_keys(node: &TestNode) -> Vec<(String, u64)> {
 #[tokio::test(flavor = "multi_thread")]
 async fn after_a_2_3_partition_where_both_sides_published_all_five_nodes_converge_without_duplicates() {
     let lab = Lab::new(5).unwrap();
-    let net = Network::builder(5)
+    let net = lab
+        .network(5)
         .services(&["netd", "gossip"])
-        .placements(lab.placements())
         .env("ICN__TOPICS__ANTI_ENTROPY_INTERVAL", "300ms")
-        .env("ICN__NETWORK__KEEP_ALIVE_INTERVAL", "500ms")
-        .env("ICN__NETWORK__IDLE_TIMEOUT", "3s")
-        .env("ICN__NETWORK__RECONNECT__CAP", "1s")
-        .env("ICN__NETWORK__RECONNECT__PERMANENT_AFTER", "0")
         .start()
         .await
         .unwrap();

@@ -8,7 +8,6 @@ use icn_netlab::Lab;
 use icn_proto::ledger::v1::ledger_client::LedgerClient;
 use icn_proto::ledger::v1::*;
 use icn_testkit::ledger::{wait_converged, TestCoop};
-use icn_testkit::Network;
 use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 
@@ -29,15 +28,11 @@ async fn pay(coop: &TestCoop, c: &mut LedgerClient<Channel>, payer: &NodeIdentit
 #[tokio::test(flavor = "multi_thread")]
 async fn both_sides_of_a_partition_accept_transfers_and_a_fork_across_it_is_quarantined_everywhere() {
     let lab = Lab::new(3).unwrap();
-    let net = Network::builder(3)
+    let net = lab
+        .network(3)
         .services(&["netd", "gossip", "ledger"])
-        .placements(lab.placements())
         .env("ICN__TOPICS__ANTI_ENTROPY_INTERVAL", "300ms")
         .env("ICN__CREDIT__DISCOVER_INTERVAL", "200ms")
-        .env("ICN__NETWORK__KEEP_ALIVE_INTERVAL", "500ms")
-        .env("ICN__NETWORK__IDLE_TIMEOUT", "3s")
-        .env("ICN__NETWORK__RECONNECT__CAP", "1s")
-        .env("ICN__NETWORK__RECONNECT__PERMANENT_AFTER", "0")
         .start()
         .await
         .unwrap();
