@@ -207,7 +207,7 @@ pub async fn publish(
         cursor = page.next_cursor;
     }
     // Compression is the node's business; a member sends its payload as it is.
-    let entry = icn_gossip::entry::sign_entry(&member, topic, last + 1, payload, usize::MAX, icn_runtime::now_ms());
+    let entry = icn_gossip_records::sign_entry(&member, topic, last + 1, payload, usize::MAX, icn_runtime::now_ms());
     let request = PublishRequest { signing: Some(publish_request::Signing::Signed(entry)) };
     let published = client
         .publish(authorized(request, &token)?)

@@ -8,7 +8,7 @@
 // The member's key stays here: the SDK signs the login challenge and the member's
 // transfers itself, so the node never sees the key. A transfer is signed over the
 // SHA-256 of its protobuf encoding, hence the small encoder below; it must produce
-// exactly the bytes prost produces in Rust (services/ledger/src/signed.rs), which the
+// exactly the bytes prost produces in Rust (crates/icn-ledger-records/src/signed.rs), which the
 // tests in test/ check against the Rust code and a real ledger.
 
 import { createHash, createPrivateKey, createPublicKey, KeyObject, sign as cryptoSign } from 'node:crypto';

@@ -5,9 +5,12 @@
 
 mod did;
 mod keystore;
+mod purpose;
+pub mod tls;
 
 pub use did::{Did, DidError};
 pub use keystore::{KdfParams, Keystore, KeystoreError};
+pub use purpose::Purpose;
 
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use rand::rngs::OsRng;

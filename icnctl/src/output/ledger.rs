@@ -3,7 +3,7 @@
 //! Text shows amounts in the currency's units.
 
 use super::Output;
-use icn_ledger::client::format_amount;
+use icn_ledger_records::format_amount;
 use icn_proto::ledger::v1::*;
 use serde_json::{json, Value};
 use std::time::{Duration, UNIX_EPOCH};

@@ -11,8 +11,7 @@ use icn_proto::ledger::v1::{self as ledger, ledger_client::LedgerClient};
 use icn_proto::net::v1::{self as net, netd_client::NetdClient};
 use icn_telemetry::propagation::{traced_channel, TracedChannel};
 
-/// Prefix of the cooperatives' ledger topics (see icn-ledger's `model::topic`).
-const LEDGER_TOPIC_PREFIX: &str = "ledger/";
+use icn_ledger_records::coop::TOPIC_PREFIX as LEDGER_TOPIC_PREFIX;
 
 #[derive(Clone)]
 pub struct Backend {
@@ -85,7 +84,8 @@ impl Backend {
     }
 
     /// Topic-level rules the gateway adds to gossip's ACLs: a cooperative's ledger topic
-    /// is readable by its members only.
+    /// is readable by its members only. The whole `ledger/` namespace is guarded, even a
+    /// name that is no valid cooperative id, so that nothing under it is read by default.
     async fn may_read_topic(&self, caller: &Claims, topic: &str) -> Result<()> {
         match topic.strip_prefix(LEDGER_TOPIC_PREFIX) {
             Some(coop) => self.require_member(caller, coop).await.map_err(|_| {

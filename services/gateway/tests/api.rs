@@ -106,7 +106,7 @@ async fn a_member_logs_in_pays_and_reads_balances_over_rest_and_grpc_and_sees_ev
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // The same transfer over gRPC, for its payer; someone else's token gets NOT_FOUND.
-    let key = ledger::get_transfer_request::Key::Hash(icn_ledger::signed::hash(&t).to_vec());
+    let key = ledger::get_transfer_request::Key::Hash(icn_ledger_records::hash(&t).to_vec());
     let mut request = tonic::Request::new(ledger::GetTransferRequest { key: Some(key.clone()) });
     request.metadata_mut().insert("authorization", format!("Bearer {bob_token}").parse().unwrap());
     let record = grpc.get_transfer(request).await.unwrap().into_inner().record.unwrap();
@@ -161,7 +161,7 @@ async fn a_member_logs_in_pays_and_reads_balances_over_rest_and_grpc_and_sees_ev
 
 /// An entry signed by `author`, as a member's client signs it (uncompressed).
 fn sign_entry(author: &NodeIdentity, topic: &str, seq: u64, payload: &[u8]) -> icn_proto::gossip::v1::Entry {
-    icn_gossip::entry::sign_entry(author, topic, seq, payload, usize::MAX, icn_runtime::now_ms())
+    icn_gossip_records::sign_entry(author, topic, seq, payload, usize::MAX, icn_runtime::now_ms())
 }
 
 #[tokio::test(flavor = "multi_thread")]

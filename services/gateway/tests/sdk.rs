@@ -8,7 +8,7 @@
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use icn_identity::NodeIdentity;
-use icn_ledger::client::{next_transfer, Payment};
+use icn_ledger_records::{next_transfer, Payment};
 use icn_proto::gossip::v1 as gossip;
 use icn_proto::ledger::v1::{Account, Transfer};
 use icn_testkit::ledger::{TestCoop, CURRENCY};
@@ -129,7 +129,7 @@ fn reference_vectors(alice: &NodeIdentity, bob: &NodeIdentity) -> Value {
     let vector = |t: &Transfer| {
         json!({
             "transfer": t,
-            "hash": hex::encode(icn_ledger::signed::hash(t)),
+            "hash": hex::encode(icn_ledger_records::hash(t)),
             "encoding": hex::encode(t.encode_to_vec()),
         })
     };

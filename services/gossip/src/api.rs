@@ -91,9 +91,9 @@ impl Gossip for GossipApi {
         let topic = match request.into_inner().signing {
             Some(create_topic_request::Signing::Spec(spec)) => {
                 let identity = self.ctx.require_identity()?;
-                crate::entry::validate_topic_name(&spec.name)?;
+                icn_gossip_records::validate_topic_name(&spec.name).map_err(GossipError::from)?;
                 let now = now_ms();
-                crate::entry::sign_topic(
+                icn_gossip_records::sign_topic(
                     identity,
                     Topic {
                         name: spec.name,
@@ -161,7 +161,7 @@ impl Gossip for GossipApi {
                     )));
                 }
                 let acl = update.acl.ok_or_else(|| GossipError::InvalidArgument("`acl` is required".into()))?;
-                crate::entry::sign_topic(
+                icn_gossip_records::sign_topic(
                     identity,
                     Topic { acl: Some(acl), revision: current.revision + 1, updated_at_ms: now_ms(), ..current },
                 )
@@ -184,7 +184,7 @@ impl Gossip for GossipApi {
         let applied = match request.into_inner().signing {
             Some(publish_request::Signing::Payload(p)) => {
                 let identity = self.ctx.require_identity()?;
-                crate::entry::validate_topic_name(&p.topic)?;
+                icn_gossip_records::validate_topic_name(&p.topic).map_err(GossipError::from)?;
                 let max = self.store.config().max_payload_bytes;
                 if p.payload.len() > max {
                     self.store.record_rejection(RejectionReason::Oversize);

@@ -33,6 +33,16 @@ pub enum GossipError {
     Pending(&'static str),
 }
 
+impl From<icn_gossip_records::RecordError> for GossipError {
+    fn from(e: icn_gossip_records::RecordError) -> Self {
+        use icn_gossip_records::RecordError;
+        match e {
+            RecordError::Invalid(why) => GossipError::InvalidArgument(why),
+            RecordError::Rejected { reason, why } => GossipError::Rejected { reason, why },
+        }
+    }
+}
+
 impl From<GossipError> for tonic::Status {
     fn from(e: GossipError) -> Self {
         use tonic::Status;

@@ -2,12 +2,11 @@
 //!
 //! It owns topics and their ACLs, signed entries, each topic's version vector and
 //! arrival order, all durable in its RocksDB ([`store`]), the rules every entry must meet
-//! wherever it comes from ([`entry`]), and replication to other nodes through netd: eager
+//! wherever it comes from (the records themselves, in `icn-gossip-records`), and replication to other nodes through netd: eager
 //! push plus anti-entropy on the version vectors ([`replicate`]), and checksummed snapshots
 //! for backups ([`snapshot`]).
 
 pub mod api;
-pub mod entry;
 mod error;
 pub mod replicate;
 pub mod snapshot;

@@ -10,9 +10,9 @@
 //! - `pending`: like `entries`, for entries ahead of a gap → `Entry`
 //! - `topic_state`: `<topic>` → first and last position (2 × u64 BE)
 
-use crate::entry::{self, verify_entry};
 use crate::GossipError;
 use icn_config::{TopicsConfig, TrustConfig};
+use icn_gossip_records::{self as entry, verify_entry};
 use icn_identity::Did;
 use icn_proto::gossip::v1::{acl, Entry, RejectionReason, StoredEntry, Topic};
 use icn_storage::{IteratorMode, Storage, WriteBatch};
@@ -252,7 +252,7 @@ impl Store {
     /// Stores a verified topic. Same topic again: `Ok(false)`. Another topic under the
     /// name: ALREADY_EXISTS.
     pub fn put_topic(&self, topic: Topic) -> Result<bool, GossipError> {
-        self.recorded(entry::verify_topic(&topic))?;
+        self.recorded(entry::verify_topic(&topic).map_err(GossipError::from))?;
         let mut topics = self.topics.write().expect("topics lock");
         if let Some(existing) = topics.get(&topic.name) {
             let same = |t: &Topic| (t.acl.clone(), t.max_entries, t.scope, t.creator.clone());
@@ -281,7 +281,7 @@ impl Store {
     /// replaced only by a higher revision signed by the same creator. `Ok(true)` when
     /// something changed.
     pub fn upsert_topic(&self, topic: Topic) -> Result<bool, GossipError> {
-        self.recorded(entry::verify_topic(&topic))?;
+        self.recorded(entry::verify_topic(&topic).map_err(GossipError::from))?;
         let mut topics = self.topics.write().expect("topics lock");
         if let Some(existing) = topics.get(&topic.name) {
             if existing.creator != topic.creator {
@@ -630,7 +630,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::entry::{sign_entry, sign_topic};
+    use icn_gossip_records::{sign_entry, sign_topic};
     use icn_identity::NodeIdentity;
     use icn_proto::gossip::v1::Acl;
 

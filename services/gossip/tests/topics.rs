@@ -1,7 +1,7 @@
 //! The gossip service on one node, driven over gRPC as the other services and operators
 //! will: topics, publishing, reading back, every rejection, private topics, and crashes.
 
-use icn_gossip::entry::sign_entry;
+use icn_gossip_records::sign_entry;
 use icn_identity::NodeIdentity;
 use icn_proto::common::v1::PageRequest;
 use icn_proto::gossip::v1::gossip_client::GossipClient;

@@ -11,10 +11,12 @@
 //! what it accepts; reads do not.
 
 use crate::commit::LedgerNode;
-use crate::engine::{Hash, MAX_DEPS};
 use crate::error::LedgerError;
 use crate::replicate::{self, Gossip};
 use crate::state::{AdminOutcome, CoopState, Outcome, Source, State};
+use icn_ledger_records::coop::{valid_name, MAX_COOP_ID};
+use icn_ledger_records::transfer::MAX_DEPS;
+use icn_ledger_records::Hash;
 use icn_proto::ledger::v1::{self as pb, ledger_server::Ledger, TransferRejection, TransferStatus};
 use icn_proto::ledger::wire::v1::{ledger_entry::Body, LedgerEntry};
 use icn_runtime::{now_ms, paging, Context};
@@ -129,17 +131,16 @@ impl Ledger for LedgerApi {
     ) -> Result<Response<pb::CreateCoopResponse>, Status> {
         let r = request.into_inner();
         let coop = required(r.coop, "coop")?;
-        if !crate::model::valid_name(&coop.id, crate::model::MAX_COOP_ID) {
+        if !valid_name(&coop.id, MAX_COOP_ID) {
             return Err(LedgerError::InvalidArgument(format!(
                 "`{}` is not a cooperative id: lower-case letters, digits and '-', at most {} bytes",
-                coop.id,
-                crate::model::MAX_COOP_ID
+                coop.id, MAX_COOP_ID
             ))
             .into());
         }
         // Everything created with the cooperative is checked before anything is stored,
         // so a refused admission cannot leave a half-made cooperative behind.
-        crate::signed::verify(&coop).map_err(|e| LedgerError::InvalidArgument(format!("the cooperative: {e}")))?;
+        icn_ledger_records::verify(&coop).map_err(|e| LedgerError::InvalidArgument(format!("the cooperative: {e}")))?;
         for a in &r.admissions {
             if a.coop_id != coop.id || a.signer != coop.founder {
                 return Err(LedgerError::InvalidArgument(format!(
@@ -148,7 +149,7 @@ impl Ledger for LedgerApi {
                 ))
                 .into());
             }
-            crate::signed::verify(a).map_err(|e| LedgerError::InvalidArgument(format!("an admission: {e}")))?;
+            icn_ledger_records::verify(a).map_err(|e| LedgerError::InvalidArgument(format!("an admission: {e}")))?;
             if a.member.parse::<icn_identity::Did>().is_err()
                 || pb::MemberRole::try_from(a.role).unwrap_or_default() == pb::MemberRole::Unspecified
             {

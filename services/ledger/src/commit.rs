@@ -296,15 +296,7 @@ fn replay(view: &Reader<'_>, upto: u64, only: Option<&str>) -> Result<(State, u6
 }
 
 fn entry_in(body: &icn_proto::ledger::wire::v1::ledger_entry::Body, coop_id: &str) -> bool {
-    use icn_proto::ledger::wire::v1::ledger_entry::Body;
-    match body {
-        Body::Coop(c) => c.id == coop_id,
-        Body::Admission(a) => a.coop_id == coop_id,
-        Body::Currency(c) => c.coop_id == coop_id,
-        Body::Limit(l) => l.coop_id == coop_id,
-        Body::Transfer(t) => t.coop_id == coop_id,
-        Body::Fork(f) => f.coop_id == coop_id,
-    }
+    icn_ledger_records::coop::coop_of(body) == coop_id
 }
 
 /// At start-up: every stored balance should equal the replay; a difference is logged

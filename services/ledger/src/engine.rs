@@ -21,31 +21,11 @@
 //! checked, because it counts every applied incoming transfer, deps or not.
 
 use icn_identity::Did;
+use icn_ledger_records::signed::{self, SignatureError};
+use icn_ledger_records::transfer::{MAX_AMOUNT, MAX_DEPS, MAX_IDEMPOTENCY_ID_BYTES, MAX_MEMO_BYTES};
+use icn_ledger_records::{hex, Hash};
 use icn_proto::ledger::v1::Transfer;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-
-pub type Hash = [u8; 32];
-
-/// The largest amount (and credit limit), in minor units: 2^53 - 1, the largest integer
-/// a JavaScript number holds exactly, so every client reads amounts right.
-pub const MAX_AMOUNT: i64 = (1 << 53) - 1;
-/// Longest memo, in bytes.
-pub const MAX_MEMO_BYTES: usize = 256;
-/// Longest idempotency id, in bytes.
-pub const MAX_IDEMPOTENCY_ID_BYTES: usize = 128;
-/// Most deps one transfer may name.
-pub const MAX_DEPS: usize = 1024;
-
-/// SHA-256 of the transfer's encoding with `signature` empty: what the payer signs, and
-/// the transfer's name in `prev_hash` and `deps`.
-pub fn transfer_hash(t: &Transfer) -> Hash {
-    crate::signed::hash(t)
-}
-
-/// Signs a transfer as its payer.
-pub fn sign_transfer(payer: &icn_identity::NodeIdentity, t: Transfer) -> Transfer {
-    crate::signed::sign(payer, t)
-}
 
 /// Why a transfer can never apply, whatever arrives later.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -207,7 +187,7 @@ impl Ledger {
 
     /// Checks the payer's signature, then [`Ledger::submit_verified`].
     pub fn submit(&mut self, t: Transfer) -> Status {
-        let hash = transfer_hash(&t);
+        let hash = signed::hash(&t);
         if !self.known.contains_key(&hash) {
             if let Err(refusal) = verify(&t, &hash) {
                 self.refused.insert(hash, refusal.clone());
@@ -508,12 +488,11 @@ impl Ledger {
 
 /// The payer's signature over the transfer's hash.
 pub fn verify(t: &Transfer, hash: &Hash) -> Result<(), Refusal> {
-    let payer: Did = t.payer.parse().map_err(|_| Refusal::BadDid(t.payer.clone()))?;
-    let signature = <[u8; 64]>::try_from(t.signature.as_slice()).map_err(|_| Refusal::BadSignature)?;
-    if !payer.verify(hash, &ed25519_dalek::Signature::from_bytes(&signature)) {
-        return Err(Refusal::BadSignature);
+    match signed::verify(t) {
+        Ok(signed) if signed == *hash => Ok(()),
+        Err(SignatureError::BadSigner(did)) => Err(Refusal::BadDid(did)),
+        _ => Err(Refusal::BadSignature),
     }
-    Ok(())
 }
 
 /// What a transfer alone decides, beyond its signature: amounts, parties, sequence.
@@ -555,14 +534,12 @@ pub fn check_form(t: &Transfer) -> Result<(), Refusal> {
     Ok(())
 }
 
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use icn_identity::NodeIdentity;
+    use icn_ledger_records::sign as sign_transfer;
+    use icn_ledger_records::signed::hash as transfer_hash;
     use rand::rngs::StdRng;
     use rand::seq::SliceRandom;
     use rand::{Rng, SeedableRng};

@@ -12,30 +12,10 @@
 //! - credit-limit changes take effect for transfers signed at or after their time
 //!   ([`crate::engine::CurrencyRules`]).
 
-use crate::engine::{CurrencyRules, Hash, LimitChange, Rules};
+use crate::engine::{CurrencyRules, LimitChange, Rules};
+use icn_ledger_records::Hash;
 use icn_proto::ledger::v1::{Coop, CreditLimit, Currency, Member, MemberAdmission, MemberRole};
 use std::collections::{BTreeMap, HashMap};
-
-/// Longest cooperative id; ids name gossip topics.
-pub const MAX_COOP_ID: usize = 64;
-/// Longest currency symbol.
-pub const MAX_SYMBOL: usize = 16;
-/// Most decimal places a currency may have: 10^18 minor units still fit an i64.
-pub const MAX_DECIMALS: u32 = 18;
-
-/// Lower-case letters, digits and '-', not empty, at most `max` bytes.
-pub fn valid_name(name: &str, max: usize) -> bool {
-    !name.is_empty()
-        && name.len() <= max
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-}
-
-/// The gossip topic a cooperative replicates on.
-pub fn topic(coop_id: &str) -> String {
-    format!("{}{coop_id}", TOPIC_PREFIX)
-}
-
-pub const TOPIC_PREFIX: &str = "ledger/";
 
 #[derive(Default, Debug, Clone)]
 pub struct CoopModel {
@@ -186,8 +166,8 @@ impl CoopModel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::signed::{hash, sign};
     use icn_identity::NodeIdentity;
+    use icn_ledger_records::{hash, sign};
 
     fn admit(by: &NodeIdentity, who: &NodeIdentity, role: MemberRole, at: i64) -> MemberAdmission {
         sign(

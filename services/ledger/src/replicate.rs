@@ -13,9 +13,9 @@
 
 use crate::commit::LedgerNode;
 use crate::error::LedgerError;
-use crate::model;
 use crate::state::Source;
 use futures::StreamExt;
+use icn_ledger_records::coop;
 use icn_proto::gossip::v1::{
     acl, create_topic_request, gossip_client::GossipClient, publish_request, subscribe_request, Acl,
     CreateTopicRequest, GetTopicRequest, ListTopicsRequest, PublishPayload, PublishRequest, SubscribeRequest,
@@ -47,7 +47,7 @@ pub fn start(ctx: &Context, node: Arc<LedgerNode>, gossip: Gossip) {
 
 /// Makes sure the cooperative's topic exists in gossip, creating it signed by this node.
 pub async fn ensure_topic(gossip: &mut Gossip, coop_id: &str) -> Result<(), LedgerError> {
-    let name = model::topic(coop_id);
+    let name = coop::topic(coop_id);
     let unavailable = |s: tonic::Status| LedgerError::GossipUnavailable(format!("{}: {}", s.code(), s.message()));
     match gossip.get_topic(GetTopicRequest { name: name.clone(), reader: String::new() }).await {
         Ok(_) => return Ok(()),
@@ -155,7 +155,7 @@ async fn send(
         ensured.insert(coop_id.to_string());
     }
     let entries = batch.entries.len() as u64;
-    let payload = PublishPayload { topic: model::topic(coop_id), payload: batch.encode_to_vec() };
+    let payload = PublishPayload { topic: coop::topic(coop_id), payload: batch.encode_to_vec() };
     gossip
         .publish(PublishRequest { signing: Some(publish_request::Signing::Payload(payload)) })
         .await
@@ -165,15 +165,7 @@ async fn send(
 }
 
 fn entry_coop(entry: &LedgerEntry) -> &str {
-    match &entry.body {
-        Some(Body::Coop(c)) => &c.id,
-        Some(Body::Admission(a)) => &a.coop_id,
-        Some(Body::Currency(c)) => &c.coop_id,
-        Some(Body::Limit(l)) => &l.coop_id,
-        Some(Body::Transfer(t)) => &t.coop_id,
-        Some(Body::Fork(f)) => &f.coop_id,
-        None => "",
-    }
+    entry.body.as_ref().map_or("", coop::coop_of)
 }
 
 /// Follows every cooperative topic gossip holds, starting a follower for each new one.
@@ -187,10 +179,7 @@ async fn discover(ctx: Context, node: Arc<LedgerNode>, mut gossip: Gossip, me: S
             let listed = gossip.list_topics(ListTopicsRequest { page: Some(page), reader: me.clone() }).await;
             let Ok(listed) = listed.map(|r| r.into_inner()) else { break };
             for topic in listed.topics {
-                let Some(coop_id) = topic.name.strip_prefix(model::TOPIC_PREFIX) else { continue };
-                if !model::valid_name(coop_id, model::MAX_COOP_ID) {
-                    continue;
-                }
+                let Some(coop_id) = coop::coop_of_topic(&topic.name) else { continue };
                 if followed.lock().expect("not poisoned").insert(coop_id.to_string()) {
                     tracing::info!(coop = %coop_id, "following the cooperative's gossip topic");
                     ctx.spawn(follow(ctx.clone(), node.clone(), gossip.clone(), coop_id.to_string(), me.clone()));
@@ -209,7 +198,7 @@ async fn discover(ctx: Context, node: Arc<LedgerNode>, mut gossip: Gossip, me: S
 }
 
 async fn follow(ctx: Context, node: Arc<LedgerNode>, mut gossip: Gossip, coop_id: String, me: String) {
-    let topic = model::topic(&coop_id);
+    let topic = coop::topic(&coop_id);
     loop {
         let result = async {
             let after = node.store().gossip_cursor(&coop_id)?;
@@ -260,7 +249,7 @@ async fn decode(
         .entry
         .as_ref()
         .ok_or_else(|| "no entry".to_string())
-        .and_then(|e| icn_gossip::entry::plain_payload(e, max_payload).map_err(|e| e.to_string()))
+        .and_then(|e| icn_gossip_records::plain_payload(e, max_payload).map_err(|e| e.to_string()))
         .and_then(|p| LedgerBatch::decode(p.as_slice()).map_err(|e| e.to_string()));
     let batch = match batch {
         Ok(b) => b,
@@ -277,7 +266,7 @@ async fn decode(
         .into_iter()
         .filter(|e| entry_coop(e) == coop_id)
         .filter(|e| match &e.body {
-            Some(Body::Transfer(t)) => !coop.is_some_and(|c| c.knows(&crate::signed::hash(t))),
+            Some(Body::Transfer(t)) => !coop.is_some_and(|c| c.knows(&icn_ledger_records::hash(t))),
             Some(Body::Fork(_)) => {
                 if stored.entry.as_ref().is_some_and(|e| e.author != me) {
                     node.metrics.fork_reports_received.inc();

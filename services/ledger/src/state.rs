@@ -8,10 +8,12 @@
 //! stored or sent on. Peers' entries and the journal's own are taken as they are: the
 //! engine's rules decide, the same on every node.
 
-use crate::engine::{self, Hash, Ledger, Refusal, Status};
+use crate::engine::{Ledger, Refusal, Status};
 use crate::error::LedgerError;
-use crate::model::{self, AdminEntry, CoopModel};
-use crate::signed::SignatureError;
+use crate::model::{AdminEntry, CoopModel};
+use icn_ledger_records::coop::{coop_of, valid_name, MAX_COOP_ID, MAX_DECIMALS, MAX_SYMBOL};
+use icn_ledger_records::transfer::MAX_AMOUNT;
+use icn_ledger_records::{Hash, SignatureError};
 use icn_proto::ledger::v1::{
     Account, Coop, CoopStatsResponse, CurrencyStats, Fork, Member, Transfer, TransferRecord, TransferRejection,
     TransferStatus,
@@ -39,7 +41,7 @@ pub struct Checked {
 impl Checked {
     /// Verifies the signature of every entry, on every core.
     pub fn verify_all(entries: Vec<LedgerEntry>) -> Vec<Checked> {
-        use crate::signed::{verify, verify_all};
+        use icn_ledger_records::{verify, verify_all};
         let bodies: Vec<Body> = entries.into_iter().filter_map(|e| e.body).collect();
         // Transfers are the many; they go through the parallel path together.
         let transfers: Vec<Transfer> =
@@ -66,11 +68,11 @@ impl Checked {
     /// Entries whose signature needs no checking: the journal holds only checked ones.
     pub fn trusted(body: Body) -> Checked {
         let hash = match &body {
-            Body::Transfer(t) => crate::signed::hash(t),
-            Body::Coop(c) => crate::signed::hash(c),
-            Body::Admission(a) => crate::signed::hash(a),
-            Body::Currency(c) => crate::signed::hash(c),
-            Body::Limit(l) => crate::signed::hash(l),
+            Body::Transfer(t) => icn_ledger_records::hash(t),
+            Body::Coop(c) => icn_ledger_records::hash(c),
+            Body::Admission(a) => icn_ledger_records::hash(a),
+            Body::Currency(c) => icn_ledger_records::hash(c),
+            Body::Limit(l) => icn_ledger_records::hash(l),
             Body::Fork(_) => [0; 32],
         };
         Checked { body, hash: Ok(hash) }
@@ -163,7 +165,7 @@ impl State {
         let mut outcomes = Vec::with_capacity(entries.len());
         for checked in entries {
             let coop_id = coop_of(&checked.body).to_string();
-            if !model::valid_name(&coop_id, model::MAX_COOP_ID) {
+            if !valid_name(&coop_id, MAX_COOP_ID) {
                 outcomes.push(match (&checked.body, source) {
                     (Body::Transfer(t), Source::Local) => Outcome::Transfer {
                         record: rejected(
@@ -175,7 +177,7 @@ impl State {
                     },
                     (_, Source::Local) => Outcome::Admin(Err(LedgerError::InvalidArgument(format!(
                         "`{coop_id}` is not a cooperative id: lower-case letters, digits and '-', at most {} bytes",
-                        model::MAX_COOP_ID
+                        MAX_COOP_ID
                     )))),
                     _ => Outcome::Dropped,
                 });
@@ -276,20 +278,9 @@ impl State {
     }
 }
 
-fn coop_of(body: &Body) -> &str {
-    match body {
-        Body::Coop(c) => &c.id,
-        Body::Admission(a) => &a.coop_id,
-        Body::Currency(c) => &c.coop_id,
-        Body::Limit(l) => &l.coop_id,
-        Body::Transfer(t) => &t.coop_id,
-        Body::Fork(f) => &f.coop_id,
-    }
-}
-
 fn rejected(t: &Transfer, rejection: TransferRejection, detail: String) -> TransferRecord {
     TransferRecord {
-        hash: crate::signed::hash(t).to_vec(),
+        hash: icn_ledger_records::hash(t).to_vec(),
         transfer: Some(t.clone()),
         status: TransferStatus::Rejected as i32,
         rejection: rejection as i32,
@@ -461,7 +452,7 @@ impl CoopState {
                     return invalid("a cooperative needs a name of at most 256 bytes".into());
                 }
                 return match self.model.coop() {
-                    Some(existing) if crate::signed::hash(existing) != *hash => Err(LedgerError::AlreadyExists(
+                    Some(existing) if icn_ledger_records::hash(existing) != *hash => Err(LedgerError::AlreadyExists(
                         format!("cooperative `{}` exists, founded by {}", existing.id, existing.founder),
                     )),
                     _ => Ok(()),
@@ -477,19 +468,18 @@ impl CoopState {
                 &a.signer
             }
             Body::Currency(c) => {
-                if !model::valid_name(&c.symbol, model::MAX_SYMBOL) {
+                if !valid_name(&c.symbol, MAX_SYMBOL) {
                     return invalid(format!(
                         "currency symbol `{}`: lower-case letters, digits and '-', at most {} bytes",
-                        c.symbol,
-                        model::MAX_SYMBOL
+                        c.symbol, MAX_SYMBOL
                     ));
                 }
-                if c.decimals > model::MAX_DECIMALS {
-                    return invalid(format!("decimals {} exceed the most, {}", c.decimals, model::MAX_DECIMALS));
+                if c.decimals > MAX_DECIMALS {
+                    return invalid(format!("decimals {} exceed the most, {}", c.decimals, MAX_DECIMALS));
                 }
                 check_limit(c.default_credit_limit)?;
                 if let Some(existing) = self.model.currency(&c.symbol) {
-                    if crate::signed::hash(existing) != *hash {
+                    if icn_ledger_records::hash(existing) != *hash {
                         return Err(LedgerError::AlreadyExists(format!(
                             "cooperative `{coop_id}` already has currency `{}`",
                             c.symbol
@@ -769,10 +759,10 @@ impl CoopState {
 }
 
 fn check_limit(limit: i64) -> Result<(), LedgerError> {
-    if !(0..=engine::MAX_AMOUNT).contains(&limit) {
+    if !(0..=MAX_AMOUNT).contains(&limit) {
         return Err(LedgerError::InvalidArgument(format!(
             "a credit limit is between 0 and {} minor units, got {limit}",
-            engine::MAX_AMOUNT
+            MAX_AMOUNT
         )));
     }
     Ok(())
@@ -787,9 +777,8 @@ pub fn clamp(balance: i128) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::{next_transfer, Payment};
-    use crate::signed::sign;
     use icn_identity::NodeIdentity;
+    use icn_ledger_records::{next_transfer, sign, Payment};
     use icn_proto::ledger::v1::{CreditLimit, Currency, MemberAdmission, MemberRole};
     use rand::rngs::StdRng;
     use rand::seq::SliceRandom;

@@ -1,7 +1,7 @@
 //! What survives a crash: every acknowledged transfer, and balances equal to a replay of
 //! the journal. Real ledger processes, killed with SIGKILL.
 
-use icn_ledger::signed::hash;
+use icn_ledger_records::hash;
 use icn_proto::ledger::v1::ledger_client::LedgerClient;
 use icn_proto::ledger::v1::*;
 use icn_testkit::ledger::{TestCoop, CURRENCY};

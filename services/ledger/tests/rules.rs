@@ -2,7 +2,7 @@
 //! and names its rule, and nothing refused moves a balance or stops the node.
 
 use icn_identity::NodeIdentity;
-use icn_ledger::signed::{hash, sign};
+use icn_ledger_records::{hash, sign};
 use icn_proto::ledger::v1::ledger_client::LedgerClient;
 use icn_proto::ledger::v1::*;
 use icn_testkit::ledger::{TestCoop, CURRENCY};

@@ -6,7 +6,8 @@ use crate::frame::{self, FrameError};
 use crate::gate::{Pace, TokenBucket};
 use crate::node::{Inner, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 use crate::peers::{Admission, Link, LinkCounters, PeerHello};
-use crate::{tls, NetError};
+use crate::NetError;
+use icn_identity::tls;
 use icn_identity::Did;
 use icn_proto::common::v1::TraceContext;
 use icn_proto::net::v1::InboundMessage;
@@ -69,7 +70,7 @@ pub(crate) async fn establish(
     expected: Option<&Did>,
 ) -> Result<Did, NetError> {
     let refused = |reason: String| NetError::Refused { address: address.to_string(), reason };
-    let did = tls::peer_did(&conn).map_err(|reason| {
+    let did = tls::peer_did(conn.peer_identity()).map_err(|reason| {
         close_with(&conn, close::PROTOCOL_ERROR, &reason);
         refused(reason)
     })?;

@@ -1,7 +1,7 @@
 //! netd: the only ICN service that talks to other nodes.
 //!
 //! It owns the node's UDP socket and QUIC endpoint, proves and checks identities (TLS
-//! with the node's Ed25519 key; see [`tls`]), runs the Hello exchange and peer exchange,
+//! with the node's Ed25519 key; see `icn_identity::tls`), runs the Hello exchange and peer exchange,
 //! keeps the peer table, and carries messages between local services and peers. Other
 //! services reach peers only through its gRPC API ([`api`]); netd never interprets
 //! message payloads.
@@ -19,7 +19,6 @@ pub mod outbox;
 mod peer_store;
 mod peers;
 mod reconnect;
-pub mod tls;
 pub mod vivaldi;
 
 pub use connection::close;

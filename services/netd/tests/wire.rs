@@ -2,8 +2,9 @@
 //! protocol. The peer is this test's own code (it has to misbehave on purpose), built from
 //! netd's TLS and framing so only the misbehaviour differs from a real node.
 
+use icn_identity::tls::TlsIdentity;
 use icn_identity::NodeIdentity;
-use icn_netd::{close, frame, tls::TlsIdentity, PROTOCOL_VERSION};
+use icn_netd::{close, frame, PROTOCOL_VERSION};
 use icn_proto::net::wire::v1::{frame::Body, Frame, Hello};
 use icn_testkit::{Bootstrap, Network};
 use std::sync::Arc;

@@ -157,7 +157,7 @@ fn figure(v: f64) -> String {
 
 /// Two quinn endpoints with netd's own TLS identities: the transport ceiling.
 async fn raw_quinn() -> anyhow::Result<(f64, f64)> {
-    use icn_netd::tls::TlsIdentity;
+    use icn_identity::tls::TlsIdentity;
     let server_tls = TlsIdentity::new(&icn_identity::NodeIdentity::generate())?;
     let client_tls = TlsIdentity::new(&icn_identity::NodeIdentity::generate())?;
     let server_config = quinn::ServerConfig::with_crypto(Arc::new(quinn::crypto::rustls::QuicServerConfig::try_from(

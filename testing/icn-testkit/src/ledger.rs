@@ -1,11 +1,11 @@
 //! A cooperative on a test network, as its members would drive it: member keys held by
 //! the test (never by a node), admin entries signed by the founder, transfers built and
-//! signed the way icnctl does ([`icn_ledger::client`]).
+//! signed the way icnctl does ([`icn_ledger_records::transfer`]).
 
 use anyhow::Context as _;
 use icn_identity::NodeIdentity;
-use icn_ledger::client::{next_transfer, Payment};
-use icn_ledger::signed::sign;
+use icn_ledger_records::sign;
+use icn_ledger_records::{next_transfer, Payment};
 use icn_proto::ledger::v1::ledger_client::LedgerClient;
 use icn_proto::ledger::v1::*;
 use std::collections::BTreeMap;

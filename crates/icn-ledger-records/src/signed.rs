@@ -2,17 +2,20 @@
 //! cooperative (by an admin; the cooperative itself by its founder).
 //!
 //! Every one is signed with Ed25519 over the SHA-256 digest of its protobuf encoding
-//! with `signature` empty. That digest is also the record's hash: its name in
-//! `prev_hash`, `deps`, GetTransfer and the tie-break between admin entries.
+//! with `signature` empty, for the purpose its kind names ([`Signed::PURPOSE`]). That
+//! digest is also the record's hash: its name in `prev_hash`, `deps`, GetTransfer and the
+//! tie-break between admin entries.
 
-use crate::engine::Hash;
-use icn_identity::{Did, NodeIdentity};
+use crate::Hash;
+use icn_identity::{Did, NodeIdentity, Purpose};
 use icn_proto::ledger::v1::{Coop, CreditLimit, Currency, MemberAdmission, Transfer};
 use prost::Message;
 use sha2::{Digest, Sha256};
 
 /// A record that carries its signer's DID and signature.
 pub trait Signed: Message + Clone + Default {
+    /// What a signature over this kind of record is for.
+    const PURPOSE: Purpose;
     fn signer(&self) -> &str;
     fn set_signer(&mut self, did: String);
     fn signature(&self) -> &[u8];
@@ -20,8 +23,9 @@ pub trait Signed: Message + Clone + Default {
 }
 
 macro_rules! signed_by {
-    ($ty:ty, $signer:ident) => {
+    ($ty:ty, $signer:ident, $purpose:expr) => {
         impl Signed for $ty {
+            const PURPOSE: Purpose = $purpose;
             fn signer(&self) -> &str {
                 &self.$signer
             }
@@ -38,11 +42,11 @@ macro_rules! signed_by {
     };
 }
 
-signed_by!(Transfer, payer);
-signed_by!(Coop, founder);
-signed_by!(MemberAdmission, signer);
-signed_by!(Currency, signer);
-signed_by!(CreditLimit, signer);
+signed_by!(Transfer, payer, Purpose::Transfer);
+signed_by!(Coop, founder, Purpose::CoopFounding);
+signed_by!(MemberAdmission, signer, Purpose::MemberAdmission);
+signed_by!(Currency, signer, Purpose::Currency);
+signed_by!(CreditLimit, signer, Purpose::CreditLimit);
 
 /// The record's hash: SHA-256 of its encoding without the signature.
 pub fn hash<T: Signed>(record: &T) -> Hash {
@@ -55,7 +59,7 @@ pub fn hash<T: Signed>(record: &T) -> Hash {
 pub fn sign<T: Signed>(signer: &NodeIdentity, mut record: T) -> T {
     record.set_signer(signer.did().to_string());
     record.set_signature(Vec::new());
-    let signature = signer.sign(&hash(&record)).to_bytes().to_vec();
+    let signature = signer.sign_for(T::PURPOSE, &hash(&record)).to_bytes().to_vec();
     record.set_signature(signature);
     record
 }
@@ -72,10 +76,8 @@ pub enum SignatureError {
 pub fn verify<T: Signed>(record: &T) -> Result<Hash, SignatureError> {
     let signer: Did = record.signer().parse().map_err(|_| SignatureError::BadSigner(record.signer().to_string()))?;
     let hash = hash(record);
-    let bad = || SignatureError::BadSignature(record.signer().to_string());
-    let signature = <[u8; 64]>::try_from(record.signature()).map_err(|_| bad())?;
-    if !signer.verify(&hash, &ed25519_dalek::Signature::from_bytes(&signature)) {
-        return Err(bad());
+    if !signer.verify_for(T::PURPOSE, &hash, record.signature()) {
+        return Err(SignatureError::BadSignature(record.signer().to_string()));
     }
     Ok(hash)
 }

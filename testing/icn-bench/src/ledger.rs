@@ -12,7 +12,7 @@
 use crate::Row;
 use anyhow::{bail, Context as _};
 use icn_identity::NodeIdentity;
-use icn_ledger::client::{next_transfer, Payment};
+use icn_ledger_records::{next_transfer, Payment};
 use icn_proto::ledger::v1::ledger_client::LedgerClient;
 use icn_proto::ledger::v1::{Account, SubmitTransferRequest, SubmitTransfersRequest, Transfer, TransferStatus};
 use icn_testkit::ledger::{TestCoop, CURRENCY};
@@ -63,7 +63,7 @@ struct Ceiling {
     strict_all_cores: f64,
     /// `ed25519_dalek::verify_batch` of [`VERIFY_BATCH`] signatures, on every core.
     batch_all_cores: f64,
-    /// The ledger's whole check of a transfer (`icn_ledger::signed::verify_all`: parse
+    /// The ledger's whole check of a transfer (`icn_ledger_records::verify_all`: parse
     /// the payer's DID, hash the transfer, `verify_strict`), on every core.
     ledger_all_cores: f64,
 }
@@ -194,7 +194,7 @@ fn sign_chains(coop_id: &str, members: &[NodeIdentity], per_payer: usize) -> Vec
             .map(|_| {
                 let t = next_transfer(&members[i], &account, &payment, now);
                 account.seq = t.payer_seq;
-                account.head_hash = icn_ledger::signed::hash(&t).to_vec();
+                account.head_hash = icn_ledger_records::hash(&t).to_vec();
                 t
             })
             .collect::<Vec<_>>()
@@ -376,7 +376,7 @@ fn verification_ceiling() -> Ceiling {
         .flat_map(|(chain, payer)| {
             chain.iter().map(move |t| {
                 let signature = Signature::from_bytes(&t.signature.as_slice().try_into().expect("64 bytes"));
-                (icn_ledger::signed::hash(t), signature, payer)
+                (icn_ledger_records::hash(t), signature, payer)
             })
         })
         .collect();
@@ -398,7 +398,7 @@ fn verification_ceiling() -> Ceiling {
     let batch_all_cores = rate_on(cores, signed.len() / VERIFY_BATCH, batch) * VERIFY_BATCH as f64;
     let transfers = chains.concat();
     let start = Instant::now();
-    let checked = icn_ledger::signed::verify_all(&transfers);
+    let checked = icn_ledger_records::verify_all(&transfers);
     let ledger_all_cores = checked.len() as f64 / start.elapsed().as_secs_f64();
     assert!(checked.iter().all(Result::is_ok), "every transfer verifies");
     Ceiling { cores, strict_one_core, strict_all_cores, batch_all_cores, ledger_all_cores }

@@ -3,7 +3,7 @@
 //! side, is caught after the heal, and every node agrees on every balance.
 
 use icn_identity::NodeIdentity;
-use icn_ledger::signed::{hash, sign};
+use icn_ledger_records::{hash, sign};
 use icn_netlab::Lab;
 use icn_proto::ledger::v1::ledger_client::LedgerClient;
 use icn_proto::ledger::v1::*;

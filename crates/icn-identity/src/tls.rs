@@ -4,9 +4,12 @@
 //! Both sides present one (mutual TLS), and the peer's DID is *derived* from the key in
 //! the certificate it proved possession of during the handshake. Whether that DID is the
 //! one the caller meant to reach is decided after the handshake, before any ICN frame is
-//! exchanged (see `connection::establish`).
+//! exchanged (netd's `connection::establish`).
+//!
+//! It lives with the identity because it is one: netd serves with it, and the benchmark's
+//! raw-QUIC ceiling dials with the very same configuration.
 
-use icn_identity::{Did, NodeIdentity};
+use crate::{Did, NodeIdentity};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
@@ -87,13 +90,14 @@ pub fn did_from_certificate(der: &[u8]) -> Result<Did, String> {
         .as_ref()
         .try_into()
         .map_err(|_| "ed25519 public key is not 32 bytes".to_string())?;
-    let key = icn_identity::verifying_key(&key).map_err(|e| e.to_string())?;
+    let key = crate::verifying_key(&key).map_err(|e| e.to_string())?;
     Ok(Did::from_public_key(&key))
 }
 
-/// The DID of the peer on an established connection.
-pub fn peer_did(connection: &quinn::Connection) -> Result<Did, String> {
-    let identity = connection.peer_identity().ok_or("the peer presented no certificate")?;
+/// The DID of the peer on an established connection, from what the QUIC library reports
+/// as its peer identity (quinn's `Connection::peer_identity`).
+pub fn peer_did(identity: Option<Box<dyn std::any::Any>>) -> Result<Did, String> {
+    let identity = identity.ok_or("the peer presented no certificate")?;
     let certs =
         identity.downcast::<Vec<CertificateDer<'static>>>().map_err(|_| "unexpected peer identity type".to_string())?;
     let first = certs.first().ok_or("the peer presented an empty certificate chain")?;

@@ -1,13 +1,31 @@
-//! The rules an entry or topic must satisfy wherever it comes from: a local publish, a
-//! peer, or a restored snapshot. Digest and signature (Ed25519 over the SHA-256 of the
-//! protobuf encoding with `hash` and `signature` empty), names, sizes, and compression
+//! Gossip's signed records, entries and topics, and the rules each must satisfy
+//! wherever it comes from: a local publish, a peer, a restored snapshot, or a member's
+//! client that signs an entry for the gateway to publish. Digest and signature (Ed25519
+//! over the SHA-256 of the protobuf encoding with `hash` and `signature` empty, under
+//! [`Purpose::GossipEntry`] or [`Purpose::GossipTopic`]), names, sizes, and compression
 //! that cannot be turned into a decompression bomb.
+//!
+//! Who may write or read a topic (its ACL) is the gossip service's rule, not a property
+//! of a record: it lives there.
 
-use crate::GossipError;
-use icn_identity::{Did, NodeIdentity};
+use icn_identity::{Did, NodeIdentity, Purpose};
 use icn_proto::gossip::v1::{Entry, RejectionReason, Topic};
 use prost::Message;
 use sha2::{Digest, Sha256};
+
+/// Why a record breaks a rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    /// Malformed: a field that can never be right (a name, a zero sequence number).
+    #[error("{0}")]
+    Invalid(String),
+    /// Refused by a rule with a reason that peers and metrics name.
+    #[error("rejected ({}): {why}", reason.as_str_name().trim_start_matches("REJECTION_REASON_"))]
+    Rejected { reason: RejectionReason, why: String },
+}
+
+/// Longest topic name, in bytes.
+pub const MAX_TOPIC_NAME: usize = 128;
 
 /// Bytes of the little-endian size prefix of a compressed payload.
 const SIZE_PREFIX: usize = 4;
@@ -47,7 +65,7 @@ pub fn sign_entry(
         signature: Vec::new(),
     };
     let digest = entry_digest(&entry);
-    entry.signature = identity.sign(&digest).to_bytes().to_vec();
+    entry.signature = identity.sign_for(Purpose::GossipEntry, &digest).to_bytes().to_vec();
     entry.hash = digest.to_vec();
     entry
 }
@@ -55,22 +73,17 @@ pub fn sign_entry(
 pub fn sign_topic(identity: &NodeIdentity, mut topic: Topic) -> Topic {
     topic.creator = identity.did().to_string();
     topic.signature = Vec::new();
-    topic.signature = identity.sign(&topic_digest(&topic)).to_bytes().to_vec();
+    topic.signature = identity.sign_for(Purpose::GossipTopic, &topic_digest(&topic)).to_bytes().to_vec();
     topic
 }
 
-fn check_signature(signer: &Did, digest: &[u8; 32], signature: &[u8]) -> bool {
-    let Ok(bytes) = <[u8; 64]>::try_from(signature) else { return false };
-    signer.verify(digest, &ed25519_dalek::Signature::from_bytes(&bytes))
-}
-
 /// Checks an entry's form, hash, signature and size; returns its author.
-pub fn verify_entry(entry: &Entry, max_payload: usize) -> Result<Did, GossipError> {
-    let reject = |reason, why: String| GossipError::Rejected { reason, why };
+pub fn verify_entry(entry: &Entry, max_payload: usize) -> Result<Did, RecordError> {
+    let reject = |reason, why: String| RecordError::Rejected { reason, why };
     let author: Did =
         entry.author.parse().map_err(|e| reject(RejectionReason::BadSignature, format!("author is not a DID: {e}")))?;
     if entry.seq == 0 {
-        return Err(GossipError::InvalidArgument("entry `seq` starts at 1".into()));
+        return Err(RecordError::Invalid("entry `seq` starts at 1".into()));
     }
     validate_topic_name(&entry.topic)?;
     // The size check comes first and looks only at lengths: nothing is decompressed or
@@ -87,7 +100,7 @@ pub fn verify_entry(entry: &Entry, max_payload: usize) -> Result<Did, GossipErro
         ));
     }
     let digest = entry_digest(entry);
-    if entry.hash != digest || !check_signature(&author, &digest, &entry.signature) {
+    if entry.hash != digest || !author.verify_for(Purpose::GossipEntry, &digest, &entry.signature) {
         return Err(reject(RejectionReason::BadSignature, format!("the signature is not {author}'s over this entry")));
     }
     if entry.compressed {
@@ -98,8 +111,8 @@ pub fn verify_entry(entry: &Entry, max_payload: usize) -> Result<Did, GossipErro
 
 /// Decompresses a size-prefixed LZ4 block, refusing a declared size above `max` before
 /// allocating anything, and a block that does not produce exactly what it declared.
-pub fn decompress(payload: &[u8], max: usize) -> Result<Vec<u8>, GossipError> {
-    let bomb = |why: String| GossipError::Rejected { reason: RejectionReason::DecompressionBomb, why };
+pub fn decompress(payload: &[u8], max: usize) -> Result<Vec<u8>, RecordError> {
+    let bomb = |why: String| RecordError::Rejected { reason: RejectionReason::DecompressionBomb, why };
     let prefix: [u8; SIZE_PREFIX] = payload
         .get(..SIZE_PREFIX)
         .and_then(|p| p.try_into().ok())
@@ -117,7 +130,7 @@ pub fn decompress(payload: &[u8], max: usize) -> Result<Vec<u8>, GossipError> {
 }
 
 /// The payload as the publisher wrote it.
-pub fn plain_payload(entry: &Entry, max: usize) -> Result<Vec<u8>, GossipError> {
+pub fn plain_payload(entry: &Entry, max: usize) -> Result<Vec<u8>, RecordError> {
     if entry.compressed {
         decompress(&entry.payload, max)
     } else {
@@ -125,14 +138,12 @@ pub fn plain_payload(entry: &Entry, max: usize) -> Result<Vec<u8>, GossipError> 
     }
 }
 
-pub fn verify_topic(topic: &Topic) -> Result<Did, GossipError> {
+pub fn verify_topic(topic: &Topic) -> Result<Did, RecordError> {
     validate_topic_name(&topic.name)?;
-    let creator: Did = topic
-        .creator
-        .parse()
-        .map_err(|e| GossipError::InvalidArgument(format!("topic `creator` is not a DID: {e}")))?;
-    if !check_signature(&creator, &topic_digest(topic), &topic.signature) {
-        return Err(GossipError::Rejected {
+    let creator: Did =
+        topic.creator.parse().map_err(|e| RecordError::Invalid(format!("topic `creator` is not a DID: {e}")))?;
+    if !creator.verify_for(Purpose::GossipTopic, &topic_digest(topic), &topic.signature) {
+        return Err(RecordError::Rejected {
             reason: RejectionReason::BadSignature,
             why: format!("the topic is not signed by its creator {creator}"),
         });
@@ -140,16 +151,16 @@ pub fn verify_topic(topic: &Topic) -> Result<Did, GossipError> {
     Ok(creator)
 }
 
-pub fn validate_topic_name(name: &str) -> Result<(), GossipError> {
+pub fn validate_topic_name(name: &str) -> Result<(), RecordError> {
     let ok = !name.is_empty()
-        && name.len() <= 128
+        && name.len() <= MAX_TOPIC_NAME
         && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'.' | b':' | b'/'));
     if ok {
         Ok(())
     } else {
-        Err(GossipError::InvalidArgument(format!(
-            "topic names are 1-128 characters of a-z, 0-9, '-', '.', ':' and '/', got `{}`",
-            name.chars().take(140).collect::<String>()
+        Err(RecordError::Invalid(format!(
+            "topic names are 1-{MAX_TOPIC_NAME} characters of a-z, 0-9, '-', '.', ':' and '/', got `{}`",
+            name.chars().take(MAX_TOPIC_NAME + 12).collect::<String>()
         )))
     }
 }
@@ -170,7 +181,7 @@ mod tests {
             Entry { author: NodeIdentity::generate().did().to_string(), ..entry.clone() },
         ] {
             let err = verify_entry(&tamper, 1024).unwrap_err();
-            assert!(matches!(err, GossipError::Rejected { reason: RejectionReason::BadSignature, .. }), "{err}");
+            assert!(matches!(err, RecordError::Rejected { reason: RejectionReason::BadSignature, .. }), "{err}");
         }
     }
 
@@ -191,7 +202,7 @@ mod tests {
         let bomb = sign_entry(&id, "t", 1, &vec![0u8; 100 * 1024 * 1024], 1024, 1);
         assert!(bomb.payload.len() < 1024 * 1024);
         let err = verify_entry(&bomb, 1024 * 1024).unwrap_err();
-        assert!(matches!(err, GossipError::Rejected { reason: RejectionReason::DecompressionBomb, .. }), "{err}");
+        assert!(matches!(err, RecordError::Rejected { reason: RejectionReason::DecompressionBomb, .. }), "{err}");
         // A forged size prefix that understates the real size is caught too.
         let mut lying = lz4_flex::compress_prepend_size(&[7u8; 5000]);
         lying[..4].copy_from_slice(&10u32.to_le_bytes());
@@ -203,7 +214,7 @@ mod tests {
         let id = NodeIdentity::generate();
         let entry = sign_entry(&id, "t", 1, &[1u8; 2000], usize::MAX, 1);
         let err = verify_entry(&entry, 1000).unwrap_err();
-        assert!(matches!(err, GossipError::Rejected { reason: RejectionReason::Oversize, .. }), "{err}");
+        assert!(matches!(err, RecordError::Rejected { reason: RejectionReason::Oversize, .. }), "{err}");
     }
 
     #[test]
