@@ -5,7 +5,7 @@
 //! as a member's app would, instead of to the ledger service directly (the operator's
 //! path). The token file is written with mode 0600 and never printed.
 
-use crate::ledger::KeyArgs;
+use crate::member::KeyArgs;
 use crate::output::Output;
 use anyhow::{bail, Context as _};
 use icn_proto::gateway::v1::gateway_client::GatewayClient;

@@ -5,6 +5,7 @@
 
 mod gateway;
 mod ledger;
+mod member;
 mod net;
 mod output;
 mod topics;
@@ -104,12 +105,12 @@ enum Command {
     },
     /// Create or show a member key: a keystore file the member keeps.
     #[command(subcommand)]
-    Member(ledger::MemberCommand),
+    Member(member::MemberCommand),
     /// Log in to a gateway (--gateway) with a member key; the token is saved for later
     /// commands.
     Login {
         #[command(flatten)]
-        key: ledger::KeyArgs,
+        key: member::KeyArgs,
         /// Scopes wanted (repeat the flag); all the gateway grants when none is given.
         #[arg(long = "scope")]
         scopes: Vec<String>,
@@ -299,12 +300,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Topic(TopicCommand::Publish { topic, payload, key: Some(key), passphrase_file }) => {
             let gateway =
                 cli.gateway.as_deref().context("a member publishes through a gateway: add --gateway <url>")?;
-            let key = ledger::KeyArgs::new(key, passphrase_file);
+            let key = member::KeyArgs::new(key, passphrase_file);
             let token_file = gateway::token_path(cli.token_file.as_deref());
             gateway::publish(gateway, &token_file, &key, &topic, payload.as_bytes(), &out).await?
         }
         Command::Topic(command) => topics::run(&gossip_endpoint, command, &out).await?,
-        Command::Member(command) => ledger::member(command, &out)?,
+        Command::Member(command) => member::run(command, &out)?,
         Command::Login { key, scopes } => {
             let gateway = cli.gateway.as_deref().context("`icnctl login` needs --gateway <url> (or ICN_GATEWAY)")?;
             gateway::login(gateway, &key, scopes, &gateway::token_path(cli.token_file.as_deref()), &out).await?

@@ -80,10 +80,13 @@ export type PeerState =
   | 'PEER_STATE_CLOSED'
   | 'PEER_STATE_FAILED';
 
+/** `icn.net.v1.Path`: which rung of the connection ladder a connection uses. */
+export type PeerPath = 'PATH_UNSPECIFIED' | 'PATH_DIRECT' | 'PATH_ICE_HOST' | 'PATH_ICE_SRFLX' | 'PATH_TURN_RELAY';
+
 export interface Peer {
   did?: string;
   state?: PeerState;
-  path?: string;
+  path?: PeerPath;
   remoteAddress?: string;
   advertisedAddresses?: string[];
   rttUs?: Int64;

@@ -2,8 +2,10 @@
 # End-to-end smoke test of the compose network (docker-compose.yml):
 #   build the image from the prebuilt release binaries, start 3 nodes x 5 services,
 #   wait for every service to be healthy (gRPC health), check that node1 is connected
-#   to 2 peers, send a message node1 -> node3 over the smoke protocol and check that
-#   node3's subscriber received it, then tear everything down.
+#   to 2 peers, look up node1's and node3's DIDs, send a message node1 -> node3 over the
+#   smoke protocol and check that node3's subscriber received it with node1's DID as its
+#   sender, then tear everything down. Any check that does not hold, or any lookup that
+#   fails or comes back empty, fails the run with a "FAIL: ..." line on stderr.
 #
 # Needs: docker, Compose (`docker compose` v2 or `docker-compose` v1), python3, and
 # release binaries (cargo build --release --workspace). Never compiles Rust itself.
@@ -171,13 +173,22 @@ while :; do
 done
 
 # ---------------------------------------------------------------- DIDs
-icnctl_in node3-netd --endpoint "$NETD" status --json >"$WORK/status3.json" \
-    || { cat "$WORK/status3.json" >&2; fail "icnctl status --json failed in node3-netd"; }
-NODE3_DID="$(json 'd["did"]' <"$WORK/status3.json")" \
-    || { cat "$WORK/status3.json" >&2; fail "no 'did' in node3's status --json"; }
-case "$NODE3_DID" in did:*) ;; *) fail "node3 DID looks wrong: '$NODE3_DID'" ;; esac
-NODE1_DID="$(icnctl_in node1-netd --endpoint "$NETD" status --json | json 'd["did"]' 2>/dev/null || true)"
-log "node1 DID: ${NODE1_DID:-?}  node3 DID: $NODE3_DID"
+DID_RE='^did:icn:z[1-9A-HJ-NP-Za-km-z]+$'   # did:icn:z + base58 (crates/icn-identity/src/did.rs)
+# node_did N VAR: set VAR to node N's DID from `icnctl status --json`, or fail
+node_did() {
+    local n="$1" out="$WORK/status$1.json" did
+    icnctl_in "node$n-netd" --endpoint "$NETD" status --json >"$out" 2>"$out.err" \
+        || { cat "$out" "$out.err" >&2; fail "icnctl status --json failed in node$n-netd"; }
+    did="$(json 'd["did"]' <"$out" 2>"$out.err")" \
+        || { cat "$out.err" >&2; fail "node$n's status --json: expected a 'did' field, got: $(head -c 300 "$out")"; }
+    [[ "$did" =~ $DID_RE ]] \
+        || { cat "$out" >&2; fail "node$n's DID: expected did:icn:z<base58>, got '$did'"; }
+    printf -v "$2" '%s' "$did"
+}
+node_did 1 NODE1_DID
+node_did 3 NODE3_DID
+[ "$NODE1_DID" != "$NODE3_DID" ] || fail "node1 and node3 have the same DID: $NODE1_DID"
+log "node1 DID: $NODE1_DID  node3 DID: $NODE3_DID"
 
 # ---------------------------------------------------------------- message node1 -> node3
 log "subscribing on node3 (protocol smoke, 1 message)"
@@ -187,6 +198,7 @@ log "subscribing on node3 (protocol smoke, 1 message)"
 SUB_PID=$!
 # wait until the subscriber runs inside the container, then give its stream a second
 node3_netd="$(container_of node3-netd)"
+[ -n "$node3_netd" ] || fail "no container found for node3-netd"
 for _ in $(seq 1 20); do
     docker top "$node3_netd" -o pid,args 2>/dev/null | grep 'icnctl.*subscribe' >/dev/null && break
     kill -0 "$SUB_PID" 2>/dev/null || break
@@ -215,16 +227,22 @@ sub_rc=0; wait "$SUB_PID" || sub_rc=$?
 SUB_PID=""
 echo "  subscriber output:"; sed 's/^/  /' "$WORK/sub.out"
 [ "$sub_rc" -eq 0 ] || { cat "$WORK/sub.err" >&2; fail "the subscriber exited with status $sub_rc"; }
-python3 - "$WORK/sub.out" "$PAYLOAD" "${NODE1_DID:-}" <<'PY' || fail "the message did not arrive as sent"
+python3 - "$WORK/sub.out" "$PAYLOAD" "$NODE1_DID" <<'PY' || fail "the message node3 received does not match what node1 sent"
 import json, sys
 path, payload, node1 = sys.argv[1:4]
-msgs = [json.loads(l) for l in open(path) if l.strip()]
+if not node1:
+    sys.exit("node1's DID is empty: nothing to compare the sender with")
+try:
+    msgs = [json.loads(l) for l in open(path) if l.strip()]
+except ValueError as e:
+    sys.exit(f"the subscriber's output is not one JSON object per line ({e}): {open(path).read()!r}")
 ok = [m for m in msgs if m.get("protocol") == "smoke" and m.get("payload") == payload]
 if not ok:
-    sys.exit(f"no message with protocol 'smoke' and payload {payload!r} in {msgs!r}")
-if node1 and ok[0].get("from") != node1:
-    print(f"WARNING: message 'from' is {ok[0].get('from')!r}, node1's DID is {node1!r}", file=sys.stderr)
-print(f"  received {payload!r} from {ok[0].get('from')}")
+    sys.exit(f"expected a message with protocol 'smoke' and payload {payload!r}, got {msgs!r}")
+sender = ok[0].get("from")
+if sender != node1:
+    sys.exit(f"expected the message's sender ('from') to be node1's DID {node1!r}, got {sender!r}")
+print(f"  received {payload!r} from {sender}")
 PY
 
 # ---------------------------------------------------------------- down

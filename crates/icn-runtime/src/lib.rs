@@ -12,10 +12,12 @@
 //! A service's `main` is a single call to [`main`].
 
 mod context;
+pub mod follow;
 mod identity;
 mod serve;
 
 pub use context::Context;
+pub use identity::IdentityError;
 pub use serve::Services;
 
 use clap::Parser;

@@ -136,7 +136,7 @@ where
             tokio_stream::StreamExt::map(tokio_stream::wrappers::TcpListenerStream::new(grpc_listener), |stream| {
                 if let Ok(s) = &stream {
                     if let Err(e) = s.set_nodelay(true) {
-                        tracing::debug!("TCP_NODELAY not set on a gRPC connection: {e}");
+                        tracing::debug!(error = %e, "TCP_NODELAY not set on a gRPC connection");
                     }
                 }
                 stream
@@ -157,8 +157,8 @@ where
     tasks.close();
     let drained = tokio::time::timeout(shutdown_timeout, async {
         match server.await {
-            Ok(Err(e)) => tracing::warn!("gRPC server ended with an error: {e}"),
-            Err(e) => tracing::warn!("gRPC server task failed: {e}"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "gRPC server ended with an error"),
+            Err(e) => tracing::warn!(error = %e, "gRPC server task failed"),
             Ok(Ok(())) => {}
         }
         let _ = metrics.await;

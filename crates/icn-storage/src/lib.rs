@@ -1,6 +1,11 @@
 //! The one place ICN opens RocksDB: options, column families, blocking-call discipline
 //! and the final flush at shutdown. Services name their column families and get a
-//! [`Storage`]; they never build `rocksdb::Options` themselves.
+//! [`Storage`]; they never build `rocksdb::Options` themselves. [`group`] is the one
+//! group committer every service writes through, and [`feed`] the one way a subscriber
+//! catches up from a stored log and then follows it live.
+
+pub mod feed;
+pub mod group;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -19,6 +19,8 @@ pub struct Backend {
     pub gossip: GossipClient<TracedChannel>,
     pub ledger: LedgerClient<TracedChannel>,
     endpoints: Vec<(&'static str, TracedChannel)>,
+    /// `api.health_timeout`.
+    health_timeout: std::time::Duration,
 }
 
 type Result<T> = std::result::Result<T, GatewayError>;
@@ -38,6 +40,7 @@ impl Backend {
             gossip: GossipClient::new(traced_channel(&e.gossip)?),
             ledger: LedgerClient::new(traced_channel(&e.ledger)?),
             endpoints,
+            health_timeout: config.api.health_timeout,
         })
     }
 
@@ -48,13 +51,16 @@ impl Backend {
         for (name, channel) in &self.endpoints {
             let mut client = HealthClient::new(channel.clone());
             let check = client.check(HealthCheckRequest { service: String::new() });
-            let (status, error) = match tokio::time::timeout(std::time::Duration::from_secs(2), check).await {
+            let (status, error) = match tokio::time::timeout(self.health_timeout, check).await {
                 Ok(Ok(r)) if r.get_ref().status == ServingStatus::Serving as i32 => {
                     (pb::ServingStatus::Serving, String::new())
                 }
                 Ok(Ok(_)) => (pb::ServingStatus::NotServing, "the service reports NOT_SERVING".into()),
                 Ok(Err(e)) => (pb::ServingStatus::Unreachable, e.message().to_string()),
-                Err(_) => (pb::ServingStatus::Unreachable, "no answer within 2 s".into()),
+                Err(_) => (
+                    pb::ServingStatus::Unreachable,
+                    format!("no answer within {:?} (`api.health_timeout`)", self.health_timeout),
+                ),
             };
             services.push(pb::ServiceStatus { name: name.to_string(), status: status as i32, info: None, error });
         }

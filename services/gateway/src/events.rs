@@ -5,7 +5,6 @@
 
 use crate::auth::Claims;
 use crate::backend::Backend;
-use futures::StreamExt;
 use icn_proto::gateway::v1::{event, Event, EventKind, EventsGap, GossipEntryEvent, PeerEvent, TransferEvent};
 use icn_proto::gossip::v1 as gossip;
 use icn_proto::ledger::v1 as ledger;
@@ -144,20 +143,24 @@ async fn follow_topics(ctx: Context, hub: Arc<Hub>, backend: Backend, interval: 
             let (hub, backend, followed, shutdown) =
                 (hub.clone(), backend.clone(), followed.clone(), ctx.shutdown.clone());
             ctx.spawn(async move {
-                // From now on: history is for GetEntries.
+                // From now on: history is for GetEntries. A topic whose stream ends is not
+                // opened again here: it is followed again at the next listing, if it is
+                // still there.
                 let request =
                     gossip::SubscribeRequest { topic: topic.name.clone(), reader: String::new(), start: None };
-                if let Ok(stream) = backend.gossip.clone().subscribe(request).await {
-                    let mut stream = stream.into_inner();
-                    loop {
-                        let next = tokio::select! { n = stream.next() => n, _ = shutdown.cancelled() => break };
-                        match next {
-                            Some(Ok(entry)) => {
-                                hub.emit(event::Kind::GossipEntry(GossipEntryEvent { entry: Some(entry) }))
-                            }
-                            _ => break,
+                match backend.gossip.clone().subscribe(request).await {
+                    Ok(stream) => {
+                        let emit = |entry| {
+                            hub.emit(event::Kind::GossipEntry(GossipEntryEvent { entry: Some(entry) }));
+                            async { Ok::<_, std::convert::Infallible>(()) }
+                        };
+                        if let icn_runtime::follow::Ended::Broken(why) =
+                            icn_runtime::follow::drain(&shutdown, stream.into_inner(), emit).await
+                        {
+                            tracing::debug!(topic = %topic.name, error = %why, "topic stream ended");
                         }
                     }
+                    Err(status) => tracing::debug!(topic = %topic.name, error = %status, "cannot follow the topic yet"),
                 }
                 // Followed again at the next listing.
                 followed.lock().expect("not poisoned").remove(&topic.name);
@@ -171,22 +174,20 @@ async fn follow_topics(ctx: Context, hub: Arc<Hub>, backend: Backend, interval: 
 }
 
 async fn follow_transfers(ctx: Context, hub: Arc<Hub>, backend: Backend, retry: std::time::Duration) {
-    loop {
-        if let Ok(stream) = backend.ledger.clone().watch(ledger::WatchRequest::default()).await {
-            let mut stream = stream.into_inner();
-            loop {
-                let next = tokio::select! { n = stream.next() => n, _ = ctx.shutdown.cancelled() => return };
-                match next {
-                    Some(Ok(record)) => hub.emit(event::Kind::Transfer(TransferEvent { record: Some(record) })),
-                    _ => break,
-                }
-            }
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(retry) => {}
-            _ = ctx.shutdown.cancelled() => return,
-        }
-    }
+    icn_runtime::follow::follow(
+        ctx.shutdown.clone(),
+        "ledger transfers",
+        retry,
+        move || {
+            let mut ledger = backend.ledger.clone();
+            async move { ledger.watch(ledger::WatchRequest::default()).await.map(|s| s.into_inner()) }
+        },
+        move |record| {
+            hub.emit(event::Kind::Transfer(TransferEvent { record: Some(record) }));
+            async { Ok::<_, std::convert::Infallible>(()) }
+        },
+    )
+    .await
 }
 
 /// netd has no peer feed: its peer list is polled and changes become events.

@@ -40,7 +40,7 @@ async fn build(ctx: Context) -> anyhow::Result<Services> {
     let shutdown = ctx.shutdown.clone();
     ctx.spawn(async move {
         if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await {
-            tracing::error!("the REST API stopped: {e}");
+            tracing::error!(error = %e, "the REST API stopped");
         }
     });
     Ok(Services::new().add(GatewayServer::new(GatewayApi::new(gateway))))

@@ -264,12 +264,29 @@ async fn a_non_participant_cannot_read_a_private_topic_through_any_gateway_route
         })
         .await
         .unwrap();
+    // A public topic: what the outsider may read proves its event stream is live.
+    node.gossip()
+        .await
+        .unwrap()
+        .create_topic(g::CreateTopicRequest {
+            signing: Some(g::create_topic_request::Signing::Spec(g::TopicSpec {
+                name: "square".into(),
+                acl: Some(g::Acl { rule: Some(g::acl::Rule::Public(Default::default())) }),
+                ..Default::default()
+            })),
+        })
+        .await
+        .unwrap();
     let (inside, outside) = (login(node, &insider, &[]).await, login(node, &outsider, &[]).await);
-    // Both follow events before the entry is published; the hub must see the topic first.
+    // Both follow events before the entry is published; the hub must see the topics first.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let stream = |token: String| {
         let url = format!("{}/v1/events?kinds=gossip_entry", node.http_url());
-        async move { http().get(url).bearer_auth(token).send().await.unwrap().bytes_stream() }
+        async move {
+            let r = http().get(url).bearer_auth(token).send().await.unwrap();
+            assert_eq!(r.status(), 200, "the event stream opens");
+            r.bytes_stream()
+        }
     };
     let (mut in_events, mut out_events) = (stream(inside.clone()).await, stream(outside.clone()).await);
     let entry = sign_entry(&insider, "council", 1, b"minutes of the council");
@@ -301,14 +318,31 @@ async fn a_non_participant_cannot_read_a_private_topic_through_any_gateway_route
     });
     request.metadata_mut().insert("authorization", format!("Bearer {outside}").parse().unwrap());
     assert_eq!(grpc.get_entries(request).await.unwrap_err().code(), tonic::Code::NotFound);
+    // Its stream is live: it carries an entry on the public topic, published after the
+    // private one. A stream delivers in the hub's order and the insider has already had
+    // the private entry, so had the outsider's stream admitted it, it would come first.
+    let entry = sign_entry(&insider, "square", 1, b"open to everyone");
+    let body =
+        serde_json::to_value(g::PublishRequest { signing: Some(g::publish_request::Signing::Signed(entry)) }).unwrap();
+    let (status, r) = post(node, "/v1/entries", Some(&inside), &body).await;
+    assert_eq!(status, 200, "{r}");
     let mut seen = String::new();
-    let _ = tokio::time::timeout(Duration::from_secs(2), async {
-        while let Some(Ok(chunk)) = out_events.next().await {
-            seen.push_str(&String::from_utf8_lossy(&chunk));
-        }
-    })
-    .await;
-    assert!(!seen.contains("gossip_entry"), "the outsider's stream carried the private entry: {seen}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !seen.contains(&B64.encode(b"open to everyone")) {
+        let chunk = match tokio::time::timeout_at(deadline, out_events.next()).await {
+            Ok(Some(chunk)) => {
+                chunk.unwrap_or_else(|e| panic!("the outsider's stream failed: {e}; it carried: {seen}"))
+            }
+            Ok(None) => panic!("the outsider's stream ended; it carried: {seen}"),
+            Err(_) => panic!("the outsider's stream carried no public entry within 10 s; it carried: {seen}"),
+        };
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(
+        !seen.contains(&B64.encode(b"minutes of the council")),
+        "the outsider's stream carried the private entry: {seen}"
+    );
+    assert_eq!(seen.matches("event: gossip_entry").count(), 1, "only the public entry reached the outsider: {seen}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -12,13 +12,14 @@ use std::time::{Duration, Instant};
 
 const CLIENTS: usize = 300;
 
+/// The process's resident memory from `/proc/<pid>/status`; a process whose memory
+/// cannot be read (gone, or no `VmRSS` line) fails the test rather than reading as 0.
 fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("gateway RSS: reading {path}: {e}"));
+    let line = status.lines().find_map(|l| l.strip_prefix("VmRSS:"));
+    let kib = line.and_then(|v| v.trim().strip_suffix("kB")).and_then(|v| v.trim().parse().ok());
+    kib.unwrap_or_else(|| panic!("gateway RSS: no `VmRSS: <n> kB` line in {path}: {line:?}"))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -76,7 +77,14 @@ async fn hundreds_of_clients_for_a_minute_get_answers_or_deliberate_429s_and_mem
                     // A payment now and then: built from the account, signed by the member.
                     0 => {
                         let payee = everyone[(i + 1) % everyone.len()];
-                        let Ok(t) = coop.next(&mut ledger_client, me, payee, 1, "load").await else { continue };
+                        let t = match coop.next(&mut ledger_client, me, payee, 1, "load").await {
+                            Ok(t) => t,
+                            Err(e) => {
+                                failed.fetch_add(1, Ordering::Relaxed);
+                                failures.lock().unwrap().push(format!("building member {i}'s payment: {e}"));
+                                continue;
+                            }
+                        };
                         let body = serde_json::to_value(ledger::SubmitTransferRequest { transfer: Some(t) }).unwrap();
                         http.post(format!("{base}/v1/transfers")).bearer_auth(&token).json(&body).send().await
                     }
@@ -98,7 +106,7 @@ async fn hundreds_of_clients_for_a_minute_get_answers_or_deliberate_429s_and_mem
                     }
                     other => {
                         failed.fetch_add(1, Ordering::Relaxed);
-                        failures.lock().unwrap().push(format!("{other:?}"));
+                        failures.lock().unwrap().push(format!("member {i}, round {round}: {other:?}"));
                     }
                 }
             }

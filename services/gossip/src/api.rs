@@ -15,9 +15,6 @@ use std::sync::Arc;
 use tokio::sync::{broadcast, mpsc};
 use tonic::{Request, Response, Status, Streaming};
 
-/// Entries a subscription's feeder buffers ahead of its gRPC stream.
-const SUBSCRIPTION_BUFFER: usize = 256;
-
 pub struct GossipApi {
     ctx: Context,
     store: Arc<Store>,
@@ -29,7 +26,6 @@ pub struct GossipApi {
 #[derive(Clone)]
 struct Metrics {
     published: prometheus::IntCounter,
-    stored: prometheus::IntCounter,
 }
 
 impl GossipApi {
@@ -39,11 +35,6 @@ impl GossipApi {
             published: register(
                 &ctx.metrics,
                 prometheus::IntCounter::new("gossip_entries_published_total", "Entries published through this node")
-                    .expect("valid metric"),
-            ),
-            stored: register(
-                &ctx.metrics,
-                prometheus::IntCounter::new("gossip_entries_stored_total", "Entries stored, from anywhere")
                     .expect("valid metric"),
             ),
         };
@@ -119,7 +110,7 @@ impl Gossip for GossipApi {
                 .into())
             }
         };
-        let created = self.store.put_topic(topic.clone())?;
+        let created = self.store.put_topic(topic.clone()).await?;
         Ok(Response::new(CreateTopicResponse { topic: Some(topic), created }))
     }
 
@@ -169,7 +160,7 @@ impl Gossip for GossipApi {
             Some(update_topic_acl_request::Signing::Signed(topic)) => topic,
             None => return Err(GossipError::InvalidArgument("give `node_signed` or a `signed` topic".into()).into()),
         };
-        if !self.store.upsert_topic(topic.clone())? {
+        if !self.store.upsert_topic(topic.clone()).await? {
             return Err(Status::failed_precondition(format!(
                 "topic `{}` already has revision {} or later",
                 topic.name, topic.revision
@@ -214,7 +205,6 @@ impl Gossip for GossipApi {
         })? {
             Applied::Stored(stored) => {
                 self.metrics.published.inc();
-                self.metrics.stored.inc_by(stored.len() as u64);
                 PublishResponse { entry: stored.into_iter().next(), duplicate: false }
             }
             Applied::Duplicate(stored) => PublishResponse { entry: Some(stored), duplicate: true },
@@ -236,7 +226,7 @@ impl Gossip for GossipApi {
             Some(subscribe_request::Start::AfterVector(v)) => (0, v.heads),
             None => (self.store.span(&topic.name).1, Default::default()),
         };
-        let (tx, rx) = mpsc::channel(SUBSCRIPTION_BUFFER);
+        let (tx, rx) = mpsc::channel(self.store.config().stream_buffer);
         let live = self.store.watch();
         self.ctx.spawn(feed(self.store.clone(), topic.name, live, after, skip, tx, self.ctx.shutdown.clone()));
         Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
@@ -311,7 +301,7 @@ impl Gossip for GossipApi {
         Ok(Response::new(StatsResponse {
             topics,
             entries_published: self.metrics.published.get(),
-            entries_received: self.metrics.stored.get(),
+            entries_received: self.store.stored_total(),
             entries_sent: self.replication.entries_sent.get(),
             anti_entropy_rounds: self.replication.rounds.get(),
             entries_repaired: self.replication.repaired.get(),
@@ -424,59 +414,43 @@ impl SnapshotMetrics {
     }
 }
 
-/// Feeds one subscription: stored entries after `after`, then live ones; back to the
-/// store whenever it falls behind the live buffer. Entries at or below `skip[author]`
-/// (a resume by version vector) are passed over.
+/// Feeds one subscriber of `topic`: the store from `after` until caught up, then live
+/// entries, back to the store whenever it falls behind the live buffer (the shared
+/// [`icn_storage::feed`]). Entries at or below `skip[author]` (a resume by version vector)
+/// are passed over. Store reads run on the blocking pool.
 async fn feed(
     store: Arc<Store>,
     topic: String,
-    mut live: broadcast::Receiver<Arc<StoredEntry>>,
-    mut after: u64,
+    live: broadcast::Receiver<Arc<StoredEntry>>,
+    after: u64,
     skip: std::collections::HashMap<String, u64>,
-    tx: mpsc::Sender<Result<StoredEntry, Status>>,
+    out: mpsc::Sender<Result<StoredEntry, Status>>,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
-    /// Entries read from the store per step of a catch-up.
-    const PAGE: usize = 512;
-    let wanted = |s: &StoredEntry| s.entry.as_ref().is_some_and(|e| e.seq > skip.get(&e.author).copied().unwrap_or(0));
-    loop {
-        loop {
-            let page = match store.entries_after(&topic, after, PAGE) {
-                Ok(page) => page,
-                Err(e) => {
-                    let _ = tx.send(Err(e.into())).await;
-                    return;
-                }
-            };
-            if page.is_empty() {
-                break;
-            }
-            for s in page {
-                after = s.position;
-                if wanted(&s) && tx.send(Ok(s)).await.is_err() {
-                    return;
-                }
-            }
+    let feed = icn_storage::feed::Feed {
+        position: |s: &StoredEntry| s.position,
+        live,
+        after,
+        out,
+        page: store.config().catch_up_page,
+        shutdown,
+    };
+    let read_topic = topic.clone();
+    let read_after = move |after: u64, max: usize| {
+        let (store, topic) = (store.clone(), read_topic.clone());
+        async move {
+            tokio::task::spawn_blocking(move || store.entries_after(&topic, after, max))
+                .await
+                .map_err(|e| Status::internal(format!("reading the topic: {e}")))?
+                .map_err(Status::from)
         }
-        loop {
-            let next = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tx.closed() => return,
-                next = live.recv() => next,
-            };
-            match next {
-                Ok(s) if s.entry.as_ref().map(|e| e.topic.as_str()) != Some(topic.as_str()) || s.position <= after => {
-                    continue
-                }
-                Ok(s) => {
-                    after = s.position;
-                    if wanted(&s) && tx.send(Ok((*s).clone())).await.is_err() {
-                        return;
-                    }
-                }
-                Err(broadcast::error::RecvError::Lagged(_)) => break,
-                Err(broadcast::error::RecvError::Closed) => return,
-            }
-        }
-    }
+    };
+    icn_storage::feed::run(
+        feed,
+        read_after,
+        |s| s.entry.as_ref().is_some_and(|e| e.topic == topic),
+        |s| s.entry.as_ref().is_some_and(|e| e.seq > skip.get(&e.author).copied().unwrap_or(0)),
+        || {},
+    )
+    .await
 }

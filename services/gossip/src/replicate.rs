@@ -105,7 +105,7 @@ impl Replicator {
                 .filter_map(|p| p.did.parse().ok())
                 .collect(),
             Err(e) => {
-                tracing::debug!("listing peers from netd failed: {e}");
+                tracing::debug!(error = %e, "listing peers from netd failed");
                 Vec::new()
             }
         }
@@ -127,7 +127,7 @@ impl Replicator {
             sealed: false,
         };
         if let Err(e) = self.netd().send(request).await {
-            tracing::debug!(peer = %to, "sending a gossip frame failed: {e}");
+            tracing::debug!(peer = %to, error = %e, "sending a gossip frame failed");
         }
     }
 
@@ -155,50 +155,41 @@ impl Replicator {
     }
 
     /// Follows netd's inbound log of gossip frames, reconnecting as needed.
+    /// Follows netd's inbound messages of the gossip protocol from the stored cursor,
+    /// reconnecting whenever netd goes away.
     async fn inbound(self: Arc<Self>) {
-        loop {
-            let cursor = self.store.meta(CURSOR_KEY).ok().flatten().unwrap_or(0);
-            let request = SubscribeRequest { protocols: vec![PROTOCOL.into()], after_position: Some(cursor) };
-            let mut netd = self.netd();
-            let stream = tokio::select! {
-                _ = self.ctx.shutdown.cancelled() => return,
-                r = netd.subscribe(request) => r,
-            };
-            match stream {
-                Ok(stream) => {
-                    let mut stream = stream.into_inner();
-                    loop {
-                        let message = tokio::select! {
-                            _ = self.ctx.shutdown.cancelled() => return,
-                            m = stream.message() => m,
-                        };
-                        match message {
-                            Ok(Some(m)) => {
-                                match (m.from.parse::<Did>(), GossipFrame::decode(m.payload.as_slice())) {
-                                    (Ok(from), Ok(frame)) => self.handle(&from, frame).await,
-                                    _ => self.metrics.frames_invalid.inc(),
-                                }
-                                if let Err(e) = self.store.set_meta(CURSOR_KEY, m.position) {
-                                    tracing::warn!("recording the netd cursor failed: {e}");
-                                }
-                            }
-                            Ok(None) => break,
-                            Err(e) => {
-                                tracing::info!("the netd subscription ended: {e}");
-                                break;
-                            }
-                        }
+        let (opener, handler) = (self.clone(), self.clone());
+        icn_runtime::follow::follow(
+            self.ctx.shutdown.clone(),
+            "netd inbound gossip frames",
+            self.config.netd_retry,
+            move || {
+                let this = opener.clone();
+                async move {
+                    let cursor = this.store.meta(CURSOR_KEY).map_err(|e| format!("reading the netd cursor: {e}"))?;
+                    let request = SubscribeRequest {
+                        protocols: vec![PROTOCOL.into()],
+                        after_position: Some(cursor.unwrap_or(0)),
+                    };
+                    let stream = this.netd().subscribe(request).await;
+                    stream.map(|s| s.into_inner()).map_err(|s| format!("{}: {}", s.code(), s.message()))
+                }
+            },
+            move |m: icn_proto::net::v1::InboundMessage| {
+                let this = handler.clone();
+                async move {
+                    match (m.from.parse::<Did>(), GossipFrame::decode(m.payload.as_slice())) {
+                        (Ok(from), Ok(frame)) => this.handle(&from, frame).await,
+                        _ => this.metrics.frames_invalid.inc(),
                     }
+                    if let Err(e) = this.store.set_meta(CURSOR_KEY, m.position) {
+                        tracing::warn!(error = %e, "recording the netd cursor failed");
+                    }
+                    Ok::<_, String>(())
                 }
-                Err(e) => {
-                    tracing::info!(endpoint = %self.ctx.config.endpoints.netd, "cannot subscribe to netd yet: {e}")
-                }
-            }
-            tokio::select! {
-                _ = self.ctx.shutdown.cancelled() => return,
-                _ = tokio::time::sleep(self.config.netd_retry) => {}
-            }
-        }
+            },
+        )
+        .await
     }
 
     async fn handle(&self, from: &Did, frame: GossipFrame) {
@@ -215,7 +206,7 @@ impl Replicator {
                         Err(GossipError::Rejected { reason, why }) => {
                             tracing::debug!(peer = %from, reason = reason.as_str_name(), "entry from a peer rejected: {why}")
                         }
-                        Err(e) => tracing::warn!(peer = %from, "storing an entry from a peer failed: {e}"),
+                        Err(e) => tracing::warn!(peer = %from, error = %e, "storing an entry from a peer failed"),
                     }
                 }
             }
@@ -225,8 +216,8 @@ impl Replicator {
                     if !self.store.readable_by(&topic, &self.me) {
                         continue;
                     }
-                    if let Err(e) = self.store.upsert_topic(topic) {
-                        tracing::debug!(peer = %from, "topic from a peer not taken: {e}");
+                    if let Err(e) = self.store.upsert_topic(topic).await {
+                        tracing::debug!(peer = %from, error = %e, "topic from a peer not taken");
                     }
                 }
             }
@@ -248,7 +239,7 @@ impl Replicator {
             if *head > theirs {
                 match self.store.entries_of(&topic.name, author, theirs + 1, *head) {
                     Ok(entries) => missing.extend(entries),
-                    Err(e) => tracing::warn!("reading entries for a repair failed: {e}"),
+                    Err(e) => tracing::warn!(error = %e, "reading entries for a repair failed"),
                 }
             }
         }

@@ -101,11 +101,11 @@ pub fn restore(store: &Store, me: &Did, chunks: Vec<SnapshotChunk>, now_ms: i64)
                     restored.skipped += 1;
                     continue;
                 }
-                match store.upsert_topic(topic) {
+                match store.upsert_topic_blocking(topic) {
                     Ok(true) => restored.topics += 1,
                     Ok(false) => {}
                     Err(e) => {
-                        tracing::info!("snapshot topic skipped: {e}");
+                        tracing::info!(error = %e, "snapshot topic skipped");
                         restored.skipped += 1;
                     }
                 }
@@ -115,7 +115,7 @@ pub fn restore(store: &Store, me: &Did, chunks: Vec<SnapshotChunk>, now_ms: i64)
                 Ok(Applied::Duplicate(_)) => restored.present += 1,
                 Ok(Applied::Held) => {}
                 Err(e) => {
-                    tracing::info!("snapshot entry skipped: {e}");
+                    tracing::info!(error = %e, "snapshot entry skipped");
                     restored.skipped += 1;
                 }
             },

@@ -1,6 +1,9 @@
 //! The durable topic store: topics, entries, each topic's version vector and arrival
-//! order, and entries waiting for a gap to fill. Every change is one synced RocksDB
-//! write, so an acknowledged entry survives any crash.
+//! order, and entries waiting for a gap to fill. Every change (an entry stored or held,
+//! a topic) goes through one committer thread ([`icn_storage::group`]), which makes
+//! concurrent changes durable with one synced write; nobody is answered before theirs
+//! is durable, so an acknowledged entry survives any crash, and no RocksDB write runs on
+//! an async worker.
 //!
 //! Layout (column families):
 //! - `topics`: `<name>` → `Topic`
@@ -15,9 +18,10 @@ use icn_config::{TopicsConfig, TrustConfig};
 use icn_gossip_records::{self as entry, verify_entry};
 use icn_identity::Did;
 use icn_proto::gossip::v1::{acl, Entry, RejectionReason, StoredEntry, Topic};
+use icn_storage::group::{write_group, GroupLimits, GroupQueue, QueueError};
 use icn_storage::{IteratorMode, Storage, WriteBatch};
 use prost::Message;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::broadcast;
 
@@ -73,92 +77,126 @@ pub enum Reader {
     Anonymous,
 }
 
+/// The store's counters, registered once by the service.
+#[derive(Clone)]
+pub struct StoreMetrics {
+    /// Entries and topics refused, by reason, from every path (API, peers, snapshots).
+    pub rejections: prometheus::IntCounterVec,
+    /// Entries made durable, from every path: local publishes, peers, restores.
+    pub stored: prometheus::IntCounter,
+}
+
+impl StoreMetrics {
+    pub fn new(registry: &prometheus::Registry) -> Self {
+        use icn_telemetry::metrics::register;
+        Self {
+            rejections: register(
+                registry,
+                prometheus::IntCounterVec::new(
+                    prometheus::Opts::new("gossip_rejections_total", "Entries and topics refused, by reason"),
+                    &["reason"],
+                )
+                .expect("valid metric"),
+            ),
+            stored: register(
+                registry,
+                prometheus::IntCounter::new(
+                    "gossip_entries_stored_total",
+                    "Entries stored, from anywhere: local publishes, peers and restores",
+                )
+                .expect("valid metric"),
+            ),
+        }
+    }
+}
+
 pub struct Store {
     storage: Storage,
-    /// Entries and topics refused, by reason, from every path (API, peers, snapshots).
-    rejections: prometheus::IntCounterVec,
+    metrics: StoreMetrics,
     config: TopicsConfig,
     trust: TrustConfig,
     topics: RwLock<HashMap<String, Topic>>,
     /// Serialises writes: an entry's position, head and pending set change together.
     state: Mutex<State>,
     live: broadcast::Sender<Arc<StoredEntry>>,
-    /// To the committer thread, which makes stored entries durable in groups. `None` only
-    /// while dropping.
-    commits: Mutex<Option<std::sync::mpsc::Sender<Commit>>>,
-    committer: Option<std::thread::JoinHandle<()>>,
+    /// The committer thread, which makes changes durable in groups, in the order queued.
+    commits: GroupQueue<Commit>,
+    held_in_flight: HeldInFlight,
     /// Set when a commit failed: memory is then ahead of disk, and only a restart
     /// (which reloads from disk) makes the store trustworthy again.
     failed: Arc<std::sync::atomic::AtomicBool>,
 }
 
-impl Drop for Store {
-    /// Closes the commit channel and waits for the committer, so the database is released
-    /// with the store and every queued commit is written first.
-    fn drop(&mut self) {
-        self.commits.lock().expect("commits lock").take();
-        if let Some(thread) = self.committer.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-/// One apply's writes, and the entries to announce once they are durable.
+/// One change's writes, and the entries to announce once they are durable.
 struct Commit {
     batch: WriteBatch,
     stored: Vec<StoredEntry>,
+    /// The key of an entry held ahead of a gap, kept in memory until its write is durable.
+    held: Option<Vec<u8>>,
     done: tokio::sync::oneshot::Sender<Result<(), String>>,
 }
 
-/// The part of an apply done under the lock.
-enum Prepared {
-    Done(Applied),
-    Committing { stored: Vec<StoredEntry>, done: tokio::sync::oneshot::Receiver<Result<(), String>> },
+/// Held entries whose write is queued but not yet durable, by key: an entry that fills
+/// the gap meanwhile releases them from here, as the store cannot show them yet.
+type HeldInFlight = Arc<Mutex<HashMap<Vec<u8>, Entry>>>;
+
+/// A change decided under the store's locks: its outcome, and (when it wrote anything)
+/// the commit to wait for before anyone is told.
+struct Durable<T> {
+    outcome: T,
+    committing: Option<tokio::sync::oneshot::Receiver<Result<(), String>>>,
 }
 
-/// Writes queued commits, as many per synced write as are waiting, then announces
-/// their entries to live subscribers in order.
-fn commit_loop(
-    storage: Storage,
-    rx: std::sync::mpsc::Receiver<Commit>,
-    live: broadcast::Sender<Arc<StoredEntry>>,
-    failed: Arc<std::sync::atomic::AtomicBool>,
+impl<T> Durable<T> {
+    fn done(outcome: T) -> Self {
+        Self { outcome, committing: None }
+    }
+
+    async fn wait(self) -> Result<T, GossipError> {
+        if let Some(done) = self.committing {
+            done.await
+                .map_err(|_| GossipError::CommitFailed("the committer stopped".into()))?
+                .map_err(GossipError::CommitFailed)?;
+        }
+        Ok(self.outcome)
+    }
+
+    fn wait_blocking(self) -> Result<T, GossipError> {
+        if let Some(done) = self.committing {
+            done.blocking_recv()
+                .map_err(|_| GossipError::CommitFailed("the committer stopped".into()))?
+                .map_err(GossipError::CommitFailed)?;
+        }
+        Ok(self.outcome)
+    }
+}
+
+/// The committer's work on one group: write it with one sync, then announce the stored
+/// entries to live subscribers in order, then answer.
+fn commit_group(
+    storage: &Storage,
+    group: Vec<Commit>,
+    live: &broadcast::Sender<Arc<StoredEntry>>,
+    failed: &std::sync::atomic::AtomicBool,
+    stored_total: &prometheus::IntCounter,
+    held_in_flight: &HeldInFlight,
 ) {
-    /// Most commits written per synced write.
-    const GROUP: usize = 1024;
-    while let Ok(first) = rx.recv() {
-        let mut group = vec![first];
-        while group.len() < GROUP {
-            match rx.try_recv() {
-                Ok(c) => group.push(c),
-                Err(_) => break,
+    let (batches, commits): (Vec<_>, Vec<_>) = group.into_iter().map(|c| (c.batch, (c.stored, c.held, c.done))).unzip();
+    let result = write_group(storage, batches, true).map_err(|e| e.to_string());
+    if result.is_err() {
+        failed.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+    for (stored, held, done) in commits {
+        if let (Some(key), Ok(())) = (held, &result) {
+            held_in_flight.lock().expect("held lock").remove(&key);
+        }
+        if result.is_ok() {
+            stored_total.inc_by(stored.len() as u64);
+            for s in stored {
+                let _ = live.send(Arc::new(s));
             }
         }
-        let mut result = Ok(());
-        let db = storage.db();
-        let fast = icn_storage::WriteOptions::default();
-        let durable = Storage::durable();
-        let mut batches = group.iter_mut().map(|c| std::mem::take(&mut c.batch)).peekable();
-        while let Some(batch) = batches.next() {
-            // Only the last write syncs: syncing the log makes every earlier write
-            // in it durable too.
-            let options = if batches.peek().is_none() { &durable } else { &fast };
-            if let Err(e) = db.write_opt(batch, options) {
-                result = Err(e.to_string());
-                break;
-            }
-        }
-        if result.is_err() {
-            failed.store(true, std::sync::atomic::Ordering::SeqCst);
-        }
-        for commit in group {
-            if result.is_ok() {
-                for s in &commit.stored {
-                    let _ = live.send(Arc::new(s.clone()));
-                }
-            }
-            let _ = commit.done.send(result.clone());
-        }
+        let _ = done.send(result.clone());
     }
 }
 
@@ -166,7 +204,10 @@ fn commit_loop(
 struct State {
     heads: HashMap<(String, String), u64>,
     spans: HashMap<String, Span>,
-    pending: HashMap<(String, String), usize>,
+    /// Sequence numbers held ahead of a gap, per (topic, author): bounded by
+    /// `topics.max_pending_per_author`, and known here so that no read of the store is
+    /// needed to tell whether an entry is held or released.
+    pending: HashMap<(String, String), BTreeSet<u64>>,
 }
 
 impl Store {
@@ -174,7 +215,7 @@ impl Store {
         storage: Storage,
         config: TopicsConfig,
         trust: TrustConfig,
-        rejections: prometheus::IntCounterVec,
+        metrics: StoreMetrics,
     ) -> Result<Self, GossipError> {
         let db = storage.db();
         let mut topics = HashMap::new();
@@ -203,33 +244,38 @@ impl Store {
             let (k, _) = item.map_err(icn_storage::StorageError::from)?;
             let parts: Vec<&[u8]> = k.splitn(2, |b| *b == 0).collect();
             if let [topic, rest] = parts[..] {
-                if let Some(author) = rest.len().checked_sub(9).map(|end| &rest[..end]) {
-                    let id =
-                        (String::from_utf8_lossy(topic).into_owned(), String::from_utf8_lossy(author).into_owned());
-                    *state.pending.entry(id).or_default() += 1;
+                if let Some(end) = rest.len().checked_sub(9) {
+                    let id = (
+                        String::from_utf8_lossy(topic).into_owned(),
+                        String::from_utf8_lossy(&rest[..end]).into_owned(),
+                    );
+                    state.pending.entry(id).or_default().insert(u64_at(rest, end + 1));
                 }
             }
         }
         let (live, _) = broadcast::channel(config.subscriber_buffer);
-        let (commits, rx) = std::sync::mpsc::channel();
         let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let committer = {
-            let (storage, live, failed) = (storage.clone(), live.clone(), failed.clone());
-            std::thread::Builder::new()
-                .name("gossip-commit".into())
-                .spawn(move || commit_loop(storage, rx, live, failed))
-                .map_err(|e| icn_storage::StorageError::Task(e.to_string()))?
+        let held_in_flight = HeldInFlight::default();
+        let commits = {
+            let (storage, live, failed, stored, held) =
+                (storage.clone(), live.clone(), failed.clone(), metrics.stored.clone(), held_in_flight.clone());
+            GroupQueue::start(
+                "gossip-commit",
+                GroupLimits { backlog: config.commit_backlog, max_group: config.commit_group_max },
+                |_| 1,
+                move |group| commit_group(&storage, group, &live, &failed, &stored, &held),
+            )?
         };
         Ok(Self {
             storage,
-            rejections,
+            metrics,
             config,
             trust,
             topics: RwLock::new(topics),
             state: Mutex::new(state),
             live,
-            commits: Mutex::new(Some(commits)),
-            committer: Some(committer),
+            commits,
+            held_in_flight,
             failed,
         })
     }
@@ -249,39 +295,53 @@ impl Store {
 
     // ----- topics -----
 
-    /// Stores a verified topic. Same topic again: `Ok(false)`. Another topic under the
-    /// name: ALREADY_EXISTS.
-    pub fn put_topic(&self, topic: Topic) -> Result<bool, GossipError> {
+    /// Stores a verified topic; answers once it is durable. Same topic again: `Ok(false)`.
+    /// Another topic under the name: ALREADY_EXISTS.
+    pub async fn put_topic(&self, topic: Topic) -> Result<bool, GossipError> {
+        self.create_topic(topic)?.wait().await
+    }
+
+    fn create_topic(&self, topic: Topic) -> Result<Durable<bool>, GossipError> {
         self.recorded(entry::verify_topic(&topic).map_err(GossipError::from))?;
         let mut topics = self.topics.write().expect("topics lock");
         if let Some(existing) = topics.get(&topic.name) {
             let same = |t: &Topic| (t.acl.clone(), t.max_entries, t.scope, t.creator.clone());
             if same(existing) == same(&topic) {
-                return Ok(false);
+                return Ok(Durable::done(false));
             }
             return Err(GossipError::AlreadyExists(format!(
                 "topic `{}` exists with another creator or settings",
                 topic.name
             )));
         }
-        self.persist_topic(&mut topics, topic)?;
-        Ok(true)
+        self.persist_topic(&mut topics, topic)
     }
 
-    fn persist_topic(&self, topics: &mut HashMap<String, Topic>, topic: Topic) -> Result<(), GossipError> {
-        self.storage
-            .db()
-            .put_cf_opt(self.storage.cf(TOPICS_CF)?, topic.name.as_bytes(), topic.encode_to_vec(), &Storage::durable())
-            .map_err(icn_storage::StorageError::from)?;
+    /// Queues the topic's write and takes it into memory, both under the topics lock so
+    /// that writes land in the order of changes.
+    fn persist_topic(&self, topics: &mut HashMap<String, Topic>, topic: Topic) -> Result<Durable<bool>, GossipError> {
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.storage.cf(TOPICS_CF)?, topic.name.as_bytes(), topic.encode_to_vec());
+        let committing = self.queue(batch, Vec::new(), None)?;
         topics.insert(topic.name.clone(), topic);
-        Ok(())
+        Ok(Durable { outcome: true, committing: Some(committing) })
     }
 
     /// Takes a topic from a peer or an ACL update: new topics are stored; a known one is
     /// replaced only by a higher revision signed by the same creator. `Ok(true)` when
-    /// something changed.
-    pub fn upsert_topic(&self, topic: Topic) -> Result<bool, GossipError> {
+    /// something changed; answers once it is durable.
+    pub async fn upsert_topic(&self, topic: Topic) -> Result<bool, GossipError> {
+        self.replace_topic(topic)?.wait().await
+    }
+
+    /// [`Store::upsert_topic`] for callers on a blocking thread.
+    pub fn upsert_topic_blocking(&self, topic: Topic) -> Result<bool, GossipError> {
+        self.replace_topic(topic)?.wait_blocking()
+    }
+
+    fn replace_topic(&self, topic: Topic) -> Result<Durable<bool>, GossipError> {
         self.recorded(entry::verify_topic(&topic).map_err(GossipError::from))?;
+        self.refuse_if_failed()?;
         let mut topics = self.topics.write().expect("topics lock");
         if let Some(existing) = topics.get(&topic.name) {
             if existing.creator != topic.creator {
@@ -292,11 +352,35 @@ impl Store {
                 });
             }
             if topic.revision <= existing.revision {
-                return Ok(false);
+                return Ok(Durable::done(false));
             }
         }
-        self.persist_topic(&mut topics, topic)?;
-        Ok(true)
+        self.persist_topic(&mut topics, topic)
+    }
+
+    /// Hands a change to the committer; never waits, so it may be called under a lock
+    /// (changes are queued in the order the locks decided them).
+    fn queue(
+        &self,
+        batch: WriteBatch,
+        stored: Vec<StoredEntry>,
+        held: Option<Vec<u8>>,
+    ) -> Result<tokio::sync::oneshot::Receiver<Result<(), String>>, GossipError> {
+        let (done, committing) = tokio::sync::oneshot::channel();
+        self.commits.try_send(Commit { batch, stored, held, done }).map_err(|e| match e {
+            QueueError::Full(_) => GossipError::ResourceExhausted(format!(
+                "{e}: the disk is behind; retry (`topics.commit_backlog` sets the bound)"
+            )),
+            QueueError::Closed => GossipError::CommitFailed("the store is closing".into()),
+        })?;
+        Ok(committing)
+    }
+
+    fn refuse_if_failed(&self) -> Result<(), GossipError> {
+        if self.failed.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(GossipError::CommitFailed("an earlier write to the store failed; restart the service".into()));
+        }
+        Ok(())
     }
 
     /// The topic, if `reader` may see it. A private topic is NOT_FOUND to others, so its
@@ -372,56 +456,38 @@ impl Store {
     /// Verifies and stores an entry from anywhere (local publish, peer, snapshot); answers
     /// once it is durable.
     pub async fn apply(&self, entry: Entry, now_ms: i64) -> Result<Applied, GossipError> {
-        Self::committed(self.recorded(self.prepare(entry, now_ms))?).await
-    }
-
-    /// Waits until a prepared apply is durable.
-    async fn committed(prepared: Prepared) -> Result<Applied, GossipError> {
-        match prepared {
-            Prepared::Done(applied) => Ok(applied),
-            Prepared::Committing { stored, done } => {
-                done.await
-                    .map_err(|_| GossipError::CommitFailed("the committer stopped".into()))?
-                    .map_err(GossipError::CommitFailed)?;
-                Ok(Applied::Stored(stored))
-            }
-        }
+        self.recorded(self.prepare(entry, now_ms))?.wait().await
     }
 
     /// [`Store::apply`] for callers on a blocking thread.
     pub fn apply_blocking(&self, entry: Entry, now_ms: i64) -> Result<Applied, GossipError> {
-        match self.recorded(self.prepare(entry, now_ms))? {
-            Prepared::Done(applied) => Ok(applied),
-            Prepared::Committing { stored, done } => {
-                done.blocking_recv()
-                    .map_err(|_| GossipError::CommitFailed("the committer stopped".into()))?
-                    .map_err(GossipError::CommitFailed)?;
-                Ok(Applied::Stored(stored))
-            }
-        }
+        self.recorded(self.prepare(entry, now_ms))?.wait_blocking()
     }
 
     /// Counts a rejection, whatever was being checked.
     fn recorded<T>(&self, result: Result<T, GossipError>) -> Result<T, GossipError> {
         if let Err(GossipError::Rejected { reason, .. }) = &result {
-            self.rejections.with_label_values(&[reason.as_str_name()]).inc();
+            self.metrics.rejections.with_label_values(&[reason.as_str_name()]).inc();
         }
         result
     }
 
     /// Counts a refusal decided outside [`Store::apply`] (an oversize payload at the API).
     pub fn record_rejection(&self, reason: RejectionReason) {
-        self.rejections.with_label_values(&[reason.as_str_name()]).inc();
+        self.metrics.rejections.with_label_values(&[reason.as_str_name()]).inc();
     }
 
     pub fn rejections(&self, reason: RejectionReason) -> u64 {
-        self.rejections.with_label_values(&[reason.as_str_name()]).get()
+        self.metrics.rejections.with_label_values(&[reason.as_str_name()]).get()
     }
 
-    fn prepare(&self, entry: Entry, now_ms: i64) -> Result<Prepared, GossipError> {
-        if self.failed.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(GossipError::CommitFailed("an earlier write to the store failed; restart the service".into()));
-        }
+    /// Entries made durable since the process started, from every path.
+    pub fn stored_total(&self) -> u64 {
+        self.metrics.stored.get()
+    }
+
+    fn prepare(&self, entry: Entry, now_ms: i64) -> Result<Durable<Applied>, GossipError> {
+        self.refuse_if_failed()?;
         let author = verify_entry(&entry, self.config.max_payload_bytes)?;
         let topic = self.writable_topic(&entry.topic, &author)?;
         let mut state = self.state.lock().expect("state lock");
@@ -438,11 +504,7 @@ impl Store {
         now_ms: i64,
     ) -> Result<Applied, GossipError> {
         let prepared = (|| {
-            if self.failed.load(std::sync::atomic::Ordering::SeqCst) {
-                return Err(GossipError::CommitFailed(
-                    "an earlier write to the store failed; restart the service".into(),
-                ));
-            }
+            self.refuse_if_failed()?;
             let topic = self.writable_topic(topic_name, identity.did())?;
             let mut state = self.state.lock().expect("state lock");
             let head = state.heads.get(&(topic_name.to_string(), identity.did().to_string())).copied().unwrap_or(0);
@@ -450,7 +512,7 @@ impl Store {
                 entry::sign_entry(identity, topic_name, head + 1, payload, self.config.compress_above_bytes, now_ms);
             self.prepare_locked(&mut state, entry, &topic, now_ms)
         })();
-        Self::committed(self.recorded(prepared)?).await
+        self.recorded(prepared)?.wait().await
     }
 
     /// The topic `author` may publish to, or why not.
@@ -482,14 +544,14 @@ impl Store {
         entry: Entry,
         topic: &Topic,
         now_ms: i64,
-    ) -> Result<Prepared, GossipError> {
+    ) -> Result<Durable<Applied>, GossipError> {
         let id = (entry.topic.clone(), entry.author.clone());
         let head = state.heads.get(&id).copied().unwrap_or(0);
         if entry.seq <= head {
             let stored = self.stored(&entry.topic, &entry.author, entry.seq)?;
             return match stored {
                 Some(s) if s.entry.as_ref().is_some_and(|e| e.hash == entry.hash) => {
-                    Ok(Prepared::Done(Applied::Duplicate(s)))
+                    Ok(Durable::done(Applied::Duplicate(s)))
                 }
                 _ => Err(GossipError::Rejected {
                     reason: RejectionReason::Replay,
@@ -502,20 +564,26 @@ impl Store {
         }
         let db = self.storage.db();
         if entry.seq > head + 1 {
+            let entry_seq = entry.seq;
             let k = entry_key(&entry.topic, &entry.author, entry.seq);
-            if db.get_cf(self.storage.cf(PENDING_CF)?, &k).map_err(icn_storage::StorageError::from)?.is_none() {
-                let held = state.pending.entry(id).or_default();
-                if *held >= self.config.max_pending_per_author {
-                    return Err(GossipError::ResourceExhausted(format!(
-                        "{} entries of {} are already waiting for a gap to fill in `{}`",
-                        held, entry.author, entry.topic
-                    )));
-                }
-                db.put_cf_opt(self.storage.cf(PENDING_CF)?, &k, entry.encode_to_vec(), &Storage::durable())
-                    .map_err(icn_storage::StorageError::from)?;
-                *held += 1;
+            let held = state.pending.entry(id).or_default();
+            if held.contains(&entry.seq) {
+                return Ok(Durable::done(Applied::Held));
             }
-            return Ok(Prepared::Done(Applied::Held));
+            if held.len() >= self.config.max_pending_per_author {
+                return Err(GossipError::ResourceExhausted(format!(
+                    "{} entries of {} are already waiting for a gap to fill in `{}`",
+                    held.len(),
+                    entry.author,
+                    entry.topic
+                )));
+            }
+            let mut batch = WriteBatch::default();
+            batch.put_cf(self.storage.cf(PENDING_CF)?, &k, entry.encode_to_vec());
+            let committing = self.queue(batch, Vec::new(), Some(k.clone()))?;
+            self.held_in_flight.lock().expect("held lock").insert(k, entry);
+            held.insert(entry_seq);
+            return Ok(Durable { outcome: Applied::Held, committing: Some(committing) });
         }
         // In order: store it, then every held entry it releases.
         let mut batch = WriteBatch::default();
@@ -523,7 +591,8 @@ impl Store {
         let mut stored = Vec::new();
         let mut next = Some(entry);
         let mut new_head = head;
-        let mut released = 0usize;
+        let mut released = Vec::new();
+        let held = state.pending.get(&id);
         while let Some(e) = next.take() {
             span.last += 1;
             if span.first == 0 {
@@ -535,13 +604,20 @@ impl Store {
             batch.put_cf(self.storage.cf(ENTRIES_CF)?, &k, s.encode_to_vec());
             batch.put_cf(self.storage.cf(POSITIONS_CF)?, key(&[e.topic.as_bytes(), &span.last.to_be_bytes()]), &k);
             stored.push(s);
-            let after = entry_key(&e.topic, &e.author, e.seq + 1);
-            if let Some(bytes) =
-                db.get_cf(self.storage.cf(PENDING_CF)?, &after).map_err(icn_storage::StorageError::from)?
-            {
+            if held.is_some_and(|h| h.contains(&(e.seq + 1))) {
+                let after = entry_key(&e.topic, &e.author, e.seq + 1);
+                // A held entry whose own write is still queued is not in the store yet.
+                let in_flight = self.held_in_flight.lock().expect("held lock").remove(&after);
+                next = match in_flight {
+                    Some(entry) => Some(entry),
+                    None => db
+                        .get_cf(self.storage.cf(PENDING_CF)?, &after)
+                        .map_err(icn_storage::StorageError::from)?
+                        .and_then(|bytes| Entry::decode(bytes.as_slice()).ok()),
+                };
+                // Deleting after the queued put, in commit order, leaves nothing behind.
                 batch.delete_cf(self.storage.cf(PENDING_CF)?, &after);
-                released += 1;
-                next = Entry::decode(bytes.as_slice()).ok();
+                released.push(e.seq + 1);
             }
         }
         let topic_name = topic.name.clone();
@@ -562,22 +638,15 @@ impl Store {
         span_bytes.extend_from_slice(&span.last.to_be_bytes());
         batch.put_cf(self.storage.cf(TOPIC_STATE_CF)?, topic_name.as_bytes(), span_bytes);
         // Queued while the state lock is held, so the commit order is the state order.
-        let (done_tx, done) = tokio::sync::oneshot::channel();
-        self.commits
-            .lock()
-            .expect("commits lock")
-            .as_ref()
-            .ok_or_else(|| GossipError::CommitFailed("the store is closing".into()))?
-            .send(Commit { batch, stored: stored.clone(), done: done_tx })
-            .map_err(|_| GossipError::CommitFailed("the committer stopped".into()))?;
+        let committing = self.queue(batch, stored.clone(), None)?;
         state.heads.insert(id.clone(), new_head);
         state.spans.insert(topic_name, span);
-        if released > 0 {
-            if let Some(held) = state.pending.get_mut(&id) {
-                *held = held.saturating_sub(released);
+        if let Some(held) = state.pending.get_mut(&id) {
+            for seq in released {
+                held.remove(&seq);
             }
         }
-        Ok(Prepared::Committing { stored, done })
+        Ok(Durable { outcome: Applied::Stored(stored), committing: Some(committing) })
     }
 
     fn stored(&self, topic: &str, author: &str, seq: u64) -> Result<Option<StoredEntry>, GossipError> {
@@ -636,9 +705,8 @@ mod tests {
 
     fn open(dir: &std::path::Path) -> Store {
         let config = icn_config::IcnConfig::default();
-        let rejections = prometheus::IntCounterVec::new(prometheus::Opts::new("r", "r"), &["reason"]).unwrap();
-        Store::open(Storage::open(dir, COLUMN_FAMILIES).unwrap(), config.topics, config.network.trust, rejections)
-            .unwrap()
+        let metrics = StoreMetrics::new(&prometheus::Registry::new());
+        Store::open(Storage::open(dir, COLUMN_FAMILIES).unwrap(), config.topics, config.network.trust, metrics).unwrap()
     }
 
     fn topic(creator: &NodeIdentity, name: &str, acl: acl::Rule, max_entries: u64) -> Topic {
@@ -663,7 +731,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path());
         let author = NodeIdentity::generate();
-        store.put_topic(topic(&author, "t", public(), 0)).unwrap();
+        futures::executor::block_on(store.put_topic(topic(&author, "t", public(), 0))).unwrap();
         let e = |seq| sign_entry(&author, "t", seq, format!("e{seq}").as_bytes(), 1024, 0);
         assert_eq!(store.apply_blocking(e(3), 0).unwrap(), Applied::Held);
         assert_eq!(store.apply_blocking(e(2), 0).unwrap(), Applied::Held);
@@ -680,7 +748,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path());
         let author = NodeIdentity::generate();
-        store.put_topic(topic(&author, "t", public(), 0)).unwrap();
+        futures::executor::block_on(store.put_topic(topic(&author, "t", public(), 0))).unwrap();
         store.apply_blocking(sign_entry(&author, "t", 1, b"first", 1024, 0), 0).unwrap();
         let err = store.apply_blocking(sign_entry(&author, "t", 1, b"second", 1024, 0), 0).unwrap_err();
         assert!(matches!(err, GossipError::Rejected { reason: RejectionReason::Replay, .. }), "{err}");
@@ -692,7 +760,7 @@ mod tests {
         let author = NodeIdentity::generate();
         {
             let store = open(dir.path());
-            store.put_topic(topic(&author, "t", public(), 3)).unwrap();
+            futures::executor::block_on(store.put_topic(topic(&author, "t", public(), 3))).unwrap();
             for seq in 1..=5 {
                 store.apply_blocking(sign_entry(&author, "t", seq, b"x", 1024, 0), 0).unwrap();
             }
@@ -721,7 +789,7 @@ mod tests {
         let (a, b, c) = (NodeIdentity::generate(), NodeIdentity::generate(), NodeIdentity::generate());
         let participants =
             acl::Rule::Participants(acl::Participants { dids: vec![a.did().to_string(), b.did().to_string()] });
-        store.put_topic(topic(&a, "private", participants, 0)).unwrap();
+        futures::executor::block_on(store.put_topic(topic(&a, "private", participants, 0))).unwrap();
         assert!(store.topic("private", &Reader::Did(b.did().clone())).is_ok());
         assert!(matches!(store.topic("private", &Reader::Did(c.did().clone())), Err(GossipError::NotFound(_))));
         assert!(store.topic("private", &Reader::Anonymous).is_err());

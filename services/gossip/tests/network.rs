@@ -136,15 +136,66 @@ async fn a_private_topic_travels_only_to_participant_nodes_also_across_restarts(
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
-        // The third node never received the topic or any entry of it.
+        // The third node never received the topic or any entry of it. It is asked as a
+        // participant would ask (reader = node 0's DID), so a held copy would be shown:
+        // NOT_FOUND on every read path means it holds nothing.
         let c = &net.nodes[2];
-        let err = gossip(c)
+        let participant = net.nodes[0].did().to_string();
+        let mut gc = gossip(c).await;
+        let not_found = |what: &str, result: Result<(), tonic::Status>| match result {
+            Err(e) if e.code() == tonic::Code::NotFound => {}
+            other => panic!("round {round}: {what} on the non-participant: {other:?}"),
+        };
+        not_found(
+            "GetTopic",
+            gc.get_topic(GetTopicRequest { name: "board".into(), reader: participant.clone() }).await.map(|_| ()),
+        );
+        not_found(
+            "GetEntries",
+            gc.get_entries(GetEntriesRequest {
+                topic: "board".into(),
+                reader: participant.clone(),
+                ..Default::default()
+            })
             .await
-            .get_topic(GetTopicRequest { name: "board".into(), reader: String::new() })
+            .map(|_| ()),
+        );
+        not_found(
+            "Subscribe",
+            gc.subscribe(SubscribeRequest {
+                topic: "board".into(),
+                reader: participant.clone(),
+                start: Some(subscribe_request::Start::AfterPosition(0)),
+            })
             .await
-            .unwrap_err();
-        assert_eq!(err.code(), tonic::Code::NotFound);
+            .map(|_| ()),
+        );
+        let listed = gc
+            .list_topics(ListTopicsRequest { page: None, reader: participant.clone() })
+            .await
+            .expect("ListTopics answers")
+            .into_inner();
+        assert!(listed.topics.iter().all(|t| t.name != "board"), "round {round}: {:?}", listed.topics);
+        let stats = gc.stats(StatsRequest::default()).await.expect("Stats answers").into_inner();
+        assert!(stats.topics.iter().all(|t| t.topic != "board"), "round {round}: {:?}", stats.topics);
+        // Every stored entry counts, whatever its path: the participants' counters move,
+        // the non-participant's stays at zero.
+        assert_eq!(stats.entries_received, 0, "round {round}");
         assert_eq!(c.metric("gossip", "icn_gossip_entries_stored_total").await.unwrap(), 0.0, "round {round}");
+        if round == 0 {
+            for node in &net.nodes[..2] {
+                let stored = node.metric("gossip", "icn_gossip_entries_stored_total").await.unwrap();
+                assert_eq!(stored, 2.0, "{} stored its own entry and the other participant's", node.name);
+                let received = gossip(node)
+                    .await
+                    .stats(StatsRequest::default())
+                    .await
+                    .expect("Stats")
+                    .into_inner()
+                    .entries_received;
+                assert_eq!(received, 2, "{}", node.name);
+            }
+        }
         // Every node restarts, netd and gossip both.
         for node in net.nodes.iter_mut() {
             for svc in ["gossip", "netd"] {

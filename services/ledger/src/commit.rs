@@ -1,9 +1,10 @@
 //! The ledger node: its state, its store and its one writer.
 //!
-//! Every change goes through the committer task. Submissions queue; the committer takes
-//! what is waiting (up to `credit.group_max_entries`), applies it to the state under the
-//! write lock, writes the whole group in one synced batch, and only then releases the
-//! lock and answers. So a group shares one fsync, readers never see an entry that is
+//! Every change goes through the committer, a dedicated thread (the shared group
+//! committer, [`icn_storage::group`]). Submissions queue; the committer takes what is
+//! waiting (up to `credit.group_max_entries`), applies it to the state under the write
+//! lock, writes the whole group in one synced batch, and only then releases the lock and
+//! answers. So a group shares one fsync, readers never see an entry that is
 //! not durable, and the journal order is the order of application.
 
 use crate::error::LedgerError;
@@ -13,10 +14,11 @@ use icn_config::CreditConfig;
 use icn_proto::ledger::v1::{BalanceDrift, RecomputeBalancesResponse, TransferRecord};
 use icn_proto::ledger::wire::v1::{ForkReport, LedgerEntry};
 use icn_runtime::{now_ms, Context};
+use icn_storage::group::{GroupLimits, GroupQueue};
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use tokio::sync::{mpsc, oneshot, Notify, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use tokio::sync::{oneshot, Notify, RwLock, RwLockReadGuard};
 
 #[derive(Clone)]
 pub struct LedgerMetrics {
@@ -92,7 +94,7 @@ struct Job {
 pub struct LedgerNode {
     state: Arc<RwLock<State>>,
     store: Store,
-    jobs: mpsc::Sender<Job>,
+    jobs: GroupQueue<Job>,
     pub config: CreditConfig,
     pub metrics: LedgerMetrics,
     /// Wakes the publisher after a group with local entries.
@@ -122,7 +124,28 @@ impl LedgerNode {
             "ledger journal replayed"
         );
         metrics.journal_version.set(state.version as i64);
-        let (jobs, queue) = mpsc::channel(ctx.config.credit.queue);
+        // The committer reaches the node through a weak link, set once the node exists:
+        // the node owns the committer, not the other way round.
+        let link: Arc<OnceLock<Weak<LedgerNode>>> = Arc::default();
+        let jobs = {
+            let (link, ctx) = (link.clone(), ctx.clone());
+            let limits =
+                GroupLimits { backlog: ctx.config.credit.queue, max_group: ctx.config.credit.group_max_entries };
+            GroupQueue::start(
+                "ledger-commit",
+                limits,
+                |job: &Job| job.entries.len().max(1),
+                move |group: Vec<Job>| match link.get().and_then(Weak::upgrade) {
+                    Some(node) => commit_group(&node, group, &ctx),
+                    None => {
+                        for job in group {
+                            let _ =
+                                job.reply.send(Err(LedgerError::CommitFailed("the ledger is shutting down".into())));
+                        }
+                    }
+                },
+            )?
+        };
         let node = Arc::new(Self {
             state: Arc::new(RwLock::new(state)),
             store,
@@ -133,7 +156,7 @@ impl LedgerNode {
             fork_reports: Mutex::new(Vec::new()),
             transfers: tokio::sync::broadcast::channel(ctx.config.credit.watch_buffer).0,
         });
-        ctx.spawn(committer(node.clone(), queue, ctx.clone()));
+        link.set(Arc::downgrade(&node)).expect("set once");
         Ok(node)
     }
 
@@ -161,7 +184,7 @@ impl LedgerNode {
         self.jobs
             .send(Job { entries, source, cursor, reply })
             .await
-            .map_err(|_| LedgerError::CommitFailed("the ledger is shutting down".into()))?;
+            .map_err(|e| LedgerError::CommitFailed(format!("the ledger is shutting down: {e}")))?;
         answer.await.map_err(|_| LedgerError::CommitFailed("the ledger is shutting down".into()))?
     }
 
@@ -318,32 +341,10 @@ fn check_stored_balances(store: &Store, state: &State, metrics: &LedgerMetrics) 
     Ok(())
 }
 
-async fn committer(node: Arc<LedgerNode>, mut queue: mpsc::Receiver<Job>, ctx: Context) {
-    loop {
-        let first = tokio::select! {
-            job = queue.recv() => job,
-            // Stop taking new work, but finish what is queued: it was submitted.
-            _ = ctx.shutdown.cancelled() => { queue.close(); queue.recv().await }
-        };
-        let Some(first) = first else { return };
-        let mut jobs = vec![first];
-        let mut size = jobs[0].entries.len();
-        while size < node.config.group_max_entries {
-            match queue.try_recv() {
-                Ok(job) => {
-                    size += job.entries.len();
-                    jobs.push(job);
-                }
-                Err(_) => break,
-            }
-        }
-        commit_group(&node, jobs, &ctx).await;
-    }
-}
-
-async fn commit_group(node: &LedgerNode, jobs: Vec<Job>, ctx: &Context) {
+/// Applies and writes one group, on the committer thread.
+fn commit_group(node: &LedgerNode, jobs: Vec<Job>, ctx: &Context) {
     let timer = node.metrics.group_seconds.start_timer();
-    let mut state = node.state.write().await;
+    let mut state = node.state.blocking_write();
     let mut write = GroupWrite::default();
     let now = now_ms();
     let mut answers = Vec::with_capacity(jobs.len());
@@ -360,12 +361,7 @@ async fn commit_group(node: &LedgerNode, jobs: Vec<Job>, ctx: &Context) {
     } else {
         write.transfer_events.iter().filter_map(|(coop, hash)| state.coops.get(coop).map(|c| c.record(hash))).collect()
     };
-    let written = if write.is_empty() {
-        Ok(())
-    } else {
-        let store = node.store.clone();
-        tokio::task::block_in_place(|| store.write(&write))
-    };
+    let written = if write.is_empty() { Ok(()) } else { node.store.write(&write) };
     drop(state);
     timer.observe_duration();
     match written {
@@ -412,7 +408,7 @@ async fn commit_group(node: &LedgerNode, jobs: Vec<Job>, ctx: &Context) {
         Err(e) => {
             // Memory is now ahead of the disk: only a restart, which replays the journal,
             // makes them agree again. Nothing of this group was acknowledged.
-            tracing::error!("ledger commit failed, restarting the service: {e}");
+            tracing::error!(error = %e, "ledger commit failed, restarting the service");
             for (reply, _, _) in answers {
                 let _ = reply.send(Err(LedgerError::CommitFailed(e.to_string())));
             }

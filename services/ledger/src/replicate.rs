@@ -14,7 +14,6 @@
 use crate::commit::LedgerNode;
 use crate::error::LedgerError;
 use crate::state::Source;
-use futures::StreamExt;
 use icn_ledger_records::coop;
 use icn_proto::gossip::v1::{
     acl, create_topic_request, gossip_client::GossipClient, publish_request, subscribe_request, Acl,
@@ -75,7 +74,7 @@ async fn publish(ctx: Context, node: Arc<LedgerNode>, mut gossip: Gossip, max_by
         let failed = match publish_round(&node, &mut gossip, &mut ensured, max_bytes).await {
             Ok(()) => false,
             Err(e) => {
-                tracing::warn!("publishing ledger entries to gossip failed, will retry: {e}");
+                tracing::warn!(error = %e, "publishing ledger entries to gossip failed, will retry");
                 true
             }
         };
@@ -197,43 +196,39 @@ async fn discover(ctx: Context, node: Arc<LedgerNode>, mut gossip: Gossip, me: S
     }
 }
 
-async fn follow(ctx: Context, node: Arc<LedgerNode>, mut gossip: Gossip, coop_id: String, me: String) {
+async fn follow(ctx: Context, node: Arc<LedgerNode>, gossip: Gossip, coop_id: String, me: String) {
     let topic = coop::topic(&coop_id);
-    loop {
-        let result = async {
-            let after = node.store().gossip_cursor(&coop_id)?;
-            let request = SubscribeRequest {
-                topic: topic.clone(),
-                reader: me.clone(),
-                start: Some(subscribe_request::Start::AfterPosition(after)),
-            };
-            let mut stream = gossip
-                .subscribe(request)
-                .await
-                .map_err(|s| LedgerError::GossipUnavailable(format!("{}: {}", s.code(), s.message())))?
-                .into_inner();
-            loop {
-                let stored = tokio::select! {
-                    item = stream.next() => item,
-                    _ = ctx.shutdown.cancelled() => return Ok(()),
-                };
-                let Some(stored) = stored else { return Err(LedgerError::GossipUnavailable("stream ended".into())) };
-                let stored =
-                    stored.map_err(|s| LedgerError::GossipUnavailable(format!("{}: {}", s.code(), s.message())))?;
-                let entries = decode(&node, &coop_id, &stored, ctx.config.topics.max_payload_bytes, &me).await;
-                node.submit(entries, Source::Peer, Some((coop_id.clone(), stored.position))).await?;
+    let max_payload = ctx.config.topics.max_payload_bytes;
+    let (opener, handler) = (node.clone(), node.clone());
+    let (open_coop, handle_coop, handle_me) = (coop_id.clone(), coop_id.clone(), me.clone());
+    let what = topic.clone();
+    icn_runtime::follow::follow(
+        ctx.shutdown.clone(),
+        &what,
+        node.config.gossip_retry,
+        move || {
+            // From the position the journal has taken this cooperative to.
+            let (node, mut gossip, coop_id, topic, me) =
+                (opener.clone(), gossip.clone(), open_coop.clone(), topic.clone(), me.clone());
+            async move {
+                let after = node.store().gossip_cursor(&coop_id)?;
+                let request =
+                    SubscribeRequest { topic, reader: me, start: Some(subscribe_request::Start::AfterPosition(after)) };
+                let stream = gossip.subscribe(request).await;
+                stream
+                    .map(|s| s.into_inner())
+                    .map_err(|s| LedgerError::GossipUnavailable(format!("{}: {}", s.code(), s.message())))
             }
-        }
-        .await;
-        match result {
-            Ok(()) => return,
-            Err(e) => tracing::debug!(coop = %coop_id, "following the ledger topic: {e}; retrying"),
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(node.config.gossip_retry) => {}
-            _ = ctx.shutdown.cancelled() => return,
-        }
-    }
+        },
+        move |stored: icn_proto::gossip::v1::StoredEntry| {
+            let (node, coop_id, me) = (handler.clone(), handle_coop.clone(), handle_me.clone());
+            async move {
+                let entries = decode(&node, &coop_id, &stored, max_payload, &me).await;
+                node.submit(entries, Source::Peer, Some((coop_id, stored.position))).await.map(|_| ())
+            }
+        },
+    )
+    .await
 }
 
 /// The entries of one gossip entry that this node still needs: those of this
@@ -255,7 +250,7 @@ async fn decode(
         Ok(b) => b,
         Err(e) => {
             node.metrics.invalid_payloads.inc();
-            tracing::warn!(coop = %coop_id, position = stored.position, "not a ledger batch, skipped: {e}");
+            tracing::warn!(coop = %coop_id, position = stored.position, error = %e, "not a ledger batch, skipped");
             return Vec::new();
         }
     };

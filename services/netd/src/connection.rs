@@ -153,7 +153,7 @@ pub(crate) async fn establish(
     // queue epoch is acknowledged; everything after is (re)sent in order.
     let resume_after = if hello.delivered_epoch == node.outbox.epoch() {
         if let Err(e) = node.outbox.ack(&did, hello.delivered_seq).await {
-            tracing::warn!(peer = %did, "pruning acknowledged messages failed: {e}");
+            tracing::warn!(peer = %did, error = %e, "pruning acknowledged messages failed");
         }
         node.update_queue_metrics(&did);
         hello.delivered_seq
@@ -197,7 +197,7 @@ async fn deliver_loop(node: Arc<Inner>, did: Did, link: Link, mut stream: quinn:
         let batch = match node.outbox.read_after(&did, cursor, BATCH).await {
             Ok(batch) => batch,
             Err(e) => {
-                tracing::error!(peer = %did, "reading the queue failed: {e}");
+                tracing::error!(peer = %did, error = %e, "reading the queue failed");
                 close_with(&link.connection, close::PROTOCOL_ERROR, "sender storage failure");
                 return;
             }
@@ -210,7 +210,7 @@ async fn deliver_loop(node: Arc<Inner>, did: Did, link: Link, mut stream: quinn:
         }
         for (seq, bytes) in batch {
             if let Err(e) = stream.write_all(&bytes).await {
-                tracing::debug!(peer = %did, "message stream closed: {e}");
+                tracing::debug!(peer = %did, error = %e, "message stream closed");
                 return;
             }
             cursor = seq;
@@ -293,7 +293,7 @@ async fn read_messages(node: Arc<Inner>, did: Did, link: Link) {
                         Ok(plain) => plain,
                         Err(e) => {
                             node.metrics.frames_rejected.with_label_values(&["unsealable"]).inc();
-                            tracing::warn!(peer = %did, seq = m.seq, "dropping a sealed message: {e}");
+                            tracing::warn!(peer = %did, seq = m.seq, error = %e, "dropping a sealed message");
                             continue;
                         }
                     }
@@ -323,7 +323,7 @@ async fn read_messages(node: Arc<Inner>, did: Did, link: Link) {
                     Err(e) => {
                         // Without a record of delivery exactly-once cannot hold: stop
                         // reading; the sender keeps the message and resends it later.
-                        tracing::error!(peer = %did, "recording a delivery failed: {e}");
+                        tracing::error!(peer = %did, error = %e, "recording a delivery failed");
                         close_with(&link.connection, close::PROTOCOL_ERROR, "receiver storage failure");
                         return;
                     }
@@ -371,7 +371,7 @@ async fn read_control(node: Arc<Inner>, did: Did, link: Link, mut stream: quinn:
                 if ack.epoch == node.outbox.epoch() {
                     node.metrics.acks_received.inc();
                     if let Err(e) = node.outbox.ack(&did, ack.seq).await {
-                        tracing::warn!(peer = %did, "applying an ack failed: {e}");
+                        tracing::warn!(peer = %did, error = %e, "applying an ack failed");
                     }
                     node.update_queue_metrics(&did);
                 }

@@ -19,7 +19,7 @@ pub enum NetError {
     #[error("no RTT measurement or coordinate is known for {0} yet")]
     NoEstimate(Did),
     #[error("dialing {address}: {reason}")]
-    Dial { address: String, reason: String },
+    Dial { address: String, kind: DialFailure, reason: String },
     #[error("the peer at {address} proved identity {actual}, not the dialled {expected}; connection refused")]
     IdentityMismatch { address: String, expected: Did, actual: Did },
     #[error("the peer at {address} refused the connection: {reason}")]
@@ -32,14 +32,26 @@ pub enum NetError {
     NoIdentity(tonic::Status),
 }
 
+/// Why a dial did not reach a peer, decided where it failed (never read back from the
+/// message text).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DialFailure {
+    /// The address did not resolve, or resolved to nothing.
+    Unresolvable,
+    /// No QUIC handshake and Hello within `network.handshake_timeout`.
+    Timeout,
+    /// Anything else on the way: the connection could not be made or was lost.
+    Unreachable,
+}
+
 impl NetError {
     /// The kind of a dial failure, for counting identical failures in a row: the same
     /// kind again and again means the peer is gone, not briefly unreachable.
     pub fn failure_kind(&self) -> &'static str {
         match self {
-            NetError::Dial { reason, .. } if reason.contains("no handshake within") => "timeout",
-            NetError::Dial { reason, .. } if reason.contains("cannot resolve") => "unresolvable",
-            NetError::Dial { .. } => "unreachable",
+            NetError::Dial { kind: DialFailure::Timeout, .. } => "timeout",
+            NetError::Dial { kind: DialFailure::Unresolvable, .. } => "unresolvable",
+            NetError::Dial { kind: DialFailure::Unreachable, .. } => "unreachable",
             NetError::IdentityMismatch { .. } => "identity",
             NetError::Refused { .. } => "refused",
             _ => "other",

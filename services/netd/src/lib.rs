@@ -22,7 +22,7 @@ mod reconnect;
 pub mod vivaldi;
 
 pub use connection::close;
-pub use error::NetError;
+pub use error::{DialFailure, NetError};
 pub use node::{Node, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 pub use peer_store::PEERS_CF;
 

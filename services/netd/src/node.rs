@@ -3,13 +3,14 @@
 //! restarts, reconnection, and the goodbye at shutdown.
 
 use crate::connection::{self, close, now_ms};
+use crate::error::DialFailure;
 use crate::frame;
 use crate::inbox::Inbox;
 use crate::metrics::NetMetrics;
 use crate::outbox::{Limits, Outbox};
 use crate::peers::{PeerState, PeerTable};
 use crate::reconnect::{dial_initial_peers, reconnect_loop, watch_for_wake};
-use crate::vivaldi::{Coordinate, Vivaldi, VivaldiConfig};
+use crate::vivaldi::{Coordinate, Vivaldi};
 use crate::{peer_store, NetError};
 use futures::future::{BoxFuture, FutureExt, Shared};
 use icn_config::NetworkConfig;
@@ -18,22 +19,18 @@ use icn_identity::{Did, NodeIdentity};
 use icn_proto::common::v1::TraceContext;
 use icn_proto::net::v1::{self as api, InboundMessage};
 
-/// Messages buffered between a subscriber's feeder task and its gRPC stream.
-const SUBSCRIPTION_BUFFER: usize = 256;
 use icn_proto::net::wire::v1::{frame::Body, Frame, Goodbye, Hello, KnownPeer, Message, PeerExchange};
 use icn_runtime::Context;
 use std::collections::HashMap;
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 use tokio::sync::{broadcast, mpsc};
 
 /// Version of the node-to-node protocol this build speaks, and the oldest it accepts.
 pub const PROTOCOL_VERSION: u32 = 1;
 pub const MIN_PROTOCOL_VERSION: u32 = 1;
-/// How long the goodbye to each peer may take at shutdown before the link is just closed.
-const GOODBYE_GRACE: Duration = Duration::from_millis(500);
 
 type DialFuture = Shared<BoxFuture<'static, Result<Did, NetError>>>;
 
@@ -94,7 +91,14 @@ impl Node {
             }
             (None, true) => Vec::new(),
         };
-        let limits = Limits { max_messages: config.peer_queue_capacity, max_bytes: config.peer_queue_max_bytes };
+        let limits = Limits {
+            max_messages: config.peer_queue_capacity,
+            max_bytes: config.peer_queue_max_bytes,
+            commit: icn_storage::group::GroupLimits {
+                backlog: config.commit_backlog,
+                max_group: config.commit_group_max,
+            },
+        };
         let (outbox, inbox) = {
             let storage = ctx.storage.clone();
             let fsync = config.queue_fsync;
@@ -105,13 +109,7 @@ impl Node {
             .await??
         };
         let gate = crate::gate::Gate::new(&config.trust);
-        let vivaldi = Vivaldi::new(VivaldiConfig {
-            ce: config.vivaldi.ce,
-            cc: config.vivaldi.cc,
-            min_height: config.vivaldi.min_height.as_secs_f64(),
-            max_rtt: config.vivaldi.max_rtt,
-        })
-        .map_err(|e| anyhow::anyhow!("network.vivaldi: {e}"))?;
+        let vivaldi = Vivaldi::new(config.vivaldi.clone()).map_err(|e| anyhow::anyhow!("network.vivaldi: {e}"))?;
         let metrics = NetMetrics::new(&ctx.metrics);
         let inner = Arc::new(Inner {
             peers: PeerTable::new(metrics.state_changes.clone()),
@@ -196,7 +194,7 @@ impl Node {
         for (did, _) in self.inner.peers.links() {
             match self.send(&did, protocol, payload.clone(), false).await {
                 Ok(_) => sent.push(did),
-                Err(e) => tracing::debug!(peer = %did, "broadcast skipped a peer: {e}"),
+                Err(e) => tracing::debug!(peer = %did, error = %e, "broadcast skipped a peer"),
             }
         }
         Ok(sent)
@@ -220,7 +218,7 @@ impl Node {
                 )));
             }
         }
-        let (tx, rx) = mpsc::channel(SUBSCRIPTION_BUFFER);
+        let (tx, rx) = mpsc::channel(self.inner.config.stream_buffer);
         let inner = self.inner.clone();
         // Subscribe to live messages before reading the head, so none falls in between.
         let live = inner.inbox.watch();
@@ -251,7 +249,7 @@ impl Node {
             let goodbye = Frame {
                 body: Some(Body::Goodbye(Goodbye { reason: "closed by the operator".into(), intentional: true })),
             };
-            let _ = tokio::time::timeout(GOODBYE_GRACE, inner.send_control(link.id, &goodbye)).await;
+            let _ = tokio::time::timeout(inner.config.goodbye_grace, inner.send_control(link.id, &goodbye)).await;
             link.connection.close(quinn::VarInt::from_u32(close::INTENTIONAL), b"closed by the operator");
             inner.metrics.connected_peers.set(inner.peers.connected_count() as i64);
             tracing::info!(peer = %did, "disconnected on purpose");
@@ -414,7 +412,13 @@ impl Inner {
             result
         });
         let shared = async move {
-            task.await.unwrap_or_else(|e| Err(NetError::Dial { address: String::new(), reason: e.to_string() }))
+            task.await.unwrap_or_else(|e| {
+                Err(NetError::Dial {
+                    address: String::new(),
+                    kind: DialFailure::Unreachable,
+                    reason: format!("the dial task failed: {e}"),
+                })
+            })
         }
         .boxed()
         .shared();
@@ -451,23 +455,27 @@ impl Inner {
         }
         let marked = expected.is_some_and(|did| self.mark_connecting(did));
         let result = async {
-            let dial_error = |reason: String| NetError::Dial { address: address.to_string(), reason };
+            let dial_error =
+                |kind: DialFailure, reason: String| NetError::Dial { address: address.to_string(), kind, reason };
             let socket = tokio::net::lookup_host(address)
                 .await
-                .map_err(|e| dial_error(format!("cannot resolve: {e}")))?
+                .map_err(|e| dial_error(DialFailure::Unresolvable, format!("cannot resolve: {e}")))?
                 .next()
-                .ok_or_else(|| dial_error("the name resolves to no address".into()))?;
+                .ok_or_else(|| dial_error(DialFailure::Unresolvable, "the name resolves to no address".into()))?;
             let connecting = endpoint
                 .connect_with(client.clone(), socket, tls::SERVER_NAME)
-                .map_err(|e| dial_error(e.to_string()))?;
+                .map_err(|e| dial_error(DialFailure::Unreachable, e.to_string()))?;
             let handshake = async {
-                let conn = connecting.await.map_err(|e| dial_error(e.to_string()))?;
+                let conn = connecting.await.map_err(|e| dial_error(DialFailure::Unreachable, e.to_string()))?;
                 connection::establish(self, conn, true, address, expected).await
             };
             tokio::select! {
                 _ = self.ctx.shutdown.cancelled() => Err(NetError::ShuttingDown),
                 result = tokio::time::timeout(self.config.handshake_timeout, handshake) => result
-                    .map_err(|_| dial_error(format!("no handshake within {:?}", self.config.handshake_timeout)))?,
+                    .map_err(|_| dial_error(
+                        DialFailure::Timeout,
+                        format!("no handshake within {:?}", self.config.handshake_timeout),
+                    ))?,
             }
         }
         .await;
@@ -483,7 +491,7 @@ impl Inner {
         let label = if result.is_ok() { "ok" } else { "error" };
         self.metrics.dials.with_label_values(&[label]).inc();
         if let Err(e) = &result {
-            tracing::debug!(address, "dial failed: {e}");
+            tracing::debug!(address, error = %e, "dial failed");
         }
         result
     }
@@ -601,7 +609,7 @@ impl Inner {
                 let address = known.addresses[0].clone();
                 self.ctx.spawn(async move {
                     if let Err(e) = inner.dial(&address, Some(did)).await {
-                        tracing::debug!(address, "dialling an exchanged peer failed: {e}");
+                        tracing::debug!(address, error = %e, "dialling an exchanged peer failed");
                     }
                 });
             }
@@ -629,7 +637,7 @@ impl Inner {
         if let Some(control) = control {
             let mut stream = control.lock().await;
             if let Err(e) = frame::write_frame(&mut *stream, frame).await {
-                tracing::debug!(link = link_id, "control frame not sent: {e}");
+                tracing::debug!(link = link_id, error = %e, "control frame not sent");
             }
         }
     }
@@ -657,7 +665,7 @@ impl Inner {
         let storage = self.ctx.storage.clone();
         self.ctx.spawn(async move {
             if let Err(e) = storage.blocking(move |s| peer_store::save(s, &record, &failed_error)).await {
-                tracing::warn!("remembering a peer failed: {e}");
+                tracing::warn!(error = %e, "remembering a peer failed");
             }
         });
     }
@@ -734,7 +742,7 @@ async fn accept_loop(inner: Arc<Inner>, endpoint: quinn::Endpoint) {
             };
             match result {
                 Ok(Ok(_)) => {}
-                Ok(Err(e)) => tracing::info!(address, "inbound connection refused: {e}"),
+                Ok(Err(e)) => tracing::info!(address, error = %e, "inbound connection refused"),
                 Err(_) => tracing::info!(address, "inbound connection timed out in the handshake"),
             }
         });
@@ -771,7 +779,7 @@ async fn goodbye_at_shutdown(inner: Arc<Inner>, endpoint: quinn::Endpoint) {
         let frame = frame.clone();
         let link_id = link.id;
         async move {
-            let _ = tokio::time::timeout(GOODBYE_GRACE, inner.send_control(link_id, &frame)).await;
+            let _ = tokio::time::timeout(inner.config.goodbye_grace, inner.send_control(link_id, &frame)).await;
         }
     });
     futures::future::join_all(goodbyes).await;
@@ -779,65 +787,42 @@ async fn goodbye_at_shutdown(inner: Arc<Inner>, endpoint: quinn::Endpoint) {
         link.connection.close(quinn::VarInt::from_u32(close::SHUTDOWN), b"node shutting down");
     }
     endpoint.close(quinn::VarInt::from_u32(close::SHUTDOWN), b"node shutting down");
-    let _ = tokio::time::timeout(GOODBYE_GRACE, endpoint.wait_idle()).await;
+    let _ = tokio::time::timeout(inner.config.goodbye_grace, endpoint.wait_idle()).await;
     tracing::info!(peers = links.len(), "said goodbye to peers");
 }
 
 /// Feeds one subscriber: the log from `after` until caught up, then live messages; when
-/// it falls behind the live buffer, back to the log from where it stands.
+/// it falls behind the live buffer, back to the log from where it stands (the shared
+/// [`icn_storage::feed`]).
 async fn feed_subscriber(
     inner: Arc<Inner>,
     protocols: HashSet<String>,
-    mut live: broadcast::Receiver<Arc<InboundMessage>>,
-    mut after: u64,
-    tx: mpsc::Sender<Result<InboundMessage, NetError>>,
+    live: broadcast::Receiver<Arc<InboundMessage>>,
+    after: u64,
+    out: mpsc::Sender<Result<InboundMessage, NetError>>,
 ) {
-    /// Messages read from the log per step of a catch-up.
-    const PAGE: usize = 512;
-    let wanted = |m: &InboundMessage| protocols.is_empty() || protocols.contains(&m.protocol);
-    loop {
-        // Catch up from the log.
-        loop {
-            let page = match inner.inbox.read_after(after, PAGE).await {
-                Ok(page) => page,
-                Err(e) => {
-                    let _ = tx.send(Err(NetError::Storage(e.to_string()))).await;
-                    return;
-                }
-            };
-            if page.is_empty() {
-                break;
-            }
-            for m in page {
-                after = m.position;
-                if wanted(&m) && tx.send(Ok(m)).await.is_err() {
-                    return;
-                }
-            }
-        }
-        // Live, skipping what the catch-up already sent.
-        loop {
-            let next = tokio::select! {
-                _ = inner.ctx.shutdown.cancelled() => return,
-                _ = tx.closed() => return,
-                next = live.recv() => next,
-            };
-            match next {
-                Ok(m) if m.position <= after => continue,
-                Ok(m) => {
-                    after = m.position;
-                    if wanted(&m) && tx.send(Ok((*m).clone())).await.is_err() {
-                        return;
-                    }
-                }
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    inner.metrics.subscribers_lagged.inc();
-                    break;
-                }
-                Err(broadcast::error::RecvError::Closed) => return,
-            }
-        }
-    }
+    let feed = icn_storage::feed::Feed {
+        position: |m: &InboundMessage| m.position,
+        live,
+        after,
+        out,
+        page: inner.config.catch_up_page,
+        shutdown: inner.ctx.shutdown.clone(),
+    };
+    let reader = inner.clone();
+    let read_after = move |after: u64, max: usize| {
+        let inner = reader.clone();
+        async move { inner.inbox.read_after(after, max).await.map_err(|e| NetError::Storage(e.to_string())) }
+    };
+    let lagged = inner.metrics.subscribers_lagged.clone();
+    icn_storage::feed::run(
+        feed,
+        read_after,
+        |_| true,
+        |m| protocols.is_empty() || protocols.contains(&m.protocol),
+        move || lagged.inc(),
+    )
+    .await
 }
 
 /// Every keep-alive interval (QUIC refreshes its RTT estimate with each keep-alive):

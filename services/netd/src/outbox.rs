@@ -3,7 +3,8 @@
 //! Sending side ([`Outbox`]): `Send` assigns the next sequence number for that peer and
 //! commits the framed message to RocksDB *before* it answers, so an accepted message
 //! survives a crash of this process (and, with `network.queue_fsync`, of the machine).
-//! Concurrent sends share one synced write (group commit on a dedicated thread). Messages
+//! Concurrent sends share one synced write (the shared group committer,
+//! [`icn_storage::group`], on a dedicated thread). Messages
 //! stay stored until the peer acknowledges them; a new connection resends from what the
 //! peer says it has delivered.
 //!
@@ -16,11 +17,12 @@
 use crate::NetError;
 use icn_identity::Did;
 use icn_proto::net::wire::v1::OutboxState;
+use icn_storage::group::{write_group, GroupLimits, GroupQueue, QueueError};
 use icn_storage::{Storage, StorageError, WriteBatch};
 use prost::Message as _;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{oneshot, Notify};
 
 /// Framed messages waiting for a peer: `<did> 0x00 <seq: u64 big-endian>` → wire bytes.
 pub const OUTBOX_CF: &str = "outbox";
@@ -28,8 +30,6 @@ pub const OUTBOX_CF: &str = "outbox";
 pub const OUTBOX_STATE_CF: &str = "outbox_state";
 /// In the store's meta column family: this node's queue epoch.
 const EPOCH_KEY: &[u8] = b"netd.outbox_epoch";
-/// Sends waiting for the committer before `Send` answers RESOURCE_EXHAUSTED.
-const COMMIT_BACKLOG: usize = 65_536;
 
 fn message_key(did: &Did, seq: u64) -> Vec<u8> {
     let mut key = Vec::with_capacity(did.as_str().len() + 9);
@@ -43,6 +43,9 @@ fn message_key(did: &Did, seq: u64) -> Vec<u8> {
 pub struct Limits {
     pub max_messages: usize,
     pub max_bytes: usize,
+    /// The committer's backlog (`network.commit_backlog`) and group size
+    /// (`network.commit_group_max`).
+    pub commit: GroupLimits,
 }
 
 struct Queue {
@@ -66,10 +69,10 @@ impl Queue {
     }
 }
 
-/// One send's writes: (column family, key, value) puts.
+/// One send's writes.
 struct Commit {
-    puts: Vec<(&'static str, Vec<u8>, Vec<u8>)>,
-    done: oneshot::Sender<Result<(), StorageError>>,
+    batch: WriteBatch,
+    done: oneshot::Sender<Result<(), String>>,
 }
 
 pub struct Outbox {
@@ -77,20 +80,8 @@ pub struct Outbox {
     epoch: String,
     limits: Limits,
     queues: Mutex<HashMap<Did, Queue>>,
-    /// `None` only while dropping.
-    commits: Option<mpsc::Sender<Commit>>,
-    committer: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for Outbox {
-    /// Closes the commit channel and waits for the committer, so the store is released
-    /// when the outbox is.
-    fn drop(&mut self) {
-        self.commits.take();
-        if let Some(thread) = self.committer.take() {
-            let _ = thread.join();
-        }
-    }
+    /// The committer thread; dropping the outbox writes what is queued, then releases it.
+    commits: GroupQueue<Commit>,
 }
 
 impl Outbox {
@@ -128,20 +119,20 @@ impl Outbox {
                 queue.bytes += value.len();
             }
         }
-        let (commits, rx) = mpsc::channel(COMMIT_BACKLOG);
         let committer = storage.clone();
-        let committer = std::thread::Builder::new()
-            .name("netd-outbox-commit".into())
-            .spawn(move || commit_loop(committer, rx, fsync))
-            .map_err(|e| StorageError::Task(e.to_string()))?;
-        Ok(Self {
-            storage,
-            epoch,
-            limits,
-            queues: Mutex::new(queues),
-            commits: Some(commits),
-            committer: Some(committer),
-        })
+        let commits = GroupQueue::start(
+            "netd-outbox-commit",
+            limits.commit,
+            |_| 1,
+            move |group: Vec<Commit>| {
+                let (batches, waiters): (Vec<_>, Vec<_>) = group.into_iter().map(|c| (c.batch, c.done)).unzip();
+                let result = write_group(&committer, batches, fsync).map_err(|e| e.to_string());
+                for waiter in waiters {
+                    let _ = waiter.send(result.clone());
+                }
+            },
+        )?;
+        Ok(Self { storage, epoch, limits, queues: Mutex::new(queues), commits })
     }
 
     pub fn epoch(&self) -> &str {
@@ -169,30 +160,36 @@ impl Outbox {
                 });
             }
             let state = OutboxState { next_seq: seq + 1, acked_seq: queue.acked_seq };
-            let puts = vec![
-                (OUTBOX_CF, message_key(did, seq), bytes.clone()),
-                (OUTBOX_STATE_CF, did.as_str().as_bytes().to_vec(), state.encode_to_vec()),
-            ];
+            let mut batch = WriteBatch::default();
+            batch.put_cf(self.storage.cf(OUTBOX_CF).map_err(storage_error)?, message_key(did, seq), &bytes);
+            batch.put_cf(
+                self.storage.cf(OUTBOX_STATE_CF).map_err(storage_error)?,
+                did.as_str().as_bytes(),
+                state.encode_to_vec(),
+            );
             let (done, wait) = oneshot::channel();
             // Queued for the committer while the lock is held, so commit order is
             // sequence order.
-            let commits = self.commits.as_ref().expect("set until drop");
-            commits
-                .try_send(Commit { puts, done })
-                .map_err(|_| NetError::QueueFull { did: did.clone(), limit: "the node's commit backlog".into() })?;
+            self.commits.try_send(Commit { batch, done }).map_err(|e| match e {
+                QueueError::Full(n) => NetError::QueueFull {
+                    did: did.clone(),
+                    limit: format!("the node's commit backlog of {n} sends (`network.commit_backlog`)"),
+                },
+                QueueError::Closed => NetError::Storage("the outbox is closing".into()),
+            })?;
             queue.next_seq += 1;
             queue.pending.push_back((seq, bytes.len()));
             queue.bytes += bytes.len();
             (seq, wait, bytes.len())
         };
-        let committed = done.await.unwrap_or_else(|_| Err(StorageError::Task("the committer stopped".into())));
+        let committed = done.await.unwrap_or_else(|_| Err("the committer stopped".into()));
         if let Err(e) = committed {
             let mut queues = self.queues.lock().expect("outbox lock");
             if let Some(queue) = queues.get_mut(did) {
                 queue.pending.retain(|(s, _)| *s != seq);
                 queue.bytes -= len;
             }
-            return Err(storage_error(e));
+            return Err(NetError::Storage(e));
         }
         self.notifier(did).notify_one();
         Ok(seq)
@@ -277,43 +274,6 @@ fn storage_error(e: StorageError) -> NetError {
     NetError::Storage(e.to_string())
 }
 
-/// Writes queued commits, as many per synced write as are waiting.
-fn commit_loop(storage: Storage, mut rx: mpsc::Receiver<Commit>, fsync: bool) {
-    let mut options = icn_storage::WriteOptions::default();
-    options.set_sync(fsync);
-    while let Some(first) = rx.blocking_recv() {
-        let mut group = vec![first];
-        while let Ok(next) = rx.try_recv() {
-            group.push(next);
-            if group.len() >= 1024 {
-                break;
-            }
-        }
-        let mut batch = WriteBatch::default();
-        let mut waiters = Vec::with_capacity(group.len());
-        let mut missing = None;
-        for commit in group {
-            for (cf, key, value) in commit.puts {
-                match storage.cf(cf) {
-                    Ok(handle) => batch.put_cf(handle, key, value),
-                    Err(e) => missing = Some(e.to_string()),
-                }
-            }
-            waiters.push(commit.done);
-        }
-        if let Some(e) = missing {
-            for waiter in waiters {
-                let _ = waiter.send(Err(StorageError::Task(e.clone())));
-            }
-            continue;
-        }
-        let result = storage.db().write_opt(batch, &options).map_err(StorageError::from);
-        for waiter in waiters {
-            let _ = waiter.send(result.as_ref().map(|_| ()).map_err(|e| StorageError::Task(e.to_string())));
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -323,7 +283,8 @@ mod tests {
         Storage::open(dir, &[OUTBOX_CF, OUTBOX_STATE_CF]).unwrap()
     }
 
-    const LIMITS: Limits = Limits { max_messages: 3, max_bytes: 1 << 20 };
+    const LIMITS: Limits =
+        Limits { max_messages: 3, max_bytes: 1 << 20, commit: GroupLimits { backlog: 16, max_group: 16 } };
 
     #[tokio::test]
     async fn queued_messages_and_sequence_numbers_survive_reopening() {

@@ -72,6 +72,7 @@ pub(crate) async fn reconnect_loop(inner: Arc<Inner>, did: Did) {
         }
         let failure = failure.unwrap_or_else(|| NetError::Dial {
             address: String::new(),
+            kind: crate::error::DialFailure::Unresolvable,
             reason: "no address is known for this peer".into(),
         });
         last_error = failure.to_string();
@@ -100,7 +101,7 @@ pub(crate) async fn dial_initial_peers(inner: Arc<Inner>) {
     {
         Ok(found) => found,
         Err(e) => {
-            tracing::warn!("reading remembered peers failed: {e}");
+            tracing::warn!(error = %e, "reading remembered peers failed");
             (Vec::new(), None)
         }
     };
@@ -114,7 +115,7 @@ pub(crate) async fn dial_initial_peers(inner: Arc<Inner>) {
             Some((did, address)) => match did.parse::<Did>() {
                 Ok(did) => (Some(did), address.to_string()),
                 Err(e) => {
-                    tracing::error!(entry, "bootstrap entry ignored: {e}");
+                    tracing::error!(entry, error = %e, "bootstrap entry ignored");
                     continue;
                 }
             },
@@ -164,7 +165,7 @@ async fn bootstrap_dial(inner: Arc<Inner>, address: String, expected: Option<Did
                     }
                 }
                 let wait = backoff::delay(&inner.config.reconnect, attempt);
-                tracing::info!(address, attempt, ?wait, "start-up dial failed: {e}");
+                tracing::info!(address, attempt, ?wait, error = %e, "start-up dial failed");
                 attempt = attempt.saturating_add(1);
                 let limit = inner.config.reconnect.max_attempts;
                 if limit > 0 && attempt >= limit {
@@ -203,7 +204,7 @@ pub(crate) async fn watch_for_wake(inner: Arc<Inner>) {
         }
         let now = SystemTime::now();
         if let Err(e) = inner.ctx.storage.blocking(move |s| peer_store::mark_active(s, now)).await {
-            tracing::warn!("recording the last-active time failed: {e}");
+            tracing::warn!(error = %e, "recording the last-active time failed");
         }
     }
 }

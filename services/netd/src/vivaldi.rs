@@ -9,11 +9,14 @@
 //! we are unsure of our coordinate and small when the peer is the unsure one.
 //!
 //! This module owns the coordinate arithmetic and the update rule, nothing else: it does
-//! no I/O, keeps no peer table and sends nothing. Callers feed it samples and carry
+//! no I/O, keeps no peer table and sends nothing. Its tuning is `[network.vivaldi]`,
+//! [`VivaldiConfig`] in icn-config, which documents the defaults; this module checks it
+//! against the protocol's coordinate bounds. Callers feed it samples and carry
 //! coordinates on the wire. Those coordinates come from other nodes and are untrusted,
 //! so every entry point checks them: a remote value must never make our coordinate
 //! non-finite or out of range, and an update that would is refused.
 
+use icn_config::VivaldiConfig;
 use rand::Rng;
 use std::time::Duration;
 
@@ -38,11 +41,6 @@ pub const MAX_COORDINATE_SECS: f64 = 100.0;
 /// advertise a coordinate other nodes would reject.
 pub const MAX_ERROR: f64 = 1.5;
 
-/// The height of a fresh coordinate and the default floor for heights, in seconds
-/// (10 µs): about what a host's own network stack adds, so that no node claims to be
-/// nearer than that to anything.
-pub const DEFAULT_MIN_HEIGHT_SECS: f64 = 10e-6;
-
 /// Two coordinates whose vectors are closer than this, in seconds, are one point in the
 /// plane: the direction between them is rounding noise, so the update picks one at
 /// random. A nanosecond is far below any RTT worth modelling.
@@ -64,10 +62,11 @@ pub struct Coordinate {
 }
 
 impl Coordinate {
-    /// Where every node starts: the centre of the plane, the smallest default height and
-    /// an error of 1.0, i.e. no knowledge yet.
+    /// Where every node starts: the centre of the plane, the default height floor
+    /// ([`VivaldiConfig::DEFAULT_MIN_HEIGHT`], 10 µs) and an error of 1.0, i.e. no
+    /// knowledge yet.
     pub fn origin() -> Self {
-        Coordinate { vector: [0.0; DIMENSIONS], height: DEFAULT_MIN_HEIGHT_SECS, error: 1.0 }
+        Coordinate { vector: [0.0; DIMENSIONS], height: VivaldiConfig::DEFAULT_MIN_HEIGHT.as_secs_f64(), error: 1.0 }
     }
 
     /// Whether the coordinate is safe to compute with: every number finite, the height
@@ -94,31 +93,6 @@ impl Coordinate {
     }
 }
 
-/// How fast coordinates move. The defaults are the constants the paper found to
-/// converge quickly without oscillating.
-#[derive(Clone, Debug, PartialEq)]
-pub struct VivaldiConfig {
-    /// The paper's c_e: how much one sample moves our error estimate, scaled by our
-    /// share of the combined error. Default 0.25. In (0, 1].
-    pub ce: f64,
-    /// The paper's c_c: the fraction of a sample's prediction error that one update
-    /// corrects when we are entirely unsure and the peer entirely sure. Default 0.25;
-    /// larger converges faster but oscillates. In (0, 1].
-    pub cc: f64,
-    /// The floor for our height, in seconds. Default 10 µs
-    /// ([`DEFAULT_MIN_HEIGHT_SECS`]). Between 0 and [`MAX_COORDINATE_SECS`].
-    pub min_height: f64,
-    /// Samples above this are outliers (a stalled peer, a retransmission) and are
-    /// ignored. Default 10 s. Above zero, at most [`MAX_COORDINATE_SECS`].
-    pub max_rtt: Duration,
-}
-
-impl Default for VivaldiConfig {
-    fn default() -> Self {
-        VivaldiConfig { ce: 0.25, cc: 0.25, min_height: DEFAULT_MIN_HEIGHT_SECS, max_rtt: Duration::from_secs(10) }
-    }
-}
-
 /// A [`VivaldiConfig`] under which the update could diverge or produce invalid
 /// coordinates.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
@@ -127,32 +101,31 @@ pub enum VivaldiConfigError {
     ErrorWeight(f64),
     #[error("vivaldi cc must be in (0, 1], got {0}")]
     Timestep(f64),
-    #[error("vivaldi min_height must be between 0 and {max} s, got {0}", max = MAX_COORDINATE_SECS)]
-    MinHeight(f64),
+    #[error("vivaldi min_height must be at most {max} s, got {0:?}", max = MAX_COORDINATE_SECS)]
+    MinHeight(Duration),
     #[error("vivaldi max_rtt must be above zero and at most {max} s, got {0:?}", max = MAX_COORDINATE_SECS)]
     MaxRtt(Duration),
 }
 
-impl VivaldiConfig {
-    /// Checks the bounds documented on each field. Above 1, `ce` would make the error
-    /// average overshoot (even negative) and `cc` would move a coordinate past the point
-    /// the sample asks for, so both can diverge.
-    pub fn validate(&self) -> Result<(), VivaldiConfigError> {
-        let unit_interval = |x: f64| x > 0.0 && x <= 1.0;
-        if !unit_interval(self.ce) {
-            return Err(VivaldiConfigError::ErrorWeight(self.ce));
-        }
-        if !unit_interval(self.cc) {
-            return Err(VivaldiConfigError::Timestep(self.cc));
-        }
-        if !(0.0..=MAX_COORDINATE_SECS).contains(&self.min_height) {
-            return Err(VivaldiConfigError::MinHeight(self.min_height));
-        }
-        if self.max_rtt.is_zero() || self.max_rtt.as_secs_f64() > MAX_COORDINATE_SECS {
-            return Err(VivaldiConfigError::MaxRtt(self.max_rtt));
-        }
-        Ok(())
+/// Checks the bounds documented on each field of `config`. Above 1, `ce` would make the
+/// error average overshoot (even negative) and `cc` would move a coordinate past the
+/// point the sample asks for, so both can diverge; heights and RTTs beyond
+/// [`MAX_COORDINATE_SECS`] would produce coordinates other nodes reject.
+pub fn validate(config: &VivaldiConfig) -> Result<(), VivaldiConfigError> {
+    let unit_interval = |x: f64| x > 0.0 && x <= 1.0;
+    if !unit_interval(config.ce) {
+        return Err(VivaldiConfigError::ErrorWeight(config.ce));
     }
+    if !unit_interval(config.cc) {
+        return Err(VivaldiConfigError::Timestep(config.cc));
+    }
+    if config.min_height.as_secs_f64() > MAX_COORDINATE_SECS {
+        return Err(VivaldiConfigError::MinHeight(config.min_height));
+    }
+    if config.max_rtt.is_zero() || config.max_rtt.as_secs_f64() > MAX_COORDINATE_SECS {
+        return Err(VivaldiConfigError::MaxRtt(config.max_rtt));
+    }
+    Ok(())
 }
 
 /// This node's coordinate and the rule that refines it from RTT samples.
@@ -165,9 +138,9 @@ pub struct Vivaldi {
 impl Vivaldi {
     /// Starts at the [origin](Coordinate::origin), raised to the configured height floor.
     pub fn new(config: VivaldiConfig) -> Result<Self, VivaldiConfigError> {
-        config.validate()?;
+        validate(&config)?;
         let mut coordinate = Coordinate::origin();
-        coordinate.height = coordinate.height.max(config.min_height);
+        coordinate.height = coordinate.height.max(config.min_height.as_secs_f64());
         Ok(Vivaldi { config, coordinate })
     }
 
@@ -225,7 +198,7 @@ impl Vivaldi {
         for (x, u) in vector.iter_mut().zip(toward_local) {
             *x += step * u;
         }
-        let height = (local.height + step * height_share).max(self.config.min_height);
+        let height = (local.height + step * height_share).max(self.config.min_height.as_secs_f64());
 
         let next = Coordinate { vector, height, error };
         if !next.is_valid() {
@@ -276,6 +249,20 @@ fn difference(a: &[f64; DIMENSIONS], b: &[f64; DIMENSIONS]) -> [f64; DIMENSIONS]
 
 fn norm(v: &[f64; DIMENSIONS]) -> f64 {
     v.iter().map(|x| x * x).sum::<f64>().sqrt()
+}
+
+impl Coordinate {
+    /// A coordinate received from the network; `None` unless it has this build's number
+    /// of dimensions and passes [`Coordinate::is_valid`].
+    pub fn from_proto(c: &icn_proto::net::v1::Coordinate) -> Option<Coordinate> {
+        let vector: [f64; DIMENSIONS] = c.vector.as_slice().try_into().ok()?;
+        let coordinate = Coordinate { vector, height: c.height, error: c.error };
+        coordinate.is_valid().then_some(coordinate)
+    }
+
+    pub fn to_proto(&self) -> icn_proto::net::v1::Coordinate {
+        icn_proto::net::v1::Coordinate { vector: self.vector.to_vec(), height: self.height, error: self.error }
+    }
 }
 
 #[cfg(test)]
@@ -452,21 +439,20 @@ mod tests {
             node.observe(&remote, rtt);
             let c = node.coordinate();
             assert!(c.is_valid(), "after {i} hostile samples: {c:?}");
-            assert!(c.height >= node.config().min_height);
+            assert!(c.height >= node.config().min_height.as_secs_f64());
         }
     }
 
     #[test]
     fn configs_that_could_diverge_are_refused() {
         let default = VivaldiConfig::default();
-        assert_eq!(default.validate(), Ok(()));
+        assert_eq!(validate(&default), Ok(()));
         let bad = [
             VivaldiConfig { ce: 0.0, ..default.clone() },
             VivaldiConfig { ce: 1.5, ..default.clone() },
             VivaldiConfig { cc: f64::NAN, ..default.clone() },
             VivaldiConfig { cc: 2.0, ..default.clone() },
-            VivaldiConfig { min_height: -1e-6, ..default.clone() },
-            VivaldiConfig { min_height: f64::INFINITY, ..default.clone() },
+            VivaldiConfig { min_height: Duration::from_secs(1000), ..default.clone() },
             VivaldiConfig { max_rtt: Duration::ZERO, ..default.clone() },
             VivaldiConfig { max_rtt: Duration::from_secs(1000), ..default.clone() },
         ];
@@ -477,24 +463,10 @@ mod tests {
 
     #[test]
     fn a_node_starts_at_its_configured_height_floor() {
-        let config = VivaldiConfig { min_height: 0.002, ..VivaldiConfig::default() };
+        let config = VivaldiConfig { min_height: Duration::from_millis(2), ..VivaldiConfig::default() };
         let node = Vivaldi::new(config).unwrap();
         assert_eq!(node.coordinate().height, 0.002);
         assert_eq!(node.coordinate().vector, [0.0; DIMENSIONS]);
         assert_eq!(node.coordinate().error, 1.0);
-    }
-}
-
-impl Coordinate {
-    /// A coordinate received from the network; `None` unless it has this build's number
-    /// of dimensions and passes [`Coordinate::is_valid`].
-    pub fn from_proto(c: &icn_proto::net::v1::Coordinate) -> Option<Coordinate> {
-        let vector: [f64; DIMENSIONS] = c.vector.as_slice().try_into().ok()?;
-        let coordinate = Coordinate { vector, height: c.height, error: c.error };
-        coordinate.is_valid().then_some(coordinate)
-    }
-
-    pub fn to_proto(&self) -> icn_proto::net::v1::Coordinate {
-        icn_proto::net::v1::Coordinate { vector: self.vector.to_vec(), height: self.height, error: self.error }
     }
 }

@@ -10,15 +10,38 @@ use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 
 async fn gossip(node: &TestNode) -> GossipClient<Channel> {
-    GossipClient::new(node.channel("gossip").await.unwrap())
+    GossipClient::new(
+        node.channel("gossip").await.unwrap_or_else(|e| panic!("{}: no gossip channel: {e:#}", node.name)),
+    )
 }
 
-async fn vector(node: &TestNode) -> BTreeMap<String, u64> {
+async fn vector(node: &TestNode) -> Result<BTreeMap<String, u64>, tonic::Status> {
     let r = gossip(node)
         .await
         .get_version_vector(GetVersionVectorRequest { topic: "ledger-ish".into(), reader: String::new() })
-        .await;
-    r.map(|r| r.into_inner().vector.unwrap_or_default().heads.into_iter().collect()).unwrap_or_default()
+        .await?;
+    Ok(r.into_inner().vector.unwrap_or_default().heads.into_iter().collect())
+}
+
+/// Polls `node`'s version vector until `done` holds and returns it. An RPC error is
+/// retried like a vector that is not there yet; at `deadline` the test fails with the
+/// last answer, error or vector.
+async fn wait_for_vector(
+    node: &TestNode,
+    deadline: Instant,
+    what: &str,
+    done: impl Fn(&BTreeMap<String, u64>) -> bool,
+) -> BTreeMap<String, u64> {
+    loop {
+        let last = vector(node).await;
+        if let Ok(v) = &last {
+            if done(v) {
+                return v.clone();
+            }
+        }
+        assert!(Instant::now() < deadline, "{}: no {what} by the deadline; last answer: {last:?}", node.name);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 async fn entry_keys(node: &TestNode) -> Vec<(String, u64)> {
@@ -33,7 +56,7 @@ async fn entry_keys(node: &TestNode) -> Vec<(String, u64)> {
                 ..Default::default()
             })
             .await
-            .unwrap()
+            .unwrap_or_else(|e| panic!("{}: GetEntries failed: {e}", node.name))
             .into_inner();
         keys.extend(page.entries.iter().map(|s| s.entry.as_ref().map(|e| (e.author.clone(), e.seq)).unwrap()));
         if page.next_cursor.is_empty() {
@@ -66,13 +89,12 @@ async fn after_a_2_3_partition_where_both_sides_published_all_five_nodes_converg
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     for node in &net.nodes {
-        while gossip(node)
-            .await
-            .get_topic(GetTopicRequest { name: "ledger-ish".into(), reader: String::new() })
-            .await
-            .is_err()
+        // NOT_FOUND until the topic has spread; any error still there at the deadline is
+        // the failure.
+        while let Err(e) =
+            gossip(node).await.get_topic(GetTopicRequest { name: "ledger-ish".into(), reader: String::new() }).await
         {
-            assert!(Instant::now() < deadline, "{} never learnt the topic", node.name);
+            assert!(Instant::now() < deadline, "{} never learnt the topic: {e}", node.name);
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -90,28 +112,23 @@ async fn after_a_2_3_partition_where_both_sides_published_all_five_nodes_converg
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // During the partition, each side holds only its own side's entries.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(
-        vector(&net.nodes[1]).await.get(net.nodes[3].did().as_str()),
-        None,
-        "node2 cannot have node4's entries yet"
-    );
+    // During the partition, each side holds its own side's entries and none of the
+    // other side's: node2 (with node1) and node5 (with node4).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for (reader, own, other) in [(1usize, 0usize, 3usize), (4, 3, 0)] {
+        let (own, other) = (net.nodes[own].did().to_string(), net.nodes[other].did().to_string());
+        let v =
+            wait_for_vector(&net.nodes[reader], deadline, "20 entries from its own side", |v| v.get(&own) == Some(&20))
+                .await;
+        assert_eq!(v.get(&other), None, "{} holds entries from across the partition: {v:?}", net.nodes[reader].name);
+    }
 
     lab.heal().unwrap();
     let healed = Instant::now();
     let want: BTreeMap<String, u64> =
         [(net.nodes[0].did().to_string(), 20), (net.nodes[3].did().to_string(), 20)].into_iter().collect();
     for node in &net.nodes {
-        while vector(node).await != want {
-            assert!(
-                healed.elapsed() < Duration::from_secs(60),
-                "{} did not converge: {:?}",
-                node.name,
-                vector(node).await
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_for_vector(node, healed + Duration::from_secs(60), "convergence", |v| *v == want).await;
     }
     println!("all 5 nodes identical {} ms after the heal", healed.elapsed().as_millis());
     let reference = {

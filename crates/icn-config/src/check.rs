@@ -1,0 +1,27 @@
+//! Checks several sections share, each refusing a value with a [`ConfigError::Invalid`]
+//! that names its `section.key`.
+
+use crate::ConfigError;
+use std::net::SocketAddr;
+
+/// A listen address must be a literal `ip:port`: services bind it as given.
+pub(crate) fn socket_addr(key: &'static str, value: &str) -> Result<(), ConfigError> {
+    value
+        .parse::<SocketAddr>()
+        .map(|_| ())
+        .map_err(|_| ConfigError::Invalid { key, problem: format!("must be ip:port, got `{value}`") })
+}
+
+/// Sizes and counts that would stop all work at 0 (an empty queue, a zero-byte limit).
+pub(crate) fn positive(key: &'static str, value: usize) -> Result<(), ConfigError> {
+    if value == 0 {
+        Err(ConfigError::Invalid { key, problem: "must be greater than 0".into() })
+    } else {
+        Ok(())
+    }
+}
+
+/// A rate must be a number above zero; NaN is not, so it is refused too.
+pub(crate) fn above_zero(rate: f64) -> bool {
+    rate > 0.0
+}

@@ -1,0 +1,66 @@
+//! `[credit]`: how this node's ledger service batches, commits and publishes transfers.
+
+use crate::check::positive;
+use crate::ConfigError;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// The mutual-credit ledger (icn-ledger). The rules transfers follow are the protocol's
+/// and the same on every node; these settings only shape how this node works.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CreditConfig {
+    /// Most transfers one `SubmitTransfers` call may carry.
+    pub max_batch: usize,
+    /// Most entries one commit group takes: concurrent submissions waiting while a
+    /// group is written join the next one, up to this many, and share its fsync.
+    pub group_max_entries: usize,
+    /// Submissions waiting for the committer; callers beyond it wait their turn.
+    pub queue: usize,
+    /// Largest gossip payload the ledger publishes (one batch of entries); the ledger
+    /// uses `topics.max_payload_bytes` instead when that is smaller.
+    pub publish_max_bytes: usize,
+    /// How often the ledger looks for cooperatives' topics it does not follow yet.
+    #[serde(with = "humantime_serde")]
+    pub discover_interval: Duration,
+    /// Wait before retrying gossip after a failure.
+    #[serde(with = "humantime_serde")]
+    pub gossip_retry: Duration,
+    /// Tries `RecomputeBalances` makes to write a repair before it gives up (ABORTED)
+    /// because the journal kept moving under it.
+    pub recompute_attempts: u32,
+    /// Transfers buffered for each `Watch` stream; a watcher further behind is cut.
+    pub watch_buffer: usize,
+}
+
+impl Default for CreditConfig {
+    fn default() -> Self {
+        CreditConfig {
+            max_batch: 1000,
+            group_max_entries: 4096,
+            queue: 1024,
+            publish_max_bytes: 192 * 1024,
+            discover_interval: Duration::from_secs(1),
+            gossip_retry: Duration::from_millis(500),
+            recompute_attempts: 5,
+            watch_buffer: 4096,
+        }
+    }
+}
+
+impl CreditConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        positive("credit.max_batch", self.max_batch)?;
+        positive("credit.group_max_entries", self.group_max_entries)?;
+        positive("credit.queue", self.queue)?;
+        positive("credit.recompute_attempts", self.recompute_attempts as usize)?;
+        positive("credit.watch_buffer", self.watch_buffer)?;
+        if self.publish_max_bytes < 4096 {
+            return Err(ConfigError::Invalid {
+                key: "credit.publish_max_bytes",
+                problem: "must be at least 4096: one transfer with its deps must fit".into(),
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,158 @@
+//! `[network]`: netd's QUIC endpoint, its peers, and the queues and limits of messages
+//! between them. Its sub-tables each have a module: `[network.reconnect]`,
+//! `[network.trust]`, `[network.rate_limit]` and `[network.vivaldi]`.
+
+mod rate_limit;
+mod reconnect;
+mod trust;
+mod vivaldi;
+
+pub use rate_limit::RateLimitConfig;
+pub use reconnect::ReconnectConfig;
+pub use trust::TrustConfig;
+pub use vivaldi::VivaldiConfig;
+
+use crate::check::{positive, socket_addr};
+use crate::ConfigError;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// UDP address of the QUIC endpoint.
+    pub listen: String,
+    /// Addresses other nodes should dial to reach this one (`host:port`). Empty: the
+    /// listen address, when it is not a wildcard.
+    #[serde(default)]
+    pub advertise: Vec<String>,
+    /// Peers to dial at start-up: `host:port`, or `did:icn:…@host:port` to also pin the
+    /// identity expected there.
+    #[serde(default)]
+    pub bootstrap: Vec<String>,
+    /// Most peers named in one Hello or peer-exchange frame.
+    pub peer_exchange_max: usize,
+    /// How often connected peers re-announce the peers they know.
+    #[serde(with = "humantime_serde")]
+    pub peer_exchange_interval: Duration,
+    /// Most connections this node keeps; dials beyond it are skipped.
+    pub max_peers: usize,
+    /// Largest message payload `Send` accepts, in bytes.
+    pub max_message_bytes: usize,
+    /// Largest frame read from a peer; larger ones close the connection with an error.
+    /// Must exceed `max_message_bytes` by the frame's envelope.
+    pub max_frame_bytes: usize,
+    /// Messages stored for one peer (sent or not, until it acknowledges them) before
+    /// `Send` answers RESOURCE_EXHAUSTED. Accepted messages are never dropped.
+    pub peer_queue_capacity: usize,
+    /// Bytes stored for one peer before `Send` answers RESOURCE_EXHAUSTED.
+    pub peer_queue_max_bytes: usize,
+    /// Sync queued messages to disk before `Send` answers, so a power cut loses none.
+    /// Without it a process crash still loses nothing (RocksDB's log is written), a
+    /// machine crash may.
+    pub queue_fsync: bool,
+    /// Sends waiting for the outbox's committer thread before `Send` answers
+    /// RESOURCE_EXHAUSTED.
+    pub commit_backlog: usize,
+    /// Most sends written together in one (synced) write.
+    pub commit_group_max: usize,
+    /// How often a receiver acknowledges delivered messages to their sender.
+    #[serde(with = "humantime_serde")]
+    pub ack_interval: Duration,
+    /// Inbound messages buffered in memory for live subscribers; one that falls further
+    /// behind catches up from the stored inbound log instead of slowing peers down.
+    pub subscriber_buffer: usize,
+    /// Messages one `Subscribe` stream buffers ahead of its client.
+    pub stream_buffer: usize,
+    /// Messages read from the inbound log per step when a subscriber catches up.
+    pub catch_up_page: usize,
+    /// Delivered inbound messages kept in the inbound log for subscribers to resume from.
+    pub inbound_retention: u64,
+    /// QUIC handshake plus Hello exchange must finish within this.
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+    /// QUIC keep-alive interval; keeps NAT bindings open and detects dead peers.
+    #[serde(with = "humantime_serde")]
+    pub keep_alive_interval: Duration,
+    /// A connection with no traffic (keep-alives included) for this long is dead.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// At shutdown, how long peers are given to receive this node's goodbye before its
+    /// connections close (so they do not redial a node that left on purpose).
+    #[serde(with = "humantime_serde")]
+    pub goodbye_grace: Duration,
+    pub reconnect: ReconnectConfig,
+    pub trust: TrustConfig,
+    pub rate_limit: RateLimitConfig,
+    pub vivaldi: VivaldiConfig,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        NetworkConfig {
+            listen: "0.0.0.0:7000".into(),
+            advertise: Vec::new(),
+            bootstrap: Vec::new(),
+            peer_exchange_max: 32,
+            peer_exchange_interval: Duration::from_secs(30),
+            max_peers: 128,
+            max_message_bytes: 1024 * 1024,
+            max_frame_bytes: 1024 * 1024 + 64 * 1024,
+            peer_queue_capacity: 100_000,
+            peer_queue_max_bytes: 256 * 1024 * 1024,
+            queue_fsync: true,
+            commit_backlog: 65_536,
+            commit_group_max: 1024,
+            ack_interval: Duration::from_millis(20),
+            subscriber_buffer: 8192,
+            stream_buffer: 256,
+            catch_up_page: 512,
+            inbound_retention: 1_000_000,
+            handshake_timeout: Duration::from_secs(10),
+            keep_alive_interval: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(30),
+            goodbye_grace: Duration::from_millis(500),
+            reconnect: ReconnectConfig::default(),
+            trust: TrustConfig::default(),
+            rate_limit: RateLimitConfig::default(),
+            vivaldi: VivaldiConfig::default(),
+        }
+    }
+}
+
+impl NetworkConfig {
+    /// The listen address parses, queues and limits are positive and coherent, and the
+    /// sub-tables pass their own checks. (`[network.vivaldi]` is checked by netd, against
+    /// the coordinate bounds of its protocol.)
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        socket_addr("network.listen", &self.listen)?;
+        positive("network.max_message_bytes", self.max_message_bytes)?;
+        positive("network.peer_queue_capacity", self.peer_queue_capacity)?;
+        positive("network.peer_queue_max_bytes", self.peer_queue_max_bytes)?;
+        positive("network.commit_backlog", self.commit_backlog)?;
+        positive("network.commit_group_max", self.commit_group_max)?;
+        positive("network.subscriber_buffer", self.subscriber_buffer)?;
+        positive("network.stream_buffer", self.stream_buffer)?;
+        positive("network.catch_up_page", self.catch_up_page)?;
+        positive("network.max_peers", self.max_peers)?;
+        if self.max_frame_bytes < self.max_message_bytes + 1024 {
+            return Err(ConfigError::Invalid {
+                key: "network.max_frame_bytes",
+                problem: format!(
+                    "must exceed network.max_message_bytes ({}) by at least 1024 bytes of envelope",
+                    self.max_message_bytes
+                ),
+            });
+        }
+        self.reconnect.validate()?;
+        self.rate_limit.validate()?;
+        self.trust.validate()?;
+        if self.idle_timeout <= self.keep_alive_interval {
+            return Err(ConfigError::Invalid {
+                key: "network.idle_timeout",
+                problem: "must be longer than network.keep_alive_interval".into(),
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,81 @@
+//! `[topics]`: the gossip service's topics, how it stores their entries and spreads them.
+
+use crate::check::positive;
+use crate::ConfigError;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// Gossip topics and entries.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TopicsConfig {
+    /// Largest entry payload, in bytes, after decompression.
+    pub max_payload_bytes: usize,
+    /// Payloads larger than this are LZ4-compressed when this node signs them.
+    pub compress_above_bytes: usize,
+    /// Entries a topic keeps when it names no `max_entries` of its own; older ones are
+    /// pruned (their (author, seq) stay known, so they are never fetched again).
+    pub default_max_entries: u64,
+    /// Entries ahead of a gap held per topic and author, waiting for the gap to fill.
+    pub max_pending_per_author: usize,
+    /// Live entries buffered per subscriber; one further behind catches up from the store.
+    pub subscriber_buffer: usize,
+    /// Entries one `Subscribe` stream buffers ahead of its client.
+    pub stream_buffer: usize,
+    /// Entries read from the store per step when a subscriber catches up.
+    pub catch_up_page: usize,
+    /// Most stored entries' writes grouped into one synced write by the committer thread.
+    pub commit_group_max: usize,
+    /// Stored entries waiting for the committer before publishers wait for room.
+    pub commit_backlog: usize,
+    /// Peers a newly stored entry is pushed to at once (chosen at random among those
+    /// allowed to read its topic).
+    pub fanout: usize,
+    /// How often each topic's version vector goes to `anti_entropy_peers` random peers,
+    /// which answer with what this node lacks.
+    #[serde(with = "humantime_serde")]
+    pub anti_entropy_interval: Duration,
+    pub anti_entropy_peers: usize,
+    /// Pushes gather entries for up to this long, or up to `push_batch_bytes`.
+    #[serde(with = "humantime_serde")]
+    pub push_linger: Duration,
+    pub push_batch_bytes: usize,
+    /// Wait before reconnecting to this node's netd after losing it.
+    #[serde(with = "humantime_serde")]
+    pub netd_retry: Duration,
+}
+
+impl Default for TopicsConfig {
+    fn default() -> Self {
+        TopicsConfig {
+            max_payload_bytes: 256 * 1024,
+            compress_above_bytes: 1024,
+            default_max_entries: 1_000_000,
+            max_pending_per_author: 10_000,
+            subscriber_buffer: 4096,
+            stream_buffer: 256,
+            catch_up_page: 512,
+            commit_group_max: 1024,
+            commit_backlog: 65_536,
+            fanout: 4,
+            anti_entropy_interval: Duration::from_secs(1),
+            anti_entropy_peers: 2,
+            push_linger: Duration::from_millis(2),
+            push_batch_bytes: 256 * 1024,
+            netd_retry: Duration::from_millis(500),
+        }
+    }
+}
+
+impl TopicsConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        positive("topics.max_payload_bytes", self.max_payload_bytes)?;
+        positive("topics.max_pending_per_author", self.max_pending_per_author)?;
+        positive("topics.subscriber_buffer", self.subscriber_buffer)?;
+        positive("topics.stream_buffer", self.stream_buffer)?;
+        positive("topics.catch_up_page", self.catch_up_page)?;
+        positive("topics.commit_group_max", self.commit_group_max)?;
+        positive("topics.commit_backlog", self.commit_backlog)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,102 @@
+//! `icnctl coop create | show | admit` and `icnctl stats`: cooperatives, the admissions
+//! of their members, and their public figures.
+//!
+//! Creating a cooperative and admitting members are admin records, signed with the
+//! founder's or an admin's key and sent to the ledger service; the figures are public
+//! and go through whichever [`MemberApi`] the member uses.
+
+use super::answer::Answer as _;
+use crate::gateway::MemberApi;
+use crate::member::{parse_did, KeyArgs};
+use crate::output::Output;
+use clap::Subcommand;
+use icn_ledger_records::sign;
+use icn_proto::ledger::v1::ledger_client::LedgerClient;
+use icn_proto::ledger::v1::{
+    AddMemberRequest, Coop, CoopStatsRequest, CreateCoopRequest, GetCoopRequest, MemberAdmission, MemberRole,
+};
+use icn_runtime::now_ms;
+use tonic::transport::Channel;
+
+#[derive(Subcommand)]
+pub enum CoopCommand {
+    /// Register a cooperative; the founder (--key) becomes its first admin.
+    Create {
+        /// Lower-case letters, digits and '-', at most 64 bytes.
+        id: String,
+        /// Human-readable name.
+        #[arg(long)]
+        name: String,
+        /// Members admitted with the cooperative (repeat the flag for each DID).
+        #[arg(long = "member")]
+        members: Vec<String>,
+        #[command(flatten)]
+        key: KeyArgs,
+    },
+    /// The cooperative's founder, members with their roles, and currencies.
+    Show { id: String },
+    /// Admit a member, or change a member's role; signed by an admin (--key).
+    Admit {
+        did: String,
+        #[arg(long)]
+        coop: String,
+        /// Admit as an admin, who may sign admissions, currencies and credit limits.
+        #[arg(long)]
+        admin: bool,
+        #[command(flatten)]
+        key: KeyArgs,
+    },
+}
+
+pub async fn run(ledger: &mut LedgerClient<Channel>, command: CoopCommand, out: &Output) -> anyhow::Result<()> {
+    match command {
+        CoopCommand::Create { id, name, members, key } => {
+            let members = members.iter().map(|m| parse_did(m, "--member")).collect::<anyhow::Result<Vec<_>>>()?;
+            let founder = key.open()?;
+            let now = now_ms();
+            let admissions = members
+                .into_iter()
+                .map(|member| {
+                    let role = MemberRole::Member as i32;
+                    sign(
+                        &founder,
+                        MemberAdmission { coop_id: id.clone(), member, role, created_at_ms: now, ..Default::default() },
+                    )
+                })
+                .collect::<Vec<_>>();
+            let admitted = admissions.len();
+            let coop = sign(&founder, Coop { id, name, created_at_ms: now, ..Default::default() });
+            let request = CreateCoopRequest { coop: Some(coop), admissions };
+            out.coop_created(&ledger.create_coop(request).await.answer("creating the cooperative")?, admitted);
+        }
+        CoopCommand::Show { id } => {
+            out.coop(&ledger.get_coop(GetCoopRequest { coop_id: id }).await.answer("reading the cooperative")?);
+        }
+        CoopCommand::Admit { did, coop, admin, key } => {
+            let member = parse_did(&did, "the member")?;
+            let signer = key.open()?;
+            let role = if admin { MemberRole::Admin } else { MemberRole::Member };
+            let admission = sign(
+                &signer,
+                MemberAdmission {
+                    coop_id: coop.clone(),
+                    member,
+                    role: role as i32,
+                    created_at_ms: now_ms(),
+                    ..Default::default()
+                },
+            );
+            let request = AddMemberRequest { admission: Some(admission) };
+            let added = ledger.add_member(request).await.answer("admitting the member")?;
+            out.member_admitted(&coop, &added.member.unwrap_or_default());
+        }
+    }
+    Ok(())
+}
+
+/// `icnctl stats`: the cooperative's public figures.
+pub async fn stats(api: &mut MemberApi, coop: String, out: &Output) -> anyhow::Result<()> {
+    let stats = api.coop_stats(CoopStatsRequest { coop_id: coop }).await.answer("reading the figures")?;
+    out.coop_stats(&stats);
+    Ok(())
+}
