@@ -37,7 +37,7 @@ test-lab: build
 	$(CARGO) test --release -p icn-netlab --no-fail-fast -- --nocapture
 
 bench: build
-	$(CARGO_TARGET_DIR)/release/icn-bench --json $(CARGO_TARGET_DIR)/bench/netd.json
+	$(CARGO_TARGET_DIR)/release/icn-bench --json $(CARGO_TARGET_DIR)/bench/bench.json
 
 images: build
 	deploy/docker/build-images.sh

@@ -70,6 +70,12 @@ impl Default for TopicsConfig {
 impl TopicsConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         positive("topics.max_payload_bytes", self.max_payload_bytes)?;
+        if self.default_max_entries == 0 {
+            return Err(ConfigError::Invalid {
+                key: "topics.default_max_entries",
+                problem: "must be greater than 0: a topic keeps at least its newest entry".into(),
+            });
+        }
         positive("topics.max_pending_per_author", self.max_pending_per_author)?;
         positive("topics.subscriber_buffer", self.subscriber_buffer)?;
         positive("topics.stream_buffer", self.stream_buffer)?;

@@ -10,7 +10,7 @@
 //!   replicates on.
 //!
 //! Nothing here decides whether a transfer applies: that is the ledger's rule
-//! (`services/ledger/src/engine.rs`), the one place that judges records.
+//! (`services/ledger/src/engine/`), the one place that judges records.
 
 pub mod amount;
 pub mod coop;

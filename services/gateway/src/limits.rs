@@ -3,47 +3,54 @@
 //! queueing without bound.
 
 use crate::error::GatewayError;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// Buckets kept before idle, full ones are dropped.
-const MAX_BUCKETS: usize = 100_000;
+/// Keys kept before those whose state is the same as a fresh key's (idle long enough to
+/// be full again) are dropped: callers that come and go cannot grow memory without bound.
+const MAX_KEYS: usize = 100_000;
 
+/// A GCRA limit (`governor`) of `rate` requests per second and `burst` at once, per key.
 pub struct RateLimiter {
     what: &'static str,
     rate: f64,
-    burst: f64,
-    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+    limiter: DefaultKeyedRateLimiter<String>,
+    clock: DefaultClock,
 }
 
 impl RateLimiter {
     pub fn new(what: &'static str, rate: f64, burst: u32) -> Self {
-        Self { what, rate, burst: burst as f64, buckets: Mutex::new(HashMap::new()) }
+        // The configuration is validated positive; the fallbacks only guard absurd values.
+        let period = Duration::try_from_secs_f64(1.0 / rate).unwrap_or(Duration::from_nanos(1));
+        let quota = Quota::with_period(period.max(Duration::from_nanos(1)))
+            .expect("a positive period")
+            .allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN));
+        Self { what, rate, limiter: DefaultKeyedRateLimiter::keyed(quota), clock: DefaultClock::default() }
     }
 
-    /// Takes one token for `key`, or says when to come back.
+    /// Takes one request's place for `key`, or says when to come back.
     pub fn check(&self, key: &str) -> Result<(), GatewayError> {
-        let now = Instant::now();
-        let mut buckets = self.buckets.lock().expect("not poisoned");
-        if buckets.len() >= MAX_BUCKETS {
-            let (rate, burst) = (self.rate, self.burst);
-            buckets.retain(|_, (tokens, at)| *tokens + now.duration_since(*at).as_secs_f64() * rate < burst);
+        if self.limiter.len() >= MAX_KEYS {
+            self.limiter.retain_recent();
         }
-        let (tokens, at) = buckets.entry(key.to_string()).or_insert((self.burst, now));
-        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.rate).min(self.burst);
-        *at = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            Ok(())
-        } else {
-            let wait_ms = ((1.0 - *tokens) / self.rate * 1000.0).ceil() as u64;
-            Err(GatewayError::Busy(format!(
-                "rate limit of {} requests/s per {} reached; retry in {wait_ms} ms",
-                self.rate, self.what
-            )))
-        }
+        self.limiter.check_key(&key.to_string()).map_err(|not_until| {
+            let wait = not_until.wait_time_from(self.clock.now());
+            GatewayError::Busy(format!(
+                "rate limit of {} requests/s per {} reached; retry in {} ms",
+                self.rate,
+                self.what,
+                wait.as_millis().max(1)
+            ))
+        })
+    }
+
+    /// Keys currently tracked.
+    pub fn keys(&self) -> usize {
+        self.limiter.len()
     }
 }
 
@@ -89,5 +96,15 @@ mod tests {
         l.check("b").unwrap();
         std::thread::sleep(std::time::Duration::from_millis(5));
         l.check("a").unwrap();
+    }
+
+    #[test]
+    fn callers_that_come_and_go_do_not_grow_memory_without_bound() {
+        let l = RateLimiter::new("address", 1_000_000.0, 1);
+        for i in 0..(MAX_KEYS + 10_000) {
+            l.check(&format!("10.0.{}.{}", i / 256, i % 256)).unwrap();
+        }
+        // Each key refills within a microsecond, so the sweep at the bound drops them.
+        assert!(l.keys() <= MAX_KEYS, "{} keys kept", l.keys());
     }
 }

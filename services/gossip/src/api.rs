@@ -2,7 +2,9 @@
 //! reader against the topic's ACL; a request's `reader` names a member reading through
 //! the gateway, and an empty one means this node itself.
 
+use crate::replicate::PeerView;
 use crate::store::{Applied, Reader, Store};
+use crate::subscribers::Subscribers;
 use crate::GossipError;
 use futures::Stream;
 use icn_identity::Did;
@@ -21,6 +23,9 @@ pub struct GossipApi {
     metrics: Metrics,
     replication: crate::replicate::ReplicationMetrics,
     snapshots: SnapshotMetrics,
+    /// The peers replication works with, for `TopicStats.peers`.
+    peers: PeerView,
+    subscribers: Subscribers,
 }
 
 #[derive(Clone)]
@@ -29,7 +34,12 @@ struct Metrics {
 }
 
 impl GossipApi {
-    pub fn new(ctx: Context, store: Arc<Store>, replication: crate::replicate::ReplicationMetrics) -> Self {
+    pub fn new(
+        ctx: Context,
+        store: Arc<Store>,
+        replication: crate::replicate::ReplicationMetrics,
+        peers: PeerView,
+    ) -> Self {
         use icn_telemetry::metrics::register;
         let metrics = Metrics {
             published: register(
@@ -39,7 +49,7 @@ impl GossipApi {
             ),
         };
         let snapshots = SnapshotMetrics::new(&ctx.metrics);
-        Self { ctx, store, metrics, replication, snapshots }
+        Self { ctx, store, metrics, replication, snapshots, peers, subscribers: Subscribers::default() }
     }
 
     fn reader(&self, reader: &str) -> Result<Reader, GossipError> {
@@ -53,16 +63,17 @@ impl GossipApi {
         Ok(Reader::Did(did))
     }
 
-    fn topic_stats(&self, topic: &str) -> TopicStats {
-        let (first, last) = self.store.span(topic);
-        let vector = self.store.version_vector(topic);
+    fn topic_stats(&self, topic: &Topic) -> TopicStats {
+        let (first, last) = self.store.span(&topic.name);
+        let vector = self.store.version_vector(&topic.name);
         TopicStats {
-            topic: topic.to_string(),
+            topic: topic.name.clone(),
             entries: if last == 0 { 0 } else { last - first + 1 },
             authors: vector.len() as u32,
+            peers: self.peers.exchanging(&self.store, topic) as u32,
+            local_subscribers: self.subscribers.count(&topic.name),
             last_position: last,
-            local_subscribers: self.store.subscriber_count() as u32,
-            ..Default::default()
+            last_entry_at_ms: self.store.last_entry_at_ms(&topic.name),
         }
     }
 }
@@ -117,7 +128,7 @@ impl Gossip for GossipApi {
     async fn get_topic(&self, request: Request<GetTopicRequest>) -> Result<Response<GetTopicResponse>, Status> {
         let r = request.into_inner();
         let topic = self.store.topic(&r.name, &self.reader(&r.reader)?)?;
-        let stats = self.topic_stats(&topic.name);
+        let stats = self.topic_stats(&topic);
         Ok(Response::new(GetTopicResponse { topic: Some(topic), stats: Some(stats) }))
     }
 
@@ -228,7 +239,13 @@ impl Gossip for GossipApi {
         };
         let (tx, rx) = mpsc::channel(self.store.config().stream_buffer);
         let live = self.store.watch();
-        self.ctx.spawn(feed(self.store.clone(), topic.name, live, after, skip, tx, self.ctx.shutdown.clone()));
+        let subscription = self.subscribers.open(&topic.name);
+        let feed = feed(self.store.clone(), topic.name, live, after, skip, tx, self.ctx.shutdown.clone());
+        self.ctx.spawn(async move {
+            feed.await;
+            // Counted for exactly as long as the feed runs.
+            drop(subscription);
+        });
         Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
     }
 
@@ -285,7 +302,7 @@ impl Gossip for GossipApi {
             .topics(&reader)
             .into_iter()
             .filter(|t| wanted.is_empty() || wanted.contains(&t.name))
-            .map(|t| self.topic_stats(&t.name))
+            .map(|t| self.topic_stats(&t))
             .collect();
         let rejections = [
             RejectionReason::BadSignature,
@@ -354,7 +371,7 @@ impl Gossip for GossipApi {
             topics_restored: restored.topics,
             entries_restored: restored.entries,
             entries_present: restored.present,
-            ..Default::default()
+            entries_rejected: restored.rejected,
         }))
     }
 }

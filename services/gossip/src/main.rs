@@ -18,6 +18,6 @@ async fn build(ctx: Context) -> anyhow::Result<Services> {
     let metrics = StoreMetrics::new(&ctx.metrics);
     let store = Arc::new(tokio::task::spawn_blocking(move || Store::open(storage, topics, trust, metrics)).await??);
     let metrics = icn_gossip::replicate::ReplicationMetrics::new(&ctx.metrics);
-    icn_gossip::replicate::start(&ctx, store.clone(), metrics.clone())?;
-    Ok(Services::new().add(GossipServer::new(GossipApi::new(ctx, store, metrics))))
+    let peers = icn_gossip::replicate::start(&ctx, store.clone(), metrics.clone())?;
+    Ok(Services::new().add(GossipServer::new(GossipApi::new(ctx, store, metrics, peers))))
 }

@@ -11,7 +11,8 @@
 //!   one lacking something. This repairs loss and partitions.
 //!
 //! Entries of a `Participants` topic go only to participants' nodes, and `LOCAL` topics
-//! never leave this node.
+//! never leave this node ([`eligible`]). The peers replication last listed are shared as
+//! a [`PeerView`], so the API reports the peers each topic is exchanged with.
 
 use crate::store::Store;
 use crate::GossipError;
@@ -24,7 +25,7 @@ use icn_runtime::{now_ms, Context};
 use prost::Message;
 use rand::seq::SliceRandom;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 /// A netd client that carries the caller's trace context on every call.
@@ -60,6 +61,34 @@ impl ReplicationMetrics {
     }
 }
 
+/// Peers that may hold `topic`, for a topic that travels at all: the rule deciding where
+/// its entries, vectors and announcements go.
+pub fn eligible<'a>(store: &Store, topic: &Topic, peers: &'a [Did]) -> Vec<&'a Did> {
+    if topic.scope == TopicScope::Local as i32 {
+        return Vec::new();
+    }
+    peers.iter().filter(|p| store.readable_by(topic, p)).collect()
+}
+
+/// The connected peers as replication last listed them from netd (refreshed at least
+/// every `anti_entropy_interval`), shared with the API. Empty on a node that does not
+/// replicate, and while netd cannot be reached: replication then sends to nobody.
+#[derive(Clone, Default)]
+pub struct PeerView {
+    connected: Arc<RwLock<Vec<Did>>>,
+}
+
+impl PeerView {
+    /// Peers this node exchanges `topic` with: the connected ones [`eligible`] for it.
+    pub fn exchanging(&self, store: &Store, topic: &Topic) -> usize {
+        eligible(store, topic, &self.connected.read().expect("peer view lock")).len()
+    }
+
+    fn set(&self, peers: &[Did]) {
+        *self.connected.write().expect("peer view lock") = peers.to_vec();
+    }
+}
+
 struct Replicator {
     ctx: Context,
     store: Arc<Store>,
@@ -67,13 +96,16 @@ struct Replicator {
     me: Did,
     netd: Netd,
     metrics: ReplicationMetrics,
+    view: PeerView,
 }
 
-/// Starts replication; a node in limited mode (no identity) does not replicate.
-pub fn start(ctx: &Context, store: Arc<Store>, metrics: ReplicationMetrics) -> anyhow::Result<()> {
+/// Starts replication; a node in limited mode (no identity) does not replicate. The
+/// returned view follows the peers replication works with.
+pub fn start(ctx: &Context, store: Arc<Store>, metrics: ReplicationMetrics) -> anyhow::Result<PeerView> {
+    let view = PeerView::default();
     let Some(identity) = ctx.identity.as_ref() else {
         tracing::warn!("no node identity: gossip serves local reads only and does not replicate");
-        return Ok(());
+        return Ok(view);
     };
     let replicator = Arc::new(Replicator {
         ctx: ctx.clone(),
@@ -82,11 +114,12 @@ pub fn start(ctx: &Context, store: Arc<Store>, metrics: ReplicationMetrics) -> a
         me: identity.did().clone(),
         netd: NetdClient::new(icn_telemetry::propagation::traced_channel(&ctx.config.endpoints.netd)?),
         metrics,
+        view: view.clone(),
     });
     ctx.spawn(replicator.clone().inbound());
     ctx.spawn(replicator.clone().push());
     ctx.spawn(replicator.anti_entropy());
-    Ok(())
+    Ok(view)
 }
 
 impl Replicator {
@@ -94,9 +127,9 @@ impl Replicator {
         self.netd.clone()
     }
 
-    /// Connected peers, by DID.
+    /// Connected peers, by DID; also what the [`PeerView`] shows from now on.
     async fn peers(&self) -> Vec<Did> {
-        match self.netd().list_peers(ListPeersRequest {}).await {
+        let peers = match self.netd().list_peers(ListPeersRequest {}).await {
             Ok(r) => r
                 .into_inner()
                 .peers
@@ -108,15 +141,9 @@ impl Replicator {
                 tracing::debug!(error = %e, "listing peers from netd failed");
                 Vec::new()
             }
-        }
-    }
-
-    /// Peers that may hold `topic`, for a topic that travels at all.
-    fn eligible<'a>(&self, topic: &Topic, peers: &'a [Did]) -> Vec<&'a Did> {
-        if topic.scope == TopicScope::Local as i32 {
-            return Vec::new();
-        }
-        peers.iter().filter(|p| self.store.readable_by(topic, p)).collect()
+        };
+        self.view.set(&peers);
+        peers
     }
 
     async fn send(&self, to: &Did, frame: &GossipFrame) {
@@ -293,7 +320,7 @@ impl Replicator {
             }
             for (name, entries) in by_topic {
                 let Ok(topic) = self.store.topic(&name, &crate::store::Reader::Did(self.me.clone())) else { continue };
-                let mut targets = self.eligible(&topic, &peers);
+                let mut targets = eligible(&self.store, &topic, &peers);
                 targets.shuffle(&mut rand::thread_rng());
                 for peer in targets.into_iter().take(self.config.fanout) {
                     self.send_entries(peer, entries.clone()).await;
@@ -317,7 +344,7 @@ impl Replicator {
             }
             self.metrics.rounds.inc();
             for topic in self.store.topics(&crate::store::Reader::Did(self.me.clone())) {
-                let mut targets = self.eligible(&topic, &peers);
+                let mut targets = eligible(&self.store, &topic, &peers);
                 targets.shuffle(&mut rand::thread_rng());
                 for peer in targets.into_iter().take(self.config.anti_entropy_peers) {
                     let announce =

@@ -11,7 +11,9 @@
 use crate::store::{Applied, Reader, Store};
 use crate::GossipError;
 use icn_identity::Did;
-use icn_proto::gossip::v1::{snapshot_chunk::Part, SnapshotChunk, SnapshotHeader, SnapshotTrailer, Topic};
+use icn_proto::gossip::v1::{
+    snapshot_chunk::Part, RejectionReason, SnapshotChunk, SnapshotHeader, SnapshotTrailer, Topic,
+};
 use icn_proto::gossip::wire::v1::{snapshot_record::Item, SnapshotRecord};
 use prost::Message;
 use sha2::{Digest, Sha256};
@@ -84,9 +86,17 @@ pub fn export(
 /// What a restore did.
 #[derive(Default, Debug)]
 pub struct Restored {
+    /// Topics new to this node or newer than its revision.
     pub topics: u32,
+    /// Entries stored, counting held ones when an entry released them.
     pub entries: u64,
+    /// Entries this node already held.
     pub present: u64,
+    /// Entries refused by verification: signature, size, ACL, replay, malformed fields.
+    pub rejected: u64,
+    /// Topics this node may not hold or did not take, entries of topics it does not
+    /// hold, entries not stored for another reason (such as the store refusing
+    /// changes), and empty records.
     pub skipped: u64,
 }
 
@@ -114,6 +124,18 @@ pub fn restore(store: &Store, me: &Did, chunks: Vec<SnapshotChunk>, now_ms: i64)
                 Ok(Applied::Stored(stored)) => restored.entries += stored.len() as u64,
                 Ok(Applied::Duplicate(_)) => restored.present += 1,
                 Ok(Applied::Held) => {}
+                // An entry of a topic this node does not hold (a private one it skipped
+                // above) may be genuine: skipped, like its topic.
+                Err(e @ GossipError::Rejected { reason: RejectionReason::UnknownTopic, .. }) => {
+                    tracing::info!(error = %e, "snapshot entry of a topic not held skipped");
+                    restored.skipped += 1;
+                }
+                // The entry itself broke a rule or is malformed, as it would be refused
+                // from a peer: counted apart from failures to store a good one.
+                Err(e @ (GossipError::Rejected { .. } | GossipError::InvalidArgument(_))) => {
+                    tracing::info!(error = %e, "snapshot entry rejected");
+                    restored.rejected += 1;
+                }
                 Err(e) => {
                     tracing::info!(error = %e, "snapshot entry skipped");
                     restored.skipped += 1;

@@ -306,3 +306,36 @@ async fn icnctl_creates_publishes_follows_and_reads_topics_across_nodes() {
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no topic `no-such-topic`"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn topic_stats_count_the_connected_peers_each_topic_travels_to() {
+    let net = network(3).start().await.unwrap();
+    net.wait_full_mesh(Duration::from_secs(30)).await.unwrap();
+    let (a, b) = (&net.nodes[0], &net.nodes[1]);
+    let mut ga = gossip(a).await;
+    ga.create_topic(spec("everyone", acl::Rule::Public(acl::Public {}))).await.unwrap();
+    let pair = acl::Rule::Participants(acl::Participants { dids: vec![a.did().to_string(), b.did().to_string()] });
+    ga.create_topic(spec("pair", pair)).await.unwrap();
+    let local = TopicSpec {
+        name: "here-only".into(),
+        acl: Some(Acl { rule: Some(acl::Rule::Public(acl::Public {})) }),
+        scope: TopicScope::Local as i32,
+        ..Default::default()
+    };
+    ga.create_topic(CreateTopicRequest { signing: Some(create_topic_request::Signing::Spec(local)) }).await.unwrap();
+    let want = [("everyone", 2), ("pair", 1), ("here-only", 0)];
+    // Replication lists its peers at least once per anti-entropy interval.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let stats = ga.stats(StatsRequest::default()).await.unwrap().into_inner();
+        let got: Vec<(&str, u32)> = want
+            .iter()
+            .map(|(name, _)| (*name, stats.topics.iter().find(|t| t.topic == *name).unwrap().peers))
+            .collect();
+        if got == want {
+            break;
+        }
+        assert!(Instant::now() < deadline, "peers per topic: {got:?}, want {want:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -6,6 +6,7 @@ use icn_identity::NodeIdentity;
 use icn_proto::common::v1::PageRequest;
 use icn_proto::gossip::v1::gossip_client::GossipClient;
 use icn_proto::gossip::v1::*;
+use icn_proto::gossip::wire::v1::{snapshot_record, SnapshotRecord};
 use icn_testkit::{Bootstrap, Network, TestNode};
 use std::time::Duration;
 use tonic::transport::Channel;
@@ -320,6 +321,7 @@ async fn a_snapshot_restores_on_another_node_and_a_damaged_one_changes_nothing()
 
     let done = restore(chunks.clone()).await.unwrap().into_inner();
     assert_eq!((done.topics_restored, done.entries_restored), (1, 3), "the private topic is not node 2's to hold");
+    assert_eq!(done.entries_rejected, 0, "the private topic's entry is skipped with its topic, not refused");
     assert_eq!(entry_count(&mut g2, "notes").await, 3);
     let err = g2.get_topic(GetTopicRequest { name: "secret".into(), reader: String::new() }).await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
@@ -380,4 +382,132 @@ async fn a_subscriber_resumes_by_position_or_version_vector_without_gaps_or_repe
     want.extend((2..=4).map(|seq| (member.did().to_string(), seq)));
     want.sort();
     assert_eq!(keys, want);
+}
+
+/// The snapshot `chunks` with its records changed by `edit`, sealed again as an honest
+/// export would be (one data chunk, counts and checksum recomputed): what a node with a
+/// tampered store, or an attacker who knows the format, would hand over.
+fn resealed(chunks: &[SnapshotChunk], edit: impl FnOnce(&mut Vec<SnapshotRecord>)) -> Vec<SnapshotChunk> {
+    use prost::Message;
+    use sha2::{Digest, Sha256};
+    let mut records = Vec::new();
+    for chunk in chunks {
+        if let Some(snapshot_chunk::Part::Data(d)) = &chunk.part {
+            let mut buf = d.as_slice();
+            while !buf.is_empty() {
+                records.push(SnapshotRecord::decode_length_delimited(&mut buf).unwrap());
+            }
+        }
+    }
+    edit(&mut records);
+    let mut data = Vec::new();
+    for r in &records {
+        r.encode_length_delimited(&mut data).unwrap();
+    }
+    let trailer = SnapshotTrailer { chunks: 1, data_bytes: data.len() as u64, sha256: Sha256::digest(&data).to_vec() };
+    vec![
+        chunks[0].clone(),
+        SnapshotChunk { index: 1, part: Some(snapshot_chunk::Part::Data(data)) },
+        SnapshotChunk { index: 2, part: Some(snapshot_chunk::Part::Trailer(trailer)) },
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restored_snapshot_with_a_tampered_entry_counts_it_rejected_and_holds_only_the_genuine_ones() {
+    let net = Network::builder(2).services(&["gossip"]).bootstrap(Bootstrap::None).start().await.unwrap();
+    let mut g1 = gossip(&net.nodes[0]).await;
+    create(&mut g1, "notes", public()).await;
+    for i in 0..3 {
+        g1.publish(payload("notes", format!("note {i}").as_bytes())).await.unwrap();
+    }
+    // The newest entry is altered after signing: its checksum is sealed again, its
+    // signature cannot be. (Altering an older one would leave the later ones held
+    // behind the gap it leaves, not refused.)
+    let tampered = resealed(&export(&mut g1).await, |records| {
+        let last = records
+            .iter_mut()
+            .rev()
+            .find_map(|r| match &mut r.item {
+                Some(snapshot_record::Item::Entry(e)) => Some(e),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(last.seq, 3);
+        last.payload = b"note 2, edited".to_vec();
+    });
+
+    let mut g2 = gossip(&net.nodes[1]).await;
+    let done = g2.restore_snapshot(futures::stream::iter(tampered)).await.unwrap().into_inner();
+    assert_eq!((done.topics_restored, done.entries_restored, done.entries_rejected), (1, 2, 1));
+    let held = g2.get_entries(GetEntriesRequest { topic: "notes".into(), ..Default::default() }).await.unwrap();
+    let payloads: Vec<String> = held
+        .into_inner()
+        .entries
+        .into_iter()
+        .map(|s| String::from_utf8_lossy(&s.entry.unwrap().payload).into_owned())
+        .collect();
+    assert_eq!(payloads, ["note 0", "note 1"], "the genuine entries, and not the edited one");
+    let vv = g2
+        .get_version_vector(GetVersionVectorRequest { topic: "notes".into(), reader: String::new() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(vv.vector.unwrap().heads[net.nodes[0].did().as_str()], 2);
+}
+
+async fn topic_stats(client: &mut GossipClient<Channel>, topic: &str) -> TopicStats {
+    let stats = client.stats(StatsRequest { topics: vec![topic.into()] }).await.unwrap().into_inner();
+    stats.topics.into_iter().find(|t| t.topic == topic).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn topic_stats_count_each_topics_open_streams_and_tell_when_its_last_entry_arrived_also_after_a_restart() {
+    let mut net = Network::builder(1).services(&["gossip"]).bootstrap(Bootstrap::None).start().await.unwrap();
+    let mut client = gossip(&net.nodes[0]).await;
+    create(&mut client, "busy", public()).await;
+    create(&mut client, "quiet", public()).await;
+    let follow = |topic: &str| SubscribeRequest { topic: topic.into(), reader: String::new(), start: None };
+    let first = client.subscribe(follow("busy")).await.unwrap().into_inner();
+    let _second = client.subscribe(follow("busy")).await.unwrap().into_inner();
+    assert_eq!(topic_stats(&mut client, "busy").await.local_subscribers, 2);
+    assert_eq!(topic_stats(&mut client, "quiet").await.local_subscribers, 0);
+    // A client that goes away stops counting once its feed notices.
+    drop(first);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while topic_stats(&mut client, "busy").await.local_subscribers != 1 {
+        assert!(std::time::Instant::now() < deadline, "a closed stream still counts");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    assert_eq!(topic_stats(&mut client, "busy").await.last_entry_at_ms, 0, "nothing stored yet");
+    let before = icn_runtime::now_ms();
+    client.publish(payload("busy", b"one")).await.unwrap();
+    client.publish(payload("busy", b"two")).await.unwrap();
+    let after = icn_runtime::now_ms();
+    let stats = topic_stats(&mut client, "busy").await;
+    assert!(
+        (before..=after).contains(&stats.last_entry_at_ms),
+        "{} outside {before}..={after}",
+        stats.last_entry_at_ms
+    );
+    let newest = client
+        .get_entries(GetEntriesRequest { topic: "busy".into(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries
+        .pop()
+        .unwrap();
+    assert_eq!(stats.last_entry_at_ms, newest.received_at_ms, "the newest entry's arrival");
+    assert_eq!(topic_stats(&mut client, "quiet").await.last_entry_at_ms, 0);
+    let got = client.get_topic(GetTopicRequest { name: "busy".into(), reader: String::new() }).await.unwrap();
+    assert_eq!(got.into_inner().stats.unwrap(), stats, "GetTopic tells the same");
+
+    // After a restart the time is read back from the store; the streams are gone.
+    net.nodes[0].stop("gossip", Duration::from_secs(10)).await.unwrap();
+    net.nodes[0].start("gossip").await.unwrap();
+    net.nodes[0].wait_healthy("gossip", Duration::from_secs(20)).await.unwrap();
+    let mut client = gossip(&net.nodes[0]).await;
+    let restarted = topic_stats(&mut client, "busy").await;
+    assert_eq!((restarted.last_entry_at_ms, restarted.local_subscribers), (stats.last_entry_at_ms, 0));
 }

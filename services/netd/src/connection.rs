@@ -4,9 +4,10 @@
 
 use crate::frame::{self, FrameError};
 use crate::gate::{Pace, TokenBucket};
-use crate::node::{Inner, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
+use crate::host::Host;
 use crate::peers::{Admission, Link, LinkCounters, PeerHello};
 use crate::NetError;
+use crate::{MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 use icn_identity::tls;
 use icn_identity::Did;
 use icn_proto::common::v1::TraceContext;
@@ -62,8 +63,8 @@ fn read_error(e: FrameError, conn: &quinn::Connection) -> String {
 
 /// Handshakes a connection that QUIC has just established, in either direction, and
 /// returns the peer's DID once the link is admitted and running.
-pub(crate) async fn establish(
-    node: &Arc<Inner>,
+pub(crate) async fn establish<H: Host>(
+    node: &Arc<H>,
     conn: quinn::Connection,
     outbound: bool,
     address: &str,
@@ -88,12 +89,12 @@ pub(crate) async fn establish(
             });
         }
     }
-    if let Err(reason) = node.gate.admit(&did) {
-        node.metrics.connections_refused.with_label_values(&["not_allowed"]).inc();
+    if let Err(reason) = node.gate().admit(&did) {
+        node.metrics().connections_refused.with_label_values(&["not_allowed"]).inc();
         close_with(&conn, close::NOT_ALLOWED, &reason);
         return Err(refused(reason));
     }
-    let limit = node.config.max_frame_bytes;
+    let limit = node.config().max_frame_bytes;
     let (mut control_send, mut control_recv) = if outbound {
         conn.open_bi().await.map_err(|e| refused(describe(&e)))?
     } else {
@@ -117,7 +118,7 @@ pub(crate) async fn establish(
     }
 
     let link = Link {
-        id: node.peers.next_link_id(),
+        id: node.peers().next_link_id(),
         connection: conn.clone(),
         outbound,
         dialer: if outbound { node.did().clone() } else { did.clone() },
@@ -131,7 +132,7 @@ pub(crate) async fn establish(
         counters: Arc::new(LinkCounters::default()),
     };
     let dial_address = outbound.then_some(address);
-    match node.peers.admit(&did, link.clone(), dial_address) {
+    match node.peers().admit(&did, link.clone(), dial_address) {
         Admission::Duplicate => {
             close_with(&conn, close::DUPLICATE, "a connection between us already exists");
             return Ok(did);
@@ -143,25 +144,25 @@ pub(crate) async fn establish(
         }
     }
     let direction = if outbound { "outbound" } else { "inbound" };
-    node.metrics.connections.with_label_values(&[direction]).inc();
-    node.metrics.connected_peers.set(node.peers.connected_count() as i64);
+    node.metrics().connections.with_label_values(&[direction]).inc();
+    node.metrics().connected_peers.set(node.peers().connected_count() as i64);
     tracing::info!(peer = %did, address, direction, "peer connected");
     node.remember(&did);
     node.learn_peers(&hello.known_peers);
 
     // Resume where the peer says it stands: what it already delivered of our current
     // queue epoch is acknowledged; everything after is (re)sent in order.
-    let resume_after = if hello.delivered_epoch == node.outbox.epoch() {
-        if let Err(e) = node.outbox.ack(&did, hello.delivered_seq).await {
+    let resume_after = if hello.delivered_epoch == node.outbox().epoch() {
+        if let Err(e) = node.outbox().ack(&did, hello.delivered_seq).await {
             tracing::warn!(peer = %did, error = %e, "pruning acknowledged messages failed");
         }
         node.update_queue_metrics(&did);
         hello.delivered_seq
     } else {
-        node.outbox.acked(&did)
+        node.outbox().acked(&did)
     };
     let messages = conn.open_uni().await.map_err(|e| refused(describe(&e)))?;
-    let tasks = &node.ctx.tasks;
+    let tasks = &node.ctx().tasks;
     tasks.spawn(deliver_loop(node.clone(), did.clone(), link.clone(), messages, resume_after));
     tasks.spawn(ack_loop(node.clone(), did.clone(), link.clone()));
     tasks.spawn(read_messages(node.clone(), did.clone(), link.clone()));
@@ -189,12 +190,12 @@ fn check_hello(hello: &Hello, did: &Did) -> Result<(), String> {
 
 /// Sends the peer's stored messages in order, from `cursor` on, and waits for more.
 /// Messages stay stored until the peer acknowledges them (see [`crate::outbox`]).
-async fn deliver_loop(node: Arc<Inner>, did: Did, link: Link, mut stream: quinn::SendStream, mut cursor: u64) {
+async fn deliver_loop<H: Host>(node: Arc<H>, did: Did, link: Link, mut stream: quinn::SendStream, mut cursor: u64) {
     /// Messages read from the store per round trip to it.
     const BATCH: usize = 256;
-    let notify = node.outbox.notifier(&did);
+    let notify = node.outbox().notifier(&did);
     loop {
-        let batch = match node.outbox.read_after(&did, cursor, BATCH).await {
+        let batch = match node.outbox().read_after(&did, cursor, BATCH).await {
             Ok(batch) => batch,
             Err(e) => {
                 tracing::error!(peer = %did, error = %e, "reading the queue failed");
@@ -217,17 +218,17 @@ async fn deliver_loop(node: Arc<Inner>, did: Did, link: Link, mut stream: quinn:
             let n = bytes.len() as u64;
             link.counters.messages_sent.fetch_add(1, Ordering::Relaxed);
             link.counters.bytes_sent.fetch_add(n, Ordering::Relaxed);
-            node.metrics.messages_sent.inc();
-            node.metrics.bytes_sent.inc_by(n);
-            node.metrics.peer_bytes.with_label_values(&[did.as_str(), "sent"]).inc_by(n);
+            node.metrics().messages_sent.inc();
+            node.metrics().bytes_sent.inc_by(n);
+            node.metrics().peer_bytes.with_label_values(&[did.as_str(), "sent"]).inc_by(n);
         }
     }
 }
 
 /// Every `network.ack_interval`, tells the peer what has been delivered from it, when
 /// that has moved.
-async fn ack_loop(node: Arc<Inner>, did: Did, link: Link) {
-    let mut tick = tokio::time::interval(node.config.ack_interval);
+async fn ack_loop<H: Host>(node: Arc<H>, did: Did, link: Link) {
+    let mut tick = tokio::time::interval(node.config().ack_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut acked = 0u64;
     loop {
@@ -235,7 +236,7 @@ async fn ack_loop(node: Arc<Inner>, did: Did, link: Link) {
             _ = tick.tick() => {}
             _ = link.connection.closed() => return,
         }
-        let (epoch, delivered) = node.inbox.delivered(&did);
+        let (epoch, delivered) = node.inbox().delivered(&did);
         if delivered > acked && epoch == link.peer_epoch {
             let frame = Frame { body: Some(Body::Ack(Ack { epoch, seq: delivered })) };
             node.send_control(link.id, &frame).await;
@@ -244,7 +245,7 @@ async fn ack_loop(node: Arc<Inner>, did: Did, link: Link) {
     }
 }
 
-async fn read_messages(node: Arc<Inner>, did: Did, link: Link) {
+async fn read_messages<H: Host>(node: Arc<H>, did: Did, link: Link) {
     let mut stream = match link.connection.accept_uni().await {
         Ok(s) => s,
         Err(e) => {
@@ -252,31 +253,37 @@ async fn read_messages(node: Arc<Inner>, did: Did, link: Link) {
             return;
         }
     };
-    let limit = node.config.max_frame_bytes;
+    let limit = node.config().max_frame_bytes;
     loop {
         match frame::read_frame(&mut stream, limit).await {
             Ok(Some((Frame { body: Some(Body::Message(m)) }, size))) => {
                 // One bucket per peer, not per connection: reconnecting buys no new burst.
-                let pace = node
-                    .buckets
-                    .lock()
-                    .expect("lock")
-                    .entry(did.clone())
-                    .or_insert_with(|| TokenBucket::new(&node.config.rate_limit))
-                    .take();
-                match pace {
-                    Pace::Go => {}
-                    Pace::Wait(wait) => {
-                        // Not reading is the back-pressure: QUIC's flow control stops the
-                        // sender once its window is full.
-                        node.metrics.rate_limited.with_label_values(&["slowed"]).inc();
-                        tokio::time::sleep(wait).await;
+                let pace_of = |retry: bool| {
+                    let mut buckets = node.buckets().lock().expect("lock");
+                    let bucket =
+                        buckets.entry(did.clone()).or_insert_with(|| TokenBucket::new(&node.config().rate_limit));
+                    if retry {
+                        bucket.retake()
+                    } else {
+                        bucket.take()
                     }
+                };
+                let mut pace = pace_of(false);
+                while let Pace::Wait(wait) = pace {
+                    // Not reading is the back-pressure: QUIC's flow control stops the
+                    // sender once its window is full.
+                    node.metrics().rate_limited.with_label_values(&["slowed"]).inc();
+                    tokio::time::sleep(wait).await;
+                    pace = pace_of(true);
+                }
+                match pace {
+                    Pace::Go | Pace::Wait(_) => {}
                     Pace::Cut => {
-                        node.metrics.rate_limited.with_label_values(&["cut"]).inc();
+                        node.metrics().rate_limited.with_label_values(&["cut"]).inc();
                         let reason = format!(
                             "over the inbound limit of {} messages/s for more than {:?}",
-                            node.config.rate_limit.messages_per_second, node.config.rate_limit.cut_after
+                            node.config().rate_limit.messages_per_second,
+                            node.config().rate_limit.cut_after
                         );
                         tracing::warn!(peer = %did, "{reason}; disconnecting");
                         // This message is not recorded, so the sender keeps it and resends.
@@ -286,13 +293,13 @@ async fn read_messages(node: Arc<Inner>, did: Did, link: Link) {
                 }
                 link.counters.messages_received.fetch_add(1, Ordering::Relaxed);
                 link.counters.bytes_received.fetch_add(size as u64, Ordering::Relaxed);
-                node.metrics.bytes_received.inc_by(size as u64);
-                node.metrics.peer_bytes.with_label_values(&[did.as_str(), "received"]).inc_by(size as u64);
+                node.metrics().bytes_received.inc_by(size as u64);
+                node.metrics().peer_bytes.with_label_values(&[did.as_str(), "received"]).inc_by(size as u64);
                 let payload = if m.sealed {
                     match node.unseal(&m.payload) {
                         Ok(plain) => plain,
                         Err(e) => {
-                            node.metrics.frames_rejected.with_label_values(&["unsealable"]).inc();
+                            node.metrics().frames_rejected.with_label_values(&["unsealable"]).inc();
                             tracing::warn!(peer = %did, seq = m.seq, error = %e, "dropping a sealed message");
                             continue;
                         }
@@ -317,9 +324,9 @@ async fn read_messages(node: Arc<Inner>, did: Did, link: Link) {
                     icn_telemetry::propagation::adopt_fields_parent(&span, &trace.fields);
                 }
                 let _entered = span.enter();
-                match node.inbox.deliver(&did, &link.peer_epoch, inbound) {
-                    Ok(Some(_)) => node.metrics.messages_received.with_label_values(&[&protocol]).inc(),
-                    Ok(None) => node.metrics.duplicates_dropped.inc(),
+                match node.inbox().deliver(&did, &link.peer_epoch, inbound) {
+                    Ok(Some(_)) => node.metrics().messages_received.with_label_values(&[&protocol]).inc(),
+                    Ok(None) => node.metrics().duplicates_dropped.inc(),
                     Err(e) => {
                         // Without a record of delivery exactly-once cannot hold: stop
                         // reading; the sender keeps the message and resends it later.
@@ -330,11 +337,11 @@ async fn read_messages(node: Arc<Inner>, did: Did, link: Link) {
                 }
             }
             Ok(Some(_)) => {
-                reject(&node, &did, &link, "unexpected-frame", "only message frames belong on the message stream")
+                reject(&*node, &did, &link, "unexpected-frame", "only message frames belong on the message stream")
             }
             Ok(None) => return,
             Err(e) if e.is_protocol_violation() => {
-                reject(&node, &did, &link, e.kind(), &e.to_string());
+                reject(&*node, &did, &link, e.kind(), &e.to_string());
                 return;
             }
             Err(e) => {
@@ -346,20 +353,20 @@ async fn read_messages(node: Arc<Inner>, did: Did, link: Link) {
 }
 
 /// A peer that breaks the framing loses its connection, not the process.
-fn reject(node: &Inner, did: &Did, link: &Link, kind: &str, reason: &str) {
-    node.metrics.frames_rejected.with_label_values(&[kind]).inc();
+fn reject<H: Host>(node: &H, did: &Did, link: &Link, kind: &str, reason: &str) {
+    node.metrics().frames_rejected.with_label_values(&[kind]).inc();
     tracing::warn!(peer = %did, reason, "closing connection after a bad frame");
     close_with(&link.connection, close::PROTOCOL_ERROR, reason);
 }
 
-async fn read_control(node: Arc<Inner>, did: Did, link: Link, mut stream: quinn::RecvStream) {
-    let limit = node.config.max_frame_bytes;
+async fn read_control<H: Host>(node: Arc<H>, did: Did, link: Link, mut stream: quinn::RecvStream) {
+    let limit = node.config().max_frame_bytes;
     loop {
         match frame::read_frame(&mut stream, limit).await {
             Ok(Some((Frame { body: Some(Body::PeerExchange(px)) }, _))) => node.learn_peers(&px.peers),
             Ok(Some((Frame { body: Some(Body::Coordinate(c)) }, _))) => {
                 match crate::vivaldi::Coordinate::from_proto(&c) {
-                    Some(c) => node.peers.with(|t| {
+                    Some(c) => node.peers().with(|t| {
                         if let Some(r) = t.get_mut(&did) {
                             r.coordinate = Some(c);
                         }
@@ -368,9 +375,9 @@ async fn read_control(node: Arc<Inner>, did: Did, link: Link, mut stream: quinn:
                 }
             }
             Ok(Some((Frame { body: Some(Body::Ack(ack)) }, _))) => {
-                if ack.epoch == node.outbox.epoch() {
-                    node.metrics.acks_received.inc();
-                    if let Err(e) = node.outbox.ack(&did, ack.seq).await {
+                if ack.epoch == node.outbox().epoch() {
+                    node.metrics().acks_received.inc();
+                    if let Err(e) = node.outbox().ack(&did, ack.seq).await {
                         tracing::warn!(peer = %did, error = %e, "applying an ack failed");
                     }
                     node.update_queue_metrics(&did);
@@ -378,12 +385,12 @@ async fn read_control(node: Arc<Inner>, did: Did, link: Link, mut stream: quinn:
             }
             Ok(Some((Frame { body: Some(Body::Goodbye(bye)) }, _))) => {
                 tracing::info!(peer = %did, reason = %bye.reason, intentional = bye.intentional, "peer said goodbye");
-                node.goodbyes.lock().expect("lock").insert(link.id, bye.reason);
+                node.goodbyes().lock().expect("lock").insert(link.id, bye.reason);
             }
-            Ok(Some(_)) => reject(&node, &did, &link, "unexpected-frame", "unexpected frame on the control stream"),
+            Ok(Some(_)) => reject(&*node, &did, &link, "unexpected-frame", "unexpected frame on the control stream"),
             Ok(None) => return,
             Err(e) if e.is_protocol_violation() => {
-                reject(&node, &did, &link, e.kind(), &e.to_string());
+                reject(&*node, &did, &link, e.kind(), &e.to_string());
                 return;
             }
             Err(_) => return,
@@ -393,13 +400,13 @@ async fn read_control(node: Arc<Inner>, did: Did, link: Link, mut stream: quinn:
 
 /// Keeps the control stream's sending half for peer exchange and goodbye, and cleans up
 /// when the connection ends for any reason.
-async fn watch_close(node: Arc<Inner>, did: Did, link: Link, control: quinn::SendStream) {
-    node.controls.lock().expect("lock").insert(link.id, Arc::new(tokio::sync::Mutex::new(control)));
+async fn watch_close<H: Host>(node: Arc<H>, did: Did, link: Link, control: quinn::SendStream) {
+    node.controls().lock().expect("lock").insert(link.id, Arc::new(tokio::sync::Mutex::new(control)));
     let reason = link.connection.closed().await;
-    node.controls.lock().expect("lock").remove(&link.id);
+    node.controls().lock().expect("lock").remove(&link.id);
     // A peer shutting down or disconnecting on purpose closes with SHUTDOWN or
     // INTENTIONAL; that counts as a goodbye even when the close overtook the frame.
-    let goodbye = node.goodbyes.lock().expect("lock").remove(&link.id).or_else(|| match &reason {
+    let goodbye = node.goodbyes().lock().expect("lock").remove(&link.id).or_else(|| match &reason {
         quinn::ConnectionError::ApplicationClosed(c)
             if u32::try_from(c.error_code.into_inner()).is_ok_and(close::is_goodbye) =>
         {

@@ -1,26 +1,24 @@
 //! Who may connect, and how fast a peer may send: the allowlist and trust floor checked
 //! on every new connection, and the per-peer inbound token bucket.
 
+use governor::clock::{Clock, DefaultClock, Reference};
+use governor::middleware::NoOpMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
 use icn_config::{RateLimitConfig, TrustConfig};
 use icn_identity::Did;
-use std::collections::{HashMap, HashSet};
-use std::time::{Duration, Instant};
+use std::collections::HashSet;
+use std::num::NonZeroU32;
+use std::time::Duration;
 
 pub struct Gate {
     allowlist: HashSet<String>,
-    min_score: f64,
-    default_score: f64,
-    scores: HashMap<String, f64>,
+    trust: TrustConfig,
 }
 
 impl Gate {
     pub fn new(config: &TrustConfig) -> Self {
-        Self {
-            allowlist: config.allowlist.iter().cloned().collect(),
-            min_score: config.min_score,
-            default_score: config.default_score,
-            scores: config.scores.iter().map(|(k, v)| (k.clone(), *v)).collect(),
-        }
+        Self { allowlist: config.allowlist.iter().cloned().collect(), trust: config.clone() }
     }
 
     /// `Err` with the reason, said to the refused peer too.
@@ -28,22 +26,26 @@ impl Gate {
         if !self.allowlist.is_empty() && !self.allowlist.contains(did.as_str()) {
             return Err(format!("{did} is not on this node's allowlist"));
         }
-        let score = self.scores.get(did.as_str()).copied().unwrap_or(self.default_score);
-        if score < self.min_score {
-            return Err(format!("{did} has trust {score:.2}, below this node's minimum of {:.2}", self.min_score));
+        let score = self.trust.score_of(did.as_str());
+        if score < self.trust.min_score {
+            return Err(format!(
+                "{did} has trust {score:.2}, below this node's minimum of {:.2}",
+                self.trust.min_score
+            ));
         }
         Ok(())
     }
 }
 
-/// A token bucket: `rate` tokens per second, holding at most `burst`.
-pub struct TokenBucket {
-    rate: f64,
-    burst: f64,
-    tokens: f64,
-    last: Instant,
+/// One peer's inbound pace: a GCRA limiter (`governor`) of `messages_per_second` with
+/// `burst`, and how long the peer has been over it. A peer over its rate is slowed (its
+/// messages wait, and QUIC's flow control holds the sender back); one that stays over it
+/// for longer than `cut_after` is cut.
+pub struct TokenBucket<C: Clock = DefaultClock> {
+    limiter: RateLimiter<NotKeyed, InMemoryState, C, NoOpMiddleware<C::Instant>>,
+    clock: C,
     /// Since when every message has had to wait, if it has.
-    throttled_since: Option<Instant>,
+    throttled_since: Option<C::Instant>,
     cut_after: Duration,
 }
 
@@ -51,48 +53,64 @@ pub struct TokenBucket {
 #[derive(Debug, PartialEq)]
 pub enum Pace {
     Go,
-    /// Wait this long first: the peer is over its rate.
+    /// Wait this long, then ask again: the peer is over its rate.
     Wait(Duration),
     /// The peer has been over its rate for longer than allowed.
     Cut,
 }
 
+/// The quota of a rate limit: one message every `1 / messages_per_second`, `burst` at once.
+fn quota(config: &RateLimitConfig) -> Quota {
+    // The configuration is validated positive, so both fall back only on absurd values.
+    let period = Duration::try_from_secs_f64(1.0 / config.messages_per_second).unwrap_or(Duration::from_nanos(1));
+    let burst = NonZeroU32::new(config.burst).unwrap_or(NonZeroU32::MIN);
+    Quota::with_period(period.max(Duration::from_nanos(1))).expect("a positive period").allow_burst(burst)
+}
+
 impl TokenBucket {
     pub fn new(config: &RateLimitConfig) -> Self {
-        Self::at(config, Instant::now())
+        Self::with_clock(config, DefaultClock::default())
     }
+}
 
-    fn at(config: &RateLimitConfig, now: Instant) -> Self {
+impl<C: Clock + Clone> TokenBucket<C> {
+    fn with_clock(config: &RateLimitConfig, clock: C) -> Self {
         Self {
-            rate: config.messages_per_second,
-            burst: config.burst as f64,
-            tokens: config.burst as f64,
-            last: now,
+            limiter: RateLimiter::direct_with_clock(quota(config), clock.clone()),
+            clock,
             throttled_since: None,
             cut_after: config.cut_after,
         }
     }
 
+    /// A message arrived: takes its place, or says how long to wait before [`Self::retake`].
+    /// A peer whose messages keep arriving over its rate for longer than `cut_after` is
+    /// cut; one whose message finds a free place is no longer over it.
     pub fn take(&mut self) -> Pace {
-        self.take_at(Instant::now())
+        match self.limiter.check() {
+            Ok(()) => {
+                self.throttled_since = None;
+                Pace::Go
+            }
+            Err(not_until) => {
+                let now = self.clock.now();
+                let since = *self.throttled_since.get_or_insert(now);
+                if Duration::from(now.duration_since(since)) > self.cut_after {
+                    return Pace::Cut;
+                }
+                Pace::Wait(not_until.wait_time_from(now))
+            }
+        }
     }
 
-    fn take_at(&mut self, now: Instant) -> Pace {
-        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            self.throttled_since = None;
-            return Pace::Go;
+    /// After waiting as told: the waiting message's place, or how much longer to wait.
+    /// Waiting does not end the peer's time over its rate: only an arrival that finds a
+    /// free place does.
+    pub fn retake(&mut self) -> Pace {
+        match self.limiter.check() {
+            Ok(()) => Pace::Go,
+            Err(not_until) => Pace::Wait(not_until.wait_time_from(self.clock.now())),
         }
-        let since = *self.throttled_since.get_or_insert(now);
-        if now.duration_since(since) > self.cut_after {
-            return Pace::Cut;
-        }
-        // The token this message needs is taken now and paid for by waiting.
-        let wait = Duration::from_secs_f64((1.0 - self.tokens) / self.rate);
-        self.tokens -= 1.0;
-        Pace::Wait(wait)
     }
 }
 
@@ -107,27 +125,38 @@ mod tests {
 
     #[test]
     fn a_burst_passes_then_messages_wait_for_the_rate_and_sustained_excess_is_cut() {
-        let start = Instant::now();
-        let mut bucket = TokenBucket::at(&limits(10.0, 3, 1000), start);
+        let clock = governor::clock::FakeRelativeClock::default();
+        let mut bucket = TokenBucket::with_clock(&limits(10.0, 3, 1000), clock.clone());
         for _ in 0..3 {
-            assert_eq!(bucket.take_at(start), Pace::Go);
+            assert_eq!(bucket.take(), Pace::Go);
         }
-        assert_eq!(bucket.take_at(start), Pace::Wait(Duration::from_millis(100)));
+        assert_eq!(bucket.take(), Pace::Wait(Duration::from_millis(100)));
         // After waiting as told, the peer is within its rate again.
-        let later = start + Duration::from_millis(300);
-        assert_eq!(bucket.take_at(later), Pace::Go);
-        // Flooding without pause: waits, until the cut.
-        let mut t = later;
+        clock.advance(Duration::from_millis(100));
+        assert_eq!(bucket.take(), Pace::Go);
+        // Flooding without pause, as the link's reader sees it: each message arrives as the
+        // last one got its place, waits as told, and goes; after `cut_after` of that, cut.
+        let started = clock.now();
         let mut outcome = Pace::Go;
-        for _ in 0..100 {
-            t += Duration::from_millis(20);
-            outcome = bucket.take_at(t);
+        for _ in 0..200 {
+            outcome = bucket.take();
+            while let Pace::Wait(wait) = outcome {
+                assert!(wait <= Duration::from_millis(100), "{wait:?}");
+                clock.advance(wait);
+                outcome = bucket.retake();
+            }
             if outcome == Pace::Cut {
                 break;
             }
+            assert_eq!(outcome, Pace::Go);
         }
         assert_eq!(outcome, Pace::Cut);
-        assert!(t.duration_since(later) > Duration::from_secs(1));
+        let flooded = Duration::from(clock.now().duration_since(started));
+        assert!(flooded > Duration::from_secs(1) && flooded < Duration::from_millis(1200), "{flooded:?}");
+        // A peer back within its rate is no longer counted as over it.
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(bucket.take(), Pace::Go);
+        assert_eq!(bucket.take(), Pace::Go);
     }
 
     #[test]

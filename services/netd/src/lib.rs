@@ -12,6 +12,7 @@ mod connection;
 mod error;
 pub mod frame;
 mod gate;
+mod host;
 pub mod inbox;
 mod metrics;
 mod node;
@@ -23,7 +24,11 @@ pub mod vivaldi;
 
 pub use connection::close;
 pub use error::{DialFailure, NetError};
-pub use node::{Node, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
+pub use node::Node;
+
+/// Version of the node-to-node protocol this build speaks, and the oldest it accepts.
+pub const PROTOCOL_VERSION: u32 = 1;
+pub const MIN_PROTOCOL_VERSION: u32 = 1;
 pub use peer_store::PEERS_CF;
 
 /// Every column family netd stores data in.

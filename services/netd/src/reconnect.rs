@@ -3,7 +3,7 @@
 //! start-up dials (bootstrap peers and remembered ones), and wake-from-sleep detection,
 //! which restarts every backoff from its first step.
 
-use crate::node::Inner;
+use crate::host::Host;
 use crate::peers::PeerState;
 use crate::{backoff, peer_store, NetError};
 use icn_identity::Did;
@@ -12,9 +12,9 @@ use std::time::{Instant, SystemTime};
 
 /// Redials a peer whose connection failed until it is connected again (by us or by it),
 /// closed on purpose, marked permanently failed, or out of attempts.
-pub(crate) async fn reconnect_loop(inner: Arc<Inner>, did: Did) {
-    let config = inner.config.reconnect.clone();
-    let mut wakes = inner.wakes.subscribe();
+pub(crate) async fn reconnect_loop<H: Host>(inner: Arc<H>, did: Did) {
+    let config = inner.config().reconnect.clone();
+    let mut wakes = inner.wakes().subscribe();
     let mut attempt = 0u32;
     let mut last_error = String::new();
     // Consecutive failures of one kind: (kind, count).
@@ -22,7 +22,7 @@ pub(crate) async fn reconnect_loop(inner: Arc<Inner>, did: Did) {
     loop {
         let ceiling = backoff::ceiling(&config, attempt);
         let wait = backoff::delay(&config, attempt);
-        let addresses = inner.peers.with(|t| match t.get_mut(&did) {
+        let addresses = inner.peers().with(|t| match t.get_mut(&did) {
             Some(r) if matches!(r.state, PeerState::Reconnecting { .. }) => {
                 if let PeerState::Reconnecting { last_error: previous, .. } = &r.state {
                     if last_error.is_empty() {
@@ -35,7 +35,7 @@ pub(crate) async fn reconnect_loop(inner: Arc<Inner>, did: Did) {
                         next_attempt_at: SystemTime::now() + wait,
                         last_error: last_error.clone(),
                     },
-                    &inner.peers.state_changes,
+                    &inner.peers().state_changes,
                 );
                 Some(r.addresses.clone())
             }
@@ -50,7 +50,7 @@ pub(crate) async fn reconnect_loop(inner: Arc<Inner>, did: Did) {
             "reconnect scheduled"
         );
         tokio::select! {
-            _ = inner.ctx.shutdown.cancelled() => return,
+            _ = inner.ctx().shutdown.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}
             _ = wakes.changed() => {
                 // The machine slept: whatever backoff had built up is stale.
@@ -59,10 +59,10 @@ pub(crate) async fn reconnect_loop(inner: Arc<Inner>, did: Did) {
                 continue;
             }
         }
-        if inner.peers.link(&did).is_some() {
+        if inner.peers().link(&did).is_some() {
             return;
         }
-        inner.metrics.reconnect_attempts.inc();
+        inner.metrics().reconnect_attempts.inc();
         let mut failure = None;
         for address in &addresses {
             match inner.dial(address, Some(did.clone())).await {
@@ -91,10 +91,10 @@ pub(crate) async fn reconnect_loop(inner: Arc<Inner>, did: Did) {
 
 /// Dials the configured bootstrap peers and every peer stored by earlier runs (except
 /// those marked failed, unless the node was away long enough for marks to be stale).
-pub(crate) async fn dial_initial_peers(inner: Arc<Inner>) {
+pub(crate) async fn dial_initial_peers<H: Host>(inner: Arc<H>) {
     let now = SystemTime::now();
     let (stored, gap) = match inner
-        .ctx
+        .ctx()
         .storage
         .blocking(move |s| Ok((peer_store::load(s)?, peer_store::inactive_for(s, now)?)))
         .await
@@ -105,12 +105,12 @@ pub(crate) async fn dial_initial_peers(inner: Arc<Inner>) {
             (Vec::new(), None)
         }
     };
-    let fresh_start = gap.map_or(true, |g| g > inner.config.reconnect.restart_gap);
+    let fresh_start = gap.map_or(true, |g| g > inner.config().reconnect.restart_gap);
     if let Some(gap) = gap.filter(|_| fresh_start) {
         tracing::info!(gap_s = gap.as_secs(), "long gap since this node was last active: fresh backoff for every peer");
     }
     let mut dials = Vec::new();
-    for entry in &inner.config.bootstrap {
+    for entry in &inner.config().bootstrap {
         let (expected, address) = match entry.split_once('@') {
             Some((did, address)) => match did.parse::<Did>() {
                 Ok(did) => (Some(did), address.to_string()),
@@ -126,13 +126,13 @@ pub(crate) async fn dial_initial_peers(inner: Arc<Inner>) {
     for stored in stored {
         let Some(peer) = stored.peer else { continue };
         let Ok(did) = peer.did.parse::<Did>() else { continue };
-        inner.peers.learn(&did, &peer.addresses, Some(&peer.x25519_public_key));
+        inner.peers().learn(&did, &peer.addresses, Some(&peer.x25519_public_key));
         if !stored.failed_error.is_empty() && !fresh_start {
-            inner.peers.with(|t| {
+            inner.peers().with(|t| {
                 if let Some(r) = t.get_mut(&did) {
                     r.set_state(
                         PeerState::Failed { last_error: stored.failed_error.clone() },
-                        &inner.peers.state_changes,
+                        &inner.peers().state_changes,
                     );
                 }
             });
@@ -143,14 +143,14 @@ pub(crate) async fn dial_initial_peers(inner: Arc<Inner>) {
         }
     }
     for (expected, address) in dials {
-        inner.ctx.spawn(bootstrap_dial(inner.clone(), address, expected));
+        inner.ctx().spawn(bootstrap_dial(inner.clone(), address, expected));
     }
 }
 
 /// Start-up peers may start after this node: keep trying, with backoff, until connected.
-async fn bootstrap_dial(inner: Arc<Inner>, address: String, expected: Option<Did>) {
+async fn bootstrap_dial<H: Host>(inner: Arc<H>, address: String, expected: Option<Did>) {
     let mut attempt = 0u32;
-    let mut wakes = inner.wakes.subscribe();
+    let mut wakes = inner.wakes().subscribe();
     loop {
         match inner.dial(&address, expected.clone()).await {
             Ok(did) => {
@@ -160,20 +160,20 @@ async fn bootstrap_dial(inner: Arc<Inner>, address: String, expected: Option<Did
             Err(e) => {
                 if let Some(did) = &expected {
                     // Someone else (the peer itself, or a redial) got there first.
-                    if inner.peers.link(did).is_some() {
+                    if inner.peers().link(did).is_some() {
                         return;
                     }
                 }
-                let wait = backoff::delay(&inner.config.reconnect, attempt);
+                let wait = backoff::delay(&inner.config().reconnect, attempt);
                 tracing::info!(address, attempt, ?wait, error = %e, "start-up dial failed");
                 attempt = attempt.saturating_add(1);
-                let limit = inner.config.reconnect.max_attempts;
+                let limit = inner.config().reconnect.max_attempts;
                 if limit > 0 && attempt >= limit {
                     tracing::warn!(address, attempt, "giving up on start-up peer");
                     return;
                 }
                 tokio::select! {
-                    _ = inner.ctx.shutdown.cancelled() => return,
+                    _ = inner.ctx().shutdown.cancelled() => return,
                     _ = tokio::time::sleep(wait) => {}
                     _ = wakes.changed() => attempt = 0,
                 }
@@ -184,12 +184,12 @@ async fn bootstrap_dial(inner: Arc<Inner>, address: String, expected: Option<Did
 
 /// Notices a wake from sleep — a check that runs much later than due — and tells every
 /// redial loop to start over; records the node's last-active time on each check.
-pub(crate) async fn watch_for_wake(inner: Arc<Inner>) {
-    let config = inner.config.reconnect.clone();
+pub(crate) async fn watch_for_wake<H: Host>(inner: Arc<H>) {
+    let config = inner.config().reconnect.clone();
     let mut last = Instant::now();
     loop {
         tokio::select! {
-            _ = inner.ctx.shutdown.cancelled() => return,
+            _ = inner.ctx().shutdown.cancelled() => return,
             _ = tokio::time::sleep(config.wake_check_interval) => {}
         }
         let elapsed = last.elapsed();
@@ -199,11 +199,11 @@ pub(crate) async fn watch_for_wake(inner: Arc<Inner>) {
                 slept_ms = elapsed.as_millis() as u64,
                 "wake from sleep detected: backoff reset for every peer"
             );
-            inner.metrics.wakes_detected.inc();
-            inner.wakes.send_modify(|n| *n += 1);
+            inner.metrics().wakes_detected.inc();
+            inner.wakes().send_modify(|n| *n += 1);
         }
         let now = SystemTime::now();
-        if let Err(e) = inner.ctx.storage.blocking(move |s| peer_store::mark_active(s, now)).await {
+        if let Err(e) = inner.ctx().storage.blocking(move |s| peer_store::mark_active(s, now)).await {
             tracing::warn!(error = %e, "recording the last-active time failed");
         }
     }

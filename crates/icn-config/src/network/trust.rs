@@ -27,6 +27,12 @@ impl Default for TrustConfig {
 }
 
 impl TrustConfig {
+    /// The trust score of `did`: its own entry, else the default. The one lookup that
+    /// netd's connection gate and gossip's `MinTrust` ACLs share.
+    pub fn score_of(&self, did: &str) -> f64 {
+        self.scores.get(did).copied().unwrap_or(self.default_score)
+    }
+
     /// Every score, and the threshold, lies in [0, 1].
     pub fn validate(&self) -> Result<(), ConfigError> {
         let in_unit = |v: f64| (0.0..=1.0).contains(&v);

@@ -1,0 +1,64 @@
+//! The store's counters: entries and topics refused, by reason, and entries made
+//! durable. They count every path into the store (API, peers, snapshots) because every
+//! path goes through it; this module only counts, it never decides anything.
+
+use super::Store;
+use crate::GossipError;
+use icn_proto::gossip::v1::RejectionReason;
+
+/// The store's counters, registered once by the service.
+#[derive(Clone)]
+pub struct StoreMetrics {
+    /// Entries and topics refused, by reason, from every path (API, peers, snapshots).
+    pub rejections: prometheus::IntCounterVec,
+    /// Entries made durable, from every path: local publishes, peers, restores.
+    pub stored: prometheus::IntCounter,
+}
+
+impl StoreMetrics {
+    pub fn new(registry: &prometheus::Registry) -> Self {
+        use icn_telemetry::metrics::register;
+        Self {
+            rejections: register(
+                registry,
+                prometheus::IntCounterVec::new(
+                    prometheus::Opts::new("gossip_rejections_total", "Entries and topics refused, by reason"),
+                    &["reason"],
+                )
+                .expect("valid metric"),
+            ),
+            stored: register(
+                registry,
+                prometheus::IntCounter::new(
+                    "gossip_entries_stored_total",
+                    "Entries stored, from anywhere: local publishes, peers and restores",
+                )
+                .expect("valid metric"),
+            ),
+        }
+    }
+}
+
+impl Store {
+    /// Counts a rejection, whatever was being checked.
+    pub(super) fn recorded<T>(&self, result: Result<T, GossipError>) -> Result<T, GossipError> {
+        if let Err(GossipError::Rejected { reason, .. }) = &result {
+            self.metrics.rejections.with_label_values(&[reason.as_str_name()]).inc();
+        }
+        result
+    }
+
+    /// Counts a refusal decided outside [`Store::apply`] (an oversize payload at the API).
+    pub fn record_rejection(&self, reason: RejectionReason) {
+        self.metrics.rejections.with_label_values(&[reason.as_str_name()]).inc();
+    }
+
+    pub fn rejections(&self, reason: RejectionReason) -> u64 {
+        self.metrics.rejections.with_label_values(&[reason.as_str_name()]).get()
+    }
+
+    /// Entries made durable since the process started, from every path.
+    pub fn stored_total(&self) -> u64 {
+        self.metrics.stored.get()
+    }
+}

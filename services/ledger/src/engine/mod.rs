@@ -1,0 +1,399 @@
+//! The ledger's rule, as a deterministic state machine that every node runs alike.
+//!
+//! A transfer is *applied* when all of these hold:
+//! - its payer's signature covers it, and the amount is positive and not to oneself;
+//! - it is the payer's next transfer in that currency: `payer_seq` is one more than the
+//!   last, and `prev_hash` names that last transfer (a per-account hash chain);
+//! - every transfer in `deps` is applied, pays this payer in this currency, and is not
+//!   already claimed by an earlier transfer of the payer;
+//! - the payer's balance *as its own chain and deps show it* (incoming deps minus
+//!   outgoing amounts, all the way back to its first transfer) stays at or above its
+//!   floor (minus its credit limit).
+//!
+//! Nothing else counts, so whether a transfer applies never depends on what else a node
+//! happens to have received: the applied set is the least fixpoint of these rules over
+//! the transfers known, the same on every node whatever the order of arrival. Payments
+//! need no consensus (the approach of FastPay and AT2).
+//!
+//! Two different transfers with one (payer, currency, sequence) are a provable fork:
+//! both are quarantined, and neither (nor anything that relies on them) moves a balance.
+//! The real balance of an account is never below the floor its owner's transfers
+//! checked, because it counts every applied incoming transfer, deps or not.
+//!
+//! Files by job:
+//! - `mod.rs` (here): [`Ledger`], the fixpoint itself: taking transfers in, judging
+//!   each against what is applied (chain link, deps), applying what it unblocks, and
+//!   recomputing after a fork or new rules; and what readers ask of it;
+//! - `form`: what a transfer alone decides (signature, fields);
+//! - `rules`: the cooperative's rules as transfers need them, and the balance floor;
+//! - `refusal`: a transfer's [`Status`] and the [`Refusal`] it may get.
+//!
+//! The engine never touches storage, the network or the clock: the same transfers and
+//! rules give the same result on every node.
+
+mod form;
+mod refusal;
+mod rules;
+#[cfg(test)]
+mod tests;
+
+pub use form::{check_form, verify};
+pub use refusal::{Refusal, Status};
+pub use rules::{CurrencyRules, LimitChange, Rules};
+
+use icn_ledger_records::signed;
+use icn_ledger_records::{hex, Hash};
+use icn_proto::ledger::v1::Transfer;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// One cooperative's transfers on one node.
+#[derive(Default)]
+pub struct Ledger {
+    rules: Rules,
+    known: HashMap<Hash, Transfer>,
+    /// (currency, payer, seq) → transfers claiming that place.
+    slots: HashMap<(String, String, u64), BTreeSet<Hash>>,
+    /// dep → transfers that list it.
+    waiters: HashMap<Hash, Vec<Hash>>,
+    applied: BTreeSet<Hash>,
+    /// Per (currency, payer): applied transfers by seq.
+    chains: HashMap<(String, String), BTreeMap<u64, Hash>>,
+    /// dep → (the transfer that counted it, its sequence number).
+    claimed: HashMap<Hash, (Hash, u64)>,
+    /// Per (currency, payer): after each applied sequence number, the balance its chain
+    /// and deps show.
+    checked: HashMap<(String, String), BTreeMap<u64, i128>>,
+    balances: HashMap<(String, String), i128>,
+    refused: HashMap<Hash, Refusal>,
+    /// Accounts whose balance or chain changed since the last [`Ledger::take_changes`].
+    dirty: BTreeSet<(String, String)>,
+    /// Transfers applied since the last [`Ledger::take_changes`].
+    newly_applied: Vec<Hash>,
+    /// Forks found since the last [`Ledger::take_changes`].
+    new_forks: Vec<(String, String, u64)>,
+}
+
+/// What changed since the last time a caller asked: the accounts to write and the
+/// transfers that became applied.
+#[derive(Debug, Default)]
+pub struct Changes {
+    pub accounts: BTreeSet<(String, String)>,
+    pub applied: Vec<Hash>,
+    /// Places (currency, payer, seq) that became forks.
+    pub forks: Vec<(String, String, u64)>,
+}
+
+impl Ledger {
+    pub fn new(rules: Rules) -> Self {
+        Self { rules, ..Default::default() }
+    }
+
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    /// Replaces the cooperative's rules and judges every transfer again.
+    pub fn set_rules(&mut self, rules: Rules) {
+        if rules != self.rules {
+            self.rules = rules;
+            self.recompute();
+        }
+    }
+
+    /// Checks the payer's signature, then [`Ledger::submit_verified`].
+    pub fn submit(&mut self, t: Transfer) -> Status {
+        let hash = signed::hash(&t);
+        if !self.known.contains_key(&hash) {
+            if let Err(refusal) = verify(&t, &hash) {
+                self.refused.insert(hash, refusal.clone());
+                return Status::Refused(refusal);
+            }
+        }
+        self.submit_verified(t, hash)
+    }
+
+    /// Takes a transfer whose signature the caller checked (a member, a peer, a replay);
+    /// returns its status. A transfer already known keeps the status it has.
+    pub fn submit_verified(&mut self, t: Transfer, hash: Hash) -> Status {
+        if self.known.contains_key(&hash) || self.refused.contains_key(&hash) {
+            return self.status(&hash);
+        }
+        if let Err(refusal) = check_form(&t) {
+            self.refused.insert(hash, refusal.clone());
+            return Status::Refused(refusal);
+        }
+        for dep in &t.deps {
+            if let Ok(dep) = <Hash>::try_from(dep.as_slice()) {
+                self.waiters.entry(dep).or_default().push(hash);
+            }
+        }
+        let slot = (t.currency.clone(), t.payer.clone(), t.payer_seq);
+        self.known.insert(hash, t.clone());
+        self.slots.entry(slot).or_default().insert(hash);
+        // Judged alone at its place first: a transfer refused on its merits is no rival.
+        if let Err(refusal) = self.try_apply(&hash, &t) {
+            self.refused.insert(hash, refusal);
+        } else if self.viable_in_slot(&t).len() > 1 {
+            // A fork may un-apply what was applied: recompute from what is known.
+            self.new_forks.push((t.currency.clone(), t.payer.clone(), t.payer_seq));
+            self.recompute();
+        } else {
+            self.settle(vec![hash]);
+        }
+        self.status(&hash)
+    }
+
+    /// Drops a transfer nobody else has seen (refused at this node's API), as if it had
+    /// never been submitted.
+    pub fn forget(&mut self, hash: &Hash) {
+        if self.applied.contains(hash) {
+            return;
+        }
+        self.refused.remove(hash);
+        if let Some(t) = self.known.remove(hash) {
+            if let Some(holders) = self.slots.get_mut(&(t.currency.clone(), t.payer.clone(), t.payer_seq)) {
+                holders.remove(hash);
+            }
+            for dep in &t.deps {
+                if let Some(w) = <Hash>::try_from(dep.as_slice()).ok().and_then(|d| self.waiters.get_mut(&d)) {
+                    w.retain(|h| h != hash);
+                }
+            }
+        }
+    }
+
+    /// Transfers at `t`'s place that are not refused on their own merits.
+    fn viable_in_slot(&self, t: &Transfer) -> Vec<Hash> {
+        self.slots
+            .get(&(t.currency.clone(), t.payer.clone(), t.payer_seq))
+            .map(|h| h.iter().filter(|x| !self.refused.contains_key(*x)).copied().collect())
+            .unwrap_or_default()
+    }
+
+    fn quarantined(&self, t: &Transfer) -> bool {
+        self.viable_in_slot(t).len() > 1
+    }
+
+    /// What still blocks `t`, or `Ok(Ok(()))` when it applies now, or the final refusal.
+    fn try_apply(&self, hash: &Hash, t: &Transfer) -> Result<Result<(), Vec<String>>, Refusal> {
+        let mut missing = Vec::new();
+        let Some(rules) = self.rules.currencies.get(&t.currency) else {
+            return Ok(Err(vec![format!("currency `{}` is not known yet", t.currency)]));
+        };
+        for party in [&t.payer, &t.payee] {
+            if !self.rules.members.contains(party.as_str()) {
+                missing.push(format!("admission of {party}"));
+            }
+        }
+        let key = (t.currency.clone(), t.payer.clone());
+        let chain = self.chains.get(&key);
+        // Judged as if alone at its place: against the payer's applied transfer just before.
+        if t.payer_seq == 1 {
+            if !t.prev_hash.is_empty() {
+                return Err(Refusal::BadChainLink(0));
+            }
+        } else {
+            match chain.and_then(|c| c.get(&(t.payer_seq - 1))) {
+                Some(prev) if t.prev_hash.as_slice() == prev => {}
+                Some(_) => return Err(Refusal::BadChainLink(t.payer_seq - 1)),
+                None => missing.push(format!("payer transfer #{}", t.payer_seq - 1)),
+            }
+        }
+        let mut incoming: i128 = 0;
+        for dep in &t.deps {
+            let dep_hex = hex(dep);
+            let Ok(dep_hash) = <Hash>::try_from(dep.as_slice()) else { return Err(Refusal::DepNotIncoming(dep_hex)) };
+            match self.known.get(&dep_hash) {
+                Some(d) if d.payee != t.payer || d.currency != t.currency => {
+                    return Err(Refusal::DepNotIncoming(dep_hex))
+                }
+                Some(d) if self.applied.contains(&dep_hash) => {
+                    // Claimed by an earlier transfer of the payer (not by a rival at this place).
+                    if self.claimed.get(&dep_hash).is_some_and(|(c, seq)| c != hash && *seq < t.payer_seq) {
+                        return Err(Refusal::DepClaimed(dep_hex));
+                    }
+                    incoming += d.amount as i128;
+                }
+                _ => missing.push(dep_hex),
+            }
+        }
+        if !missing.is_empty() {
+            return Ok(Err(missing));
+        }
+        let before = self.checked.get(&key).and_then(|c| c.get(&(t.payer_seq - 1))).copied().unwrap_or(0);
+        let balance = before + incoming - t.amount as i128;
+        rules.check_floor(&t.payer, t.created_at_ms, balance)?;
+        Ok(Ok(()))
+    }
+
+    /// Applies whatever `start` unblocks, transitively.
+    fn settle(&mut self, start: Vec<Hash>) {
+        let mut work = start;
+        while let Some(hash) = work.pop() {
+            if self.applied.contains(&hash) || self.refused.contains_key(&hash) {
+                continue;
+            }
+            let Some(t) = self.known.get(&hash).cloned() else { continue };
+            match self.try_apply(&hash, &t) {
+                Err(refusal) => {
+                    self.refused.insert(hash, refusal);
+                    // A rival at this place may now stand alone.
+                    work.extend(self.viable_in_slot(&t));
+                }
+                Ok(Err(_missing)) => {}
+                Ok(Ok(())) if self.quarantined(&t) => {}
+                Ok(Ok(())) => {
+                    self.apply(hash, &t);
+                    // What may now apply: the payer's next transfers, and transfers that
+                    // list this one as a dep.
+                    if let Some(next) = self.slots.get(&(t.currency.clone(), t.payer.clone(), t.payer_seq + 1)) {
+                        work.extend(next.iter().copied());
+                    }
+                    if let Some(waiting) = self.waiters.get(&hash) {
+                        work.extend(waiting.iter().copied());
+                    }
+                }
+            }
+        }
+    }
+
+    fn apply(&mut self, hash: Hash, t: &Transfer) {
+        let key = (t.currency.clone(), t.payer.clone());
+        let mut incoming: i128 = 0;
+        for dep in &t.deps {
+            let dep_hash = <Hash>::try_from(dep.as_slice()).expect("checked in try_apply");
+            self.claimed.insert(dep_hash, (hash, t.payer_seq));
+            incoming += self.known[&dep_hash].amount as i128;
+        }
+        let checked = self.checked.entry(key.clone()).or_default();
+        let before = checked.get(&(t.payer_seq - 1)).copied().unwrap_or(0);
+        checked.insert(t.payer_seq, before + incoming - t.amount as i128);
+        self.chains.entry(key.clone()).or_default().insert(t.payer_seq, hash);
+        let payee = (t.currency.clone(), t.payee.clone());
+        *self.balances.entry(key.clone()).or_default() -= t.amount as i128;
+        *self.balances.entry(payee.clone()).or_default() += t.amount as i128;
+        self.dirty.insert(key);
+        self.dirty.insert(payee);
+        self.applied.insert(hash);
+        self.newly_applied.push(hash);
+    }
+
+    /// Rebuilds the applied set from every known transfer (after a fork or new rules).
+    fn recompute(&mut self) {
+        self.dirty.extend(self.balances.keys().cloned());
+        self.applied.clear();
+        self.chains.clear();
+        self.claimed.clear();
+        self.checked.clear();
+        self.balances.clear();
+        // Refusals of stateful rules are judged again; refusals of form stay.
+        self.refused.retain(|_, r| !r.is_stateful());
+        let mut roots: Vec<Hash> = self.known.iter().filter(|(_, t)| t.payer_seq == 1).map(|(h, _)| *h).collect();
+        roots.sort();
+        self.settle(roots);
+        // Rivals that were never judged because their place was already taken.
+        let mut rest: Vec<Hash> = self
+            .known
+            .keys()
+            .filter(|h| !self.applied.contains(*h) && !self.refused.contains_key(*h))
+            .copied()
+            .collect();
+        rest.sort();
+        for hash in rest {
+            let t = self.known[&hash].clone();
+            if let Err(refusal) = self.try_apply(&hash, &t) {
+                self.refused.insert(hash, refusal);
+            }
+        }
+        self.dirty.extend(self.balances.keys().cloned());
+    }
+
+    pub fn status(&self, hash: &Hash) -> Status {
+        if let Some(r) = self.refused.get(hash) {
+            return Status::Refused(r.clone());
+        }
+        let Some(t) = self.known.get(hash) else { return Status::Pending(vec!["unknown".into()]) };
+        if self.applied.contains(hash) {
+            return Status::Applied;
+        }
+        match self.try_apply(hash, t) {
+            Ok(_) if self.quarantined(t) => Status::Quarantined,
+            Ok(Err(missing)) => Status::Pending(missing),
+            Err(r) => Status::Refused(r),
+            Ok(Ok(())) => Status::Pending(Vec::new()),
+        }
+    }
+
+    pub fn transfer(&self, hash: &Hash) -> Option<&Transfer> {
+        self.known.get(hash)
+    }
+
+    pub fn transfers(&self) -> impl Iterator<Item = (&Hash, &Transfer)> {
+        self.known.iter()
+    }
+
+    pub fn is_applied(&self, hash: &Hash) -> bool {
+        self.applied.contains(hash)
+    }
+
+    /// Whether an applied transfer has been named as a dep by an applied transfer.
+    pub fn is_claimed(&self, hash: &Hash) -> bool {
+        self.claimed.contains_key(hash)
+    }
+
+    /// The payer account's last applied sequence number and transfer hash.
+    pub fn head(&self, currency: &str, account: &str) -> Option<(u64, Hash)> {
+        self.chains
+            .get(&(currency.to_string(), account.to_string()))
+            .and_then(|c| c.last_key_value())
+            .map(|(seq, h)| (*seq, *h))
+    }
+
+    pub fn balance(&self, currency: &str, account: &str) -> i128 {
+        self.balances.get(&(currency.to_string(), account.to_string())).copied().unwrap_or(0)
+    }
+
+    pub fn balances(&self) -> &HashMap<(String, String), i128> {
+        &self.balances
+    }
+
+    pub fn applied(&self) -> &BTreeSet<Hash> {
+        &self.applied
+    }
+
+    /// Accounts and transfers changed since the last call.
+    pub fn take_changes(&mut self) -> Changes {
+        Changes {
+            accounts: std::mem::take(&mut self.dirty),
+            applied: std::mem::take(&mut self.newly_applied),
+            forks: std::mem::take(&mut self.new_forks),
+        }
+    }
+
+    /// Hashes of the transfers in forks: places held by two or more viable transfers.
+    pub fn quarantine(&self) -> Vec<Hash> {
+        let mut q: Vec<Hash> = self.forks().into_values().flatten().collect();
+        q.sort();
+        q
+    }
+
+    /// Forks by place: (currency, payer, seq) → the viable transfers holding it.
+    pub fn forks(&self) -> BTreeMap<(String, String, u64), Vec<Hash>> {
+        self.slots
+            .iter()
+            .map(|(k, h)| (k.clone(), h.iter().filter(|x| !self.refused.contains_key(*x)).copied().collect::<Vec<_>>()))
+            .filter(|(_, viable)| viable.len() > 1)
+            .collect()
+    }
+
+    /// The balances a replay of the applied transfers gives (RecomputeBalances compares).
+    pub fn replay(&self) -> HashMap<(String, String), i128> {
+        let mut out: HashMap<(String, String), i128> = HashMap::new();
+        for h in &self.applied {
+            let t = &self.known[h];
+            *out.entry((t.currency.clone(), t.payer.clone())).or_default() -= t.amount as i128;
+            *out.entry((t.currency.clone(), t.payee.clone())).or_default() += t.amount as i128;
+        }
+        out
+    }
+}

@@ -1,0 +1,73 @@
+//! What a cooperative's admin entries decide for transfers, as the engine reads them:
+//! who is a member, which currencies exist, and the credit limit in force at any
+//! moment; and the one rule that reads the limit, the balance floor.
+//!
+//! Owns the limit-in-time lookup, so that every node judges a transfer against the same
+//! limit whatever order the limit changes arrived in. It must never read the applied
+//! set or any balance but the one it is handed: the engine computes the balance.
+
+use super::refusal::Refusal;
+use icn_ledger_records::Hash;
+use std::collections::{HashMap, HashSet};
+
+/// One change of a credit limit, effective for transfers signed at or after `at_ms`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LimitChange {
+    pub at_ms: i64,
+    /// Orders changes with the same time alike on every node (the admin entry's hash).
+    pub tie: Hash,
+    pub limit: i64,
+}
+
+/// A currency's rules, as far as transfers need them.
+///
+/// The limit that judges a transfer is the one in force at the transfer's
+/// `created_at_ms`, so a limit change arriving late changes the outcome nowhere but
+/// everywhere alike, and lowering a limit never undoes transfers signed before it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CurrencyRules {
+    /// The currency's own default, before any change.
+    pub default_credit_limit: i64,
+    /// Changes of the default, sorted.
+    pub default_changes: Vec<LimitChange>,
+    /// Changes of one account's limit, sorted.
+    pub account_changes: HashMap<String, Vec<LimitChange>>,
+}
+
+impl CurrencyRules {
+    pub fn flat(limit: i64) -> Self {
+        Self { default_credit_limit: limit, ..Default::default() }
+    }
+
+    /// The credit limit of `account` for a transfer signed at `at_ms`.
+    pub fn limit(&self, account: &str, at_ms: i64) -> i64 {
+        let in_force = |changes: &[LimitChange]| changes.iter().rev().find(|c| c.at_ms <= at_ms).map(|c| c.limit);
+        self.account_changes
+            .get(account)
+            .and_then(|c| in_force(c))
+            .or_else(|| in_force(&self.default_changes))
+            .unwrap_or(self.default_credit_limit)
+    }
+
+    /// The balance-floor rule: a payer's balance, as its own chain and deps show it,
+    /// stays at or above minus its credit limit in force when the transfer was signed.
+    pub(super) fn check_floor(&self, account: &str, at_ms: i64, balance: i128) -> Result<(), Refusal> {
+        let floor = self.floor(account, at_ms);
+        if balance < floor {
+            return Err(Refusal::Overdraft { balance, floor });
+        }
+        Ok(())
+    }
+
+    fn floor(&self, account: &str, at_ms: i64) -> i128 {
+        -(self.limit(account, at_ms) as i128)
+    }
+}
+
+/// What the cooperative's admin entries decide for transfers: who is a member, which
+/// currencies exist and their limits.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Rules {
+    pub members: HashSet<String>,
+    pub currencies: HashMap<String, CurrencyRules>,
+}

@@ -1,0 +1,201 @@
+//! The engine's properties over random histories: replicas that receive the same
+//! transfers in any order, with duplicates, forks and forged signatures, apply the same
+//! set, and no balance leaves its floor; and each rule refuses with its own reason.
+//!
+//! Tests only: nothing here is compiled into the service.
+
+use super::*;
+use icn_identity::NodeIdentity;
+use icn_ledger_records::sign as sign_transfer;
+use icn_ledger_records::signed::hash as transfer_hash;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+
+const CURRENCY: &str = "hours";
+const LIMIT: i64 = 100;
+
+fn ledger(members: &[&NodeIdentity]) -> Ledger {
+    Ledger::new(Rules {
+        members: members.iter().map(|m| m.did().to_string()).collect(),
+        currencies: [(CURRENCY.to_string(), CurrencyRules::flat(LIMIT))].into(),
+    })
+}
+
+fn transfer(
+    payer: &NodeIdentity,
+    payee: &NodeIdentity,
+    amount: i64,
+    seq: u64,
+    prev: Option<Hash>,
+    deps: Vec<Hash>,
+    memo: &str,
+) -> Transfer {
+    sign_transfer(
+        payer,
+        Transfer {
+            coop_id: "coop".into(),
+            currency: CURRENCY.into(),
+            payee: payee.did().to_string(),
+            amount,
+            memo: memo.into(),
+            payer_seq: seq,
+            prev_hash: prev.map(|h| h.to_vec()).unwrap_or_default(),
+            deps: deps.into_iter().map(|h| h.to_vec()).collect(),
+            ..Default::default()
+        },
+    )
+}
+
+/// A random history as members would write it: each payer follows its own chain and
+/// names the incoming transfers it has seen as deps. Some payers overdraw, some sign
+/// two transfers with one sequence number, some signatures are forged.
+fn history(seed: u64) -> (Vec<NodeIdentity>, Vec<Transfer>) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let members: Vec<NodeIdentity> = (0..5).map(|_| NodeIdentity::generate()).collect();
+    let mut truth = ledger(&members.iter().collect::<Vec<_>>());
+    let mut last: HashMap<usize, (u64, Option<Hash>)> = HashMap::new();
+    let mut unclaimed: HashMap<usize, Vec<Hash>> = HashMap::new();
+    let mut all = Vec::new();
+    for k in 0..60 {
+        let p = rng.gen_range(0..members.len());
+        let q = (p + rng.gen_range(1..members.len())) % members.len();
+        let (seq, prev) = last.get(&p).copied().unwrap_or((0, None));
+        let deps = unclaimed.get(&p).cloned().unwrap_or_default();
+        let amount = rng.gen_range(1..90);
+        let mut t = transfer(&members[p], &members[q], amount, seq + 1, prev, deps.clone(), &format!("t{k}"));
+        if rng.gen_bool(0.05) {
+            t.signature[0] ^= 1;
+        }
+        let hash = transfer_hash(&t);
+        all.push(t.clone());
+        if rng.gen_bool(0.06) {
+            // A fork: the same place in the chain, another payee.
+            all.push(transfer(
+                &members[p],
+                &members[(q + 1) % members.len()],
+                amount,
+                seq + 1,
+                prev,
+                deps,
+                &format!("fork{k}"),
+            ));
+        }
+        if truth.submit(t) == Status::Applied {
+            last.insert(p, (seq + 1, Some(hash)));
+            unclaimed.remove(&p);
+            unclaimed.entry(q).or_default().push(hash);
+        }
+    }
+    (members, all)
+}
+
+fn deliver(members: &[NodeIdentity], transfers: &[Transfer], rng: &mut StdRng) -> Ledger {
+    let mut order: Vec<Transfer> = transfers.to_vec();
+    // Duplicates: some transfers arrive twice.
+    for t in transfers {
+        if rng.gen_bool(0.3) {
+            order.push(t.clone());
+        }
+    }
+    order.shuffle(rng);
+    let mut l = ledger(&members.iter().collect::<Vec<_>>());
+    for t in order {
+        l.submit(t);
+    }
+    l
+}
+
+#[test]
+fn replicas_agree_whatever_the_order_and_the_invariants_hold() {
+    for seed in 0..100 {
+        let (members, transfers) = history(seed);
+        let mut rng = StdRng::seed_from_u64(seed + 1000);
+        let replicas: Vec<Ledger> = (0..3).map(|_| deliver(&members, &transfers, &mut rng)).collect();
+        let reference = &replicas[0];
+        assert!(!reference.applied().is_empty(), "seed {seed}: something applies");
+        for (i, r) in replicas.iter().enumerate() {
+            assert_eq!(r.applied(), reference.applied(), "seed {seed}: replica {i} applied another set");
+            assert_eq!(r.quarantine(), reference.quarantine(), "seed {seed}: replica {i}");
+            // A stored balance equals a replay of the journal, each transfer once.
+            let replay = r.replay();
+            let nonzero = |m: &HashMap<(String, String), i128>| {
+                m.iter().filter(|(_, v)| **v != 0).map(|(k, v)| (k.clone(), *v)).collect::<BTreeMap<_, _>>()
+            };
+            assert_eq!(nonzero(&replay), nonzero(r.balances()), "seed {seed}");
+            assert_eq!(nonzero(r.balances()), nonzero(reference.balances()), "seed {seed}");
+            // Mutual credit: balances sum to zero; nobody is below the floor.
+            assert_eq!(r.balances().values().sum::<i128>(), 0, "seed {seed}");
+            for m in &members {
+                assert!(r.balance(CURRENCY, m.did().as_str()) >= -(LIMIT as i128), "seed {seed}");
+            }
+            // Nothing in a fork moved a balance.
+            for q in r.quarantine() {
+                assert!(!r.applied().contains(&q), "seed {seed}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_fork_quarantines_both_transfers_on_every_node_and_moves_nothing() {
+    let (a, b, c) = (NodeIdentity::generate(), NodeIdentity::generate(), NodeIdentity::generate());
+    let to_b = transfer(&a, &b, 10, 1, None, vec![], "one");
+    let to_c = transfer(&a, &c, 10, 1, None, vec![], "the same place, twice");
+    for order in [[to_b.clone(), to_c.clone()], [to_c.clone(), to_b.clone()]] {
+        let mut l = ledger(&[&a, &b, &c]);
+        assert_eq!(l.submit(order[0].clone()), Status::Applied, "alone, the first one applies");
+        assert_eq!(l.submit(order[1].clone()), Status::Quarantined);
+        assert_eq!(l.status(&transfer_hash(&order[0])), Status::Quarantined, "the applied one is undone");
+        assert!(l.balances().values().all(|v| *v == 0));
+        assert_eq!(l.quarantine().len(), 2);
+    }
+}
+
+#[test]
+fn each_rule_refuses_with_its_reason() {
+    let (a, b) = (NodeIdentity::generate(), NodeIdentity::generate());
+    let mut l = ledger(&[&a, &b]);
+    let first = transfer(&a, &b, 60, 1, None, vec![], "ok");
+    assert_eq!(l.submit(first.clone()), Status::Applied);
+    let overdraft = transfer(&a, &b, 50, 2, Some(transfer_hash(&first)), vec![], "too much");
+    assert!(matches!(l.submit(overdraft), Status::Refused(Refusal::Overdraft { balance: -110, floor: -100 })));
+    let wrong_link = transfer(&a, &b, 1, 2, Some([7; 32]), vec![], "bad link");
+    assert_eq!(l.submit(wrong_link), Status::Refused(Refusal::BadChainLink(1)));
+    // Refused transfers do not hold their place: the payer signs another in its stead.
+    let retry = transfer(&a, &b, 40, 2, Some(transfer_hash(&first)), vec![], "within the limit");
+    assert_eq!(l.submit(retry), Status::Applied);
+    assert!(l.quarantine().is_empty());
+    let mut forged = transfer(&b, &a, 1, 1, None, vec![], "forged");
+    forged.signature[5] ^= 0xff;
+    assert_eq!(l.submit(forged), Status::Refused(Refusal::BadSignature));
+    assert_eq!(l.submit(transfer(&b, &a, 0, 1, None, vec![], "zero")), Status::Refused(Refusal::NonPositiveAmount(0)));
+    assert_eq!(
+        l.submit(transfer(&b, &a, -5, 1, None, vec![], "negative")),
+        Status::Refused(Refusal::NonPositiveAmount(-5))
+    );
+    assert_eq!(l.submit(transfer(&b, &b, 5, 1, None, vec![], "self")), Status::Refused(Refusal::SelfTransfer));
+    let mut other = transfer(&b, &a, 5, 1, None, vec![], "other currency");
+    other.currency = "euro".into();
+    let other = sign_transfer(&b, other);
+    // A currency this node has not heard of may still arrive: the transfer waits.
+    assert!(matches!(l.submit(other), Status::Pending(why) if why[0].contains("euro")));
+    // b may spend what a paid it, by naming it as a dep, and only once.
+    let spend = transfer(&b, &a, 150, 1, None, vec![transfer_hash(&first)], "spend the income");
+    // b has received 60 + 40 but named only the first as a dep: 60 - 150 = -90.
+    assert_eq!(l.submit(spend.clone()), Status::Applied);
+    let again = transfer(&b, &a, 10, 2, Some(transfer_hash(&spend)), vec![transfer_hash(&first)], "count it twice");
+    assert!(matches!(l.submit(again), Status::Refused(Refusal::DepClaimed(_))));
+}
+
+#[test]
+fn a_transfer_waits_for_its_deps_and_applies_when_they_arrive() {
+    let (a, b) = (NodeIdentity::generate(), NodeIdentity::generate());
+    let income = transfer(&a, &b, 80, 1, None, vec![], "income");
+    let spend = transfer(&b, &a, 150, 1, None, vec![transfer_hash(&income)], "relies on it");
+    let mut l = ledger(&[&a, &b]);
+    assert!(matches!(l.submit(spend.clone()), Status::Pending(missing) if missing.len() == 1));
+    assert_eq!(l.submit(income), Status::Applied);
+    assert_eq!(l.status(&transfer_hash(&spend)), Status::Applied);
+    assert_eq!(l.balance(CURRENCY, b.did().as_str()), 80 - 150);
+}

@@ -1,0 +1,231 @@
+//! How an entry changes what the node knows: [`State::apply`] takes a group of checked
+//! entries (transfers, admin entries, fork reports), hands transfers to the
+//! cooperative's engine and admin entries to its model, updates the read indexes, and
+//! fills the [`GroupWrite`] the caller stores in one batch.
+//!
+//! Every entry changes a [`State`] through here (a journal replay only moves `version`
+//! to the position it read). It decides nothing about validity on its own: this node's
+//! API refusals are asked of `checks`, and whether a transfer applies is the engine's
+//! answer. It never writes to storage or the network itself: the batch it fills is the
+//! caller's to write before anyone reads the new state.
+
+use super::checks::{rejected, rejection_of};
+use super::{AdminOutcome, Checked, CoopState, GroupWrite, Outcome, Source, State, TransferMeta};
+use crate::engine::Status;
+use crate::error::LedgerError;
+use crate::model::AdminEntry;
+use icn_ledger_records::coop::coop_of;
+use icn_ledger_records::{Hash, SignatureError};
+use icn_proto::ledger::v1::{Transfer, TransferRecord, TransferRejection, TransferStatus};
+use icn_proto::ledger::wire::v1::{ledger_entry::Body, ForkReport, JournalRecord, LedgerEntry};
+
+impl State {
+    /// Applies a group of entries. `now` stamps them; the caller writes the returned
+    /// batch (unless the source is the journal) before anyone reads the new state.
+    pub fn apply(&mut self, entries: Vec<Checked>, source: Source, now: i64, write: &mut GroupWrite) -> Vec<Outcome> {
+        let received_at_ms = match source {
+            Source::Replay { received_at_ms } => received_at_ms,
+            _ => now,
+        };
+        let mut touched: Vec<String> = Vec::new();
+        let mut outcomes = Vec::with_capacity(entries.len());
+        for checked in entries {
+            let coop_id = coop_of(&checked.body).to_string();
+            if let Some(refusal) = self.coop_refusal(&coop_id, &checked.body, source) {
+                outcomes.push(refusal);
+                continue;
+            }
+            let coop = self.coops.entry(coop_id.clone()).or_default();
+            let (outcome, stored) = match checked.body.clone() {
+                Body::Transfer(t) => coop.transfer(t, checked.hash.clone(), source, received_at_ms),
+                Body::Fork(_) => (Outcome::Dropped, false),
+                admin => coop.admin(admin, checked.hash.clone(), source),
+            };
+            if stored {
+                self.version += 1;
+                if let (Body::Transfer(t), Ok(hash)) = (&checked.body, &checked.hash) {
+                    coop.index(t, *hash, self.version, received_at_ms);
+                    write.transfer_events.push((coop_id.clone(), *hash));
+                }
+                if !matches!(source, Source::Replay { .. }) {
+                    let local = source == Source::Local;
+                    write.local_entries += local as usize;
+                    write.journal.push((
+                        self.version,
+                        JournalRecord { entry: Some(LedgerEntry { body: Some(checked.body) }), received_at_ms, local },
+                    ));
+                }
+                if !touched.contains(&coop_id) {
+                    touched.push(coop_id);
+                }
+            }
+            outcomes.push(outcome);
+        }
+        for coop_id in touched {
+            let coop = self.coops.get_mut(&coop_id).expect("touched coops exist");
+            coop.changes += 1;
+            let changes = coop.engine.take_changes();
+            for hash in changes.applied {
+                if let Some(m) = coop.meta.get_mut(&hash) {
+                    if m.applied_at_ms == 0 {
+                        m.applied_at_ms = received_at_ms;
+                    }
+                }
+                if !write.transfer_events.iter().any(|(c, h)| *h == hash && *c == coop_id) {
+                    write.transfer_events.push((coop_id.clone(), hash));
+                }
+            }
+            for place in changes.forks {
+                if coop.forks.contains_key(&place) {
+                    continue;
+                }
+                coop.forks.insert(place.clone(), received_at_ms);
+                let transfers = coop.engine.forks().get(&place).cloned().unwrap_or_default();
+                write.forks.push(ForkReport {
+                    coop_id: coop_id.clone(),
+                    currency: place.0,
+                    payer: place.1,
+                    payer_seq: place.2,
+                    transfers: transfers.iter().map(|h| h.to_vec()).collect(),
+                    detected_at_ms: received_at_ms,
+                });
+            }
+            if !matches!(source, Source::Replay { .. }) {
+                for (currency, member) in changes.accounts {
+                    write.accounts.push(coop.row(&coop_id, &currency, &member, received_at_ms));
+                }
+            }
+        }
+        write.version = self.version;
+        // Stored transfers: their status once the whole group is applied.
+        let replaying = matches!(source, Source::Replay { .. });
+        for outcome in outcomes.iter_mut().filter(|_| !replaying) {
+            if let Outcome::Transfer { record, duplicate: false } = outcome {
+                if record.status == TransferStatus::Unspecified as i32 {
+                    let coop = record.transfer.as_ref().and_then(|t| self.coops.get(&t.coop_id));
+                    if let (Some(coop), Ok(hash)) = (coop, <Hash>::try_from(record.hash.as_slice())) {
+                        *record = coop.record(&hash);
+                    }
+                }
+            }
+        }
+        outcomes
+    }
+}
+
+impl CoopState {
+    /// Takes a transfer; the flag says whether it is stored (journalled).
+    pub(super) fn transfer(
+        &mut self,
+        t: Transfer,
+        hash: Result<Hash, SignatureError>,
+        source: Source,
+        now: i64,
+    ) -> (Outcome, bool) {
+        let local = source == Source::Local;
+        let hash = match hash {
+            Ok(h) => h,
+            Err(e) if local => {
+                let record = rejected(&t, TransferRejection::BadSignature, e.to_string());
+                return (Outcome::Transfer { record, duplicate: false }, false);
+            }
+            Err(_) => return (Outcome::Dropped, false),
+        };
+        if self.meta.contains_key(&hash) {
+            let outcome = if local {
+                Outcome::Transfer { record: self.record(&hash), duplicate: true }
+            } else {
+                Outcome::Dropped
+            };
+            return (outcome, false);
+        }
+        if local {
+            let idem = (t.currency.clone(), t.payer.clone(), t.idempotency_id.clone());
+            if !t.idempotency_id.is_empty() {
+                if let Some(first) = self.idempotency.get(&idem) {
+                    return (Outcome::Transfer { record: self.record(first), duplicate: true }, false);
+                }
+            }
+            if let Some(refusal) = self.preflight(&t) {
+                return (Outcome::Transfer { record: rejected(&t, refusal.0, refusal.1), duplicate: false }, false);
+            }
+        }
+        match self.engine.submit_verified(t.clone(), hash) {
+            Status::Refused(refusal) if local => {
+                // Never stored nor sent on: as if it had not been submitted.
+                self.engine.forget(&hash);
+                let record = rejected(&t, rejection_of(&refusal), refusal.to_string());
+                (Outcome::Transfer { record, duplicate: false }, false)
+            }
+            Status::Refused(refusal) if !refusal.is_stateful() => {
+                self.engine.forget(&hash);
+                (Outcome::Dropped, false)
+            }
+            Status::Refused(_) => {
+                // A peer's transfer refused for what this node holds now (a limit, a
+                // chain head) may be judged again when that changes, as it is on nodes
+                // that receive it later: it is kept, like any other.
+                self.meta.insert(hash, TransferMeta { position: 0, received_at_ms: now, applied_at_ms: 0 });
+                (Outcome::Dropped, true)
+            }
+            _ => {
+                self.meta.insert(hash, TransferMeta { position: 0, received_at_ms: now, applied_at_ms: 0 });
+                let outcome = Outcome::Transfer {
+                    record: TransferRecord { hash: hash.to_vec(), transfer: Some(t), ..Default::default() },
+                    duplicate: false,
+                };
+                (outcome, true)
+            }
+        }
+    }
+
+    /// Records a stored transfer in the read indexes.
+    pub(super) fn index(&mut self, t: &Transfer, hash: Hash, position: u64, received_at_ms: i64) {
+        if let Some(m) = self.meta.get_mut(&hash) {
+            m.position = position;
+            m.received_at_ms = received_at_ms;
+            if self.engine.is_applied(&hash) && m.applied_at_ms == 0 {
+                m.applied_at_ms = received_at_ms;
+            }
+        }
+        for member in [&t.payer, &t.payee] {
+            self.history.entry((t.currency.clone(), member.clone())).or_default().push(hash);
+        }
+        if !t.idempotency_id.is_empty() {
+            self.idempotency.entry((t.currency.clone(), t.payer.clone(), t.idempotency_id.clone())).or_insert(hash);
+        }
+    }
+
+    pub(super) fn admin(&mut self, body: Body, hash: Result<Hash, SignatureError>, source: Source) -> (Outcome, bool) {
+        let local = source == Source::Local;
+        let hash = match hash {
+            Ok(h) => h,
+            Err(e) => {
+                let outcome = if local {
+                    Outcome::Admin(Err(LedgerError::InvalidArgument(format!("refused: {e}"))))
+                } else {
+                    Outcome::Dropped
+                };
+                return (outcome, false);
+            }
+        };
+        if local {
+            if let Err(e) = self.check_admin(&body, &hash) {
+                return (Outcome::Admin(Err(e)), false);
+            }
+        }
+        let entry = match body {
+            Body::Coop(c) => AdminEntry::Coop(c),
+            Body::Admission(a) => AdminEntry::Admission(a),
+            Body::Currency(c) => AdminEntry::Currency(c),
+            Body::Limit(l) => AdminEntry::Limit(l),
+            Body::Transfer(_) | Body::Fork(_) => unreachable!("admin entries only"),
+        };
+        let created = self.model.add(entry, hash);
+        if created {
+            self.engine.set_rules(self.model.rules());
+        }
+        let outcome = if local { Outcome::Admin(Ok(AdminOutcome { hash, created })) } else { Outcome::Dropped };
+        (outcome, created)
+    }
+}

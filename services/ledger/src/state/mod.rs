@@ -1,0 +1,173 @@
+//! What a ledger node knows, in memory: every cooperative's model, its transfer engine
+//! and the indexes reads need. It is rebuilt at start-up by replaying the journal, and
+//! changed only by [`State::apply`], which also says what to write in one batch.
+//!
+//! Entries arrive from three places, with one difference: what comes through this
+//! node's API (`Source::Local`) is checked against what the node knows first, so a
+//! member hears at once that a transfer can never apply, and such a transfer is never
+//! stored or sent on. Peers' entries and the journal's own are taken as they are: the
+//! engine's rules decide, the same on every node.
+//!
+//! Files by job:
+//! - `mod.rs` (here): the state itself ([`State`], [`CoopState`]) and what goes in and
+//!   out of [`State::apply`] ([`Checked`], [`Source`], [`Outcome`], [`GroupWrite`]);
+//! - `apply`: how an entry changes the state: transfers, admin entries, fork reports,
+//!   and the batch a group writes;
+//! - `checks`: what this node's API refuses before anything changes, and the rule name
+//!   each refusal carries;
+//! - `views`: what reads see: transfer records, accounts, history, forks, statistics.
+//!
+//! Whether a transfer applies is not decided here: that is the engine's rule
+//! ([`crate::engine`]), the same on every node.
+
+mod apply;
+mod checks;
+#[cfg(test)]
+mod tests;
+mod views;
+
+use crate::engine::Ledger;
+use crate::error::LedgerError;
+use crate::model::CoopModel;
+use icn_ledger_records::{Hash, SignatureError};
+use icn_proto::ledger::v1::{Account, CoopStatsResponse, Transfer, TransferRecord};
+use icn_proto::ledger::wire::v1::{ledger_entry::Body, ForkReport, JournalRecord, LedgerEntry};
+use std::collections::{BTreeMap, HashMap};
+
+/// Where an entry comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// This node's API.
+    Local,
+    /// A peer, through the cooperative's gossip topic.
+    Peer,
+    /// This node's journal, at start-up.
+    Replay { received_at_ms: i64 },
+}
+
+/// An entry with the outcome of checking its signature (done off the state lock).
+pub struct Checked {
+    pub body: Body,
+    pub hash: Result<Hash, SignatureError>,
+}
+
+impl Checked {
+    /// Verifies the signature of every entry, on every core.
+    pub fn verify_all(entries: Vec<LedgerEntry>) -> Vec<Checked> {
+        use icn_ledger_records::{verify, verify_all};
+        let bodies: Vec<Body> = entries.into_iter().filter_map(|e| e.body).collect();
+        // Transfers are the many; they go through the parallel path together.
+        let transfers: Vec<Transfer> =
+            bodies.iter().filter_map(|b| if let Body::Transfer(t) = b { Some(t.clone()) } else { None }).collect();
+        let mut transfer_hashes = verify_all(&transfers).into_iter();
+        bodies
+            .into_iter()
+            .map(|body| {
+                let hash = match &body {
+                    Body::Transfer(_) => transfer_hashes.next().expect("one result per transfer"),
+                    Body::Coop(c) => verify(c),
+                    Body::Admission(a) => verify(a),
+                    Body::Currency(c) => verify(c),
+                    Body::Limit(l) => verify(l),
+                    // A report is signed by the gossip entry around it; its evidence is
+                    // checked when the transfers themselves arrive.
+                    Body::Fork(_) => Ok([0; 32]),
+                };
+                Checked { body, hash }
+            })
+            .collect()
+    }
+
+    /// Entries whose signature needs no checking: the journal holds only checked ones.
+    pub fn trusted(body: Body) -> Checked {
+        let hash = match &body {
+            Body::Transfer(t) => icn_ledger_records::hash(t),
+            Body::Coop(c) => icn_ledger_records::hash(c),
+            Body::Admission(a) => icn_ledger_records::hash(a),
+            Body::Currency(c) => icn_ledger_records::hash(c),
+            Body::Limit(l) => icn_ledger_records::hash(l),
+            Body::Fork(_) => [0; 32],
+        };
+        Checked { body, hash: Ok(hash) }
+    }
+}
+
+/// What became of one entry.
+#[derive(Debug)]
+pub enum Outcome {
+    Transfer {
+        record: TransferRecord,
+        duplicate: bool,
+    },
+    Admin(Result<AdminOutcome, LedgerError>),
+    /// A peer's entry that is refused or was known; nothing to answer.
+    Dropped,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminOutcome {
+    pub hash: Hash,
+    /// False when this exact entry was known.
+    pub created: bool,
+}
+
+/// What one group of applied entries writes, in one atomic batch.
+#[derive(Default, Debug)]
+pub struct GroupWrite {
+    pub journal: Vec<(u64, JournalRecord)>,
+    /// (coop, account) → the account as it now stands.
+    pub accounts: Vec<Account>,
+    /// Gossip positions processed, per cooperative.
+    pub cursors: Vec<(String, u64)>,
+    /// The journal version after this group.
+    pub version: u64,
+    /// Forks found in this group, to report.
+    pub forks: Vec<ForkReport>,
+    /// Entries submitted through this node's API, to publish.
+    pub local_entries: usize,
+    /// Transfers stored or newly applied in this group, for watchers: (coop, hash).
+    pub transfer_events: Vec<(String, Hash)>,
+}
+
+impl GroupWrite {
+    pub fn is_empty(&self) -> bool {
+        self.journal.is_empty() && self.accounts.is_empty() && self.cursors.is_empty()
+    }
+}
+
+struct TransferMeta {
+    position: u64,
+    received_at_ms: i64,
+    applied_at_ms: i64,
+}
+
+/// One cooperative on this node.
+#[derive(Default)]
+pub struct CoopState {
+    pub model: CoopModel,
+    pub engine: Ledger,
+    meta: HashMap<Hash, TransferMeta>,
+    /// (currency, member) → transfers in or out, in journal order.
+    history: HashMap<(String, String), Vec<Hash>>,
+    /// (currency, payer, idempotency id) → the first transfer that used it.
+    idempotency: HashMap<(String, String, String), Hash>,
+    /// Forks found, by place, with when.
+    forks: BTreeMap<(String, String, u64), i64>,
+    /// Groups that changed this cooperative; keys the statistics cache.
+    changes: u64,
+    /// CoopStats is public and walks every transfer: it is computed once per change.
+    stats_cache: std::sync::Mutex<Option<(u64, CoopStatsResponse)>>,
+}
+
+#[derive(Default)]
+pub struct State {
+    pub coops: BTreeMap<String, CoopState>,
+    /// The journal's last position: it moves with every stored entry.
+    pub version: u64,
+}
+
+/// Balances are exact in the engine (i128); the API's i64 holds any balance a
+/// cooperative of fewer than 1,024 members at the largest credit limit can reach.
+pub fn clamp(balance: i128) -> i64 {
+    balance.clamp(i64::MIN as i128, i64::MAX as i128) as i64
+}
