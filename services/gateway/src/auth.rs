@@ -7,14 +7,12 @@
 //! answered once. Revoked token ids are kept in the gateway's store until their tokens
 //! would have expired anyway, so a revocation survives a restart.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use base64::Engine;
-use hmac::{Hmac, Mac};
 use icn_identity::Did;
 use icn_storage::Storage;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
@@ -95,7 +93,9 @@ pub struct Issued {
 }
 
 pub struct Auth {
-    secret: Vec<u8>,
+    /// The HS256 keys made from the gateway's secret (never logged).
+    encoding: EncodingKey,
+    decoding: DecodingKey,
     node: String,
     token_ttl: Duration,
     challenge_ttl: Duration,
@@ -114,7 +114,10 @@ impl Auth {
         };
         let secret = load_or_create_secret(&path, config.api.token_secret_file.as_os_str().is_empty())?;
         Ok(Self {
-            secret,
+            encoding: EncodingKey::from_secret(&secret)
+                .map_err(|e| anyhow::anyhow!("the token-signing secret: {e}"))?,
+            decoding: DecodingKey::from_secret(&secret)
+                .map_err(|e| anyhow::anyhow!("the token-signing secret: {e}"))?,
             node,
             token_ttl: config.api.token_ttl,
             challenge_ttl: config.api.challenge_ttl,
@@ -186,40 +189,26 @@ impl Auth {
     }
 
     fn sign(&self, claims: &Claims) -> String {
-        let header = B64.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
-        let payload = B64.encode(serde_json::to_vec(claims).expect("claims serialise"));
-        let signing_input = format!("{header}.{payload}");
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.secret).expect("any key length");
-        mac.update(signing_input.as_bytes());
-        format!("{signing_input}.{}", B64.encode(mac.finalize().into_bytes()))
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
+            .expect("HS256 over serialisable claims cannot fail")
     }
 
     /// The claims of a valid, unexpired, unrevoked token of this gateway.
     pub fn verify(&self, token: &str, now_ms: i64) -> Result<Claims, AuthError> {
-        let mut parts = token.split('.');
-        let (Some(header), Some(payload), Some(signature), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(AuthError::Malformed);
-        };
-        let header: serde_json::Value = B64
-            .decode(header)
-            .ok()
-            .and_then(|h| serde_json::from_slice::<serde_json::Value>(&h).ok())
-            .ok_or(AuthError::Malformed)?;
-        // Only HS256: a token naming another algorithm (or "none") is not ours.
-        if header.get("alg").and_then(|a| a.as_str()) != Some("HS256") {
-            return Err(AuthError::Forged);
-        }
-        let signature = B64.decode(signature).map_err(|_| AuthError::Malformed)?;
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.secret).expect("any key length");
-        mac.update(format!("{}.{payload}", token.split('.').next().unwrap_or_default()).as_bytes());
-        mac.verify_slice(&signature).map_err(|_| AuthError::Forged)?;
-        let claims: Claims = B64
-            .decode(payload)
-            .ok()
-            .and_then(|p| serde_json::from_slice::<Claims>(&p).ok())
-            .ok_or(AuthError::Malformed)?;
+        // Only HS256 with this gateway's secret: a token naming another algorithm (or
+        // "none") is not ours. Expiry is checked below against the caller's clock, so
+        // tests and the API judge it alike.
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.validate_exp = false;
+        validation.required_spec_claims.clear();
+        let decoded =
+            jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation).map_err(|e| match e.kind() {
+                ErrorKind::InvalidSignature | ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+                    AuthError::Forged
+                }
+                _ => AuthError::Malformed,
+            })?;
+        let claims = decoded.claims;
         if claims.exp * 1000 <= now_ms {
             return Err(AuthError::Expired);
         }
@@ -307,14 +296,21 @@ mod tests {
         assert_eq!(claims.sub, member.did().as_str());
         assert_eq!(claims.require("ledger:write"), Err(AuthError::Scope("ledger:write".into())));
         assert_eq!(a.verify(&issued.token, 1_000_000 + 3_600_000), Err(AuthError::Expired));
-        // Tampered payload, wrong secret, "none" algorithm.
+        // Tampered payload, wrong secret, another algorithm, "none".
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+        use base64::Engine;
         let mut parts: Vec<String> = issued.token.split('.').map(String::from).collect();
         parts[1] = B64.encode(br#"{"sub":"x","scope":"admin","iat":0,"exp":99999999999,"jti":"j","iss":"n"}"#);
         assert_eq!(a.verify(&parts.join("."), 1_000_000), Err(AuthError::Forged));
         let other = auth(tempfile::tempdir().unwrap().path(), vec![]);
         assert_eq!(other.verify(&issued.token, 1_000_000), Err(AuthError::Forged));
+        let mut other_alg = parts.clone();
+        other_alg[0] = B64.encode(br#"{"alg":"HS512","typ":"JWT"}"#);
+        assert_eq!(a.verify(&other_alg.join("."), 1_000_000), Err(AuthError::Forged));
+        // "none" is no algorithm the library knows: refused before any signature check.
         parts[0] = B64.encode(br#"{"alg":"none"}"#);
-        assert_eq!(a.verify(&parts.join("."), 1_000_000), Err(AuthError::Forged));
+        parts[2] = String::new();
+        assert!(matches!(a.verify(&parts.join("."), 1_000_000), Err(AuthError::Forged | AuthError::Malformed)));
         assert_eq!(a.verify("garbage", 1_000_000), Err(AuthError::Malformed));
         a.revoke(&claims, &claims.jti, Some(claims.exp)).unwrap();
         assert_eq!(a.verify(&issued.token, 1_000_000), Err(AuthError::Revoked));

@@ -282,7 +282,6 @@ impl Outbox {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
