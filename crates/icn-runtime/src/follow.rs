@@ -95,7 +95,7 @@ mod tests {
     async fn serve(
         listener: tokio::net::TcpListener,
     ) -> (tonic_health::server::HealthReporter, tokio::task::JoinHandle<()>) {
-        let (mut reporter, service) = tonic_health::server::health_reporter();
+        let (reporter, service) = tonic_health::server::health_reporter();
         reporter.set_service_status("svc", ServingStatus::Serving).await;
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
         let server = tokio::spawn(async move {
@@ -152,7 +152,7 @@ mod tests {
         };
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(opens.load(Ordering::SeqCst), 0, "nothing to open yet");
-        let (mut reporter, _server) = serve(tokio::net::TcpListener::bind(address).await.unwrap()).await;
+        let (reporter, _server) = serve(tokio::net::TcpListener::bind(address).await.unwrap()).await;
         assert_eq!(seen.recv().await, Some(SERVING));
         reporter.set_service_status("svc", ServingStatus::NotServing).await;
         assert_eq!(seen.recv().await, Some(NOT_SERVING));

@@ -33,12 +33,13 @@ impl Services {
     pub fn add<S>(mut self, svc: S) -> Self
     where
         S: tower_service::Service<
-                http::Request<tonic::body::BoxBody>,
-                Response = http::Response<tonic::body::BoxBody>,
+                http::Request<tonic::body::Body>,
+                Response = http::Response<tonic::body::Body>,
                 Error = Infallible,
             > + NamedService
             + Clone
             + Send
+            + Sync
             + 'static,
         S::Future: Send + 'static,
     {
@@ -98,7 +99,7 @@ where
     let metrics_registry = ctx.metrics.clone();
     let services = build(ctx).await?;
 
-    let (mut health, health_service) = tonic_health::server::health_reporter();
+    let (health, health_service) = tonic_health::server::health_reporter();
     health.set_service_status("", ServingStatus::Serving).await;
     for name in &services.names {
         health.set_service_status(*name, ServingStatus::Serving).await;

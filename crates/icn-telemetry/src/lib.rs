@@ -30,7 +30,7 @@ pub enum TelemetryError {
 
 /// Flushes buffered spans when dropped at the end of `main`.
 pub struct TelemetryGuard {
-    provider: Option<opentelemetry_sdk::trace::TracerProvider>,
+    provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
 }
 
 impl TelemetryGuard {
@@ -40,10 +40,8 @@ impl TelemetryGuard {
 
     fn flush(&mut self) {
         if let Some(provider) = self.provider.take() {
-            for result in provider.force_flush() {
-                if let Err(e) = result {
-                    eprintln!("flushing spans failed: {e}");
-                }
+            if let Err(e) = provider.force_flush() {
+                eprintln!("flushing spans failed: {e}");
             }
             if let Err(e) = provider.shutdown() {
                 eprintln!("stopping the span exporter failed: {e}");
@@ -92,17 +90,18 @@ pub fn init(service: &str, log: &LogConfig) -> Result<TelemetryGuard, TelemetryE
     Ok(TelemetryGuard { provider })
 }
 
-fn otlp_provider(service: &str, endpoint: &str) -> Result<opentelemetry_sdk::trace::TracerProvider, TelemetryError> {
+fn otlp_provider(service: &str, endpoint: &str) -> Result<opentelemetry_sdk::trace::SdkTracerProvider, TelemetryError> {
     use opentelemetry_otlp::WithExportConfig;
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_tonic()
         .with_endpoint(endpoint)
         .build()
         .map_err(|e| TelemetryError::Otlp { endpoint: endpoint.into(), reason: e.to_string() })?;
-    let resource =
-        opentelemetry_sdk::Resource::new(vec![opentelemetry::KeyValue::new("service.name", format!("icn-{service}"))]);
-    Ok(opentelemetry_sdk::trace::TracerProvider::builder()
-        .with_batch_exporter(exporter, opentelemetry_sdk::runtime::Tokio)
+    let resource = opentelemetry_sdk::Resource::builder().with_service_name(format!("icn-{service}")).build();
+    // The batch processor exports from its own thread; the tonic exporter it drives was
+    // built here, inside the service's Tokio runtime, and sends on that runtime.
+    Ok(opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
         .with_resource(resource)
         .build())
 }

@@ -46,7 +46,7 @@ pub fn grpc_interceptor(mut request: tonic::Request<()>) -> Result<tonic::Reques
 /// Makes `span` a child of the trace named in incoming HTTP/2 headers, if any.
 pub fn adopt_http_parent(span: &tracing::Span, headers: &http::HeaderMap) {
     let parent = opentelemetry::global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(headers)));
-    span.set_parent(parent);
+    adopt(span, parent);
 }
 
 /// The current span's context as plain fields, to carry inside a message.
@@ -60,7 +60,17 @@ pub fn current_fields() -> HashMap<String, String> {
 /// Makes `span` a child of the trace carried in a message's fields.
 pub fn adopt_fields_parent(span: &tracing::Span, fields: &HashMap<String, String>) {
     let parent = opentelemetry::global::get_text_map_propagator(|p| p.extract(fields));
-    span.set_parent(parent);
+    adopt(span, parent);
+}
+
+/// Sets `span`'s parent. Without trace export there is no OpenTelemetry layer and so no
+/// parent to set, which is normal; any other refusal (a span already entered) is a bug in
+/// the caller, worth a line at debug.
+fn adopt(span: &tracing::Span, parent: opentelemetry::Context) {
+    match span.set_parent(parent) {
+        Ok(()) | Err(tracing_opentelemetry::SetParentError::LayerNotFound) => {}
+        Err(e) => tracing::debug!(error = ?e, "trace parent not adopted"),
+    }
 }
 
 /// A channel to another service of this node whose calls carry the caller's trace.

@@ -51,7 +51,7 @@ pub fn document(routes: &[RouteDoc]) -> Value {
         let mut parameters: Vec<Value> = r
             .path
             .split('/')
-            .filter_map(|p| p.strip_prefix(':'))
+            .filter_map(|p| p.strip_prefix('{').and_then(|p| p.strip_suffix('}')))
             .map(|p| json!({ "name": p, "in": "path", "required": true, "schema": { "type": "string" } }))
             .collect();
         parameters.extend(
@@ -83,13 +83,8 @@ pub fn document(routes: &[RouteDoc]) -> Value {
             "responses".into(),
             json!({ "200": ok, "default": { "description": "An error", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } } }),
         );
-        let path = r
-            .path
-            .split('/')
-            .map(|p| p.strip_prefix(':').map(|n| format!("{{{n}}}")).unwrap_or(p.to_string()))
-            .collect::<Vec<_>>()
-            .join("/");
-        paths.entry(path).or_default().insert(r.method.to_lowercase(), Value::Object(op));
+        // axum's path syntax (`/coops/{coop}`) is OpenAPI's.
+        paths.entry(r.path.to_string()).or_default().insert(r.method.to_lowercase(), Value::Object(op));
     }
     // Every message reachable from the routes.
     let mut schemas = Map::new();

@@ -77,22 +77,22 @@ pub fn routes() -> Vec<Route> {
         route!(get "/v1/events" => events, "Live events the caller may see; resume with Last-Event-ID", scope ANY,
             query &[("kinds", "comma-separated: gossip_entry, transfer, task, peer"), ("topics", "comma-separated topic names"), ("after", "as Last-Event-ID")],
             body None, answer None),
-        route!(get "/v1/coops/:coop" => coop, "A cooperative: members and currencies", scope Some("ledger:read"), query &[],
+        route!(get "/v1/coops/{coop}" => coop, "A cooperative: members and currencies", scope Some("ledger:read"), query &[],
             body None, answer Some("icn.ledger.v1.GetCoopResponse")),
-        route!(get "/v1/coops/:coop/stats" => coop_stats, "Public figures of a cooperative", scope None, query &[],
+        route!(get "/v1/coops/{coop}/stats" => coop_stats, "Public figures of a cooperative", scope None, query &[],
             body None, answer Some("icn.ledger.v1.CoopStatsResponse")),
-        route!(get "/v1/coops/:coop/accounts" => accounts, "Accounts and balances of a cooperative", scope Some("ledger:read"),
+        route!(get "/v1/coops/{coop}/accounts" => accounts, "Accounts and balances of a cooperative", scope Some("ledger:read"),
             query &[("currency", "only this currency"), ("member", "only this member"), ("limit", "page size"), ("cursor", "from the previous page")],
             body None, answer Some("icn.ledger.v1.ListAccountsResponse")),
-        route!(get "/v1/coops/:coop/accounts/:currency/:member" => balance, "One account; `me` for the caller's",
+        route!(get "/v1/coops/{coop}/accounts/{currency}/{member}" => balance, "One account; `me` for the caller's",
             scope Some("ledger:read"), query &[], body None, answer Some("icn.ledger.v1.GetBalanceResponse")),
-        route!(get "/v1/coops/:coop/history" => history, "The caller's transfers (an admin's: anyone's), newest first",
+        route!(get "/v1/coops/{coop}/history" => history, "The caller's transfers (an admin's: anyone's), newest first",
             scope Some("ledger:read"),
             query &[("currency", "currency symbol"), ("member", "default: the caller"), ("all", "true: pending and quarantined too"), ("limit", "page size"), ("cursor", "from the previous page")],
             body None, answer Some("icn.ledger.v1.GetHistoryResponse")),
         route!(post "/v1/transfers" => submit_transfer, "Submit a transfer the caller signed as payer", scope Some("ledger:write"),
             query &[], body Some("icn.ledger.v1.SubmitTransferRequest"), answer Some("icn.ledger.v1.SubmitTransferResponse")),
-        route!(get "/v1/transfers/:hash" => transfer, "A transfer the caller paid or received, by hex hash", scope Some("ledger:read"),
+        route!(get "/v1/transfers/{hash}" => transfer, "A transfer the caller paid or received, by hex hash", scope Some("ledger:read"),
             query &[], body None, answer Some("icn.ledger.v1.GetTransferResponse")),
     ]
 }
@@ -168,7 +168,6 @@ async fn protect(
 /// The caller, from its bearer token; its identity's rate is checked here.
 pub struct Caller(pub Claims);
 
-#[axum::async_trait]
 impl FromRequestParts<Arc<Gateway>> for Caller {
     type Rejection = GatewayError;
 
@@ -182,7 +181,6 @@ impl FromRequestParts<Arc<Gateway>> for Caller {
 /// Query parameters whose problems are JSON errors too (400).
 pub struct Query<T>(pub T);
 
-#[axum::async_trait]
 impl<T: serde::de::DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Query<T> {
     type Rejection = Response;
 
@@ -199,7 +197,6 @@ impl<T: serde::de::DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> 
 /// A JSON body whose problems are JSON errors too (400, or 413 when too large).
 pub struct Body<T>(pub T);
 
-#[axum::async_trait]
 impl<T: serde::de::DeserializeOwned + Send> FromRequest<Arc<Gateway>> for Body<T> {
     type Rejection = Response;
 
