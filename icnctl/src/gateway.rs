@@ -8,6 +8,7 @@
 use crate::member::KeyArgs;
 use crate::output::Output;
 use anyhow::{bail, Context as _};
+use icn_identity::{login, Did, Purpose};
 use icn_proto::gateway::v1::gateway_client::GatewayClient;
 use icn_proto::gateway::v1::{GetChallengeRequest, LoginRequest, RevokeTokenRequest};
 use icn_proto::ledger::v1::ledger_client::LedgerClient;
@@ -27,6 +28,7 @@ pub async fn login(
     gateway: &str,
     key: &KeyArgs,
     scopes: Vec<String>,
+    node: Option<&Did>,
     token_file: &Path,
     out: &Output,
 ) -> anyhow::Result<()> {
@@ -38,7 +40,9 @@ pub async fn login(
         .await
         .map_err(|s| anyhow::anyhow!("asking for a challenge: {}", s.message()))?
         .into_inner();
-    let signature = member.sign(&challenge.nonce).to_bytes().to_vec();
+    // Signed only once it is a login challenge for this member from the node meant.
+    login::check(&challenge.nonce, member.did(), node).context("the gateway's challenge was not signed")?;
+    let signature = member.sign_for(Purpose::Login, &challenge.nonce).to_bytes().to_vec();
     let issued = client
         .login(LoginRequest { did, nonce: challenge.nonce, signature, scopes })
         .await

@@ -114,6 +114,10 @@ enum Command {
         /// Scopes wanted (repeat the flag); all the gateway grants when none is given.
         #[arg(long = "scope")]
         scopes: Vec<String>,
+        /// The DID of the node you mean to log in to: a challenge naming another node is
+        /// refused unsigned (a gateway relaying another node's challenge). Recommended.
+        #[arg(long, env = "ICN_NODE_DID")]
+        node: Option<String>,
     },
     /// Revoke the saved token at the gateway and delete it.
     Logout,
@@ -306,9 +310,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Topic(command) => topics::run(&gossip_endpoint, command, &out).await?,
         Command::Member(command) => member::run(command, &out)?,
-        Command::Login { key, scopes } => {
+        Command::Login { key, scopes, node } => {
             let gateway = cli.gateway.as_deref().context("`icnctl login` needs --gateway <url> (or ICN_GATEWAY)")?;
-            gateway::login(gateway, &key, scopes, &gateway::token_path(cli.token_file.as_deref()), &out).await?
+            let node = node.map(|n| n.parse().map_err(|e| anyhow::anyhow!("--node `{n}`: {e}"))).transpose()?;
+            let token_file = gateway::token_path(cli.token_file.as_deref());
+            gateway::login(gateway, &key, scopes, node.as_ref(), &token_file, &out).await?
         }
         Command::Logout => {
             let gateway = cli.gateway.as_deref().context("`icnctl logout` needs --gateway <url> (or ICN_GATEWAY)")?;

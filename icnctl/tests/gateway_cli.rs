@@ -92,7 +92,16 @@ async fn a_member_logs_in_and_pays_through_the_gateway() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("icnctl login"), "{}", String::from_utf8_lossy(&out.stderr));
 
-    let logged = ok(&["--gateway", &gateway, "login", "--key", &key("alice")], &token);
+    // A login meant for another node signs nothing and saves no token: the challenge names
+    // this node, as a gateway relaying this node's challenge to a member of another would.
+    let elsewhere = icnctl(&["--gateway", &gateway, "login", "--key", &key("alice"), "--node", &bob], &token);
+    assert_eq!(elsewhere.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&elsewhere.stderr);
+    assert!(said.contains("not the expected node") && said.contains("not signed"), "{said}");
+    assert!(!token.exists());
+
+    let node_did = node.did().to_string();
+    let logged = ok(&["--gateway", &gateway, "login", "--key", &key("alice"), "--node", &node_did], &token);
     assert!(logged.contains(&alice) && logged.contains("ledger:write"), "{logged}");
     let saved = std::fs::read_to_string(&token).unwrap();
     assert!(!logged.contains(saved.trim()), "the token is never printed");

@@ -396,8 +396,11 @@ export class IcnClient {
   /** The DID of the key given to the constructor or to `login`. */
   readonly did: string | undefined;
 
-  /** Challenge, signature, token: kept with the key for the calls that follow. */
-  login(key: PrivateKeyLike, scopes?: Scope[]): Promise<LoginResponse>;
+  /**
+   * Challenge (checked: `checkChallenge`), signature for the login purpose, token: kept
+   * with the key for the calls that follow. `node`: the DID of the node meant.
+   */
+  login(key: PrivateKeyLike, scopes?: Scope[], options?: { node?: string }): Promise<LoginResponse>;
   /** Revokes this client's token (empty id; it then has none) or, for an admin, any. */
   revoke(tokenId?: string): Promise<Record<string, never>>;
 
@@ -476,6 +479,13 @@ export function signEntry(
   entry: { topic: string; seq: IntegerLike; payload: BytesLike; compressed?: boolean; timestampMs?: IntegerLike },
   key: PrivateKeyLike,
 ): Entry;
+
+/** The context of each purpose a member signs for (signing format v1). */
+export const PURPOSES: Readonly<{ transfer: string; gossipEntry: string; login: string }>;
+/** What a signature for `purpose` over `message` covers: context, a zero byte, message. */
+export function signedBytes(purpose: string, message: BytesLike): Uint8Array;
+/** Throws a TypeError unless `challenge` is a login challenge for `did` (from `node`, if given); returns the node's DID. */
+export function checkChallenge(challenge: BytesLike, did: string, node?: string): string;
 
 /** Lower-case hex of bytes, or of base64. */
 export function toHex(bytes: BytesLike): string;

@@ -6,12 +6,26 @@
 // name, default values left out) and are returned as the gateway sends them.
 //
 // The member's key stays here: the SDK signs the login challenge and the member's
-// transfers itself, so the node never sees the key. A transfer is signed over the
+// transfers itself, so the node never sees the key. A transfer is identified by the
 // SHA-256 of its protobuf encoding, hence the small encoder below; it must produce
 // exactly the bytes prost produces in Rust (crates/icn-ledger-records/src/signed.rs), which the
 // tests in test/ check against the Rust code and a real ledger.
+//
+// Every signature names its purpose (signing format v1, docs/SECURITY.md): it covers the
+// purpose's context, a zero byte, then the message (crates/icn-identity/src/purpose.rs).
+// A login challenge is signed only when it is one, for this member, from the node meant.
 
 import { createHash, createPrivateKey, createPublicKey, KeyObject, sign as cryptoSign } from 'node:crypto';
+
+/** The context of each purpose a member signs for, as `icn_identity::Purpose` names them. */
+export const PURPOSES = Object.freeze({
+  transfer: 'icn/ledger/transfer/v1',
+  gossipEntry: 'icn/gossip/entry/v1',
+  login: 'icn/gateway/login/v1',
+});
+/** First word of a login challenge (`icn_identity::login`). */
+const CHALLENGE_DOMAIN = 'icn-gateway-login/v1';
+const CHALLENGE_RANDOM_HEX = 64;
 
 /** How long a request (not an event stream) may take by default. */
 const DEFAULT_TIMEOUT_MS = 30_000;
@@ -411,7 +425,7 @@ export function nextTransfer(account, { coopId, currency, payee, amount, memo = 
 export function signTransfer(t, key) {
   const k = privateKey(key);
   const unsigned = transferJson({ ...t, payer: didFromKey(k), signature: undefined });
-  return { ...unsigned, signature: base64(cryptoSign(null, transferHash(unsigned), k)) };
+  return { ...unsigned, signature: base64(signFor(PURPOSES.transfer, transferHash(unsigned), k)) };
 }
 
 /**
@@ -431,7 +445,39 @@ export function signEntry({ topic, seq, payload, compressed = false, timestampMs
     timestampMs: int64Json(toInt64(timestampMs, 'timestampMs')),
   });
   const hash = sha256(encodeEntry(entry));
-  return { hash: base64(hash), ...entry, signature: base64(cryptoSign(null, hash, k)) };
+  return { hash: base64(hash), ...entry, signature: base64(signFor(PURPOSES.gossipEntry, hash, k)) };
+}
+
+/** The bytes a signature for `purpose` (a context from {@link PURPOSES}) over `message` covers. */
+export function signedBytes(purpose, message) {
+  return Buffer.concat([Buffer.from(purpose, 'utf8'), Buffer.from([0]), Buffer.from(toBytes(message, 'message'))]);
+}
+
+/** An Ed25519 signature for `purpose` over `message` with the KeyObject `k`. */
+function signFor(purpose, message, k) {
+  return cryptoSign(null, signedBytes(purpose, message), k);
+}
+
+/**
+ * Checks a login challenge before `did` signs it: `icn-gateway-login/v1 <node> <member>
+ * <64 hex digits>`, naming this member and, when `node` is given, that node. Throws a
+ * TypeError saying what is wrong; returns the node's DID.
+ */
+export function checkChallenge(challenge, did, node) {
+  const words = Buffer.from(toBytes(challenge, 'challenge')).toString('utf8').split(' ');
+  const [domain, named, member, random] = words;
+  const form =
+    words.length === 4 &&
+    domain === CHALLENGE_DOMAIN &&
+    named.startsWith('did:icn:z') &&
+    random.length === CHALLENGE_RANDOM_HEX &&
+    /^[0-9a-fA-F]+$/.test(random);
+  if (!form) throw new TypeError(`not a login challenge (expected \`${CHALLENGE_DOMAIN} <node> <member> <random>\`)`);
+  if (member !== did) throw new TypeError(`the challenge names the member ${member}, not ${did}`);
+  if (node !== undefined && named !== node) {
+    throw new TypeError(`the challenge is from node ${named}, not the expected node ${node}`);
+  }
+  return named;
 }
 
 /** Lower-case hex of bytes, or of base64 as JSON carries them: how transfers are named in URLs. */
@@ -557,15 +603,19 @@ export class IcnClient {
   // --- auth
 
   /**
-   * Logs in as the member holding `key`: asks for a challenge, signs it, and keeps the
-   * token (and the key, for transfers) for the calls that follow.
+   * Logs in as the member holding `key`: asks for a challenge, checks it
+   * ({@link checkChallenge}), signs it for the login purpose, and keeps the token (and the
+   * key, for transfers) for the calls that follow.
    * @param {string[]} [scopes] what to ask for; every scope the member may have when empty
+   * @param {{node?: string}} [options] `node`: the DID of the node meant; a challenge
+   *   from any other is refused unsigned (recommended)
    */
-  async login(key, scopes = []) {
+  async login(key, scopes = [], { node } = {}) {
     const k = privateKey(key);
     const did = didFromKey(k);
     const { nonce } = await this.#call('POST', '/v1/auth/challenge', { body: { did }, auth: false });
-    const signature = base64(cryptoSign(null, Buffer.from(nonce, 'base64'), k));
+    checkChallenge(Buffer.from(nonce, 'base64'), did, node);
+    const signature = base64(signFor(PURPOSES.login, Buffer.from(nonce, 'base64'), k));
     const login = await this.#call('POST', '/v1/auth/login', {
       body: { did, nonce, signature, scopes },
       auth: false,

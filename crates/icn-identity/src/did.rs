@@ -25,6 +25,10 @@ pub enum DidError {
     KeyType,
     #[error("the DID's key is not a valid ed25519 public key")]
     Key,
+    #[error("the DID's key is a small-order point, for which signatures prove nothing")]
+    WeakKey,
+    #[error("the DID's key is not canonically encoded")]
+    NonCanonicalKey,
 }
 
 impl Did {
@@ -48,9 +52,9 @@ impl Did {
         &self.text
     }
 
-    /// Verifies `signature` over `message` with the key this DID names.
-    pub fn verify(&self, message: &[u8], signature: &ed25519_dalek::Signature) -> bool {
-        self.public_key().verify_strict(message, signature).is_ok()
+    /// The 32-byte public key this DID names.
+    pub fn key_bytes(&self) -> [u8; 32] {
+        self.key
     }
 }
 
@@ -77,9 +81,23 @@ impl FromStr for Did {
         let raw = bs58::decode(encoded).into_vec().map_err(|_| DidError::Encoding)?;
         let key: [u8; 32] =
             raw.strip_prefix(&ED25519_MULTICODEC[..]).and_then(|k| k.try_into().ok()).ok_or(DidError::KeyType)?;
-        VerifyingKey::from_bytes(&key).map_err(|_| DidError::Key)?;
+        check_key(&key)?;
         Ok(Self::from_key_bytes(key))
     }
+}
+
+/// The key rules of signing format v1 (see `purpose.rs`): a curve point, not of small
+/// order (anyone can make "signatures" that verify under such a key), and encoded
+/// canonically (one key, one DID).
+fn check_key(key: &[u8; 32]) -> Result<VerifyingKey, DidError> {
+    let point = VerifyingKey::from_bytes(key).map_err(|_| DidError::Key)?;
+    if point.is_weak() {
+        return Err(DidError::WeakKey);
+    }
+    if point.to_edwards().compress().to_bytes() != *key {
+        return Err(DidError::NonCanonicalKey);
+    }
+    Ok(point)
 }
 
 /// Keeps error messages readable when someone pastes a whole document as a DID.
@@ -109,9 +127,58 @@ mod tests {
         let id = NodeIdentity::generate();
         let parsed: Did = id.did().as_str().parse().unwrap();
         assert_eq!(&parsed, id.did());
-        let sig = id.sign(b"hello");
-        assert!(parsed.verify(b"hello", &sig));
-        assert!(!parsed.verify(b"hellO", &sig));
+        let sig = id.sign_for(crate::Purpose::Login, b"hello").to_bytes();
+        assert!(parsed.verify_for(crate::Purpose::Login, b"hello", &sig));
+        assert!(!parsed.verify_for(crate::Purpose::Login, b"hellO", &sig));
+    }
+
+    fn did_of(key: [u8; 32]) -> String {
+        let mut raw = ED25519_MULTICODEC.to_vec();
+        raw.extend_from_slice(&key);
+        format!("{PREFIX}{}", bs58::encode(raw).into_string())
+    }
+
+    /// 2^255 - 19 + `k`, little-endian: a non-canonical encoding of the y coordinate `k`.
+    fn past_the_field(k: u8) -> [u8; 32] {
+        let mut bytes = [0xff; 32];
+        bytes[0] = 0xed + k;
+        bytes[31] = 0x7f;
+        bytes
+    }
+
+    #[test]
+    fn small_order_and_non_canonical_keys_are_refused_when_a_did_is_parsed() {
+        // The identity point (y = 1) and the point of order 2 (y = -1): anyone can make
+        // "signatures" under these keys that a cofactored check accepts.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        assert_eq!(did_of(identity).parse::<Did>(), Err(DidError::WeakKey));
+        // Why: under the identity key, R = identity and s = 0 pass the cofactored equation
+        // for every message. ZIP-215 alone accepts this forgery; the DID rule stops it.
+        let mut forged = [0u8; 64];
+        forged[0] = 1;
+        let key = ed25519_consensus::VerificationKey::try_from(identity).unwrap();
+        assert!(key.verify(&ed25519_consensus::Signature::from(forged), b"pay the attacker").is_ok());
+        let mut minus_one = past_the_field(0);
+        minus_one[0] -= 1;
+        assert_eq!(did_of(minus_one).parse::<Did>(), Err(DidError::WeakKey));
+        // y = p + k for small k: the same points as y = k, written another way. Each one
+        // that decodes at all is refused, as weak or as non-canonical.
+        let mut non_canonical = 0;
+        for k in 0..19 {
+            let key = past_the_field(k);
+            if VerifyingKey::from_bytes(&key).is_ok() {
+                let refused = did_of(key).parse::<Did>();
+                assert!(
+                    matches!(refused, Err(DidError::WeakKey | DidError::NonCanonicalKey)),
+                    "y = p + {k}: {refused:?}"
+                );
+                non_canonical += usize::from(refused == Err(DidError::NonCanonicalKey));
+            }
+        }
+        assert!(non_canonical > 0, "some y = p + k is a valid point of large order");
+        // An honest key still parses.
+        assert!(NodeIdentity::generate().did().as_str().parse::<Did>().is_ok());
     }
 
     #[test]

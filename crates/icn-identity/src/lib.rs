@@ -5,14 +5,15 @@
 
 mod did;
 mod keystore;
+pub mod login;
 mod purpose;
 pub mod tls;
 
 pub use did::{Did, DidError};
 pub use keystore::{KdfParams, Keystore, KeystoreError};
-pub use purpose::Purpose;
+pub use purpose::{signed_bytes, Purpose};
 
-use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+use ed25519_dalek::{SigningKey, VerifyingKey};
 use rand::rngs::OsRng;
 use x25519_dalek::StaticSecret;
 
@@ -40,10 +41,6 @@ impl NodeIdentity {
 
     pub fn verifying_key(&self) -> VerifyingKey {
         self.signing.verifying_key()
-    }
-
-    pub fn sign(&self, message: &[u8]) -> ed25519_dalek::Signature {
-        self.signing.sign(message)
     }
 
     /// The signing key as PKCS#8 v2 DER, for building this node's TLS certificate.

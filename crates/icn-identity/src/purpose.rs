@@ -1,16 +1,21 @@
 //! What a signature is for. Every record kind that members or nodes sign names its
 //! [`Purpose`], and signing and verifying go through [`NodeIdentity::sign_for`] and
-//! [`Did::verify_for`] only, so a signature made for one kind of record can be told from
-//! one made for another.
+//! [`Did::verify_for`] only: there is no way to sign bare bytes.
 //!
-//! Signing format today (v0): the signature covers the record's 32-byte digest alone,
-//! as every released client (icnctl, the JavaScript SDK, nodes) signs it. Putting
-//! [`Purpose::context`] into the signed bytes changes what every client signs at once, so
-//! it is one coordinated step of its own (the trust-model issue, #11); because every call
-//! already passes its purpose, that step changes these two functions and nothing else.
+//! Signing format v1 (`docs/SECURITY.md`, "Signed records"): the signature covers
+//! [`signed_bytes`], the purpose's versioned context, a zero byte, then the message (a
+//! record's 32-byte digest, or a login challenge). A signature made for one purpose is
+//! therefore never valid for another, whatever the message: a gateway that hands a client
+//! a transfer's digest as a login challenge gets a login signature, which no ledger takes.
+//!
+//! One verification rule for every node, single or batched: ZIP-215 (the cofactored
+//! equation, as `ed25519-consensus` implements it), with small-order and non-canonically
+//! encoded public keys refused when a DID is parsed. Batch and single verification then
+//! accept exactly the same signatures, so whether a record is valid never depends on how
+//! a node happened to check it.
 
 use crate::{Did, NodeIdentity};
-use ed25519_dalek::Signature;
+use ed25519_dalek::{Signature, Signer};
 
 /// The kinds of signed record, each with a distinct, versioned context string.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -29,9 +34,23 @@ pub enum Purpose {
     GossipEntry,
     /// A gossip topic's definition and ACL, signed by its creator.
     GossipTopic,
+    /// A member's answer to a gateway's login challenge ([`crate::login`]).
+    Login,
 }
 
 impl Purpose {
+    /// Every purpose, for tests and documentation.
+    pub const ALL: [Purpose; 8] = [
+        Purpose::Transfer,
+        Purpose::CoopFounding,
+        Purpose::MemberAdmission,
+        Purpose::Currency,
+        Purpose::CreditLimit,
+        Purpose::GossipEntry,
+        Purpose::GossipTopic,
+        Purpose::Login,
+    ];
+
     /// The context string that names this purpose (and its version) in signed bytes.
     pub const fn context(self) -> &'static str {
         match self {
@@ -42,23 +61,36 @@ impl Purpose {
             Purpose::CreditLimit => "icn/ledger/credit-limit/v1",
             Purpose::GossipEntry => "icn/gossip/entry/v1",
             Purpose::GossipTopic => "icn/gossip/topic/v1",
+            Purpose::Login => "icn/gateway/login/v1",
         }
     }
 }
 
+/// The bytes a signature for `purpose` over `message` covers: context, `0x00`, message.
+/// No context contains a zero byte, so no two (purpose, message) pairs share these bytes.
+pub fn signed_bytes(purpose: Purpose, message: &[u8]) -> Vec<u8> {
+    let context = purpose.context().as_bytes();
+    let mut bytes = Vec::with_capacity(context.len() + 1 + message.len());
+    bytes.extend_from_slice(context);
+    bytes.push(0);
+    bytes.extend_from_slice(message);
+    bytes
+}
+
 impl NodeIdentity {
-    /// Signs a record's digest for `purpose` (format v0: see the module documentation).
-    pub fn sign_for(&self, _purpose: Purpose, digest: &[u8; 32]) -> Signature {
-        self.sign(digest)
+    /// Signs `message` (a record's digest, or a login challenge) for `purpose`.
+    pub fn sign_for(&self, purpose: Purpose, message: &[u8]) -> Signature {
+        self.signing.sign(&signed_bytes(purpose, message))
     }
 }
 
 impl Did {
-    /// Whether `signature` is this DID's over a record's digest for `purpose`; a signature
-    /// that is not 64 bytes is simply not valid.
-    pub fn verify_for(&self, _purpose: Purpose, digest: &[u8; 32], signature: &[u8]) -> bool {
+    /// Whether `signature` is this DID's over `message` for `purpose`, under ZIP-215; a
+    /// signature that is not 64 bytes is simply not valid.
+    pub fn verify_for(&self, purpose: Purpose, message: &[u8], signature: &[u8]) -> bool {
         let Ok(bytes) = <[u8; 64]>::try_from(signature) else { return false };
-        self.verify(digest, &Signature::from_bytes(&bytes))
+        let Ok(key) = ed25519_consensus::VerificationKey::try_from(self.key_bytes()) else { return false };
+        key.verify(&ed25519_consensus::Signature::from(bytes), &signed_bytes(purpose, message)).is_ok()
     }
 }
 
@@ -68,15 +100,7 @@ mod tests {
 
     #[test]
     fn contexts_are_distinct_and_versioned() {
-        let all = [
-            Purpose::Transfer,
-            Purpose::CoopFounding,
-            Purpose::MemberAdmission,
-            Purpose::Currency,
-            Purpose::CreditLimit,
-            Purpose::GossipEntry,
-            Purpose::GossipTopic,
-        ];
+        let all = Purpose::ALL;
         let contexts: std::collections::HashSet<_> = all.iter().map(|p| p.context()).collect();
         assert_eq!(contexts.len(), all.len());
         assert!(all.iter().all(|p| p.context().starts_with("icn/") && p.context().ends_with("/v1")));
@@ -91,5 +115,24 @@ mod tests {
         assert!(!other.did().verify_for(Purpose::Transfer, &digest, &signature));
         assert!(!signer.did().verify_for(Purpose::Transfer, &[8u8; 32], &signature));
         assert!(!signer.did().verify_for(Purpose::Transfer, &digest, &signature[..63]));
+    }
+
+    #[test]
+    fn a_signature_for_one_purpose_is_valid_for_no_other() {
+        let signer = NodeIdentity::generate();
+        let digest = [7u8; 32];
+        for signed_as in Purpose::ALL {
+            let signature = signer.sign_for(signed_as, &digest).to_bytes();
+            for checked_as in Purpose::ALL {
+                assert_eq!(
+                    signer.did().verify_for(checked_as, &digest, &signature),
+                    signed_as == checked_as,
+                    "signed as {signed_as:?}, checked as {checked_as:?}"
+                );
+            }
+        }
+        // Nor is a plain Ed25519 signature over the message alone (format v0).
+        let bare = ed25519_dalek::Signer::sign(&signer.signing, &digest).to_bytes();
+        assert!(Purpose::ALL.iter().all(|p| !signer.did().verify_for(*p, &digest, &bare)));
     }
 }

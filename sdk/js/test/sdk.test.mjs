@@ -16,12 +16,15 @@ import { createPublicKey } from 'node:crypto';
 import {
   IcnClient,
   IcnError,
+  PURPOSES,
+  checkChallenge,
   didFromKey,
   encodeTransfer,
   privateKey,
   nextTransfer,
   signEntry,
   signTransfer,
+  signedBytes,
   toHex,
   transferHash,
 } from '../icn.mjs';
@@ -85,6 +88,26 @@ test('DIDs derive from the member keys as the node derives them', { skip }, () =
   const raw = Buffer.from(createPublicKey(privateKey(alice.key)).export({ format: 'jwk' }).x, 'base64url');
   assert.equal(IcnClient.didFromPublicKey(raw), alice.did);
   assert.equal(didFromKey(bob.key), bob.did);
+});
+
+test('a login challenge is checked before it is signed, and signed for logging in only', { skip }, async () => {
+  const first = new IcnClient({ baseUrl });
+  await first.login(alice.key);
+  const node = (await first.nodeStatus()).did;
+  assert.ok(node.startsWith('did:icn:z'));
+  const meant = new IcnClient({ baseUrl });
+  await meant.login(alice.key, [], { node });
+  assert.equal(meant.did, alice.did);
+  // A client that meant another node (a gateway relaying that node's challenge) signs nothing.
+  await assert.rejects(new IcnClient({ baseUrl }).login(alice.key, [], { node: bob.did }), (e) => {
+    assert.ok(e instanceof TypeError && /not the expected node/.test(e.message), String(e));
+    return true;
+  });
+  // What a malicious gateway would send instead of a challenge: a transfer's hash.
+  const digest = transferHash(signTransfer({ coopId: coop, currency, payee: bob.did, amount: 1 }, alice.key));
+  assert.throws(() => checkChallenge(digest, alice.did), /not a login challenge/);
+  // And the purposes keep a signature for one from being valid for another.
+  assert.notDeepEqual(signedBytes(PURPOSES.login, digest), signedBytes(PURPOSES.transfer, digest));
 });
 
 test('the cooperative statistics need no token', { skip }, async () => {

@@ -2,12 +2,13 @@
 //!
 //! A member asks for a challenge, signs it with the key of its DID, and gets a token: a
 //! JWT (HS256) naming the DID, the scopes granted and an expiry, signed with the
-//! gateway's secret. The challenge starts with a fixed domain and this node's DID, so
-//! the signature is good for nothing but logging in here, and each challenge is
-//! answered once. Revoked token ids are kept in the gateway's store until their tokens
+//! gateway's secret. The challenge is in the one form `icn_identity::login` defines
+//! (domain, this node's DID, the member's DID, random bytes) and is signed for the login
+//! purpose, so the signature is good for nothing but logging in here, and each challenge
+//! is answered once. Revoked token ids are kept in the gateway's store until their tokens
 //! would have expired anyway, so a revocation survives a restart.
 
-use icn_identity::Did;
+use icn_identity::{login, Did, Purpose};
 use icn_storage::Storage;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -24,8 +25,6 @@ pub const SCOPES: &[&str] =
 /// Scopes every member gets; `admin` only the DIDs configured as admins.
 const MEMBER_SCOPES: &[&str] =
     &["gossip:read", "gossip:write", "ledger:read", "ledger:write", "compute:read", "compute:write"];
-/// What every challenge starts with.
-const CHALLENGE_DOMAIN: &str = "icn-gateway-login/v1";
 /// Shortest signing secret accepted.
 const MIN_SECRET_BYTES: usize = 32;
 pub const REVOKED_CF: &str = "revoked";
@@ -52,6 +51,8 @@ pub enum AuthError {
     BadSignature(String),
     #[error("unknown scope `{0}`")]
     UnknownScope(String),
+    #[error("this node has no identity yet, so it cannot name itself in a challenge: create one with `icnctl id init` and restart")]
+    NoNodeIdentity,
     #[error("only the token's owner or an admin may revoke it")]
     NotYours,
     /// The revocation store failed: a fault of the gateway, not of the token.
@@ -96,7 +97,8 @@ pub struct Auth {
     /// The HS256 keys made from the gateway's secret (never logged).
     encoding: EncodingKey,
     decoding: DecodingKey,
-    node: String,
+    /// This node, named in every challenge; none in limited mode (no login then).
+    node: Option<Did>,
     token_ttl: Duration,
     challenge_ttl: Duration,
     admins: Vec<String>,
@@ -106,7 +108,7 @@ pub struct Auth {
 }
 
 impl Auth {
-    pub fn new(config: &icn_config::IcnConfig, node: String, storage: Storage) -> anyhow::Result<Self> {
+    pub fn new(config: &icn_config::IcnConfig, node: Option<Did>, storage: Storage) -> anyhow::Result<Self> {
         let path = if config.api.token_secret_file.as_os_str().is_empty() {
             config.node.data_dir.join("gateway").join("token-secret")
         } else {
@@ -129,10 +131,11 @@ impl Auth {
 
     /// A fresh single-use challenge for `did`.
     pub fn challenge(&self, did: &str, now_ms: i64) -> Result<(Vec<u8>, i64), AuthError> {
-        did.parse::<Did>().map_err(|_| AuthError::BadDid(did.into()))?;
-        let mut random = [0u8; 32];
+        let member = did.parse::<Did>().map_err(|_| AuthError::BadDid(did.into()))?;
+        let node = self.node.as_ref().ok_or(AuthError::NoNodeIdentity)?;
+        let mut random = [0u8; login::CHALLENGE_RANDOM_BYTES];
         rand::thread_rng().fill_bytes(&mut random);
-        let nonce = format!("{CHALLENGE_DOMAIN} {} {did} {}", self.node, hex::encode(random)).into_bytes();
+        let nonce = login::challenge(node, &member, &random);
         let expires = now_ms + self.challenge_ttl.as_millis() as i64;
         let mut challenges = self.challenges.lock().expect("not poisoned");
         challenges.retain(|_, (_, e)| *e > now_ms);
@@ -164,8 +167,7 @@ impl Auth {
                 _ => return Err(AuthError::UnknownChallenge),
             }
         }
-        let signature = <[u8; 64]>::try_from(signature).map_err(|_| AuthError::BadSignature(did.into()))?;
-        if !parsed.verify(nonce, &ed25519_dalek::Signature::from_bytes(&signature)) {
+        if !parsed.verify_for(Purpose::Login, nonce, signature) {
             return Err(AuthError::BadSignature(did.into()));
         }
         let grantable: Vec<&str> =
@@ -183,7 +185,7 @@ impl Auth {
             iat: now_ms / 1000,
             exp: (now_ms + self.token_ttl.as_millis() as i64) / 1000,
             jti: hex::encode(jti),
-            iss: self.node.clone(),
+            iss: self.node.as_ref().map(Did::to_string).unwrap_or_default(),
         };
         Ok(Issued { token: self.sign(&claims), claims })
     }
@@ -276,12 +278,12 @@ mod tests {
         config.node.data_dir = dir.to_path_buf();
         config.api.admins = admins;
         let storage = Storage::open(&dir.join("store"), &[REVOKED_CF]).unwrap();
-        Auth::new(&config, "did:icn:node".into(), storage).unwrap()
+        Auth::new(&config, Some(NodeIdentity::generate().did().clone()), storage).unwrap()
     }
 
     fn login(a: &Auth, who: &NodeIdentity, scopes: &[&str], now: i64) -> Result<Issued, AuthError> {
         let (nonce, _) = a.challenge(who.did().as_str(), now)?;
-        let sig = who.sign(&nonce).to_bytes();
+        let sig = who.sign_for(Purpose::Login, &nonce).to_bytes();
         a.login(who.did().as_str(), &nonce, &sig, &scopes.iter().map(|s| s.to_string()).collect::<Vec<_>>(), now)
     }
 
@@ -322,13 +324,20 @@ mod tests {
         let (member, other) = (NodeIdentity::generate(), NodeIdentity::generate());
         let a = auth(dir.path(), vec![member.did().to_string()]);
         let (nonce, _) = a.challenge(member.did().as_str(), 0).unwrap();
-        let forged = other.sign(&nonce).to_bytes();
+        let forged = other.sign_for(Purpose::Login, &nonce).to_bytes();
         assert!(matches!(a.login(member.did().as_str(), &nonce, &forged, &[], 0), Err(AuthError::BadSignature(_))));
-        let good = member.sign(&nonce).to_bytes();
+        let good = member.sign_for(Purpose::Login, &nonce).to_bytes();
         assert_eq!(a.login(member.did().as_str(), &nonce, &good, &[], 0).err(), Some(AuthError::UnknownChallenge));
         let (nonce, _) = a.challenge(member.did().as_str(), 0).unwrap();
-        let good = member.sign(&nonce).to_bytes();
+        let good = member.sign_for(Purpose::Login, &nonce).to_bytes();
         assert_eq!(a.login(member.did().as_str(), &nonce, &good, &[], 61_000).err(), Some(AuthError::UnknownChallenge));
+        // The member's signature over the challenge for any other purpose is not a login.
+        let (nonce, _) = a.challenge(member.did().as_str(), 0).unwrap();
+        let as_transfer = member.sign_for(Purpose::Transfer, &nonce).to_bytes();
+        assert!(matches!(
+            a.login(member.did().as_str(), &nonce, &as_transfer, &[], 0),
+            Err(AuthError::BadSignature(_))
+        ));
         let issued = login(&a, &member, &[], 0).unwrap();
         assert!(issued.claims.has("admin"), "configured admins get admin");
         assert!(std::fs::metadata(dir.path().join("gateway/token-secret")).unwrap().len() >= 64);

@@ -20,7 +20,7 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn build(ctx: Context) -> anyhow::Result<Services> {
-    let node = ctx.identity.as_ref().map(|i| i.did().to_string()).unwrap_or_default();
+    let node = ctx.identity.as_ref().map(|i| i.did().clone());
     let backend = Backend::new(&ctx.config)?;
     let hub = Hub::new(ctx.config.api.event_retention);
     let gateway = Arc::new(Gateway {

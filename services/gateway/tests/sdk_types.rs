@@ -618,10 +618,11 @@ impl Parser {
                     self.advance();
                 }
                 self.skip_to_close();
-            } else if self.eat_word("function") {
+            } else if self.eat_word("function") || self.eat_word("const") {
+                // Helpers and constants: not messages.
                 self.skip_to_semicolon();
             } else {
-                self.fail("`type`, `interface`, `class` or `function` after `export`");
+                self.fail("`type`, `interface`, `class`, `function` or `const` after `export`");
             }
         }
         decls

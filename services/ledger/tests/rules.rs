@@ -1,7 +1,7 @@
 //! The ledger's rules through its API on one real node: each refusal has its gRPC code
 //! and names its rule, and nothing refused moves a balance or stops the node.
 
-use icn_identity::NodeIdentity;
+use icn_identity::{NodeIdentity, Purpose};
 use icn_ledger_records::{hash, sign};
 use icn_proto::ledger::v1::ledger_client::LedgerClient;
 use icn_proto::ledger::v1::*;
@@ -41,6 +41,18 @@ async fn every_broken_rule_is_refused_with_its_code_and_name_and_moves_nothing()
     let mut t = coop.next(&mut c, a, b, 10, "forged").await.unwrap();
     t.amount = 20;
     refused(submit(&mut c, t).await, Code::InvalidArgument, "BAD_SIGNATURE");
+
+    // The payer's own signature over the transfer's hash, made for another purpose: what a
+    // malicious gateway would get by sending the hash as a login challenge, or a bare
+    // Ed25519 signature of the old format. Neither pays.
+    let t = coop.next(&mut c, a, b, 10, "signed for logging in").await.unwrap();
+    for purpose in [Purpose::Login, Purpose::GossipEntry, Purpose::CreditLimit] {
+        let mut wrong = t.clone();
+        wrong.signature = a.sign_for(purpose, &hash(&t)).to_bytes().to_vec();
+        refused(submit(&mut c, wrong).await, Code::InvalidArgument, "BAD_SIGNATURE");
+    }
+    // Signed for paying, the same transfer is valid: only the purpose was wrong.
+    assert_eq!(icn_ledger_records::verify(&t), Ok(hash(&t)));
 
     // Zero, negative, and more than the largest amount.
     for amount in [0, -7] {

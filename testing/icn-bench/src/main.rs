@@ -352,8 +352,8 @@ async fn gossip_accept(seconds: u64, publishers: usize) -> anyhow::Result<(f64, 
     let t = Instant::now();
     for i in 0..signs {
         let msg = (i as u64).to_be_bytes();
-        let sig = id.sign(&msg);
-        assert!(did.verify(&msg, &sig));
+        let sig = id.sign_for(icn_identity::Purpose::GossipEntry, &msg).to_bytes();
+        assert!(did.verify_for(icn_identity::Purpose::GossipEntry, &msg, &sig));
     }
     Ok((rate, signs as f64 / t.elapsed().as_secs_f64()))
 }

@@ -14,7 +14,9 @@ pub async fn login(http: &reqwest::Client, base: &str, who: &NodeIdentity, scope
     let challenge: Value =
         http.post(format!("{base}/v1/auth/challenge")).json(&json!({ "did": did })).send().await?.json().await?;
     let nonce = challenge["nonce"].as_str().context("a challenge has a nonce")?;
-    let signature = B64.encode(who.sign(&B64.decode(nonce)?).to_bytes());
+    let nonce_bytes = B64.decode(nonce)?;
+    icn_identity::login::check(&nonce_bytes, who.did(), None)?;
+    let signature = B64.encode(who.sign_for(icn_identity::Purpose::Login, &nonce_bytes).to_bytes());
     let body = json!({ "did": did, "nonce": nonce, "signature": signature, "scopes": scopes });
     let response = http.post(format!("{base}/v1/auth/login")).json(&body).send().await?;
     anyhow::ensure!(response.status() == 200, "login answered {}", response.status());
