@@ -24,6 +24,12 @@ pub struct ApiConfig {
     /// How long a login challenge may be answered.
     #[serde(with = "humantime_serde")]
     pub challenge_ttl: Duration,
+    /// Login challenges outstanding at once, node-wide: issued within `challenge_ttl`,
+    /// answered or not. One more is refused (429 / RESOURCE_EXHAUSTED,
+    /// `TOO_MANY_CHALLENGES`, counted in `icn_gateway_challenges_refused_total`).
+    pub max_challenges: usize,
+    /// Unanswered login challenges one DID may hold at once; one more is refused likewise.
+    pub challenges_per_did: usize,
     /// DIDs granted the `admin` scope when they log in.
     #[serde(default)]
     pub admins: Vec<String>,
@@ -62,6 +68,8 @@ impl Default for ApiConfig {
             token_secret_file: PathBuf::new(),
             token_ttl: Duration::from_secs(3600),
             challenge_ttl: Duration::from_secs(60),
+            max_challenges: 10_000,
+            challenges_per_did: 4,
             admins: Vec::new(),
             identity_rate: 50.0,
             identity_burst: 100,
@@ -84,6 +92,8 @@ impl ApiConfig {
         positive("api.max_in_flight", self.max_in_flight)?;
         positive("api.max_body_bytes", self.max_body_bytes)?;
         positive("api.event_retention", self.event_retention)?;
+        positive("api.max_challenges", self.max_challenges)?;
+        positive("api.challenges_per_did", self.challenges_per_did)?;
         if !above_zero(self.identity_rate)
             || !above_zero(self.address_rate)
             || self.identity_burst == 0

@@ -8,13 +8,14 @@
 //! is answered once. Revoked token ids are kept in the gateway's store until their tokens
 //! would have expired anyway, so a revocation survives a restart.
 
+use crate::challenges::{Bound, Challenges};
 use icn_identity::{login, Did, Purpose};
 use icn_storage::Storage;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use prometheus::{IntCounterVec, Opts};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -51,6 +52,11 @@ pub enum AuthError {
     BadSignature(String),
     #[error("unknown scope `{0}`")]
     UnknownScope(String),
+    #[error("{}", match .0 {
+        Bound::Total => "too many login challenges are outstanding on this node (api.max_challenges): try again shortly",
+        Bound::PerDid => "this DID holds as many unanswered login challenges as allowed (api.challenges_per_did): answer one or wait for it to expire",
+    })]
+    TooManyChallenges(Bound),
     #[error("this node has no identity yet, so it cannot name itself in a challenge: create one with `icnctl id init` and restart")]
     NoNodeIdentity,
     #[error("only the token's owner or an admin may revoke it")]
@@ -102,13 +108,19 @@ pub struct Auth {
     token_ttl: Duration,
     challenge_ttl: Duration,
     admins: Vec<String>,
-    /// nonce → (did, expires at ms).
-    challenges: Mutex<HashMap<Vec<u8>, (String, i64)>>,
+    challenges: Mutex<Challenges>,
+    /// `icn_gateway_challenges_refused_total{bound}`.
+    challenges_refused: IntCounterVec,
     storage: Storage,
 }
 
 impl Auth {
-    pub fn new(config: &icn_config::IcnConfig, node: Option<Did>, storage: Storage) -> anyhow::Result<Self> {
+    pub fn new(
+        config: &icn_config::IcnConfig,
+        node: Option<Did>,
+        storage: Storage,
+        metrics: &prometheus::Registry,
+    ) -> anyhow::Result<Self> {
         let path = if config.api.token_secret_file.as_os_str().is_empty() {
             config.node.data_dir.join("gateway").join("token-secret")
         } else {
@@ -124,7 +136,14 @@ impl Auth {
             token_ttl: config.api.token_ttl,
             challenge_ttl: config.api.challenge_ttl,
             admins: config.api.admins.clone(),
-            challenges: Mutex::new(HashMap::new()),
+            challenges: Mutex::new(Challenges::new(config.api.max_challenges, config.api.challenges_per_did)),
+            challenges_refused: icn_telemetry::metrics::register(
+                metrics,
+                IntCounterVec::new(
+                    Opts::new("gateway_challenges_refused_total", "Login challenges refused at a bound, by bound"),
+                    &["bound"],
+                )?,
+            ),
             storage,
         })
     }
@@ -137,9 +156,11 @@ impl Auth {
         rand::thread_rng().fill_bytes(&mut random);
         let nonce = login::challenge(node, &member, &random);
         let expires = now_ms + self.challenge_ttl.as_millis() as i64;
-        let mut challenges = self.challenges.lock().expect("not poisoned");
-        challenges.retain(|_, (_, e)| *e > now_ms);
-        challenges.insert(nonce.clone(), (did.to_string(), expires));
+        let issued = self.challenges.lock().expect("not poisoned").issue(nonce.clone(), did, expires, now_ms);
+        if let Err(bound) = issued {
+            self.challenges_refused.with_label_values(&[bound.label()]).inc();
+            return Err(AuthError::TooManyChallenges(bound));
+        }
         Ok((nonce, expires))
     }
 
@@ -162,7 +183,7 @@ impl Auth {
         {
             // Taken out whether the signature holds or not: a challenge is answered once.
             let mut challenges = self.challenges.lock().expect("not poisoned");
-            match challenges.remove(nonce) {
+            match challenges.take(nonce) {
                 Some((owner, expires)) if owner == did && expires > now_ms => {}
                 _ => return Err(AuthError::UnknownChallenge),
             }
@@ -278,7 +299,7 @@ mod tests {
         config.node.data_dir = dir.to_path_buf();
         config.api.admins = admins;
         let storage = Storage::open(&dir.join("store"), &[REVOKED_CF]).unwrap();
-        Auth::new(&config, Some(NodeIdentity::generate().did().clone()), storage).unwrap()
+        Auth::new(&config, Some(NodeIdentity::generate().did().clone()), storage, &prometheus::Registry::new()).unwrap()
     }
 
     fn login(a: &Auth, who: &NodeIdentity, scopes: &[&str], now: i64) -> Result<Issued, AuthError> {

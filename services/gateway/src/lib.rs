@@ -4,7 +4,7 @@
 //! forwards ([`backend`]) carries the caller's identity, so topic ACLs and "only your own
 //! transfers" hold here as everywhere.
 //!
-//! - [`auth`]: challenge login, scoped tokens, revocation;
+//! - [`auth`]: challenge login, scoped tokens, revocation; [`challenges`]: their bounds;
 //! - [`limits`]: rate limits per identity and address, load shedding;
 //! - [`events`]: the live event hub;
 //! - [`openapi`]: the OpenAPI document, generated from the routes and the protos;
@@ -13,6 +13,7 @@
 pub mod api;
 pub mod auth;
 pub mod backend;
+pub mod challenges;
 pub mod error;
 pub mod events;
 pub mod limits;

@@ -25,7 +25,7 @@ async fn build(ctx: Context) -> anyhow::Result<Services> {
     let hub = Hub::new(ctx.config.api.event_retention);
     let gateway = Arc::new(Gateway {
         config: ctx.config.api.clone(),
-        auth: Auth::new(&ctx.config, node, ctx.storage.clone())?,
+        auth: Auth::new(&ctx.config, node, ctx.storage.clone(), &ctx.metrics)?,
         backend: backend.clone(),
         hub: hub.clone(),
         limits: Limits::new(&ctx.config.api),

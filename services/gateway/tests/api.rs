@@ -374,6 +374,55 @@ async fn oversized_bodies_and_callers_over_their_rate_get_json_errors_not_queues
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_outsider_flooding_login_challenges_is_refused_at_the_bounds_and_members_still_log_in() {
+    // Long enough for the ten requests below, short enough to wait out.
+    const CHALLENGE_TTL_MS: u64 = 3_000;
+    let net = Network::builder(1)
+        .bootstrap(Bootstrap::None)
+        .services(SERVICES)
+        .env("ICN__API__MAX_CHALLENGES", "6")
+        .env("ICN__API__CHALLENGES_PER_DID", "2")
+        .env("ICN__API__CHALLENGE_TTL", &format!("{CHALLENGE_TTL_MS}ms"))
+        .start()
+        .await
+        .unwrap();
+    let node = &net.nodes[0];
+    let ask = |did: String| async move { post(node, "/v1/auth/challenge", None, &json!({ "did": did })).await };
+    // One DID asks again and again: two challenges, then refusals naming the bound.
+    let flooder = NodeIdentity::generate().did().to_string();
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let (status, r) = ask(flooder.clone()).await;
+        if status != 200 {
+            assert_eq!(
+                (r["error"]["code"].as_str(), r["error"]["reason"].as_str()),
+                (Some("RESOURCE_EXHAUSTED"), Some("TOO_MANY_CHALLENGES")),
+                "{r}"
+            );
+            assert!(r["error"]["message"].as_str().unwrap().contains("api.challenges_per_did"), "{r}");
+        }
+        statuses.push(status);
+    }
+    assert_eq!(statuses, vec![200, 200, 429, 429]);
+    // Fresh DIDs fill the node-wide bound (6 issued within the TTL), then are refused.
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(ask(NodeIdentity::generate().did().to_string()).await.0);
+    }
+    assert_eq!(statuses, vec![200, 200, 200, 200, 429, 429]);
+    // Both refusals are counted, by bound.
+    let metrics = reqwest::get(node.metrics_url("gateway")).await.unwrap().text().await.unwrap();
+    for (bound, n) in [("per_did", 2), ("total", 2)] {
+        let line = format!("icn_gateway_challenges_refused_total{{bound=\"{bound}\"}} {n}");
+        assert!(metrics.contains(&line), "{line} in\n{metrics}");
+    }
+    // Once the flood's challenges expire, a member logs in and is served.
+    tokio::time::sleep(std::time::Duration::from_millis(CHALLENGE_TTL_MS + 200)).await;
+    let token = login(node, &NodeIdentity::generate(), &[]).await;
+    assert_eq!(get(node, "/v1/peers", Some(&token)).await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn the_openapi_document_describes_every_route_the_gateway_serves() {
     let net = Network::builder(1).bootstrap(Bootstrap::None).services(SERVICES).start().await.unwrap();
     let node = &net.nodes[0];
