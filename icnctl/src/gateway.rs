@@ -66,20 +66,8 @@ pub async fn logout(gateway: &str, token_file: &Path, out: &Output) -> anyhow::R
 }
 
 fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("writing the token to {}", path.display()))?;
-    file.write_all(text.as_bytes())?;
-    Ok(())
+    icn_identity::write_private_file(path, text.as_bytes())
+        .with_context(|| format!("writing the token to {}", path.display()))
 }
 
 fn read_token(path: &Path) -> anyhow::Result<String> {

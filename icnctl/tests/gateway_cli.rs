@@ -99,6 +99,10 @@ async fn a_member_logs_in_and_pays_through_the_gateway() {
     let said = String::from_utf8_lossy(&elsewhere.stderr);
     assert!(said.contains("not the expected node") && said.contains("not signed"), "{said}");
     assert!(!token.exists());
+    // A token file left readable by others (an older icnctl, a copy) is replaced by one
+    // only its owner reads: checked after the login below.
+    std::fs::write(&token, "stale").unwrap();
+    std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
 
     let node_did = node.did().to_string();
     let logged = ok(&["--gateway", &gateway, "login", "--key", &key("alice"), "--node", &node_did], &token);
@@ -150,4 +154,8 @@ async fn a_member_logs_in_and_pays_through_the_gateway() {
 
     ok(&["--gateway", &gateway, "logout"], &token);
     assert!(!token.exists());
+    // A token file left readable by others (an older icnctl, a copy) is replaced by one
+    // only its owner reads: checked after the login below.
+    std::fs::write(&token, "stale").unwrap();
+    std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
 }

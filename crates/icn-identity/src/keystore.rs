@@ -172,22 +172,8 @@ fn derive_key(
     Ok(key)
 }
 
-/// Writes through a temporary file and a rename so a crash never leaves half a keystore.
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), KeystoreError> {
-    use std::io::Write;
-    let io = |source| KeystoreError::Io { path: path.to_path_buf(), source };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(io)?;
-    }
-    let tmp = path.with_extension("tmp");
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut f = options.open(&tmp).map_err(io)?;
-    f.write_all(bytes).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    crate::write_private_file(path, bytes).map_err(|source| KeystoreError::Io { path: path.to_path_buf(), source })
 }
 
 fn corrupt(path: &Path, reason: &str) -> KeystoreError {

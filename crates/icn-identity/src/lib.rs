@@ -69,6 +69,35 @@ pub fn verifying_key(bytes: &[u8; 32]) -> Result<VerifyingKey, DidError> {
     VerifyingKey::from_bytes(bytes).map_err(|_| DidError::Key)
 }
 
+/// Writes a file only its owner may read (mode 0600), whatever was at `path` before:
+/// through a fresh temporary file beside it (created exclusively, so neither a stale
+/// file's permissions nor a planted symbolic link are inherited), synced, then renamed
+/// over `path`, so a crash leaves the old file or the new one, never half of one. For
+/// keystores, tokens and secrets.
+pub fn write_private_file(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{}.tmp", std::process::id()));
+    let tmp = path.with_file_name(name);
+    // A leftover from a crashed write (or anything planted there) goes; `create_new`
+    // then refuses to follow whatever might reappear.
+    match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+    let written = file.write_all(bytes).and_then(|()| file.sync_all());
+    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    Ok(())
+}
+
 /// Variable holding the keystore passphrase when no passphrase file is configured.
 pub const PASSPHRASE_VAR: &str = "ICN_PASSPHRASE";
 
@@ -134,5 +163,29 @@ mod seal_tests {
         assert_eq!(recipient.unseal(&sealed).unwrap(), b"for your eyes only");
         assert_eq!(other.unseal(&sealed), Err(SealError::Open));
         assert_eq!(seal(&[1, 2, 3], b"x"), Err(SealError::Key));
+    }
+}
+
+#[cfg(test)]
+mod private_file_tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_private_file_is_0600_whatever_was_there_and_follows_no_planted_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "old").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        // Someone plants a link where the temporary file will be, aimed at a file of theirs.
+        let victim = dir.path().join("theirs");
+        std::fs::write(&victim, "untouched").unwrap();
+        let tmp = dir.path().join(format!("token.{}.tmp", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &tmp).unwrap();
+
+        super::write_private_file(&path, b"new").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new");
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched");
+        assert!(!tmp.exists() && std::fs::symlink_metadata(&tmp).is_err(), "no temporary file is left");
     }
 }
