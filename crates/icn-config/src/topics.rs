@@ -18,6 +18,11 @@ pub struct TopicsConfig {
     pub default_max_entries: u64,
     /// Entries ahead of a gap held per topic and author, waiting for the gap to fill.
     pub max_pending_per_author: usize,
+    /// Bytes of entries held ahead of a gap, node-wide (every topic, every author): one
+    /// more is refused (RESOURCE_EXHAUSTED, counted in
+    /// `icn_gossip_pending_refused_total{bound="total_bytes"}`) and fetched again once its
+    /// gap fills. Without it, fresh keys could each park `max_pending_per_author` entries.
+    pub max_pending_bytes: u64,
     /// Live entries buffered per subscriber; one further behind catches up from the store.
     pub subscriber_buffer: usize,
     /// Entries one `Subscribe` stream buffers ahead of its client.
@@ -52,6 +57,7 @@ impl Default for TopicsConfig {
             compress_above_bytes: 1024,
             default_max_entries: 1_000_000,
             max_pending_per_author: 10_000,
+            max_pending_bytes: 256 * 1024 * 1024,
             subscriber_buffer: 4096,
             stream_buffer: 256,
             catch_up_page: 512,
@@ -77,6 +83,7 @@ impl TopicsConfig {
             });
         }
         positive("topics.max_pending_per_author", self.max_pending_per_author)?;
+        positive("topics.max_pending_bytes", self.max_pending_bytes as usize)?;
         positive("topics.subscriber_buffer", self.subscriber_buffer)?;
         positive("topics.stream_buffer", self.stream_buffer)?;
         positive("topics.catch_up_page", self.catch_up_page)?;

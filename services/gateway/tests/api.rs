@@ -423,6 +423,56 @@ async fn an_outsider_flooding_login_challenges_is_refused_at_the_bounds_and_memb
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn entries_parked_ahead_of_a_gap_are_bounded_node_wide_and_nothing_refused_is_lost() {
+    // Room for two held entries of 16 KiB, not three.
+    let net = Network::builder(1)
+        .bootstrap(Bootstrap::None)
+        .services(SERVICES)
+        .env("ICN__TOPICS__MAX_PENDING_BYTES", "40000")
+        .start()
+        .await
+        .unwrap();
+    let node = &net.nodes[0];
+    let public =
+        icn_proto::gossip::v1::Acl { rule: Some(icn_proto::gossip::v1::acl::Rule::Public(Default::default())) };
+    let spec = icn_proto::gossip::v1::TopicSpec { name: "parking".into(), acl: Some(public), ..Default::default() };
+    let signing = Some(icn_proto::gossip::v1::create_topic_request::Signing::Spec(spec));
+    node.gossip().await.unwrap().create_topic(icn_proto::gossip::v1::CreateTopicRequest { signing }).await.unwrap();
+    let outsider = NodeIdentity::generate();
+    let token = login(node, &outsider, &[]).await;
+    let publish = |seq: u64| {
+        let entry = sign_entry(&outsider, "parking", seq, &vec![seq as u8; 16 * 1024]);
+        let body = serde_json::to_value(icn_proto::gossip::v1::PublishRequest {
+            signing: Some(icn_proto::gossip::v1::publish_request::Signing::Signed(entry)),
+        })
+        .unwrap();
+        let token = token.clone();
+        async move { post(node, "/v1/entries", Some(&token), &body).await }
+    };
+    // Seq 1 withheld: 2 and 3 are parked, 4 would pass the node-wide bound.
+    for seq in [2, 3] {
+        let (status, r) = publish(seq).await;
+        assert_eq!(status, 200, "seq {seq}: {r}");
+    }
+    let (status, r) = publish(4).await;
+    assert_eq!((status, r["error"]["code"].as_str()), (429, Some("RESOURCE_EXHAUSTED")), "{r}");
+    assert!(r["error"]["message"].as_str().unwrap().contains("topics.max_pending_bytes"), "{r}");
+    let metrics = reqwest::get(node.metrics_url("gossip")).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("icn_gossip_pending_refused_total{bound=\"total_bytes\"} 1"), "{metrics}");
+    // The gap fills: the parked entries are released, and the refused one is taken now.
+    for seq in [1, 4] {
+        let (status, r) = publish(seq).await;
+        assert_eq!(status, 200, "seq {seq}: {r}");
+    }
+    let (status, r) = get(node, "/v1/entries?topic=parking", Some(&token)).await;
+    assert_eq!(status, 200, "{r}");
+    let mut seqs: Vec<u64> =
+        r["entries"].as_array().unwrap().iter().map(|e| e["entry"]["seq"].as_str().unwrap().parse().unwrap()).collect();
+    seqs.sort();
+    assert_eq!(seqs, vec![1, 2, 3, 4], "every entry is held by the node: {r}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn the_openapi_document_describes_every_route_the_gateway_serves() {
     let net = Network::builder(1).bootstrap(Bootstrap::None).services(SERVICES).start().await.unwrap();
     let node = &net.nodes[0];

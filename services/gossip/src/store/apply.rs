@@ -99,23 +99,36 @@ impl Store {
     fn hold_locked(&self, state: &mut State, entry: Entry) -> Result<Durable<Applied>, GossipError> {
         let entry_seq = entry.seq;
         let k = entry_key(&entry.topic, &entry.author, entry.seq);
+        let encoded = entry.encode_to_vec();
+        let size = encoded.len() as u64;
+        let total = state.pending_bytes;
         let held = state.pending.entry((entry.topic.clone(), entry.author.clone())).or_default();
-        if held.contains(&entry.seq) {
+        if held.contains_key(&entry.seq) {
             return Ok(Durable::done(Applied::Held));
         }
         if held.len() >= self.config.max_pending_per_author {
+            self.metrics.pending_refused.with_label_values(&["per_author"]).inc();
             return Err(GossipError::ResourceExhausted(format!(
-                "{} entries of {} are already waiting for a gap to fill in `{}`",
+                "{} entries of {} are already waiting for a gap to fill in `{}` (topics.max_pending_per_author)",
                 held.len(),
                 entry.author,
                 entry.topic
             )));
         }
+        if total + size > self.config.max_pending_bytes {
+            self.metrics.pending_refused.with_label_values(&["total_bytes"]).inc();
+            return Err(GossipError::ResourceExhausted(format!(
+                "{total} bytes of entries already wait for gaps to fill on this node; {} more would pass \
+                 topics.max_pending_bytes ({}): send the missing entries first",
+                size, self.config.max_pending_bytes
+            )));
+        }
         let mut batch = WriteBatch::default();
-        batch.put_cf(self.storage.cf(PENDING_CF)?, &k, entry.encode_to_vec());
+        batch.put_cf(self.storage.cf(PENDING_CF)?, &k, encoded);
         let committing = self.queue(batch, Vec::new(), Some(k.clone()))?;
         self.held_in_flight.lock().expect("held lock").insert(k, entry);
-        held.insert(entry_seq);
+        held.insert(entry_seq, size);
+        state.pending_bytes += size;
         Ok(Durable::committing(Applied::Held, committing))
     }
 
@@ -150,7 +163,7 @@ impl Store {
             batch.put_cf(self.storage.cf(ENTRIES_CF)?, &k, s.encode_to_vec());
             batch.put_cf(self.storage.cf(POSITIONS_CF)?, position_key(&e.topic, span.last), &k);
             stored.push(s);
-            if held.is_some_and(|h| h.contains(&(e.seq + 1))) {
+            if held.is_some_and(|h| h.contains_key(&(e.seq + 1))) {
                 let after = entry_key(&e.topic, &e.author, e.seq + 1);
                 // A held entry whose own write is still queued is not in the store yet.
                 let in_flight = self.held_in_flight.lock().expect("held lock").remove(&after);
@@ -176,7 +189,10 @@ impl Store {
         state.spans.insert(topic.name.clone(), span);
         if let Some(held) = state.pending.get_mut(&id) {
             for seq in released {
-                held.remove(&seq);
+                state.pending_bytes -= held.remove(&seq).unwrap_or(0);
+            }
+            if held.is_empty() {
+                state.pending.remove(&id);
             }
         }
         Ok(Durable::committing(Applied::Stored(stored), committing))

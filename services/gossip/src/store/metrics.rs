@@ -13,6 +13,8 @@ pub struct StoreMetrics {
     pub rejections: prometheus::IntCounterVec,
     /// Entries made durable, from every path: local publishes, peers, restores.
     pub stored: prometheus::IntCounter,
+    /// Entries ahead of a gap refused at a bound (`per_author`, `total_bytes`).
+    pub pending_refused: prometheus::IntCounterVec,
 }
 
 impl StoreMetrics {
@@ -32,6 +34,17 @@ impl StoreMetrics {
                 prometheus::IntCounter::new(
                     "gossip_entries_stored_total",
                     "Entries stored, from anywhere: local publishes, peers and restores",
+                )
+                .expect("valid metric"),
+            ),
+            pending_refused: register(
+                registry,
+                prometheus::IntCounterVec::new(
+                    prometheus::Opts::new(
+                        "gossip_pending_refused_total",
+                        "Entries ahead of a gap refused at a bound, by bound",
+                    ),
+                    &["bound"],
                 )
                 .expect("valid metric"),
             ),

@@ -38,7 +38,7 @@ use icn_storage::group::GroupQueue;
 use icn_storage::{IteratorMode, Storage};
 use layout::{u64_at, HEADS_CF, PENDING_CF, TOPICS_CF, TOPIC_STATE_CF};
 use prost::Message;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::broadcast;
@@ -85,10 +85,12 @@ pub struct Store {
 struct State {
     heads: HashMap<(String, String), u64>,
     spans: HashMap<String, Span>,
-    /// Sequence numbers held ahead of a gap, per (topic, author): bounded by
-    /// `topics.max_pending_per_author`, and known here so that no read of the store is
-    /// needed to tell whether an entry is held or released.
-    pending: HashMap<(String, String), BTreeSet<u64>>,
+    /// Sequence numbers held ahead of a gap, per (topic, author), with each held entry's
+    /// encoded size: bounded by `topics.max_pending_per_author`, and known here so that no
+    /// read of the store is needed to tell whether an entry is held or released.
+    pending: HashMap<(String, String), BTreeMap<u64, u64>>,
+    /// Bytes of every held entry, bounded by `topics.max_pending_bytes`.
+    pending_bytes: u64,
 }
 
 impl Store {
@@ -123,7 +125,7 @@ impl Store {
             state.spans.insert(topic, Span { first, last, last_at_ms });
         }
         for item in db.iterator_cf(storage.cf(PENDING_CF)?, IteratorMode::Start) {
-            let (k, _) = item.map_err(icn_storage::StorageError::from)?;
+            let (k, v) = item.map_err(icn_storage::StorageError::from)?;
             let parts: Vec<&[u8]> = k.splitn(2, |b| *b == 0).collect();
             if let [topic, rest] = parts[..] {
                 if let Some(end) = rest.len().checked_sub(9) {
@@ -131,7 +133,8 @@ impl Store {
                         String::from_utf8_lossy(topic).into_owned(),
                         String::from_utf8_lossy(&rest[..end]).into_owned(),
                     );
-                    state.pending.entry(id).or_default().insert(u64_at(rest, end + 1));
+                    state.pending.entry(id).or_default().insert(u64_at(rest, end + 1), v.len() as u64);
+                    state.pending_bytes += v.len() as u64;
                 }
             }
         }
