@@ -123,21 +123,7 @@ async fn a_member_logs_in_pays_and_reads_balances_over_rest_and_grpc_and_sees_ev
 
     // An entry published on node 1 (signed by alice) appears in node 3's stream, as does
     // the transfer that touched bob.
-    let mut topic = icn_proto::gossip::v1::gossip_client::GossipClient::new(n1.channel("gossip").await.unwrap());
-    topic
-        .create_topic(icn_proto::gossip::v1::CreateTopicRequest {
-            signing: Some(icn_proto::gossip::v1::create_topic_request::Signing::Spec(
-                icn_proto::gossip::v1::TopicSpec {
-                    name: "square".into(),
-                    acl: Some(icn_proto::gossip::v1::Acl {
-                        rule: Some(icn_proto::gossip::v1::acl::Rule::Public(Default::default())),
-                    }),
-                    ..Default::default()
-                },
-            )),
-        })
-        .await
-        .unwrap();
+    n1.create_public_topic("square").await.unwrap();
     tokio::time::sleep(Duration::from_millis(800)).await;
     let entry = sign_entry(alice, "square", 1, b"hello from node 1");
     let body = serde_json::to_value(icn_proto::gossip::v1::PublishRequest {
@@ -265,18 +251,7 @@ async fn a_non_participant_cannot_read_a_private_topic_through_any_gateway_route
         .await
         .unwrap();
     // A public topic: what the outsider may read proves its event stream is live.
-    node.gossip()
-        .await
-        .unwrap()
-        .create_topic(g::CreateTopicRequest {
-            signing: Some(g::create_topic_request::Signing::Spec(g::TopicSpec {
-                name: "square".into(),
-                acl: Some(g::Acl { rule: Some(g::acl::Rule::Public(Default::default())) }),
-                ..Default::default()
-            })),
-        })
-        .await
-        .unwrap();
+    node.create_public_topic("square").await.unwrap();
     let (inside, outside) = (login(node, &insider, &[]).await, login(node, &outsider, &[]).await);
     // Both follow events before the entry is published; the hub must see the topics first.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -433,11 +408,7 @@ async fn entries_parked_ahead_of_a_gap_are_bounded_node_wide_and_nothing_refused
         .await
         .unwrap();
     let node = &net.nodes[0];
-    let public =
-        icn_proto::gossip::v1::Acl { rule: Some(icn_proto::gossip::v1::acl::Rule::Public(Default::default())) };
-    let spec = icn_proto::gossip::v1::TopicSpec { name: "parking".into(), acl: Some(public), ..Default::default() };
-    let signing = Some(icn_proto::gossip::v1::create_topic_request::Signing::Spec(spec));
-    node.gossip().await.unwrap().create_topic(icn_proto::gossip::v1::CreateTopicRequest { signing }).await.unwrap();
+    node.create_public_topic("parking").await.unwrap();
     let outsider = NodeIdentity::generate();
     let token = login(node, &outsider, &[]).await;
     let publish = |seq: u64| {

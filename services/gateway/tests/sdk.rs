@@ -9,7 +9,6 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use icn_identity::NodeIdentity;
 use icn_ledger_records::{next_transfer, Payment};
-use icn_proto::gossip::v1 as gossip;
 use icn_proto::ledger::v1::{Account, Transfer};
 use icn_testkit::ledger::{TestCoop, CURRENCY};
 use icn_testkit::{Bootstrap, Network};
@@ -37,14 +36,7 @@ async fn the_javascript_sdk_logs_in_pays_reads_and_follows_events_through_a_real
     let node = &net.nodes[0];
     let coop = TestCoop::create(&mut node.ledger().await.unwrap(), "sdk", 2, 10_000).await.unwrap();
     let (alice, bob) = (&coop.members[0], &coop.members[1]);
-    let public = gossip::Acl { rule: Some(gossip::acl::Rule::Public(Default::default())) };
-    let spec = gossip::TopicSpec { name: TOPIC.into(), acl: Some(public), ..Default::default() };
-    node.gossip()
-        .await
-        .unwrap()
-        .create_topic(gossip::CreateTopicRequest { signing: Some(gossip::create_topic_request::Signing::Spec(spec)) })
-        .await
-        .unwrap();
+    node.create_public_topic(TOPIC).await.unwrap();
 
     let key = |m: &NodeIdentity| B64.encode(m.signing_key_pkcs8_der());
     let env = [

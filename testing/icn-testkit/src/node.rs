@@ -278,6 +278,15 @@ impl TestNode {
         Ok(icn_proto::gossip::v1::gossip_client::GossipClient::new(self.channel("gossip").await?))
     }
 
+    /// Creates a public topic `name` on this node's gossip, signed by the node.
+    pub async fn create_public_topic(&self, name: &str) -> anyhow::Result<()> {
+        use icn_proto::gossip::v1::{acl, create_topic_request::Signing, Acl, CreateTopicRequest, TopicSpec};
+        let acl = Acl { rule: Some(acl::Rule::Public(Default::default())) };
+        let spec = TopicSpec { name: name.into(), acl: Some(acl), ..Default::default() };
+        self.gossip().await?.create_topic(CreateTopicRequest { signing: Some(Signing::Spec(spec)) }).await?;
+        Ok(())
+    }
+
     pub async fn ledger(&self) -> anyhow::Result<icn_proto::ledger::v1::ledger_client::LedgerClient<Channel>> {
         Ok(icn_proto::ledger::v1::ledger_client::LedgerClient::new(self.channel("ledger").await?))
     }
