@@ -9,7 +9,7 @@ NODES ?= 3
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo 'docker compose' || echo docker-compose)
 DATA ?= .data/localnet
 
-.PHONY: help deps build run test test-lab test-compose bench images compose-up compose-down ci clean-data fmt
+.PHONY: help deps build run test test-lab test-compose bench images compose-up compose-down ci clean-data fmt fuzz
 
 help:
 	@echo "make run            start a local network of $(NODES) nodes x 5 services (Ctrl-C stops it)"
@@ -17,6 +17,7 @@ help:
 	@echo "make test-lab       the network-lab suite: nodes in network namespaces, partitions (needs root)"
 	@echo "make test-compose   build the container image and run the docker compose smoke test"
 	@echo "make bench          benchmarks beside their ceilings on this machine (results in target/bench/)"
+	@echo "make fuzz           cargo-fuzz every network decoder (nightly, off CI; FUZZ_RUNS per target)"
 	@echo "make images         build the icn/node:dev image from local binaries (no registry needed)"
 	@echo "make compose-up     start the 3-node compose network; make compose-down stops it"
 	@echo "make ci             what CI runs: test + test-lab + test-compose"
@@ -52,6 +53,17 @@ compose-down:
 	$(COMPOSE) down -v --remove-orphans
 
 ci: test test-lab test-compose
+
+# Off CI: libFuzzer (cargo-fuzz, nightly) over each network decoder, growing the corpora
+# in fuzz/corpus/ that CI replays (testing/icn-fuzz-targets). Its own target directory:
+# nightly builds must not share the stable one.
+FUZZ_RUNS ?= 1000000
+fuzz:
+	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	rustup toolchain list | grep -q nightly || rustup toolchain install nightly --profile minimal
+	cd fuzz && for t in netd_frame gossip_frame ledger_batch did_text; do \
+	  CARGO_TARGET_DIR=$(CURDIR)/fuzz/target $(CARGO) +nightly fuzz run -O $$t corpus/$$t -- -runs=$(FUZZ_RUNS) -max_len=65536 || exit 1; \
+	done
 
 clean-data:
 	rm -rf .data

@@ -47,8 +47,9 @@ async fn a_member_logs_in_and_pays_through_the_gateway() {
     };
     let (founder, alice, bob) = (did("founder"), did("alice"), did("bob"));
     let _ = founder;
-    ok(
+    let created = ok(
         &[
+            "--json",
             "--endpoint",
             &ledger,
             "coop",
@@ -65,6 +66,11 @@ async fn a_member_logs_in_and_pays_through_the_gateway() {
         ],
         &token,
     );
+    // The id is bound to the founding record: `gwc-` and 26 characters.
+    let created: serde_json::Value = serde_json::from_str(&created).unwrap();
+    let gwc = created["coop"]["id"].as_str().unwrap().to_string();
+    assert!(gwc.starts_with("gwc-"), "{created}");
+    let gwc = gwc.as_str();
     ok(
         &[
             "--endpoint",
@@ -73,7 +79,7 @@ async fn a_member_logs_in_and_pays_through_the_gateway() {
             "create",
             "hours",
             "--coop",
-            "gwc",
+            gwc,
             "--decimals",
             "2",
             "--credit-limit",
@@ -86,7 +92,7 @@ async fn a_member_logs_in_and_pays_through_the_gateway() {
 
     // Without a token the gateway path says how to get one.
     let out = icnctl(
-        &["--gateway", &gateway, "balance", "--coop", "gwc", "--currency", "hours", "--key", &key("alice")],
+        &["--gateway", &gateway, "balance", "--coop", gwc, "--currency", "hours", "--key", &key("alice")],
         &token,
     );
     assert_eq!(out.status.code(), Some(1));
@@ -113,7 +119,7 @@ async fn a_member_logs_in_and_pays_through_the_gateway() {
     assert_eq!(std::fs::metadata(&token).unwrap().permissions().mode() & 0o777, 0o600);
 
     let gw = ["--gateway", gateway.as_str()];
-    let hours = ["--coop", "gwc", "--currency", "hours"];
+    let hours = ["--coop", gwc, "--currency", "hours"];
     let paid = ok(
         &[&gw[..], &["transfer"], &hours[..], &["--to", &bob, "--amount", "12.5", "--key", &key("alice")]].concat(),
         &token,
@@ -129,7 +135,7 @@ async fn a_member_logs_in_and_pays_through_the_gateway() {
     let out = icnctl(&[&gw[..], &["history"], &hours[..], &["--member", &bob]].concat(), &token);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("their own history"));
-    let stats = ok(&[&gw[..], &["stats", "--coop", "gwc"]].concat(), &token);
+    let stats = ok(&[&gw[..], &["stats", "--coop", gwc]].concat(), &token);
     assert!(stats.contains("12.50"), "{stats}");
     // A transfer in bob's name with alice's token is refused by the gateway.
     let out = icnctl(

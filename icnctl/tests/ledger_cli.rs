@@ -72,7 +72,6 @@ async fn members_found_a_cooperative_and_pay_each_other_within_their_credit_limi
     let keys = tempfile::tempdir().unwrap();
     let cli = Icnctl { endpoint: &endpoint, keys: keys.path() };
     let (founder_key, alice_key, bob_key) = (cli.key("founder"), cli.key("alice"), cli.key("bob"));
-    let hours = "--coop bakery --currency hours";
 
     // Each member creates a key of their own; an existing key is never overwritten.
     let founder = cli.keygen("founder");
@@ -82,13 +81,22 @@ async fn members_found_a_cooperative_and_pay_each_other_within_their_credit_limi
     assert!(cli.ok(&format!("member show --key {alice_key}")).contains(&alice));
 
     // The founder creates the cooperative with Alice and Bob, and its currency.
+    // Its id is the label and 26 characters bound to the founding record.
     let created =
         cli.ok(&format!("coop create bakery --name Bakery --key {founder_key} --member {alice} --member {bob}"));
-    assert!(created.contains("created cooperative bakery"), "{created}");
+    let bakery = created
+        .lines()
+        .find_map(|l| l.strip_prefix("created cooperative "))
+        .and_then(|l| l.split(' ').next())
+        .unwrap_or_else(|| panic!("{created}"))
+        .to_string();
+    assert!(bakery.starts_with("bakery-") && bakery.len() == "bakery-".len() + 26, "{created}");
+    let hours = format!("--coop {bakery} --currency hours");
+    let hours = hours.as_str();
     let currency =
-        cli.ok(&format!("currency create hours --coop bakery --decimals 2 --credit-limit 50 --key {founder_key}"));
+        cli.ok(&format!("currency create hours --coop {bakery} --decimals 2 --credit-limit 50 --key {founder_key}"));
     assert!(currency.contains("default credit limit 50.00"), "{currency}");
-    let shown = cli.ok("coop show bakery");
+    let shown = cli.ok(&format!("coop show {bakery}"));
     for did in [&founder, &alice, &bob] {
         assert!(shown.contains(did.as_str()), "{shown}");
     }
@@ -96,7 +104,7 @@ async fn members_found_a_cooperative_and_pay_each_other_within_their_credit_limi
 
     // Only an admin signs a currency.
     let refused =
-        cli.fails(&format!("currency create tokens --coop bakery --decimals 0 --credit-limit 5 --key {alice_key}"));
+        cli.fails(&format!("currency create tokens --coop {bakery} --decimals 0 --credit-limit 5 --key {alice_key}"));
     assert!(refused.contains("not an admin"), "{refused}");
 
     // Alice pays Bob 12.50 hours.
@@ -122,7 +130,7 @@ async fn members_found_a_cooperative_and_pay_each_other_within_their_credit_limi
     let history = cli.json(&format!("history {hours} --member {bob}"));
     assert_eq!(history["transfers"][0]["hash"], hash, "{history}");
 
-    let stats = cli.ok("stats --coop bakery");
+    let stats = cli.ok(&format!("stats --coop {bakery}"));
     assert!(stats.contains("members      3") && stats.contains("transfers    1"), "{stats}");
     let row = stats.lines().find(|l| l.starts_with("hours")).unwrap_or_else(|| panic!("{stats}"));
     let figures: Vec<&str> = row.split_whitespace().collect();
@@ -145,8 +153,8 @@ async fn members_found_a_cooperative_and_pay_each_other_within_their_credit_limi
     // An admin admits Carol; Bob spends what he earned on her flour.
     let carol_key = cli.key("carol");
     let carol = cli.keygen("carol");
-    let admitted = cli.ok(&format!("coop admit {carol} --coop bakery --key {founder_key}"));
-    assert!(admitted.contains(&format!("{carol} is member of cooperative bakery")), "{admitted}");
+    let admitted = cli.ok(&format!("coop admit {carol} --coop {bakery} --key {founder_key}"));
+    assert!(admitted.contains(&format!("{carol} is member of cooperative {bakery}")), "{admitted}");
     assert!(cli.ok(&pay(&bob_key, &carol, "20", "flour")).contains("status   applied"));
     assert_eq!(cli.json(&format!("balance {hours} --key {carol_key}"))["account"]["balance"], 2000);
 
@@ -159,5 +167,5 @@ async fn members_found_a_cooperative_and_pay_each_other_within_their_credit_limi
     assert!(cli.fails(&rent("7")).contains("nothing was paid"));
     assert_eq!(cli.json(&format!("balance {hours} --member {carol}"))["account"]["balance"], 2500);
 
-    assert_eq!(cli.ok("quarantine --coop bakery").trim(), "no forks");
+    assert_eq!(cli.ok(&format!("quarantine --coop {bakery}")).trim(), "no forks");
 }

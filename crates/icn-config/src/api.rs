@@ -52,6 +52,10 @@ pub struct ApiConfig {
     /// Comment lines sent on an idle event stream so proxies keep it open.
     #[serde(with = "humantime_serde")]
     pub event_keep_alive: Duration,
+    /// How often a live event stream asks again whether its token still holds (not
+    /// revoked) and what its caller may read; expiry ends a stream at once.
+    #[serde(with = "humantime_serde")]
+    pub stream_recheck: Duration,
     /// How often the gateway polls netd for peer changes and gossip for new topics.
     #[serde(with = "humantime_serde")]
     pub poll_interval: Duration,
@@ -80,6 +84,7 @@ impl Default for ApiConfig {
             request_timeout: Duration::from_secs(10),
             event_retention: 10_000,
             event_keep_alive: Duration::from_secs(15),
+            stream_recheck: Duration::from_secs(5),
             poll_interval: Duration::from_secs(1),
             health_timeout: Duration::from_secs(2),
         }
@@ -101,10 +106,14 @@ impl ApiConfig {
         {
             return Err(ConfigError::Invalid { key: "api", problem: "rates and bursts must be positive".into() });
         }
-        if self.token_ttl.is_zero() || self.challenge_ttl.is_zero() || self.request_timeout.is_zero() {
+        if self.token_ttl.is_zero()
+            || self.challenge_ttl.is_zero()
+            || self.request_timeout.is_zero()
+            || self.stream_recheck.is_zero()
+        {
             return Err(ConfigError::Invalid {
                 key: "api",
-                problem: "token_ttl, challenge_ttl and request_timeout must be positive".into(),
+                problem: "token_ttl, challenge_ttl, request_timeout and stream_recheck must be positive".into(),
             });
         }
         Ok(())

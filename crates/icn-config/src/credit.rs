@@ -31,6 +31,12 @@ pub struct CreditConfig {
     pub recompute_attempts: u32,
     /// Transfers buffered for each `Watch` stream; a watcher further behind is cut.
     pub watch_buffer: usize,
+    /// At this node's API only: a transfer or admin entry whose `created_at_ms` is
+    /// further than this from the node's clock is refused (`BAD_TIME`). Peers' entries are
+    /// never judged by a node's clock: that would make the applied set depend on when
+    /// and where an entry arrived.
+    #[serde(with = "humantime_serde")]
+    pub max_clock_skew: Duration,
 }
 
 impl Default for CreditConfig {
@@ -44,6 +50,7 @@ impl Default for CreditConfig {
             gossip_retry: Duration::from_millis(500),
             recompute_attempts: 5,
             watch_buffer: 4096,
+            max_clock_skew: Duration::from_secs(300),
         }
     }
 }
@@ -55,6 +62,12 @@ impl CreditConfig {
         positive("credit.queue", self.queue)?;
         positive("credit.recompute_attempts", self.recompute_attempts as usize)?;
         positive("credit.watch_buffer", self.watch_buffer)?;
+        if self.max_clock_skew.is_zero() {
+            return Err(ConfigError::Invalid {
+                key: "credit.max_clock_skew",
+                problem: "must be positive: no clock agrees with another to the millisecond".into(),
+            });
+        }
         if self.publish_max_bytes < 4096 {
             return Err(ConfigError::Invalid {
                 key: "credit.publish_max_bytes",

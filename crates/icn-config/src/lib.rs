@@ -24,7 +24,7 @@ pub use api::ApiConfig;
 pub use credit::CreditConfig;
 pub use error::ConfigError;
 pub use log::{LogConfig, LogFormat};
-pub use network::{NetworkConfig, RateLimitConfig, ReconnectConfig, TrustConfig, VivaldiConfig};
+pub use network::{ExchangeConfig, NetworkConfig, RateLimitConfig, ReconnectConfig, TrustConfig, VivaldiConfig};
 pub use node::NodeConfig;
 pub use services::{Endpoints, ServiceConfig};
 pub use shutdown::ShutdownConfig;

@@ -23,6 +23,16 @@ pub struct TopicsConfig {
     /// `icn_gossip_pending_refused_total{bound="total_bytes"}`) and fetched again once its
     /// gap fills. Without it, fresh keys could each park `max_pending_per_author` entries.
     pub max_pending_bytes: u64,
+    /// Topics this node holds, from every creator: a new one beyond it is refused
+    /// (RESOURCE_EXHAUSTED, counted in `icn_gossip_topics_refused_total{bound="total"}`).
+    pub max_topics: usize,
+    /// Topics one creator (a DID) may have on this node, so that one key cannot take
+    /// the whole of `max_topics` (`…{bound="per_creator"}`).
+    pub max_topics_per_creator: usize,
+    /// Equivocations (an author's two different entries at one sequence number) kept as
+    /// evidence; beyond it they are counted only
+    /// (`icn_gossip_equivocations_not_kept_total`).
+    pub max_equivocations: usize,
     /// Live entries buffered per subscriber; one further behind catches up from the store.
     pub subscriber_buffer: usize,
     /// Entries one `Subscribe` stream buffers ahead of its client.
@@ -41,6 +51,9 @@ pub struct TopicsConfig {
     #[serde(with = "humantime_serde")]
     pub anti_entropy_interval: Duration,
     pub anti_entropy_peers: usize,
+    /// Topics announced per anti-entropy round, taken in turn by name: a round costs the
+    /// same however many topics peers created, and every topic comes round again.
+    pub anti_entropy_topics: usize,
     /// Pushes gather entries for up to this long, or up to `push_batch_bytes`.
     #[serde(with = "humantime_serde")]
     pub push_linger: Duration,
@@ -58,6 +71,9 @@ impl Default for TopicsConfig {
             default_max_entries: 1_000_000,
             max_pending_per_author: 10_000,
             max_pending_bytes: 256 * 1024 * 1024,
+            max_topics: 10_000,
+            max_topics_per_creator: 1_000,
+            max_equivocations: 10_000,
             subscriber_buffer: 4096,
             stream_buffer: 256,
             catch_up_page: 512,
@@ -66,6 +82,7 @@ impl Default for TopicsConfig {
             fanout: 4,
             anti_entropy_interval: Duration::from_secs(1),
             anti_entropy_peers: 2,
+            anti_entropy_topics: 256,
             push_linger: Duration::from_millis(2),
             push_batch_bytes: 256 * 1024,
             netd_retry: Duration::from_millis(500),
@@ -84,6 +101,10 @@ impl TopicsConfig {
         }
         positive("topics.max_pending_per_author", self.max_pending_per_author)?;
         positive("topics.max_pending_bytes", self.max_pending_bytes as usize)?;
+        positive("topics.max_topics", self.max_topics)?;
+        positive("topics.max_topics_per_creator", self.max_topics_per_creator)?;
+        positive("topics.max_equivocations", self.max_equivocations)?;
+        positive("topics.anti_entropy_topics", self.anti_entropy_topics)?;
         positive("topics.subscriber_buffer", self.subscriber_buffer)?;
         positive("topics.stream_buffer", self.stream_buffer)?;
         positive("topics.catch_up_page", self.catch_up_page)?;

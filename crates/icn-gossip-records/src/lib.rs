@@ -6,7 +6,10 @@
 //! that cannot be turned into a decompression bomb.
 //!
 //! Who may write or read a topic (its ACL) is the gossip service's rule, not a property
-//! of a record: it lives there.
+//! of a record: it lives there. Which names belong to a service, with settings no
+//! creator chooses, is a property of the record: [`reserved`].
+
+pub mod reserved;
 
 use icn_identity::{Did, NodeIdentity, Purpose};
 use icn_proto::gossip::v1::{Entry, RejectionReason, Topic};
@@ -148,6 +151,7 @@ pub fn verify_topic(topic: &Topic) -> Result<Did, RecordError> {
             why: format!("the topic is not signed by its creator {creator}"),
         });
     }
+    reserved::check(topic).map_err(|why| RecordError::Rejected { reason: RejectionReason::ReservedTopic, why })?;
     Ok(creator)
 }
 

@@ -17,6 +17,8 @@ use tonic_health::ServingStatus;
 pub struct Services {
     routes: tonic::service::RoutesBuilder,
     names: Vec<&'static str>,
+    /// Most time a call may take before it answers (its stream, if any, may go on).
+    request_timeout: Option<std::time::Duration>,
 }
 
 impl Default for Services {
@@ -27,7 +29,15 @@ impl Default for Services {
 
 impl Services {
     pub fn new() -> Self {
-        Self { routes: tonic::service::RoutesBuilder::default(), names: Vec::new() }
+        Self { routes: tonic::service::RoutesBuilder::default(), names: Vec::new(), request_timeout: None }
+    }
+
+    /// Answers any call that takes longer than `timeout` to answer with CANCELLED (a
+    /// client's shorter `grpc-timeout` wins): for a public face, where a slow backend
+    /// must not hold callers' connections open for ever.
+    pub fn with_request_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.request_timeout = Some(timeout);
+        self
     }
 
     pub fn add<S>(mut self, svc: S) -> Self
@@ -124,7 +134,11 @@ where
     let grpc_addr = grpc_listener.local_addr()?;
     let metrics_addr = metrics_listener.local_addr()?;
     let service_name = def.name;
-    let server = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(timeout) = services.request_timeout {
+        builder = builder.timeout(timeout);
+    }
+    let server = builder
         .trace_fn(move |request| {
             let span = tracing::info_span!("grpc", service = service_name, path = %request.uri().path());
             icn_telemetry::propagation::adopt_http_parent(&span, request.headers());

@@ -36,13 +36,15 @@ pub struct Feed<T, E> {
 /// - `in_log(item)`: whether a live item belongs to this log at all (its position is
 ///   meaningful only then);
 /// - `wanted(item)`: whether the subscriber gets it (a filter that still moves the
-///   position, such as a protocol or a version vector already held);
+///   position, such as a protocol or a version vector already held), or why the
+///   subscriber may not go on at all (its access was withdrawn): that error is sent and
+///   ends the feed;
 /// - `on_lag()`: called each time the subscriber fell behind the live buffer.
 pub async fn run<T, E, R, F>(
     mut feed: Feed<T, E>,
     mut read_after: R,
     in_log: impl Fn(&T) -> bool,
-    wanted: impl Fn(&T) -> bool,
+    wanted: impl Fn(&T) -> Result<bool, E>,
     on_lag: impl Fn(),
 ) where
     T: Clone,
@@ -68,8 +70,17 @@ pub async fn run<T, E, R, F>(
             }
             for item in page {
                 feed.after = (feed.position)(&item);
-                if wanted(&item) && feed.out.send(Ok(item)).await.is_err() {
-                    return;
+                match wanted(&item) {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        if feed.out.send(Ok(item)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = feed.out.send(Err(e)).await;
+                        return;
+                    }
                 }
             }
         }
@@ -84,8 +95,17 @@ pub async fn run<T, E, R, F>(
                 Ok(item) if !in_log(&item) || (feed.position)(&item) <= feed.after => continue,
                 Ok(item) => {
                     feed.after = (feed.position)(&item);
-                    if wanted(&item) && feed.out.send(Ok((*item).clone())).await.is_err() {
-                        return;
+                    match wanted(&item) {
+                        Ok(false) => {}
+                        Ok(true) => {
+                            if feed.out.send(Ok((*item).clone())).await.is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) => {
+                            let _ = feed.out.send(Err(e)).await;
+                            return;
+                        }
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => {
@@ -137,7 +157,7 @@ mod tests {
                     Feed { position: |i: &Item| i.position, live, after: 3, out, page: 3, shutdown },
                     read,
                     |i: &Item| i.log == "a",
-                    |i: &Item| i.position % 5 != 0,
+                    |i: &Item| Ok(i.position % 5 != 0),
                     move || {
                         lags.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     },
@@ -172,8 +192,42 @@ mod tests {
         let (out, mut rx) = mpsc::channel(4);
         let feed =
             Feed { position: |i: &Item| i.position, live, after: 0, out, page: 8, shutdown: CancellationToken::new() };
-        run(feed, |_, _| async { Err::<Vec<Item>, _>("disk on fire".to_string()) }, |_| true, |_| true, || {}).await;
+        run(feed, |_, _| async { Err::<Vec<Item>, _>("disk on fire".to_string()) }, |_| true, |_| Ok(true), || {})
+            .await;
         assert_eq!(rx.recv().await, Some(Err("disk on fire".to_string())));
         assert_eq!(rx.recv().await, None);
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_whose_access_is_withdrawn_is_told_and_the_feed_ends() {
+        let (live_tx, live) = broadcast::channel::<Arc<Item>>(8);
+        let (out, mut rx) = mpsc::channel(8);
+        let feed =
+            Feed { position: |i: &Item| i.position, live, after: 0, out, page: 8, shutdown: CancellationToken::new() };
+        let allowed = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let task = {
+            let allowed = allowed.clone();
+            tokio::spawn(run(
+                feed,
+                |_, _| async { Ok::<Vec<Item>, String>(Vec::new()) },
+                |_| true,
+                move |_| {
+                    if allowed.load(std::sync::atomic::Ordering::SeqCst) {
+                        Ok(true)
+                    } else {
+                        Err("no longer allowed".to_string())
+                    }
+                },
+                || {},
+            ))
+        };
+        tokio::task::yield_now().await;
+        let _ = live_tx.send(Arc::new(Item { log: "a", position: 1 }));
+        assert_eq!(rx.recv().await, Some(Ok(Item { log: "a", position: 1 })));
+        allowed.store(false, std::sync::atomic::Ordering::SeqCst);
+        let _ = live_tx.send(Arc::new(Item { log: "a", position: 2 }));
+        assert_eq!(rx.recv().await, Some(Err("no longer allowed".to_string())));
+        assert_eq!(rx.recv().await, None);
+        task.await.unwrap();
     }
 }

@@ -13,17 +13,19 @@ use clap::Subcommand;
 use icn_ledger_records::sign;
 use icn_proto::ledger::v1::ledger_client::LedgerClient;
 use icn_proto::ledger::v1::{
-    AddMemberRequest, Coop, CoopStatsRequest, CreateCoopRequest, GetCoopRequest, MemberAdmission, MemberRole,
+    AddMemberRequest, CoopStatsRequest, CreateCoopRequest, GetCoopRequest, MemberAdmission, MemberRole,
 };
 use icn_runtime::now_ms;
 use tonic::transport::Channel;
 
 #[derive(Subcommand)]
 pub enum CoopCommand {
-    /// Register a cooperative; the founder (--key) becomes its first admin.
+    /// Found a cooperative; the founder (--key) becomes its first admin. Prints its id,
+    /// `<label>-<26 characters>`, bound to the founding record: every later command
+    /// names the cooperative by that id.
     Create {
-        /// Lower-case letters, digits and '-', at most 64 bytes.
-        id: String,
+        /// Lower-case letters, digits and '-', at most 37 bytes.
+        label: String,
         /// Human-readable name.
         #[arg(long)]
         name: String,
@@ -50,10 +52,12 @@ pub enum CoopCommand {
 
 pub async fn run(ledger: &mut LedgerClient<Channel>, command: CoopCommand, out: &Output) -> anyhow::Result<()> {
     match command {
-        CoopCommand::Create { id, name, members, key } => {
+        CoopCommand::Create { label, name, members, key } => {
             let members = members.iter().map(|m| parse_did(m, "--member")).collect::<anyhow::Result<Vec<_>>>()?;
             let founder = key.open()?;
             let now = now_ms();
+            let coop = icn_ledger_records::coop::found(&founder, &label, &name, now)?;
+            let id = coop.id.clone();
             let admissions = members
                 .into_iter()
                 .map(|member| {
@@ -65,7 +69,6 @@ pub async fn run(ledger: &mut LedgerClient<Channel>, command: CoopCommand, out: 
                 })
                 .collect::<Vec<_>>();
             let admitted = admissions.len();
-            let coop = sign(&founder, Coop { id, name, created_at_ms: now, ..Default::default() });
             let request = CreateCoopRequest { coop: Some(coop), admissions };
             out.coop_created(&ledger.create_coop(request).await.answer("creating the cooperative")?, admitted);
         }

@@ -117,7 +117,7 @@ impl gateway_server::Gateway for GatewayApi {
         let r = request.into_inner();
         let kinds = r.kinds().collect();
         let stream = self.gateway.event_stream(Filter::new(caller, kinds, r.topics), r.after_position);
-        Ok(Response::new(Box::pin(stream.map(|e| e.map_err(|never| match never {})))))
+        Ok(Response::new(Box::pin(stream.map(|e| e.map_err(Status::from)))))
     }
 
     async fn get_balance(

@@ -241,6 +241,18 @@ impl Auth {
         Ok(claims)
     }
 
+    /// Whether the token these claims came from still holds: unexpired and unrevoked
+    /// (asked again of long-lived streams).
+    pub fn still_valid(&self, claims: &Claims, now_ms: i64) -> Result<(), AuthError> {
+        if claims.exp * 1000 <= now_ms {
+            return Err(AuthError::Expired);
+        }
+        if self.is_revoked(&claims.jti)? {
+            return Err(AuthError::Revoked);
+        }
+        Ok(())
+    }
+
     /// Revokes `jti` (the caller's own token unless it is an admin), durably.
     pub fn revoke(&self, caller: &Claims, jti: &str, expires_s: Option<i64>) -> Result<(), AuthError> {
         if jti != caller.jti && !caller.has("admin") {

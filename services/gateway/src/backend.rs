@@ -89,12 +89,32 @@ impl Backend {
         }
     }
 
+    /// The caller may see all of a cooperative's transfers: the node's operator (the
+    /// `admin` scope) or an admin of that cooperative.
+    pub async fn require_coop_admin(&self, caller: &Claims, coop_id: &str) -> Result<()> {
+        if caller.has("admin") {
+            return Ok(());
+        }
+        let coop = self.ledger.clone().get_coop(ledger::GetCoopRequest { coop_id: coop_id.to_string() }).await?;
+        let admin = ledger::MemberRole::Admin as i32;
+        if coop.into_inner().members.iter().any(|m| m.did == caller.sub && m.role == admin) {
+            Ok(())
+        } else {
+            Err(GatewayError::PermissionDenied(format!(
+                "{} may not read all of cooperative `{coop_id}`'s transfers: its admins may",
+                caller.sub
+            )))
+        }
+    }
+
     /// Topic-level rules the gateway adds to gossip's ACLs: a cooperative's ledger topic
-    /// is readable by its members only. The whole `ledger/` namespace is guarded, even a
-    /// name that is no valid cooperative id, so that nothing under it is read by default.
+    /// carries every member's transfers, so only those who may see them all read it (see
+    /// docs/SECURITY.md, "What a member sees"). The whole `ledger/` namespace is guarded,
+    /// even a name that is no valid cooperative id, so that nothing under it is read by
+    /// default; this covers `GetEntries`, `ListTopics` and `gossip_entry` events alike.
     async fn may_read_topic(&self, caller: &Claims, topic: &str) -> Result<()> {
         match topic.strip_prefix(LEDGER_TOPIC_PREFIX) {
-            Some(coop) => self.require_member(caller, coop).await.map_err(|_| {
+            Some(coop) => self.require_coop_admin(caller, coop).await.map_err(|_| {
                 // As gossip answers for a topic one may not read: nothing leaks.
                 GatewayError::NotFound(format!("no topic `{topic}`"))
             }),
@@ -202,7 +222,8 @@ impl Backend {
         Ok(self.ledger.clone().submit_transfer(r).await?.into_inner())
     }
 
-    /// A member reads its own history; an admin anyone's.
+    /// A member reads its own history; the cooperative's admins (and the operator)
+    /// anyone's.
     pub async fn get_history(
         &self,
         caller: &Claims,
@@ -213,8 +234,10 @@ impl Backend {
             r.member = caller.sub.clone();
         }
         self.require_member(caller, &r.coop_id).await?;
-        if r.member != caller.sub && !caller.has("admin") {
-            return Err(GatewayError::PermissionDenied("members read their own history; admins anyone's".into()));
+        if r.member != caller.sub && self.require_coop_admin(caller, &r.coop_id).await.is_err() {
+            return Err(GatewayError::PermissionDenied(
+                "members read their own history; the cooperative's admins anyone's".into(),
+            ));
         }
         Ok(self.ledger.clone().get_history(r).await?.into_inner())
     }
@@ -227,7 +250,12 @@ impl Backend {
         caller.require("ledger:read")?;
         let r = self.ledger.clone().get_transfer(request).await?.into_inner();
         let t = r.record.as_ref().and_then(|r| r.transfer.as_ref());
-        if !caller.has("admin") && !t.is_some_and(|t| t.payer == caller.sub || t.payee == caller.sub) {
+        let party = t.is_some_and(|t| t.payer == caller.sub || t.payee == caller.sub);
+        let admin = match t {
+            Some(t) if !party => self.require_coop_admin(caller, &t.coop_id).await.is_ok(),
+            _ => caller.has("admin"),
+        };
+        if !party && !admin {
             // The same answer as for a transfer that does not exist: nothing leaks.
             return Err(GatewayError::NotFound("no such transfer of yours".into()));
         }

@@ -76,13 +76,20 @@ pub struct Filter {
     pub caller: Claims,
     pub kinds: Vec<EventKind>,
     pub topics: Vec<String>,
-    /// Topic → may the caller read it; asked of gossip once per stream and topic.
+    /// Topic → may the caller read it; asked of gossip once per topic and
+    /// `api.stream_recheck`.
     readable: HashMap<String, bool>,
 }
 
 impl Filter {
     pub fn new(caller: Claims, kinds: Vec<EventKind>, topics: Vec<String>) -> Self {
         Self { caller, kinds, topics, readable: HashMap::new() }
+    }
+
+    /// Forgets what the caller could read, so that it is asked again (an ACL update or
+    /// an admission may have changed it).
+    pub fn forget_access(&mut self) {
+        self.readable.clear();
     }
 
     pub async fn admits(&mut self, event: &Event, backend: &Backend) -> bool {

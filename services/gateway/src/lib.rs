@@ -68,32 +68,90 @@ impl Gateway {
     }
 
     /// Events for one stream: retained ones after `after` (when given), then live ones,
-    /// each only if `filter` admits it. The stream ends at shutdown, or when the client
-    /// falls too far behind (it resumes with `Last-Event-ID`).
+    /// each only if `filter` admits it. A stream lives no longer than its caller's right
+    /// to it: it ends with `TOKEN_EXPIRED` when the token expires and with
+    /// `TOKEN_REVOKED` once a revocation is seen (checked every `api.stream_recheck`),
+    /// and what the caller may read (topic ACLs, cooperative membership) is asked again
+    /// at the same pace. A client that falls behind the live buffer is resumed from the
+    /// last event it was handed, told of a gap if some are gone. The stream also ends at
+    /// shutdown.
     pub fn event_stream(
         self: &Arc<Self>,
         filter: Filter,
         after: Option<u64>,
-    ) -> impl futures::Stream<Item = Result<pb::Event, std::convert::Infallible>> + Send + 'static {
+    ) -> impl futures::Stream<Item = Result<pb::Event, GatewayError>> + Send + 'static {
         let (replay, live) = self.hub.resume(after);
-        let state = (std::collections::VecDeque::from(replay), live, filter, self.clone());
+        let state = EventStream {
+            replay: replay.into(),
+            live,
+            filter,
+            g: self.clone(),
+            last: after,
+            checked_at: std::time::Instant::now(),
+        };
         futures::stream::unfold(Some(state), |state| async move {
-            let (mut replay, mut live, mut filter, g) = state?;
+            let mut s = state?;
+            let recheck = s.g.config.stream_recheck;
             loop {
-                let event = match replay.pop_front() {
+                let event = match s.replay.pop_front() {
                     Some(e) => e,
-                    None => tokio::select! {
-                        e = live.recv() => match e {
-                            Ok(e) => e,
-                            Err(_) => return None,
-                        },
-                        _ = g.shutdown.cancelled() => return None,
-                    },
+                    None => {
+                        let left_ms = (s.filter.caller.exp * 1000 - now_ms()).max(0) as u64;
+                        tokio::select! {
+                            e = s.live.recv() => match e {
+                                Ok(e) => e,
+                                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                                    let (replay, live) = s.g.hub.resume(s.last);
+                                    (s.replay, s.live) = (replay.into(), live);
+                                    continue;
+                                }
+                                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                            },
+                            _ = tokio::time::sleep(std::time::Duration::from_millis(left_ms)) => {
+                                return Some((Err(auth::AuthError::Expired.into()), None));
+                            }
+                            _ = tokio::time::sleep(recheck) => {
+                                if let Err(e) = s.recheck() {
+                                    return Some((Err(e), None));
+                                }
+                                continue;
+                            }
+                            _ = s.g.shutdown.cancelled() => return None,
+                        }
+                    }
                 };
-                if filter.admits(&event, &g.backend).await {
-                    return Some((Ok(event), Some((replay, live, filter, g))));
+                if s.checked_at.elapsed() >= recheck {
+                    if let Err(e) = s.recheck() {
+                        return Some((Err(e), None));
+                    }
+                }
+                s.last = Some(event.position);
+                if s.filter.admits(&event, &s.g.backend).await {
+                    return Some((Ok(event), Some(s)));
                 }
             }
         })
+    }
+}
+
+/// One event stream as it goes.
+struct EventStream {
+    replay: std::collections::VecDeque<pb::Event>,
+    live: tokio::sync::broadcast::Receiver<pb::Event>,
+    filter: Filter,
+    g: Arc<Gateway>,
+    /// Position of the last event handed to the filter.
+    last: Option<u64>,
+    checked_at: std::time::Instant,
+}
+
+impl EventStream {
+    /// Whether the caller's token still holds (unexpired, unrevoked); forgets what the
+    /// caller could read, so that it is asked again.
+    fn recheck(&mut self) -> Result<(), GatewayError> {
+        self.g.auth.still_valid(&self.filter.caller, now_ms())?;
+        self.filter.forget_access();
+        self.checked_at = std::time::Instant::now();
+        Ok(())
     }
 }

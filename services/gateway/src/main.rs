@@ -43,5 +43,9 @@ async fn build(ctx: Context) -> anyhow::Result<Services> {
             tracing::error!(error = %e, "the REST API stopped");
         }
     });
-    Ok(Services::new().add(GatewayServer::new(GatewayApi::new(gateway))))
+    // The gRPC face takes what REST takes: bodies up to `api.max_body_bytes`, answers
+    // within `api.request_timeout`.
+    let (max_body, timeout) = (ctx.config.api.max_body_bytes, ctx.config.api.request_timeout);
+    let grpc = GatewayServer::new(GatewayApi::new(gateway)).max_decoding_message_size(max_body);
+    Ok(Services::new().add(grpc).with_request_timeout(timeout))
 }

@@ -86,7 +86,7 @@ pub fn routes() -> Vec<Route> {
             body None, answer Some("icn.ledger.v1.ListAccountsResponse")),
         route!(get "/v1/coops/{coop}/accounts/{currency}/{member}" => balance, "One account; `me` for the caller's",
             scope Some("ledger:read"), query &[], body None, answer Some("icn.ledger.v1.GetBalanceResponse")),
-        route!(get "/v1/coops/{coop}/history" => history, "The caller's transfers (an admin's: anyone's), newest first",
+        route!(get "/v1/coops/{coop}/history" => history, "The caller's transfers (a cooperative admin's: anyone's), newest first",
             scope Some("ledger:read"),
             query &[("currency", "currency symbol"), ("member", "default: the caller"), ("all", "true: pending and quarantined too"), ("limit", "page size"), ("cursor", "from the previous page")],
             body None, answer Some("icn.ledger.v1.GetHistoryResponse")),
@@ -404,20 +404,31 @@ async fn events(
         q.topics.iter().flat_map(|t| t.split(',')).filter(|t| !t.is_empty()).map(String::from).collect();
     let last = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     let stream = g.event_stream(Filter::new(c, kinds, topics), last.or(q.after));
+    // A stream that ends for a reason (the token expired or was revoked) says so in a
+    // last `error` event, with the JSON body a request would get.
     let stream = stream.map(|item| {
-        item.map(|event| {
-            let kind = match &event.kind {
-                Some(pb::event::Kind::Gap(_)) => "gap",
-                Some(pb::event::Kind::GossipEntry(_)) => "gossip_entry",
-                Some(pb::event::Kind::Transfer(_)) => "transfer",
-                Some(pb::event::Kind::Task(_)) => "task",
-                Some(pb::event::Kind::Peer(_)) => "peer",
-                None => "unknown",
-            };
-            SseEvent::default()
-                .id(event.position.to_string())
-                .event(kind)
-                .data(serde_json::to_string(&event).unwrap_or_default())
+        Ok::<_, std::convert::Infallible>(match item {
+            Err(e) => {
+                let code = e.code();
+                let body = serde_json::json!({
+                    "error": { "code": crate::error::code_name(code), "reason": e.reason(), "message": e.to_string() }
+                });
+                SseEvent::default().event("error").data(body.to_string())
+            }
+            Ok(event) => {
+                let kind = match &event.kind {
+                    Some(pb::event::Kind::Gap(_)) => "gap",
+                    Some(pb::event::Kind::GossipEntry(_)) => "gossip_entry",
+                    Some(pb::event::Kind::Transfer(_)) => "transfer",
+                    Some(pb::event::Kind::Task(_)) => "task",
+                    Some(pb::event::Kind::Peer(_)) => "peer",
+                    None => "unknown",
+                };
+                SseEvent::default()
+                    .id(event.position.to_string())
+                    .event(kind)
+                    .data(serde_json::to_string(&event).unwrap_or_default())
+            }
         })
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(g.config.event_keep_alive)).into_response())

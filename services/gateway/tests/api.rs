@@ -62,7 +62,7 @@ async fn a_member_logs_in_pays_and_reads_balances_over_rest_and_grpc_and_sees_ev
     let (n1, n3) = (&net.nodes[0], &net.nodes[2]);
 
     // Public: the cooperative's statistics need no token.
-    let (status, stats) = get(n1, "/v1/coops/gw/stats", None).await;
+    let (status, stats) = get(n1, &format!("/v1/coops/{}/stats", coop.id), None).await;
     assert_eq!(status, 200, "{stats}");
     assert_eq!(stats["members"], "3");
 
@@ -84,7 +84,7 @@ async fn a_member_logs_in_pays_and_reads_balances_over_rest_and_grpc_and_sees_ev
     let (status, r) = post(n1, "/v1/transfers", Some(&token), &body).await;
     assert_eq!(status, 200, "{r}");
     assert_eq!(r["record"]["status"], "TRANSFER_STATUS_APPLIED");
-    let (status, me) = get(n1, "/v1/coops/gw/accounts/hours/me", Some(&token)).await;
+    let (status, me) = get(n1, &format!("/v1/coops/{}/accounts/hours/me", coop.id), Some(&token)).await;
     assert_eq!(status, 200, "{me}");
     assert_eq!(balance_of(&me), -250);
     // Bob reads his balance over gRPC on node 3, once the transfer has replicated.
@@ -92,7 +92,7 @@ async fn a_member_logs_in_pays_and_reads_balances_over_rest_and_grpc_and_sees_ev
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let mut request = tonic::Request::new(ledger::GetBalanceRequest {
-            coop_id: "gw".into(),
+            coop_id: coop.id.clone(),
             currency: CURRENCY.into(),
             member: String::new(),
         });
@@ -485,25 +485,41 @@ async fn the_openapi_document_describes_every_route_the_gateway_serves() {
 async fn a_cooperatives_ledger_is_for_its_members_and_bad_queries_get_json_errors() {
     let net = Network::builder(1).bootstrap(Bootstrap::None).services(SERVICES).start().await.unwrap();
     let node = &net.nodes[0];
-    let coop = TestCoop::create(&mut node.ledger().await.unwrap(), "closed", 1, 100).await.unwrap();
-    let (member, outsider) = (&coop.members[0], NodeIdentity::generate());
+    let coop = TestCoop::create(&mut node.ledger().await.unwrap(), "closed", 2, 100).await.unwrap();
+    let (member, other, outsider) = (&coop.members[0], &coop.members[1], NodeIdentity::generate());
+    let (topic, id) = (format!("ledger/{}", coop.id), &coop.id);
     let (inside, outside) = (login(node, member, &[]).await, login(node, &outsider, &[]).await);
-    // The ledger topic exists once the cooperative is published.
+    let admin = login(node, &coop.founder, &[]).await;
+    // The ledger topic exists once the cooperative is published; its raw entries carry
+    // every member's transfers, so it is listed and readable for the cooperative's
+    // admins only.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !get(node, "/v1/topics", Some(&inside)).await.1.to_string().contains("ledger/closed") {
-        assert!(tokio::time::Instant::now() < deadline, "the ledger topic appears for a member");
+    while !get(node, "/v1/topics", Some(&admin)).await.1.to_string().contains(&topic) {
+        assert!(tokio::time::Instant::now() < deadline, "the ledger topic appears for an admin");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    for path in ["/v1/coops/closed", "/v1/coops/closed/accounts", "/v1/coops/closed/accounts/hours/me"] {
+    assert_eq!(get(node, &format!("/v1/entries?topic={topic}"), Some(&admin)).await.0, 200);
+    for token in [&inside, &outside] {
+        assert!(!get(node, "/v1/topics", Some(token)).await.1.to_string().contains(&topic));
+        assert_eq!(get(node, &format!("/v1/entries?topic={topic}"), Some(token)).await.0, 404);
+    }
+    // Balances are for members (mutual credit: members see each other's positions);
+    // nothing is for outsiders.
+    for path in
+        [format!("/v1/coops/{id}"), format!("/v1/coops/{id}/accounts"), format!("/v1/coops/{id}/accounts/hours/me")]
+    {
+        let path = path.as_str();
         assert_eq!(get(node, path, Some(&inside)).await.0, 200, "{path} for a member");
         let (status, body) = get(node, path, Some(&outside)).await;
         assert_eq!(status, 403, "{path} for an outsider: {body}");
     }
-    assert!(!get(node, "/v1/topics", Some(&outside)).await.1.to_string().contains("ledger/closed"));
-    assert_eq!(get(node, "/v1/entries?topic=ledger/closed", Some(&outside)).await.0, 404);
-    assert_eq!(get(node, "/v1/entries?topic=ledger/closed", Some(&inside)).await.0, 200);
+    // Transfers are for their parties and the cooperative's admins: another member's
+    // history is refused to a member, shown to an admin.
+    let others = format!("/v1/coops/{id}/history?currency=hours&member={}", other.did());
+    assert_eq!(get(node, &others, Some(&inside)).await.0, 403);
+    assert_eq!(get(node, &others, Some(&admin)).await.0, 200);
     // Public figures stay public.
-    assert_eq!(get(node, "/v1/coops/closed/stats", None).await.0, 200);
-    let (status, body) = get(node, "/v1/coops/closed/history?limit=abc", Some(&inside)).await;
+    assert_eq!(get(node, &format!("/v1/coops/{id}/stats"), None).await.0, 200);
+    let (status, body) = get(node, &format!("/v1/coops/{id}/history?limit=abc"), Some(&inside)).await;
     assert_eq!((status, body["error"]["reason"].as_str()), (400, Some("BAD_QUERY")), "{body}");
 }

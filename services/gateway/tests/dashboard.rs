@@ -42,7 +42,7 @@ async fn the_dashboard_shows_the_nodes_peer_and_a_transfer_made_while_it_is_open
     assert!(page.headers()["content-security-policy"].to_str().unwrap().contains("default-src 'self'"));
 
     let mut browser =
-        Browser::open(&format!("{}/#token={token}&coop=dash&currency=hours", node.http_url())).await.unwrap();
+        Browser::open(&format!("{}/#token={token}&coop={}&currency=hours", node.http_url(), coop.id)).await.unwrap();
     // Alice's dashboard shows node 2 as a connected peer, her earlier payment, and an
     // event stream that is following.
     let view = browser

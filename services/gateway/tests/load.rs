@@ -89,9 +89,12 @@ async fn hundreds_of_clients_for_a_minute_get_answers_or_deliberate_429s_and_mem
                         http.post(format!("{base}/v1/transfers")).bearer_auth(&token).json(&body).send().await
                     }
                     1..=5 => {
-                        http.get(format!("{base}/v1/coops/load/accounts/hours/me")).bearer_auth(&token).send().await
+                        http.get(format!("{base}/v1/coops/{}/accounts/hours/me", coop.id))
+                            .bearer_auth(&token)
+                            .send()
+                            .await
                     }
-                    _ => http.get(format!("{base}/v1/coops/load/stats")).send().await,
+                    _ => http.get(format!("{base}/v1/coops/{}/stats", coop.id)).send().await,
                 };
                 let elapsed = started.elapsed();
                 match response.map(|r| r.status().as_u16()) {

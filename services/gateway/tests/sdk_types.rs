@@ -84,8 +84,8 @@ fn a_renamed_property_a_wrong_type_a_missing_enum_value_and_a_new_interface_are_
         ("  tokenId: string;", "  tokenID: string;"),
         ("  decimals?: number;\n  defaultCreditLimit", "  decimals?: Int64;\n  defaultCreditLimit"),
         (
-            "  | 'TRANSFER_REJECTION_BELOW_FLOOR'\n  | 'TRANSFER_REJECTION_MALFORMED';",
-            "  | 'TRANSFER_REJECTION_BELOW_FLOOR';",
+            "  | 'TRANSFER_REJECTION_MALFORMED'\n  | 'TRANSFER_REJECTION_BAD_TIME';",
+            "  | 'TRANSFER_REJECTION_MALFORMED';",
         ),
         ("// --- the client", "export interface Receipt { hash?: Base64 }\n\n// --- the client"),
     ];
@@ -105,7 +105,7 @@ fn a_renamed_property_a_wrong_type_a_missing_enum_value_and_a_new_interface_are_
         "LoginResponse.tokenID: expected nothing (no such field in icn.gateway.v1.LoginResponse), found string",
         "Currency.decimals: expected number, found Int64",
         "TransferRecord.rejection: expected the value names of icn.ledger.v1.TransferRejection, \
-         found TransferRejection (lacks 'TRANSFER_REJECTION_MALFORMED')",
+         found TransferRejection (lacks 'TRANSFER_REJECTION_BAD_TIME')",
         "Receipt: expected a message of that name, or an entry in ALIASES, INPUT_FORMS or SDK_ONLY, \
          found an interface that mirrors nothing",
     ];

@@ -14,7 +14,7 @@ use icn_runtime::Context;
 use prost::Message;
 use std::pin::Pin;
 use std::sync::Arc;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
 pub struct GossipApi {
@@ -231,7 +231,8 @@ impl Gossip for GossipApi {
 
     async fn subscribe(&self, request: Request<SubscribeRequest>) -> Result<Response<Self::SubscribeStream>, Status> {
         let r = request.into_inner();
-        let topic = self.store.topic(&r.topic, &self.reader(&r.reader)?)?;
+        let reader = self.reader(&r.reader)?;
+        let topic = self.store.topic(&r.topic, &reader)?;
         let (after, skip) = match r.start {
             Some(subscribe_request::Start::AfterPosition(p)) => (p, Default::default()),
             Some(subscribe_request::Start::AfterVector(v)) => (0, v.heads),
@@ -240,7 +241,16 @@ impl Gossip for GossipApi {
         let (tx, rx) = mpsc::channel(self.store.config().stream_buffer);
         let live = self.store.watch();
         let subscription = self.subscribers.open(&topic.name);
-        let feed = feed(self.store.clone(), topic.name, live, after, skip, tx, self.ctx.shutdown.clone());
+        let feed = crate::subscribers::feed(
+            self.store.clone(),
+            topic.name,
+            reader,
+            live,
+            after,
+            skip,
+            tx,
+            self.ctx.shutdown.clone(),
+        );
         self.ctx.spawn(async move {
             feed.await;
             // Counted for exactly as long as the feed runs.
@@ -311,6 +321,8 @@ impl Gossip for GossipApi {
             RejectionReason::UnknownTopic,
             RejectionReason::Replay,
             RejectionReason::DecompressionBomb,
+            RejectionReason::ReservedTopic,
+            RejectionReason::Equivocation,
         ]
         .into_iter()
         .map(|reason| RejectionCount { reason: reason as i32, count: self.store.rejections(reason) })
@@ -324,6 +336,24 @@ impl Gossip for GossipApi {
             entries_repaired: self.replication.repaired.get(),
             rejections,
         }))
+    }
+
+    async fn list_equivocations(
+        &self,
+        request: Request<ListEquivocationsRequest>,
+    ) -> Result<Response<ListEquivocationsResponse>, Status> {
+        let r = request.into_inner();
+        let limit = page_limit(&r.page);
+        let cursor = r.page.map(|p| p.cursor).unwrap_or_default();
+        let after = hex::decode(&cursor).map_err(|_| {
+            GossipError::InvalidArgument(format!("`page.cursor` `{cursor}` is not one this API gave out"))
+        })?;
+        let store = self.store.clone();
+        let (equivocations, last) = tokio::task::spawn_blocking(move || store.equivocations(&r.topic, &after, limit))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))??;
+        let next_cursor = if equivocations.len() == limit { hex::encode(last) } else { String::new() };
+        Ok(Response::new(ListEquivocationsResponse { equivocations, next_cursor }))
     }
 
     type ExportSnapshotStream = ChunkStream;
@@ -429,45 +459,4 @@ impl SnapshotMetrics {
         self.bytes.with_label_values(&[kind]).set(bytes as i64);
         self.seconds.with_label_values(&[kind]).set(took.as_secs_f64());
     }
-}
-
-/// Feeds one subscriber of `topic`: the store from `after` until caught up, then live
-/// entries, back to the store whenever it falls behind the live buffer (the shared
-/// [`icn_storage::feed`]). Entries at or below `skip[author]` (a resume by version vector)
-/// are passed over. Store reads run on the blocking pool.
-async fn feed(
-    store: Arc<Store>,
-    topic: String,
-    live: broadcast::Receiver<Arc<StoredEntry>>,
-    after: u64,
-    skip: std::collections::HashMap<String, u64>,
-    out: mpsc::Sender<Result<StoredEntry, Status>>,
-    shutdown: tokio_util::sync::CancellationToken,
-) {
-    let feed = icn_storage::feed::Feed {
-        position: |s: &StoredEntry| s.position,
-        live,
-        after,
-        out,
-        page: store.config().catch_up_page,
-        shutdown,
-    };
-    let read_topic = topic.clone();
-    let read_after = move |after: u64, max: usize| {
-        let (store, topic) = (store.clone(), read_topic.clone());
-        async move {
-            tokio::task::spawn_blocking(move || store.entries_after(&topic, after, max))
-                .await
-                .map_err(|e| Status::internal(format!("reading the topic: {e}")))?
-                .map_err(Status::from)
-        }
-    };
-    icn_storage::feed::run(
-        feed,
-        read_after,
-        |s| s.entry.as_ref().is_some_and(|e| e.topic == topic),
-        |s| s.entry.as_ref().is_some_and(|e| e.seq > skip.get(&e.author).copied().unwrap_or(0)),
-        || {},
-    )
-    .await
 }

@@ -50,9 +50,9 @@ impl From<GossipError> for tonic::Status {
         match e {
             GossipError::InvalidArgument(_) => Status::invalid_argument(message),
             GossipError::Rejected { reason, .. } => match reason {
-                RejectionReason::AclViolation => Status::permission_denied(message),
+                RejectionReason::AclViolation | RejectionReason::ReservedTopic => Status::permission_denied(message),
                 RejectionReason::UnknownTopic => Status::not_found(message),
-                RejectionReason::Replay => Status::already_exists(message),
+                RejectionReason::Replay | RejectionReason::Equivocation => Status::already_exists(message),
                 _ => Status::invalid_argument(message),
             },
             GossipError::NotFound(_) => Status::not_found(message),

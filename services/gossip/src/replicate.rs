@@ -260,19 +260,32 @@ impl Replicator {
             return;
         }
         let ours = self.store.version_vector(&topic.name);
-        let mut missing = Vec::new();
+        // What the peer lacks goes in chunks of `push_batch_bytes`, each read off the
+        // async threads and sent before the next is read: a digest with empty heads asks
+        // for a topic's whole history, which must never sit in memory at once.
         for (author, head) in &ours {
-            let theirs = digest.heads.get(author).copied().unwrap_or(0);
-            if *head > theirs {
-                match self.store.entries_of(&topic.name, author, theirs + 1, *head) {
-                    Ok(entries) => missing.extend(entries),
-                    Err(e) => tracing::warn!(error = %e, "reading entries for a repair failed"),
-                }
+            let mut next = digest.heads.get(author).copied().unwrap_or(0) + 1;
+            while next <= *head {
+                let (store, name, author, head) = (self.store.clone(), topic.name.clone(), author.clone(), *head);
+                let max_bytes = self.config.push_batch_bytes;
+                let chunk =
+                    tokio::task::spawn_blocking(move || store.entries_of(&name, &author, next, head, max_bytes)).await;
+                let chunk = match chunk {
+                    Ok(Ok(chunk)) => chunk,
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "reading entries for a repair failed");
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reading entries for a repair stopped");
+                        break;
+                    }
+                };
+                let Some(last) = chunk.last().map(|e| e.seq) else { break };
+                next = last + 1;
+                let sent = self.send_entries(from, chunk).await;
+                self.metrics.repaired.inc_by(sent as u64);
             }
-        }
-        if !missing.is_empty() {
-            let sent = self.send_entries(from, missing).await;
-            self.metrics.repaired.inc_by(sent as u64);
         }
         let we_lack = digest.heads.iter().any(|(author, head)| *head > ours.get(author).copied().unwrap_or(0));
         if we_lack && !digest.reply {
@@ -329,10 +342,12 @@ impl Replicator {
         }
     }
 
-    /// Every interval: each travelling topic, and its vector, to a few eligible peers.
+    /// Every interval: travelling topics, `anti_entropy_topics` at a time in turn, each
+    /// with its vector, to a few eligible peers.
     async fn anti_entropy(self: Arc<Self>) {
         let mut tick = tokio::time::interval(self.config.anti_entropy_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut cursor = String::new();
         loop {
             tokio::select! {
                 _ = self.ctx.shutdown.cancelled() => return,
@@ -343,7 +358,8 @@ impl Replicator {
                 continue;
             }
             self.metrics.rounds.inc();
-            for topic in self.store.topics(&crate::store::Reader::Did(self.me.clone())) {
+            let topics = self.store.topics(&crate::store::Reader::Did(self.me.clone()));
+            for topic in in_turn(topics, &mut cursor, self.config.anti_entropy_topics) {
                 let mut targets = eligible(&self.store, &topic, &peers);
                 targets.shuffle(&mut rand::thread_rng());
                 for peer in targets.into_iter().take(self.config.anti_entropy_peers) {
@@ -356,5 +372,35 @@ impl Replicator {
                 }
             }
         }
+    }
+}
+
+/// Up to `n` of `topics` (sorted by name) in turn: those named after `cursor`, wrapping
+/// round to the first; the cursor moves to the last one taken.
+fn in_turn(topics: Vec<Topic>, cursor: &mut String, n: usize) -> Vec<Topic> {
+    let start = topics.partition_point(|t| t.name <= *cursor);
+    let taken: Vec<Topic> = topics.iter().cycle().skip(start).take(n.min(topics.len())).cloned().collect();
+    if let Some(last) = taken.last() {
+        cursor.clone_from(&last.name);
+    }
+    taken
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn anti_entropy_takes_topics_in_turn_and_comes_round_to_every_one() {
+        let topics: Vec<Topic> =
+            ["a", "b", "c", "d", "e"].iter().map(|n| Topic { name: n.to_string(), ..Default::default() }).collect();
+        let names = |t: Vec<Topic>| t.into_iter().map(|t| t.name).collect::<Vec<_>>().join("");
+        let mut cursor = String::new();
+        assert_eq!(names(in_turn(topics.clone(), &mut cursor, 2)), "ab");
+        assert_eq!(names(in_turn(topics.clone(), &mut cursor, 2)), "cd");
+        assert_eq!(names(in_turn(topics.clone(), &mut cursor, 2)), "ea");
+        // Fewer topics than the window: each once per round.
+        assert_eq!(names(in_turn(topics.clone(), &mut cursor, 10)), "bcdea");
+        assert_eq!(names(in_turn(Vec::new(), &mut cursor, 10)), "");
     }
 }

@@ -38,7 +38,7 @@ pub fn export(
     let mut entries = 0u64;
     for topic in &selected {
         for (author, head) in store.version_vector(&topic.name) {
-            for entry in store.entries_of(&topic.name, &author, 1, head)? {
+            for entry in store.entries_of(&topic.name, &author, 1, head, usize::MAX)? {
                 entries += 1;
                 records.push(SnapshotRecord { item: Some(Item::Entry(entry)) });
             }

@@ -1,12 +1,18 @@
-//! Open `Subscribe` streams on this node, per topic, for `TopicStats.local_subscribers`.
+//! Open `Subscribe` streams on this node: the feed each one runs ([`feed`]), and their
+//! count per topic, for `TopicStats.local_subscribers`.
 //!
 //! A stream counts from the moment its feed starts until the feed ends (the client went
-//! away, a read failed, or the service stops): the feed holds a [`Subscription`], whose
-//! drop takes it off the count, so no path out of a feed can leave it counted. This
-//! module only counts; it never decides who may subscribe.
+//! away, a read failed, its reader lost access, or the service stops): the feed holds a
+//! [`Subscription`], whose drop takes it off the count, so no path out of a feed can
+//! leave it counted. Who may subscribe is the store's ACL check, asked again here at
+//! every entry.
 
+use crate::store::{Reader, Store};
+use icn_proto::gossip::v1::StoredEntry;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use tokio::sync::{broadcast, mpsc};
+use tonic::Status;
 
 /// Per-topic counts of open streams, shared by the API and its feeds.
 #[derive(Clone, Default)]
@@ -44,6 +50,55 @@ impl Drop for Subscription {
             }
         }
     }
+}
+
+/// Feeds one subscriber of `topic`: the store from `after` until caught up, then live
+/// entries, back to the store whenever it falls behind the live buffer (the shared
+/// [`icn_storage::feed`]). Entries at or below `skip[author]` (a resume by version vector)
+/// are passed over. Store reads run on the blocking pool.
+#[allow(clippy::too_many_arguments)]
+pub async fn feed(
+    store: Arc<Store>,
+    topic: String,
+    reader: Reader,
+    live: broadcast::Receiver<Arc<StoredEntry>>,
+    after: u64,
+    skip: std::collections::HashMap<String, u64>,
+    out: mpsc::Sender<Result<StoredEntry, Status>>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let feed = icn_storage::feed::Feed {
+        position: |s: &StoredEntry| s.position,
+        live,
+        after,
+        out,
+        page: store.config().catch_up_page,
+        shutdown,
+    };
+    let read_topic = topic.clone();
+    let access = store.clone();
+    let read_after = move |after: u64, max: usize| {
+        let (store, topic) = (store.clone(), read_topic.clone());
+        async move {
+            tokio::task::spawn_blocking(move || store.entries_after(&topic, after, max))
+                .await
+                .map_err(|e| Status::internal(format!("reading the topic: {e}")))?
+                .map_err(Status::from)
+        }
+    };
+    icn_storage::feed::run(
+        feed,
+        read_after,
+        |s| s.entry.as_ref().is_some_and(|e| e.topic == topic),
+        // Access is asked again at every entry: an ACL update that leaves the reader out
+        // ends its stream (NOT_FOUND, as for a topic it may not see) at the next entry.
+        |s| {
+            access.may_read(&topic, &reader).map_err(Status::from)?;
+            Ok(s.entry.as_ref().is_some_and(|e| e.seq > skip.get(&e.author).copied().unwrap_or(0)))
+        },
+        || {},
+    )
+    .await
 }
 
 #[cfg(test)]

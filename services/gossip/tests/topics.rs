@@ -114,7 +114,7 @@ async fn forged_replayed_oversized_compressed_bomb_and_unknown_topic_entries_are
     assert!(bomb.payload.len() < 65_536);
     let cases = [
         (signed(forged), Code::InvalidArgument, "BAD_SIGNATURE"),
-        (signed(sign_entry(&member, "t", 1, b"a different first entry", 1024, 1)), Code::AlreadyExists, "REPLAY"),
+        (signed(sign_entry(&member, "t", 1, b"a different first entry", 1024, 1)), Code::AlreadyExists, "EQUIVOCATION"),
         (signed(sign_entry(&member, "t", 2, &vec![1u8; 70_000], usize::MAX, 1)), Code::InvalidArgument, "OVERSIZE"),
         (payload("t", &vec![1u8; 70_000]), Code::InvalidArgument, "OVERSIZE"),
         (signed(bomb), Code::InvalidArgument, "DECOMPRESSION_BOMB"),
@@ -132,10 +132,32 @@ async fn forged_replayed_oversized_compressed_bomb_and_unknown_topic_entries_are
     let count =
         |r: RejectionReason| stats.rejections.iter().find(|c| c.reason == r as i32).map(|c| c.count).unwrap_or(0);
     assert_eq!(count(RejectionReason::BadSignature), 1);
-    assert_eq!(count(RejectionReason::Replay), 1);
+    assert_eq!(count(RejectionReason::Equivocation), 1);
     assert_eq!(count(RejectionReason::Oversize), 2);
     assert_eq!(count(RejectionReason::DecompressionBomb), 1);
     assert_eq!(count(RejectionReason::UnknownTopic), 1);
+    // The equivocation's evidence: both entries the member signed at seq 1, each
+    // verifiable by anyone, the held one first.
+    let found = client
+        .list_equivocations(ListEquivocationsRequest { topic: "t".into(), page: None })
+        .await
+        .unwrap()
+        .into_inner()
+        .equivocations;
+    assert_eq!(found.len(), 1);
+    let (held, conflicting) = (found[0].held.clone().unwrap(), found[0].conflicting.clone().unwrap());
+    assert_eq!(
+        (held.payload.as_slice(), conflicting.payload.as_slice()),
+        (&b"genuine"[..], &b"a different first entry"[..])
+    );
+    for e in [&held, &conflicting] {
+        assert_eq!((e.author.as_str(), e.seq), (member.did().as_str(), 1));
+        icn_gossip_records::verify_entry(e, 65_536).unwrap();
+    }
+    // Sending the conflicting entry again keeps no second copy of the evidence.
+    client.publish(signed(conflicting)).await.unwrap_err();
+    let again = client.list_equivocations(ListEquivocationsRequest::default()).await.unwrap().into_inner();
+    assert_eq!(again.equivocations.len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -510,4 +532,72 @@ async fn topic_stats_count_each_topics_open_streams_and_tell_when_its_last_entry
     let mut client = gossip(&net.nodes[0]).await;
     let restarted = topic_stats(&mut client, "busy").await;
     assert_eq!((restarted.last_entry_at_ms, restarted.local_subscribers), (stats.last_entry_at_ms, 0));
+}
+
+/// A new topic signed by `creator`, as anyone with a key can make one.
+fn signed_topic(creator: &NodeIdentity, name: &str) -> CreateTopicRequest {
+    let topic = Topic {
+        name: name.into(),
+        acl: Some(Acl { rule: Some(public()) }),
+        scope: TopicScope::Network as i32,
+        created_at_ms: 1,
+        revision: 1,
+        ..Default::default()
+    };
+    CreateTopicRequest {
+        signing: Some(create_topic_request::Signing::Signed(icn_gossip_records::sign_topic(creator, topic))),
+    }
+}
+
+async fn topic_count(client: &mut GossipClient<Channel>) -> usize {
+    let page = Some(PageRequest { limit: 1000, cursor: String::new() });
+    client.list_topics(ListTopicsRequest { page, reader: String::new() }).await.unwrap().into_inner().topics.len()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn topics_flooded_by_an_outsider_through_a_peer_or_the_api_stop_at_their_bounds() {
+    // Node 1 takes 6 topics, 3 per creator; node 2 keeps the defaults.
+    let net = Network::builder(2)
+        .services(&["netd", "gossip"])
+        .env("ICN__TOPICS__ANTI_ENTROPY_INTERVAL", "200ms")
+        .node_env(0, "ICN__TOPICS__MAX_TOPICS", "6")
+        .node_env(0, "ICN__TOPICS__MAX_TOPICS_PER_CREATOR", "3")
+        .start()
+        .await
+        .unwrap();
+    net.wait_full_mesh(Duration::from_secs(30)).await.unwrap();
+    let (n1, n2) = (&net.nodes[0], &net.nodes[1]);
+    let (mut c1, mut c2) = (gossip(n1).await, gossip(n2).await);
+    // Mallory creates five topics at node 2, whose anti-entropy announces them to node 1.
+    let mallory = NodeIdentity::generate();
+    for i in 0..5 {
+        c2.create_topic(signed_topic(&mallory, &format!("junk-{i}"))).await.unwrap();
+    }
+    let refused = |bound: &str| format!("icn_gossip_topics_refused_total{{bound=\"{bound}\"}}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while n1.metric("gossip", &refused("per_creator")).await.unwrap() < 2.0 {
+        assert!(tokio::time::Instant::now() < deadline, "node 1 never refused Mallory's fourth topic");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(topic_count(&mut c1).await, 3, "node 1 holds three of Mallory's topics, not five");
+    assert_eq!(topic_count(&mut c2).await, 5);
+    // At the API too, with the bound named; node 1's own topic still fits.
+    let status = c1.create_topic(signed_topic(&mallory, "junk-9")).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(status.message().contains("topics.max_topics_per_creator"), "{status:?}");
+    create(&mut c1, "news", public()).await;
+    // A second outsider fills the rest; the node-wide bound stops the third of its topics.
+    let trudy = NodeIdentity::generate();
+    for i in 0..2 {
+        c1.create_topic(signed_topic(&trudy, &format!("more-{i}"))).await.unwrap();
+    }
+    let status = c1.create_topic(signed_topic(&trudy, "more-2")).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(status.message().contains("topics.max_topics = 6"), "{status:?}");
+    assert!(n1.metric("gossip", &refused("total")).await.unwrap() >= 1.0);
+    // Nothing held is lost, and the node serves its topics: a new revision of a held
+    // topic is still taken, and publishing works.
+    assert_eq!(topic_count(&mut c1).await, 6);
+    let r = c1.publish(payload("news", b"still serving")).await.unwrap().into_inner();
+    assert_eq!(r.entry.unwrap().position, 1);
 }

@@ -141,6 +141,9 @@ impl Ledger for LedgerApi {
         // Everything created with the cooperative is checked before anything is stored,
         // so a refused admission cannot leave a half-made cooperative behind.
         icn_ledger_records::verify(&coop).map_err(|e| LedgerError::InvalidArgument(format!("the cooperative: {e}")))?;
+        if !icn_ledger_records::coop::is_bound(&coop) {
+            return Err(crate::state::unbound_coop(&coop.id).into());
+        }
         for a in &r.admissions {
             if a.coop_id != coop.id || a.signer != coop.founder {
                 return Err(LedgerError::InvalidArgument(format!(

@@ -32,6 +32,7 @@ pub struct LedgerMetrics {
     pub published: IntCounter,
     pub invalid_payloads: IntCounter,
     pub fork_reports_received: IntCounter,
+    pub peer_entries_refused: IntCounter,
 }
 
 impl LedgerMetrics {
@@ -79,6 +80,10 @@ impl LedgerMetrics {
                 "Gossip entries on a cooperative's topic that are not ledger batches",
             ),
             fork_reports_received: counter("ledger_fork_reports_received_total", "Trust events about forks from peers"),
+            peer_entries_refused: counter(
+                "ledger_peer_entries_refused_total",
+                "Peers' entries refused before reaching a cooperative: a malformed cooperative id, or a founding record its id is not bound to",
+            ),
         }
     }
 }
@@ -146,6 +151,8 @@ impl LedgerNode {
                 },
             )?
         };
+        let mut state = state;
+        state.clock_skew_ms = Some(ctx.config.credit.max_clock_skew.as_millis() as i64);
         let node = Arc::new(Self {
             state: Arc::new(RwLock::new(state)),
             store,
@@ -368,15 +375,16 @@ fn commit_group(node: &LedgerNode, jobs: Vec<Job>, ctx: &Context) {
         Ok(()) => {
             node.metrics.groups.inc();
             node.metrics.journal_version.set(write.version as i64);
+            node.metrics.peer_entries_refused.inc_by(write.refused_peer_entries);
             for (_, record) in &write.journal {
                 node.metrics.entries.with_label_values(&[if record.local { "local" } else { "peer" }]).inc();
             }
+            node.metrics.forks.inc_by(write.forks_found);
             if !write.forks.is_empty() {
                 for f in &write.forks {
                     tracing::warn!(coop = %f.coop_id, currency = %f.currency, payer = %f.payer, seq = f.payer_seq,
                         "fork: the payer signed two transfers with one sequence number; both are quarantined");
                 }
-                node.metrics.forks.inc_by(write.forks.len() as u64);
                 node.fork_reports.lock().expect("not poisoned").extend(write.forks);
                 node.local_committed.notify_one();
             }

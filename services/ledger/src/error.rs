@@ -46,7 +46,10 @@ impl From<LedgerError> for tonic::Status {
             // What is wrong with the transfer itself: the client must change it.
             LedgerError::Rejected {
                 rejection:
-                    TransferRejection::BadSignature | TransferRejection::Malformed | TransferRejection::InvalidAmount,
+                    TransferRejection::BadSignature
+                    | TransferRejection::Malformed
+                    | TransferRejection::InvalidAmount
+                    | TransferRejection::BadTime,
                 ..
             } => Status::invalid_argument(message),
             // What is wrong given the ledger's state: the client may retry once it changes.

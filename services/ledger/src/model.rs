@@ -3,14 +3,18 @@
 //!
 //! Entries may arrive in any order, so what they decide is derived from the whole set,
 //! the same on every node:
-//! - the cooperative is its record with the earliest `(created_at_ms, hash)`, signed by
-//!   its founder, the first admin;
+//! - the cooperative is its founding record, the one record its id is bound to
+//!   ([`icn_ledger_records::coop::is_bound`], checked before a record gets here), signed
+//!   by its founder, the first admin; until it arrives, the cooperative has no members,
+//!   so nothing else counts yet;
 //! - an admission counts when its signer is an admin, which may itself rest on another
 //!   admission (a fixpoint); roles only grow, so the fixpoint is unique;
 //! - a currency is defined by its first valid record (by time, then hash); a later one
 //!   with the same symbol changes nothing;
 //! - credit-limit changes take effect for transfers signed at or after their time
-//!   ([`crate::engine::CurrencyRules`]).
+//!   ([`crate::engine::CurrencyRules`]);
+//! - nothing timed before the founding record counts: an admin cannot place a record
+//!   before the cooperative existed.
 
 use crate::engine::{CurrencyRules, LimitChange, Rules};
 use icn_ledger_records::Hash;
@@ -19,7 +23,8 @@ use std::collections::{BTreeMap, HashMap};
 
 #[derive(Default, Debug, Clone)]
 pub struct CoopModel {
-    records: BTreeMap<(i64, Hash), Coop>,
+    /// The founding record: one per id, since the id is bound to it.
+    genesis: Option<Coop>,
     admissions: BTreeMap<(i64, Hash), MemberAdmission>,
     currency_records: BTreeMap<(i64, Hash), Currency>,
     limit_records: BTreeMap<(i64, Hash), CreditLimit>,
@@ -40,7 +45,12 @@ impl CoopModel {
     /// Adds an entry whose signature the caller checked; false when it was known.
     pub fn add(&mut self, entry: AdminEntry, hash: Hash) -> bool {
         let added = match entry {
-            AdminEntry::Coop(c) => self.records.insert((c.created_at_ms, hash), c).is_none(),
+            AdminEntry::Coop(c) => {
+                debug_assert!(icn_ledger_records::coop::is_bound(&c), "founding records are checked first");
+                let known = self.genesis.is_some();
+                self.genesis.get_or_insert(c);
+                !known
+            }
             AdminEntry::Admission(a) => self.admissions.insert((a.created_at_ms, hash), a).is_none(),
             AdminEntry::Currency(c) => self.currency_records.insert((c.created_at_ms, hash), c).is_none(),
             AdminEntry::Limit(l) => self.limit_records.insert((l.created_at_ms, hash), l).is_none(),
@@ -67,7 +77,7 @@ impl CoopModel {
         loop {
             let mut changed = false;
             for a in self.admissions.values() {
-                if !self.is_admin(&a.signer) || a.coop_id != coop.id {
+                if !self.is_admin(&a.signer) || a.coop_id != coop.id || a.created_at_ms < coop.created_at_ms {
                     continue;
                 }
                 let role = MemberRole::try_from(a.role).unwrap_or(MemberRole::Unspecified);
@@ -99,7 +109,11 @@ impl CoopModel {
             }
         }
         for c in self.currency_records.values() {
-            if c.coop_id == coop.id && self.is_admin(&c.signer) && !self.currencies.contains_key(&c.symbol) {
+            if c.coop_id == coop.id
+                && c.created_at_ms >= coop.created_at_ms
+                && self.is_admin(&c.signer)
+                && !self.currencies.contains_key(&c.symbol)
+            {
                 self.currencies.insert(c.symbol.clone(), c.clone());
             }
         }
@@ -107,7 +121,7 @@ impl CoopModel {
 
     /// The cooperative record in force, once one has arrived.
     pub fn coop(&self) -> Option<&Coop> {
-        self.records.values().next()
+        self.genesis.as_ref()
     }
 
     pub fn is_admin(&self, did: &str) -> bool {
@@ -132,10 +146,12 @@ impl CoopModel {
 
     /// Valid limit records of a currency, oldest first.
     fn limits<'a>(&'a self, currency: &'a str) -> impl Iterator<Item = (&'a (i64, Hash), &'a CreditLimit)> + 'a {
-        let coop_id = self.coop().map(|c| c.id.clone()).unwrap_or_default();
+        let (coop_id, founded) = self.coop().map(|c| (c.id.clone(), c.created_at_ms)).unwrap_or_default();
         self.limit_records
             .iter()
-            .filter(move |(_, l)| l.currency == currency && l.coop_id == coop_id && l.limit >= 0)
+            .filter(move |(_, l)| {
+                l.currency == currency && l.coop_id == coop_id && l.limit >= 0 && l.created_at_ms >= founded
+            })
             .filter(|(_, l)| self.is_admin(&l.signer))
     }
 
@@ -146,7 +162,11 @@ impl CoopModel {
 
     /// What transfers need: members, currencies and limit timelines.
     pub fn rules(&self) -> Rules {
-        let mut rules = Rules { members: self.members.keys().cloned().collect(), currencies: HashMap::new() };
+        let mut rules = Rules {
+            members: self.members.keys().cloned().collect(),
+            currencies: HashMap::new(),
+            founded_at_ms: self.coop().map(|c| c.created_at_ms).unwrap_or_default(),
+        };
         for (symbol, c) in &self.currencies {
             let mut r = CurrencyRules::flat(c.default_credit_limit);
             for ((at_ms, tie), l) in self.limits(symbol) {
@@ -169,11 +189,11 @@ mod tests {
     use icn_identity::NodeIdentity;
     use icn_ledger_records::{hash, sign};
 
-    fn admit(by: &NodeIdentity, who: &NodeIdentity, role: MemberRole, at: i64) -> MemberAdmission {
+    fn admit(coop: &str, by: &NodeIdentity, who: &NodeIdentity, role: MemberRole, at: i64) -> MemberAdmission {
         sign(
             by,
             MemberAdmission {
-                coop_id: "c".into(),
+                coop_id: coop.into(),
                 member: who.did().to_string(),
                 role: role as i32,
                 created_at_ms: at,
@@ -186,11 +206,12 @@ mod tests {
     fn admissions_count_whatever_order_they_arrive_in_and_only_from_admins() {
         let (founder, admin, member, outsider) =
             (NodeIdentity::generate(), NodeIdentity::generate(), NodeIdentity::generate(), NodeIdentity::generate());
-        let coop = sign(&founder, Coop { id: "c".into(), name: "C".into(), created_at_ms: 1, ..Default::default() });
+        let coop = icn_ledger_records::coop::found(&founder, "c", "C", 1).unwrap();
+        let id = coop.id.clone();
         let entries = vec![
-            AdminEntry::Admission(admit(&admin, &member, MemberRole::Member, 3)),
-            AdminEntry::Admission(admit(&founder, &admin, MemberRole::Admin, 2)),
-            AdminEntry::Admission(admit(&outsider, &outsider, MemberRole::Admin, 4)),
+            AdminEntry::Admission(admit(&id, &admin, &member, MemberRole::Member, 3)),
+            AdminEntry::Admission(admit(&id, &founder, &admin, MemberRole::Admin, 2)),
+            AdminEntry::Admission(admit(&id, &outsider, &outsider, MemberRole::Admin, 4)),
             AdminEntry::Coop(coop),
         ];
         let hashes: Vec<Hash> = entries

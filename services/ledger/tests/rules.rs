@@ -84,6 +84,31 @@ async fn every_broken_rule_is_refused_with_its_code_and_name_and_moves_nothing()
     let t = coop.next(&mut c, a, b, 10, &"x".repeat(300)).await.unwrap();
     refused(submit(&mut c, t).await, Code::InvalidArgument, "MALFORMED");
 
+    // Signer-chosen time (issue #11): reaching back before the payer's own previous
+    // transfer is refused by the rule every node applies; an hour off this node's clock
+    // is refused at this node's API (a peer's would be judged by signed data alone).
+    let mut t = coop.next(&mut c, a, b, 10, "before my first").await.unwrap();
+    t.created_at_ms = first.created_at_ms - 1;
+    refused(submit(&mut c, sign(a, t)).await, Code::InvalidArgument, "BAD_TIME");
+    let mut t = coop.next(&mut c, a, b, 10, "from the future").await.unwrap();
+    t.created_at_ms += 3_600_000;
+    refused(submit(&mut c, sign(a, t)).await, Code::InvalidArgument, "BAD_TIME");
+    // An admin's limit backdated by an hour, to judge transfers already applied anew.
+    let limit = sign(
+        &coop.founder,
+        CreditLimit {
+            coop_id: coop.id.clone(),
+            currency: CURRENCY.into(),
+            member: a.did().to_string(),
+            limit: 0,
+            created_at_ms: icn_runtime::now_ms() - 3_600_000,
+            ..Default::default()
+        },
+    );
+    let status = c.set_credit_limit(SetCreditLimitRequest { limit: Some(limit) }).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("credit.max_clock_skew"), "{status:?}");
+
     // Nothing refused moved anything.
     let balances = coop.balances(&mut c).await.unwrap();
     assert_eq!(balances[a.did().as_str()], -100);

@@ -34,6 +34,8 @@ pub mod close {
     pub const NOT_ALLOWED: u32 = 9;
     /// The peer stayed over its inbound rate limit for too long.
     pub const RATE_LIMITED: u32 = 10;
+    /// This node has `network.max_peers` connections already.
+    pub const TOO_MANY_PEERS: u32 = 11;
 
     /// Close codes that mean "do not reconnect".
     pub fn is_goodbye(code: u32) -> bool {
@@ -131,6 +133,14 @@ pub(crate) async fn establish<H: Host>(
         connected_at: SystemTime::now(),
         counters: Arc::new(LinkCounters::default()),
     };
+    // Dials stop at `max_peers`; inbound connections of new peers stop there too. A peer
+    // already connected may replace its link (it restarted).
+    if !outbound && node.peers().link(&did).is_none() && node.peers().connected_count() >= node.config().max_peers {
+        node.metrics().connections_refused.with_label_values(&["max_peers"]).inc();
+        let reason = format!("this node keeps at most {} connections (network.max_peers)", node.config().max_peers);
+        close_with(&conn, close::TOO_MANY_PEERS, &reason);
+        return Err(refused(reason));
+    }
     let dial_address = outbound.then_some(address);
     match node.peers().admit(&did, link.clone(), dial_address) {
         Admission::Duplicate => {
@@ -325,7 +335,7 @@ async fn read_messages<H: Host>(node: Arc<H>, did: Did, link: Link) {
                 }
                 let _entered = span.enter();
                 match node.inbox().deliver(&did, &link.peer_epoch, inbound) {
-                    Ok(Some(_)) => node.metrics().messages_received.with_label_values(&[&protocol]).inc(),
+                    Ok(Some(_)) => node.metrics().received(&protocol),
                     Ok(None) => node.metrics().duplicates_dropped.inc(),
                     Err(e) => {
                         // Without a record of delivery exactly-once cannot hold: stop
@@ -361,9 +371,17 @@ fn reject<H: Host>(node: &H, did: &Did, link: &Link, kind: &str, reason: &str) {
 
 async fn read_control<H: Host>(node: Arc<H>, did: Did, link: Link, mut stream: quinn::RecvStream) {
     let limit = node.config().max_frame_bytes;
+    let exchange = &node.config().exchange;
+    let exchange_pace = crate::gate::pace(exchange.frames_per_second, exchange.frames_burst);
     loop {
         match frame::read_frame(&mut stream, limit).await {
-            Ok(Some((Frame { body: Some(Body::PeerExchange(px)) }, _))) => node.learn_peers(&px.peers),
+            Ok(Some((Frame { body: Some(Body::PeerExchange(px)) }, _))) => {
+                if exchange_pace.check().is_ok() {
+                    node.learn_peers(&px.peers);
+                } else {
+                    node.metrics().exchange_refused.with_label_values(&["frames"]).inc();
+                }
+            }
             Ok(Some((Frame { body: Some(Body::Coordinate(c)) }, _))) => {
                 match crate::vivaldi::Coordinate::from_proto(&c) {
                     Some(c) => node.peers().with(|t| {

@@ -11,7 +11,7 @@ pub enum NetError {
     #[error("no peer {0} is known to this node")]
     UnknownPeer(Did),
     #[error("the queue to {did} is full ({limit}); retry once the peer has caught up")]
-    QueueFull { did: Did, limit: String },
+    QueueFull { did: Did, bound: &'static str, limit: String },
     #[error("storing the message failed: {0}")]
     Storage(String),
     #[error("{0}")]

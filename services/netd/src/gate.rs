@@ -1,5 +1,6 @@
 //! Who may connect, and how fast a peer may send: the allowlist and trust floor checked
-//! on every new connection, and the per-peer inbound token bucket.
+//! on every new connection, the per-peer inbound token bucket, and the paces of what
+//! peer exchange may make this node do.
 
 use governor::clock::{Clock, DefaultClock, Reference};
 use governor::middleware::NoOpMiddleware;
@@ -61,10 +62,21 @@ pub enum Pace {
 
 /// The quota of a rate limit: one message every `1 / messages_per_second`, `burst` at once.
 fn quota(config: &RateLimitConfig) -> Quota {
+    quota_of(config.messages_per_second, config.burst)
+}
+
+/// One event every `1 / per_second`, `burst` at once.
+fn quota_of(per_second: f64, burst: u32) -> Quota {
     // The configuration is validated positive, so both fall back only on absurd values.
-    let period = Duration::try_from_secs_f64(1.0 / config.messages_per_second).unwrap_or(Duration::from_nanos(1));
-    let burst = NonZeroU32::new(config.burst).unwrap_or(NonZeroU32::MIN);
+    let period = Duration::try_from_secs_f64(1.0 / per_second).unwrap_or(Duration::from_nanos(1));
+    let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
     Quota::with_period(period.max(Duration::from_nanos(1))).expect("a positive period").allow_burst(burst)
+}
+
+/// A pace for what is skipped, not waited for, when over it (peer-exchange frames,
+/// dials to exchanged peers): `check()` says whether the next one may go.
+pub fn pace(per_second: f64, burst: u32) -> governor::DefaultDirectRateLimiter {
+    RateLimiter::direct(quota_of(per_second, burst))
 }
 
 impl TokenBucket {

@@ -10,7 +10,10 @@
 //!
 //! The inbound log gives every delivered message a position. Subscribers resume from a
 //! position after a restart of theirs, and one that falls behind the live buffer catches
-//! up from the log. The newest `network.inbound_retention` messages are kept.
+//! up from the log. The newest `network.inbound_retention` messages are kept, and no more
+//! than `network.inbound_retention_bytes` of them: a count alone would let peers fill the
+//! disk with a million messages of a megabyte each. Each message's size is kept beside
+//! it, and the log's total in the store, so the byte bound needs no scan at start-up.
 
 use icn_identity::Did;
 use icn_proto::net::v1::InboundMessage;
@@ -25,24 +28,40 @@ use tokio::sync::broadcast;
 pub const INBOX_CF: &str = "inbox";
 /// `<position: u64 big-endian>` → [`InboundMessage`].
 pub const RECEIVED_CF: &str = "received";
-/// Pruning of the inbound log runs once per this many messages.
+/// `<position: u64 big-endian>` → the stored message's size in bytes (u64 big-endian).
+pub const RECEIVED_SIZES_CF: &str = "received_sizes";
+/// In the store's meta column family: the bytes of every sized message in the log.
+const BYTES_KEY: &[u8] = b"netd.inbox_bytes";
+/// Pruning of the inbound log by count runs once per this many messages.
 const PRUNE_EVERY: u64 = 1024;
+/// Most messages one delivery prunes, so that no delivery waits on a long walk; a log
+/// over its byte bound comes back under it over the next deliveries.
+const PRUNE_STEP: usize = 1024;
 
 struct State {
     senders: HashMap<Did, InboxState>,
     /// Position of the newest stored message (0: none yet).
     head: u64,
+    /// Bytes of the messages in the log (those stored with their size).
+    bytes: u64,
+}
+
+/// How much of the inbound log is kept: the newest `messages`, within `bytes`.
+#[derive(Clone, Copy, Debug)]
+pub struct Retention {
+    pub messages: u64,
+    pub bytes: u64,
 }
 
 pub struct Inbox {
     storage: Storage,
-    retention: u64,
+    retention: Retention,
     state: Mutex<State>,
     live: broadcast::Sender<Arc<InboundMessage>>,
 }
 
 impl Inbox {
-    pub fn open(storage: Storage, retention: u64, live_buffer: usize) -> Result<Self, StorageError> {
+    pub fn open(storage: Storage, retention: Retention, live_buffer: usize) -> Result<Self, StorageError> {
         let mut senders = HashMap::new();
         for item in storage.db().iterator_cf(storage.cf(INBOX_CF)?, icn_storage::IteratorMode::Start) {
             let (key, value) = item?;
@@ -56,8 +75,13 @@ impl Inbox {
             Some(item) => position_of(&item?.0),
             None => 0,
         };
+        let bytes = match storage.db().get_cf(storage.cf(icn_storage::META_CF)?, BYTES_KEY)? {
+            Some(v) => v.as_slice().try_into().map(u64::from_be_bytes).unwrap_or_default(),
+            None => 0,
+        };
         let (live, _) = broadcast::channel(live_buffer);
-        Ok(Self { storage, retention: retention.max(1), state: Mutex::new(State { senders, head }), live })
+        let retention = Retention { messages: retention.messages.max(1), bytes: retention.bytes.max(1) };
+        Ok(Self { storage, retention, state: Mutex::new(State { senders, head, bytes }), live })
     }
 
     /// (epoch, highest delivered sequence) for `did`.
@@ -93,23 +117,61 @@ impl Inbox {
         let position = state.head + 1;
         message.position = position;
         let record = InboxState { epoch: epoch.to_string(), delivered_seq: message.seq };
+        let encoded = message.encode_to_vec();
+        let mut bytes = state.bytes + encoded.len() as u64;
         let mut batch = WriteBatch::default();
         batch.put_cf(self.storage.cf(INBOX_CF)?, did.as_str().as_bytes(), record.encode_to_vec());
-        batch.put_cf(self.storage.cf(RECEIVED_CF)?, position.to_be_bytes(), message.encode_to_vec());
-        if position % PRUNE_EVERY == 0 && position > self.retention {
-            batch.delete_range_cf(
-                self.storage.cf(RECEIVED_CF)?,
-                0u64.to_be_bytes(),
-                (position - self.retention + 1).to_be_bytes(),
-            );
+        batch.put_cf(self.storage.cf(RECEIVED_SIZES_CF)?, position.to_be_bytes(), (encoded.len() as u64).to_be_bytes());
+        batch.put_cf(self.storage.cf(RECEIVED_CF)?, position.to_be_bytes(), encoded);
+        let by_count = position % PRUNE_EVERY == 0 && position > self.retention.messages;
+        if by_count || bytes > self.retention.bytes {
+            let keep_from = (position + 1).saturating_sub(self.retention.messages);
+            let (cut, freed) = self.prune_point(keep_from, bytes, position)?;
+            if cut > 0 {
+                for cf in [RECEIVED_CF, RECEIVED_SIZES_CF] {
+                    batch.delete_range_cf(self.storage.cf(cf)?, 0u64.to_be_bytes(), cut.to_be_bytes());
+                }
+                bytes -= freed;
+            }
         }
+        batch.put_cf(self.storage.cf(icn_storage::META_CF)?, BYTES_KEY, bytes.to_be_bytes());
         self.storage.db().write(batch)?;
         state.senders.insert(did.clone(), record);
         state.head = position;
+        state.bytes = bytes;
         // Sent under the lock so live subscribers see positions in order. No receiver is
         // fine: the message is in the log.
         let _ = self.live.send(Arc::new(message));
         Ok(Some(position))
+    }
+
+    /// Where to cut the log (positions below go) and the bytes that frees, so that it
+    /// keeps positions from `keep_from` on and, oldest first, at most the byte bound of
+    /// `bytes` (which includes `newest`, never cut itself); at most [`PRUNE_STEP`]
+    /// messages at a time.
+    fn prune_point(&self, keep_from: u64, bytes: u64, newest: u64) -> Result<(u64, u64), StorageError> {
+        let (mut cut, mut freed) = (0, 0);
+        let mut first_sized = None;
+        let sizes =
+            self.storage.db().iterator_cf(self.storage.cf(RECEIVED_SIZES_CF)?, icn_storage::IteratorMode::Start);
+        for item in sizes.take(PRUNE_STEP) {
+            let (key, value) = item?;
+            let position = position_of(&key);
+            first_sized.get_or_insert(position);
+            if position >= newest || (position >= keep_from && bytes - freed <= self.retention.bytes) {
+                break;
+            }
+            freed += value.as_ref().try_into().map(u64::from_be_bytes).unwrap_or_default();
+            cut = position + 1;
+        }
+        // Messages older than every sized one (logged before sizes were kept) go by
+        // count alone: they were never in `bytes`.
+        Ok((cut.max(keep_from.min(first_sized.unwrap_or(keep_from))), freed))
+    }
+
+    /// Bytes of the messages in the log.
+    pub fn bytes(&self) -> u64 {
+        self.state.lock().expect("inbox lock").bytes
     }
 
     /// Stored messages after `position`, oldest first, at most `max`.
@@ -157,7 +219,12 @@ mod tests {
     use icn_identity::NodeIdentity;
 
     fn open(dir: &std::path::Path, retention: u64) -> Inbox {
-        Inbox::open(Storage::open(dir, &[INBOX_CF, RECEIVED_CF]).unwrap(), retention, 16).unwrap()
+        open_within(dir, retention, u64::MAX)
+    }
+
+    fn open_within(dir: &std::path::Path, messages: u64, bytes: u64) -> Inbox {
+        let storage = Storage::open(dir, &[INBOX_CF, RECEIVED_CF, RECEIVED_SIZES_CF]).unwrap();
+        Inbox::open(storage, Retention { messages, bytes }, 16).unwrap()
     }
 
     fn message(seq: u64) -> InboundMessage {
@@ -196,5 +263,36 @@ mod tests {
         assert_eq!(oldest, PRUNE_EVERY - 100 + 1);
         assert_eq!(inbox.read_after(0, 1).await.unwrap()[0].position, oldest);
         assert_eq!(inbox.read_after(PRUNE_EVERY - 1, 10).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_log_keeps_no_more_bytes_than_its_bound_across_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let sender = NodeIdentity::generate().did().clone();
+        let big =
+            |seq: u64| InboundMessage { seq, protocol: "t".into(), payload: vec![7; 10_000], ..Default::default() };
+        let size = big(1).encoded_len() as u64 + 8; // with its position, set at delivery
+        {
+            let inbox = open_within(dir.path(), 1_000_000, 50_000);
+            for seq in 1..=20 {
+                inbox.deliver(&sender, "e", big(seq)).unwrap();
+                assert!(inbox.bytes() <= 50_000, "after {seq}: {} bytes", inbox.bytes());
+            }
+            let kept = inbox.read_after(0, 100).await.unwrap();
+            assert_eq!(kept.first().map(|m| m.position), Some(20 - kept.len() as u64 + 1), "the newest are kept");
+            assert!(kept.len() as u64 >= 50_000 / size - 1, "{} kept", kept.len());
+        }
+        // The total is read back, not recomputed: the bound holds on.
+        let inbox = open_within(dir.path(), 1_000_000, 50_000);
+        let before = inbox.bytes();
+        assert!(before > 0 && before <= 50_000);
+        inbox.deliver(&sender, "e", big(21)).unwrap();
+        assert!(inbox.bytes() <= 50_000);
+        let kept: u64 = inbox.read_after(0, 100).await.unwrap().iter().map(|m| m.encoded_len() as u64).sum();
+        assert_eq!(kept, inbox.bytes(), "the total is the log's own");
+        // One message larger than the whole bound is still delivered and kept.
+        let huge = InboundMessage { seq: 22, protocol: "t".into(), payload: vec![1; 80_000], ..Default::default() };
+        assert!(inbox.deliver(&sender, "e", huge).unwrap().is_some());
+        assert_eq!(inbox.read_after(0, 100).await.unwrap().last().unwrap().seq, 22);
     }
 }

@@ -32,5 +32,11 @@ pub const MIN_PROTOCOL_VERSION: u32 = 1;
 pub use peer_store::PEERS_CF;
 
 /// Every column family netd stores data in.
-pub const COLUMN_FAMILIES: &[&str] =
-    &[PEERS_CF, outbox::OUTBOX_CF, outbox::OUTBOX_STATE_CF, inbox::INBOX_CF, inbox::RECEIVED_CF];
+pub const COLUMN_FAMILIES: &[&str] = &[
+    PEERS_CF,
+    outbox::OUTBOX_CF,
+    outbox::OUTBOX_STATE_CF,
+    inbox::INBOX_CF,
+    inbox::RECEIVED_CF,
+    inbox::RECEIVED_SIZES_CF,
+];

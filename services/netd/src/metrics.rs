@@ -3,6 +3,10 @@
 use icn_telemetry::metrics::register;
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
+/// Distinct protocol names a peer's messages are counted under; the protocol is the
+/// sender's choice, so beyond this the rest count as `other`.
+const MAX_PROTOCOL_LABELS: usize = 32;
+
 #[derive(Clone)]
 pub struct NetMetrics {
     pub connected_peers: IntGauge,
@@ -18,6 +22,8 @@ pub struct NetMetrics {
     pub queue_depth: IntGaugeVec,
     pub queue_bytes: IntGaugeVec,
     pub messages_received: IntCounterVec,
+    /// Protocol labels in use on `messages_received`.
+    protocols_seen: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
     pub bytes_sent: IntCounter,
     pub bytes_received: IntCounter,
     pub frames_rejected: IntCounterVec,
@@ -26,6 +32,7 @@ pub struct NetMetrics {
     pub wakes_detected: IntCounter,
     pub rate_limited: IntCounterVec,
     pub connections_refused: IntCounterVec,
+    pub exchange_refused: IntCounterVec,
     pub subscribers_lagged: IntCounter,
 }
 
@@ -82,6 +89,7 @@ impl NetMetrics {
                     .expect("valid metric"),
             ),
             messages_received: counter_vec("netd_messages_received_total", "Messages read from peers", &["protocol"]),
+            protocols_seen: Default::default(),
             bytes_sent: counter("netd_bytes_sent_total", "Frame bytes written to peers"),
             bytes_received: counter("netd_bytes_received_total", "Frame bytes read from peers"),
             frames_rejected: counter_vec(
@@ -102,10 +110,31 @@ impl NetMetrics {
                 "Connections refused after the handshake, by reason",
                 &["reason"],
             ),
+            exchange_refused: counter_vec(
+                "netd_exchange_refused_total",
+                "What peer exchange named and this node did not take, by bound: known_peers, addresses, frames, dials",
+                &["bound"],
+            ),
             subscribers_lagged: counter(
                 "netd_subscribers_lagged_total",
                 "Times a local subscriber fell behind the live buffer and caught up from the log",
             ),
         }
+    }
+}
+
+impl NetMetrics {
+    /// Counts a message received for `protocol`, under a label set that peers cannot
+    /// grow without bound.
+    pub fn received(&self, protocol: &str) {
+        let label = {
+            let mut seen = self.protocols_seen.lock().expect("protocol labels lock");
+            if seen.contains(protocol) || (seen.len() < MAX_PROTOCOL_LABELS && seen.insert(protocol.to_string())) {
+                protocol
+            } else {
+                "other"
+            }
+        };
+        self.messages_received.with_label_values(&[label]).inc();
     }
 }

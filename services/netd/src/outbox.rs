@@ -11,8 +11,11 @@
 //! The receiving side is [`crate::inbox`].
 //!
 //! Overflow policy: a queue over `network.peer_queue_capacity` messages or
-//! `network.peer_queue_max_bytes` refuses further sends with RESOURCE_EXHAUSTED; nothing
-//! already accepted is ever dropped.
+//! `network.peer_queue_max_bytes`, or all queues together over
+//! `network.outbox_max_bytes`, refuses further sends with RESOURCE_EXHAUSTED; nothing
+//! already accepted is ever dropped. The node-wide bound matters because a queue is kept
+//! for every peer until it acknowledges: peers that never do would each hold a full
+//! queue's bytes.
 
 use crate::NetError;
 use icn_identity::Did;
@@ -43,9 +46,22 @@ fn message_key(did: &Did, seq: u64) -> Vec<u8> {
 pub struct Limits {
     pub max_messages: usize,
     pub max_bytes: usize,
+    /// Bytes of every queue together.
+    pub max_total_bytes: usize,
     /// The committer's backlog (`network.commit_backlog`) and group size
     /// (`network.commit_group_max`).
     pub commit: GroupLimits,
+}
+
+impl Limits {
+    pub fn of(config: &icn_config::NetworkConfig) -> Self {
+        Limits {
+            max_messages: config.peer_queue_capacity,
+            max_bytes: config.peer_queue_max_bytes,
+            max_total_bytes: config.outbox_max_bytes,
+            commit: GroupLimits { backlog: config.commit_backlog, max_group: config.commit_group_max },
+        }
+    }
 }
 
 struct Queue {
@@ -83,6 +99,8 @@ pub struct Outbox {
     epoch: String,
     limits: Limits,
     queues: Mutex<HashMap<Did, Queue>>,
+    /// Bytes of every queue together; changed only under the `queues` lock.
+    total_bytes: std::sync::atomic::AtomicUsize,
     /// The committer thread; dropping the outbox writes what is queued, then releases it.
     commits: GroupQueue<Commit>,
 }
@@ -101,6 +119,7 @@ impl Outbox {
             }
         };
         let mut queues = HashMap::new();
+        let mut total_bytes = 0;
         for item in db.iterator_cf(storage.cf(OUTBOX_STATE_CF)?, icn_storage::IteratorMode::Start) {
             let (key, value) = item?;
             let (Ok(did), Ok(state)) =
@@ -120,6 +139,7 @@ impl Outbox {
             if let Some(queue) = queues.get_mut(&did) {
                 queue.pending.push_back((seq, value.len()));
                 queue.bytes += value.len();
+                total_bytes += value.len();
             }
         }
         let committer = storage.clone();
@@ -145,7 +165,8 @@ impl Outbox {
                 }
             },
         )?;
-        Ok(Self { storage, epoch, limits, queues: Mutex::new(queues), commits })
+        let total_bytes = std::sync::atomic::AtomicUsize::new(total_bytes);
+        Ok(Self { storage, epoch, limits, queues: Mutex::new(queues), total_bytes, commits })
     }
 
     pub fn epoch(&self) -> &str {
@@ -161,7 +182,8 @@ impl Outbox {
             if queue.pending.len() >= self.limits.max_messages {
                 return Err(NetError::QueueFull {
                     did: did.clone(),
-                    limit: format!("{} messages", self.limits.max_messages),
+                    bound: "peer_messages",
+                    limit: format!("{} messages, `network.peer_queue_capacity`", self.limits.max_messages),
                 });
             }
             let seq = queue.next_seq;
@@ -169,7 +191,19 @@ impl Outbox {
             if queue.bytes + bytes.len() > self.limits.max_bytes && !queue.pending.is_empty() {
                 return Err(NetError::QueueFull {
                     did: did.clone(),
-                    limit: format!("{} bytes", self.limits.max_bytes),
+                    bound: "peer_bytes",
+                    limit: format!("{} bytes, `network.peer_queue_max_bytes`", self.limits.max_bytes),
+                });
+            }
+            let total = self.total_bytes.load(std::sync::atomic::Ordering::Relaxed);
+            if total + bytes.len() > self.limits.max_total_bytes && total > 0 {
+                return Err(NetError::QueueFull {
+                    did: did.clone(),
+                    bound: "node_bytes",
+                    limit: format!(
+                        "every peer's queue together holds {total} bytes of `network.outbox_max_bytes` = {}",
+                        self.limits.max_total_bytes
+                    ),
                 });
             }
             let state = OutboxState { next_seq: seq + 1, acked_seq: queue.acked_seq };
@@ -185,6 +219,7 @@ impl Outbox {
             self.commits.try_send(commit).map_err(|e| match e {
                 QueueError::Full(n) => NetError::QueueFull {
                     did: did.clone(),
+                    bound: "backlog",
                     limit: format!("the node's commit backlog of {n} sends (`network.commit_backlog`)"),
                 },
                 QueueError::Closed => NetError::Storage("the outbox is closing".into()),
@@ -192,6 +227,7 @@ impl Outbox {
             queue.next_seq += 1;
             queue.pending.push_back((seq, len));
             queue.bytes += len;
+            self.total_bytes.fetch_add(len, std::sync::atomic::Ordering::Relaxed);
             (seq, wait, len)
         };
         let committed = done.await.unwrap_or_else(|_| Err("the committer stopped".into()));
@@ -200,6 +236,7 @@ impl Outbox {
             if let Some(queue) = queues.get_mut(did) {
                 queue.pending.retain(|(s, _)| *s != seq);
                 queue.bytes -= len;
+                self.total_bytes.fetch_sub(len, std::sync::atomic::Ordering::Relaxed);
             }
             return Err(NetError::Storage(e));
         }
@@ -250,6 +287,7 @@ impl Outbox {
             while queue.pending.front().is_some_and(|(s, _)| *s <= seq) {
                 let (_, len) = queue.pending.pop_front().expect("front checked");
                 queue.bytes -= len;
+                self.total_bytes.fetch_sub(len, std::sync::atomic::Ordering::Relaxed);
             }
             OutboxState { next_seq: queue.next_seq, acked_seq: seq }
         };
@@ -291,8 +329,12 @@ mod tests {
         Storage::open(dir, &[OUTBOX_CF, OUTBOX_STATE_CF]).unwrap()
     }
 
-    const LIMITS: Limits =
-        Limits { max_messages: 3, max_bytes: 1 << 20, commit: GroupLimits { backlog: 16, max_group: 16 } };
+    const LIMITS: Limits = Limits {
+        max_messages: 3,
+        max_bytes: 1 << 20,
+        max_total_bytes: 1 << 30,
+        commit: GroupLimits { backlog: 16, max_group: 16 },
+    };
 
     #[tokio::test]
     async fn queued_messages_and_sequence_numbers_survive_reopening() {
@@ -325,5 +367,38 @@ mod tests {
         assert_eq!(outbox.read_after(&peer, 0, 10).await.unwrap().len(), 3);
         outbox.ack(&peer, 2).await.unwrap();
         assert_eq!(outbox.push(&peer, |_| b"x".to_vec()).await.unwrap(), 4);
+    }
+
+    #[tokio::test]
+    async fn peers_that_never_acknowledge_fill_no_more_than_the_node_wide_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = Limits { max_messages: 1000, max_bytes: 1000, max_total_bytes: 2500, ..LIMITS };
+        let outbox = Outbox::open(store(dir.path()), limits, false).unwrap();
+        let peers: Vec<Did> = (0..3).map(|_| NodeIdentity::generate().did().clone()).collect();
+        // Two peers take 1,000 bytes each, within their own bound; the third gets 500.
+        for peer in &peers[..2] {
+            for _ in 0..10 {
+                outbox.push(peer, |_| vec![0; 100]).await.unwrap();
+            }
+        }
+        for _ in 0..5 {
+            outbox.push(&peers[2], |_| vec![0; 100]).await.unwrap();
+        }
+        let err = outbox.push(&peers[2], |_| vec![0; 100]).await.unwrap_err();
+        assert!(matches!(err, NetError::QueueFull { bound: "node_bytes", .. }), "{err}");
+        assert!(err.to_string().contains("network.outbox_max_bytes"), "{err}");
+        // Nothing accepted was dropped; an acknowledgement makes room, also after reopening.
+        assert_eq!(outbox.read_after(&peers[2], 0, 100).await.unwrap().len(), 5);
+        outbox.ack(&peers[0], 3).await.unwrap();
+        for _ in 0..3 {
+            outbox.push(&peers[2], |_| vec![0; 100]).await.unwrap();
+        }
+        // The total is read back at open: still full.
+        drop(outbox);
+        let outbox = Outbox::open(store(dir.path()), limits, false).unwrap();
+        assert!(matches!(
+            outbox.push(&peers[0], |_| vec![0; 100]).await,
+            Err(NetError::QueueFull { bound: "node_bytes", .. })
+        ));
     }
 }

@@ -128,6 +128,20 @@ pub fn record_of<'a>(table: &'a mut HashMap<Did, PeerRecord>, did: &Did) -> &'a 
     })
 }
 
+/// Adds the addresses `known` lacks, up to `max` in all.
+pub(crate) fn add_addresses(known: &mut Vec<String>, addresses: &[String], max: usize) -> Result<(), ExchangeBound> {
+    for a in addresses {
+        if known.contains(a) {
+            continue;
+        }
+        if known.len() >= max {
+            return Err(ExchangeBound::Addresses);
+        }
+        known.push(a.clone());
+    }
+    Ok(())
+}
+
 /// What happened when a new link was offered to the table.
 pub enum Admission {
     /// The link is now the peer's connection; `replaced` is the link it displaced.
@@ -136,16 +150,48 @@ pub enum Admission {
     Duplicate,
 }
 
+/// Which bound kept part of what peer exchange named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExchangeBound {
+    /// The table holds `network.exchange.max_known_peers` peers: a new one is ignored.
+    KnownPeers,
+    /// The peer has `network.exchange.max_addresses_per_peer` addresses: more are ignored.
+    Addresses,
+}
+
+impl ExchangeBound {
+    pub fn label(self) -> &'static str {
+        match self {
+            ExchangeBound::KnownPeers => "known_peers",
+            ExchangeBound::Addresses => "addresses",
+        }
+    }
+}
+
 pub struct PeerTable {
     inner: Mutex<HashMap<Did, PeerRecord>>,
     next_link_id: AtomicU64,
+    /// Peers remembered from exchange, and addresses kept per peer.
+    max_known: usize,
+    max_addresses: usize,
     /// Counts every state change, by the state entered.
     pub state_changes: prometheus::IntCounterVec,
 }
 
 impl PeerTable {
-    pub fn new(state_changes: prometheus::IntCounterVec) -> Self {
-        Self { inner: Mutex::new(HashMap::new()), next_link_id: AtomicU64::new(0), state_changes }
+    pub fn new(state_changes: prometheus::IntCounterVec, exchange: &icn_config::ExchangeConfig) -> Self {
+        Self {
+            inner: Mutex::new(HashMap::new()),
+            next_link_id: AtomicU64::new(0),
+            max_known: exchange.max_known_peers,
+            max_addresses: exchange.max_addresses_per_peer,
+            state_changes,
+        }
+    }
+
+    /// Most addresses kept per peer (`network.exchange.max_addresses_per_peer`).
+    pub fn max_addresses(&self) -> usize {
+        self.max_addresses
     }
 
     pub fn next_link_id(&self) -> u64 {
@@ -168,18 +214,29 @@ impl PeerTable {
         self.with(|t| t.values().filter(|r| r.state.link().is_some()).count())
     }
 
-    /// Records that `did` can be reached at `addresses` (and sealed to with `sealing_key`),
-    /// without changing its state.
-    pub fn learn(&self, did: &Did, addresses: &[String], sealing_key: Option<&[u8]>) {
+    /// Records that another peer says `did` can be reached at `addresses`, without
+    /// changing its state, within the table's bounds; says which bound cut it short.
+    ///
+    /// What a peer says of another is not the other's word: its X25519 key is not taken
+    /// from here (a peer could name a victim with its own key first), only from the
+    /// victim's own Hello ([`PeerTable::admit`]) or this node's store of those.
+    pub fn learn(&self, did: &Did, addresses: &[String]) -> Result<(), ExchangeBound> {
+        self.with(|t| {
+            if !t.contains_key(did) && t.len() >= self.max_known {
+                return Err(ExchangeBound::KnownPeers);
+            }
+            let record = record_of(t, did);
+            add_addresses(&mut record.addresses, addresses, self.max_addresses)
+        })
+    }
+
+    /// Takes back a peer from this node's own store, with the key its Hello gave.
+    pub fn restore(&self, did: &Did, addresses: &[String], sealing_key: &[u8]) {
         self.with(|t| {
             let record = record_of(t, did);
-            for a in addresses {
-                if !record.addresses.contains(a) {
-                    record.addresses.push(a.clone());
-                }
-            }
-            if let Some(key) = sealing_key.filter(|k| k.len() == 32) {
-                record.sealing_key.get_or_insert_with(|| key.to_vec());
+            let _ = add_addresses(&mut record.addresses, addresses, self.max_addresses);
+            if sealing_key.len() == 32 {
+                record.sealing_key.get_or_insert_with(|| sealing_key.to_vec());
             }
         })
     }
@@ -209,11 +266,8 @@ impl PeerTable {
                     record.addresses.insert(0, a.to_string());
                 }
             }
-            for a in &link.hello.listen_addresses {
-                if !record.addresses.contains(a) {
-                    record.addresses.push(a.clone());
-                }
-            }
+            // The peer's own word, but bounded all the same.
+            let _ = add_addresses(&mut record.addresses, &link.hello.listen_addresses, self.max_addresses);
             record.sealing_key = Some(link.hello.x25519_public_key.clone());
             record.hello = Some(link.hello.clone());
             record.set_state(PeerState::Connected(link), &self.state_changes);

@@ -126,7 +126,7 @@ pub(crate) async fn dial_initial_peers<H: Host>(inner: Arc<H>) {
     for stored in stored {
         let Some(peer) = stored.peer else { continue };
         let Ok(did) = peer.did.parse::<Did>() else { continue };
-        inner.peers().learn(&did, &peer.addresses, Some(&peer.x25519_public_key));
+        inner.peers().restore(&did, &peer.addresses, &peer.x25519_public_key);
         if !stored.failed_error.is_empty() && !fresh_start {
             inner.peers().with(|t| {
                 if let Some(r) = t.get_mut(&did) {

@@ -96,8 +96,9 @@ async fn both_sides_of_a_partition_accept_transfers_and_a_fork_across_it_is_quar
             .unwrap();
         assert!(r.into_inner().drifts.is_empty());
     }
-    // Every node counted the fork and published a trust event on the cooperative's
-    // topic, which reached the two others.
+    // Every node counted the fork; trust events on the cooperative's topic reached the
+    // other nodes (a node that hears a peer's report before it finds the fork itself
+    // does not report it again, so there may be fewer than one per node).
     for node in &net.nodes {
         assert_eq!(node.metric("ledger", "icn_ledger_forks_detected_total").await.unwrap(), 1.0, "{}", node.name);
     }
@@ -107,7 +108,7 @@ async fn both_sides_of_a_partition_accept_transfers_and_a_fork_across_it_is_quar
         for node in &net.nodes {
             reports += node.metric("ledger", "icn_ledger_fork_reports_received_total").await.unwrap();
         }
-        if reports >= 6.0 {
+        if reports >= 2.0 {
             break;
         }
         assert!(Instant::now() < deadline, "fork reports reached the other nodes: {reports}");

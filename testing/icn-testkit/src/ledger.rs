@@ -23,28 +23,27 @@ pub struct TestCoop {
 }
 
 impl TestCoop {
-    /// Creates a cooperative through `client`: the founder, `members` more members and
-    /// the currency `hours` (2 decimals) with `limit` as default credit limit.
+    /// Founds a cooperative labelled `label` through `client` (its id is `label-…`,
+    /// bound to the founding record): the founder, `members` more members and the
+    /// currency `hours` (2 decimals) with `limit` as default credit limit.
     pub async fn create(
         client: &mut LedgerClient<Channel>,
-        id: &str,
+        label: &str,
         members: usize,
         limit: i64,
     ) -> anyhow::Result<TestCoop> {
         let founder = NodeIdentity::generate();
         let members: Vec<NodeIdentity> = (0..members).map(|_| NodeIdentity::generate()).collect();
         let now = icn_runtime::now_ms();
-        let coop = sign(
-            &founder,
-            Coop { id: id.into(), name: format!("{id} cooperative"), created_at_ms: now, ..Default::default() },
-        );
+        let coop = icn_ledger_records::coop::found(&founder, label, &format!("{label} cooperative"), now)?;
+        let id = coop.id.clone();
         let admissions = members
             .iter()
             .map(|m| {
                 sign(
                     &founder,
                     MemberAdmission {
-                        coop_id: id.into(),
+                        coop_id: id.clone(),
                         member: m.did().to_string(),
                         role: MemberRole::Member as i32,
                         created_at_ms: now,
@@ -57,7 +56,7 @@ impl TestCoop {
         let currency = sign(
             &founder,
             Currency {
-                coop_id: id.into(),
+                coop_id: id.clone(),
                 symbol: CURRENCY.into(),
                 decimals: 2,
                 default_credit_limit: limit,
@@ -67,7 +66,7 @@ impl TestCoop {
             },
         );
         client.create_currency(CreateCurrencyRequest { currency: Some(currency) }).await.context("CreateCurrency")?;
-        Ok(TestCoop { id: id.into(), founder, members, limit })
+        Ok(TestCoop { id, founder, members, limit })
     }
 
     /// Everyone who may pay: the founder and the members.

@@ -53,6 +53,8 @@ pub struct NetworkBuilder {
     base_port: Option<u16>,
     bootstrap: Bootstrap,
     env: Vec<(String, String)>,
+    /// (node index, key, value): settings of one node only.
+    node_env: Vec<(usize, String, String)>,
     placements: Vec<Placement>,
 }
 
@@ -94,6 +96,13 @@ impl NetworkBuilder {
         self
     }
 
+    /// An extra environment variable for every service process of node `i` (from 0)
+    /// only, after those of [`NetworkBuilder::env`].
+    pub fn node_env(mut self, i: usize, key: &str, value: &str) -> Self {
+        self.node_env.push((i, key.into(), value.into()));
+        self
+    }
+
     /// Creates identities, starts every service of every node and waits until all are healthy.
     pub async fn start(self) -> anyhow::Result<Network> {
         let (root, tmp) = match &self.root {
@@ -114,6 +123,7 @@ impl NetworkBuilder {
             let mut node =
                 TestNode::prepare(&format!("node{}", i + 1), &root.join(format!("node{}", i + 1)), ports, true)?;
             node.env.extend(self.env.iter().cloned());
+            node.env.extend(self.node_env.iter().filter(|(n, _, _)| *n == i).map(|(_, k, v)| (k.clone(), v.clone())));
             if let Some(placement) = placement {
                 node.placement = placement;
             }
@@ -159,6 +169,7 @@ impl Network {
             base_port: None,
             bootstrap: Bootstrap::Star,
             env: Vec::new(),
+            node_env: Vec::new(),
             placements: Vec::new(),
         }
     }

@@ -1,12 +1,15 @@
 //! `[network]`: netd's QUIC endpoint, its peers, and the queues and limits of messages
 //! between them. Its sub-tables each have a module: `[network.reconnect]`,
-//! `[network.trust]`, `[network.rate_limit]` and `[network.vivaldi]`.
+//! `[network.trust]`, `[network.rate_limit]`, `[network.exchange]` and
+//! `[network.vivaldi]`.
 
+mod exchange;
 mod rate_limit;
 mod reconnect;
 mod trust;
 mod vivaldi;
 
+pub use exchange::ExchangeConfig;
 pub use rate_limit::RateLimitConfig;
 pub use reconnect::ReconnectConfig;
 pub use trust::TrustConfig;
@@ -35,7 +38,9 @@ pub struct NetworkConfig {
     /// How often connected peers re-announce the peers they know.
     #[serde(with = "humantime_serde")]
     pub peer_exchange_interval: Duration,
-    /// Most connections this node keeps; dials beyond it are skipped.
+    /// Most connections this node keeps: dials beyond it are skipped, and a new peer's
+    /// inbound connection beyond it is closed (counted in
+    /// `icn_netd_connections_refused_total{reason="max_peers"}`).
     pub max_peers: usize,
     /// Largest message payload `Send` accepts, in bytes.
     pub max_message_bytes: usize,
@@ -47,6 +52,10 @@ pub struct NetworkConfig {
     pub peer_queue_capacity: usize,
     /// Bytes stored for one peer before `Send` answers RESOURCE_EXHAUSTED.
     pub peer_queue_max_bytes: usize,
+    /// Bytes stored for every peer together before `Send` answers RESOURCE_EXHAUSTED
+    /// (counted in `icn_netd_sends_refused_total{reason="node_bytes"}`): peers that never
+    /// acknowledge cannot each hold `peer_queue_max_bytes`.
+    pub outbox_max_bytes: usize,
     /// Sync queued messages to disk before `Send` answers, so a power cut loses none.
     /// Without it a process crash still loses nothing (RocksDB's log is written), a
     /// machine crash may.
@@ -68,6 +77,9 @@ pub struct NetworkConfig {
     pub catch_up_page: usize,
     /// Delivered inbound messages kept in the inbound log for subscribers to resume from.
     pub inbound_retention: u64,
+    /// Bytes of delivered messages kept in the inbound log: the oldest go first once it
+    /// holds more (a single larger message is still kept).
+    pub inbound_retention_bytes: u64,
     /// QUIC handshake plus Hello exchange must finish within this.
     #[serde(with = "humantime_serde")]
     pub handshake_timeout: Duration,
@@ -84,6 +96,7 @@ pub struct NetworkConfig {
     pub reconnect: ReconnectConfig,
     pub trust: TrustConfig,
     pub rate_limit: RateLimitConfig,
+    pub exchange: ExchangeConfig,
     pub vivaldi: VivaldiConfig,
 }
 
@@ -100,6 +113,7 @@ impl Default for NetworkConfig {
             max_frame_bytes: 1024 * 1024 + 64 * 1024,
             peer_queue_capacity: 100_000,
             peer_queue_max_bytes: 256 * 1024 * 1024,
+            outbox_max_bytes: 1024 * 1024 * 1024,
             queue_fsync: true,
             commit_backlog: 65_536,
             commit_group_max: 1024,
@@ -108,6 +122,7 @@ impl Default for NetworkConfig {
             stream_buffer: 256,
             catch_up_page: 512,
             inbound_retention: 1_000_000,
+            inbound_retention_bytes: 512 * 1024 * 1024,
             handshake_timeout: Duration::from_secs(10),
             keep_alive_interval: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(30),
@@ -115,6 +130,7 @@ impl Default for NetworkConfig {
             reconnect: ReconnectConfig::default(),
             trust: TrustConfig::default(),
             rate_limit: RateLimitConfig::default(),
+            exchange: ExchangeConfig::default(),
             vivaldi: VivaldiConfig::default(),
         }
     }
@@ -129,12 +145,14 @@ impl NetworkConfig {
         positive("network.max_message_bytes", self.max_message_bytes)?;
         positive("network.peer_queue_capacity", self.peer_queue_capacity)?;
         positive("network.peer_queue_max_bytes", self.peer_queue_max_bytes)?;
+        positive("network.outbox_max_bytes", self.outbox_max_bytes)?;
         positive("network.commit_backlog", self.commit_backlog)?;
         positive("network.commit_group_max", self.commit_group_max)?;
         positive("network.subscriber_buffer", self.subscriber_buffer)?;
         positive("network.stream_buffer", self.stream_buffer)?;
         positive("network.catch_up_page", self.catch_up_page)?;
         positive("network.max_peers", self.max_peers)?;
+        positive("network.inbound_retention_bytes", self.inbound_retention_bytes as usize)?;
         if self.max_frame_bytes < self.max_message_bytes + 1024 {
             return Err(ConfigError::Invalid {
                 key: "network.max_frame_bytes",
@@ -146,6 +164,7 @@ impl NetworkConfig {
         }
         self.reconnect.validate()?;
         self.rate_limit.validate()?;
+        self.exchange.validate()?;
         self.trust.validate()?;
         if self.idle_timeout <= self.keep_alive_interval {
             return Err(ConfigError::Invalid {

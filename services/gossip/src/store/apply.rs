@@ -10,11 +10,11 @@
 use super::acl::Reader;
 use super::commit::Durable;
 use super::layout::{entry_key, head_key, position_key, span_value};
-use super::layout::{ENTRIES_CF, HEADS_CF, PENDING_CF, POSITIONS_CF, TOPIC_STATE_CF};
+use super::layout::{ENTRIES_CF, EQUIVOCATIONS_CF, HEADS_CF, PENDING_CF, POSITIONS_CF, TOPIC_STATE_CF};
 use super::{Applied, State, Store};
 use crate::GossipError;
 use icn_gossip_records::{self as records, verify_entry};
-use icn_proto::gossip::v1::{Entry, RejectionReason, StoredEntry, Topic};
+use icn_proto::gossip::v1::{Entry, Equivocation, RejectionReason, StoredEntry, Topic};
 use icn_storage::{StorageError, WriteBatch};
 use prost::Message;
 
@@ -69,7 +69,7 @@ impl Store {
     ) -> Result<Durable<Applied>, GossipError> {
         let head = state.heads.get(&(entry.topic.clone(), entry.author.clone())).copied().unwrap_or(0);
         if entry.seq <= head {
-            return self.known(entry, head);
+            return self.known(entry, head, now_ms);
         }
         if entry.seq > head + 1 {
             return self.hold_locked(state, entry);
@@ -77,12 +77,24 @@ impl Store {
         self.store_in_order_locked(state, entry, head, topic, now_ms)
     }
 
-    /// An entry at or below its author's head: the same one again is a duplicate, any
-    /// other is a replay.
-    fn known(&self, entry: Entry, head: u64) -> Result<Durable<Applied>, GossipError> {
+    /// An entry at or below its author's head: the same one again is a duplicate; a
+    /// different one beside a held entry is an equivocation, whose evidence (both signed
+    /// entries) is kept; beside a pruned one, a replay.
+    fn known(&self, entry: Entry, head: u64, now_ms: i64) -> Result<Durable<Applied>, GossipError> {
         match self.stored(&entry.topic, &entry.author, entry.seq)? {
             Some(s) if s.entry.as_ref().is_some_and(|e| e.hash == entry.hash) => {
                 Ok(Durable::done(Applied::Duplicate(s)))
+            }
+            Some(StoredEntry { entry: Some(held), .. }) => {
+                let (topic, author, seq) = (entry.topic.clone(), entry.author.clone(), entry.seq);
+                self.keep_evidence(held, entry, now_ms)?;
+                Err(GossipError::Rejected {
+                    reason: RejectionReason::Equivocation,
+                    why: format!(
+                        "{author} signed two different entries at seq {seq} in `{topic}`: both are kept as \
+                         evidence (ListEquivocations), the first stays"
+                    ),
+                })
             }
             _ => Err(GossipError::Rejected {
                 reason: RejectionReason::Replay,
@@ -92,6 +104,31 @@ impl Store {
                 ),
             }),
         }
+    }
+
+    /// Keeps the pair as evidence, once per (topic, author, seq), within
+    /// `topics.max_equivocations`; beyond it the equivocation is only counted.
+    fn keep_evidence(&self, held: Entry, conflicting: Entry, now_ms: i64) -> Result<(), GossipError> {
+        let k = entry_key(&held.topic, &held.author, held.seq);
+        let mut kept = self.equivocations.lock().expect("equivocations lock");
+        if kept.contains(&k) {
+            return Ok(());
+        }
+        self.metrics.equivocations.inc();
+        tracing::warn!(topic = %held.topic, author = %held.author, seq = held.seq,
+            "equivocation: the author signed two different entries at one sequence number");
+        if kept.len() >= self.config.max_equivocations {
+            self.metrics.equivocations_refused.inc();
+            return Ok(());
+        }
+        let evidence = Equivocation { held: Some(held), conflicting: Some(conflicting), detected_at_ms: now_ms };
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.storage.cf(EQUIVOCATIONS_CF)?, &k, evidence.encode_to_vec());
+        // Not waited for: nobody is answered about evidence, and a crash before it is
+        // written loses only what the next copy of the conflicting entry brings back.
+        let _ = self.queue(batch, Vec::new(), None)?;
+        kept.insert(k);
+        Ok(())
     }
 
     /// Holds an entry ahead of a gap in its author's sequence until the gap fills, up to

@@ -8,6 +8,7 @@
 //! - `heads`: `<topic> 0 <author>` → highest contiguous seq (u64 BE): the version vector
 //! - `pending`: like `entries`, for entries ahead of a gap → `Entry`
 //! - `topic_state`: `<topic>` → first and last position (2 × u64 BE)
+//! - `equivocations`: like `entries` → `Equivocation` (the held and the conflicting entry)
 //!
 //! This module only encodes and decodes; it never reads or writes the database.
 
@@ -17,7 +18,9 @@ pub const POSITIONS_CF: &str = "positions";
 pub const HEADS_CF: &str = "heads";
 pub const PENDING_CF: &str = "pending";
 pub const TOPIC_STATE_CF: &str = "topic_state";
-pub const COLUMN_FAMILIES: &[&str] = &[TOPICS_CF, ENTRIES_CF, POSITIONS_CF, HEADS_CF, PENDING_CF, TOPIC_STATE_CF];
+pub const EQUIVOCATIONS_CF: &str = "equivocations";
+pub const COLUMN_FAMILIES: &[&str] =
+    &[TOPICS_CF, ENTRIES_CF, POSITIONS_CF, HEADS_CF, PENDING_CF, TOPIC_STATE_CF, EQUIVOCATIONS_CF];
 
 /// Joins key parts with a 0 byte, which topic names and DIDs never contain; numbers are
 /// fixed-width and come last, so a key splits back unambiguously.

@@ -15,6 +15,12 @@ pub struct StoreMetrics {
     pub stored: prometheus::IntCounter,
     /// Entries ahead of a gap refused at a bound (`per_author`, `total_bytes`).
     pub pending_refused: prometheus::IntCounterVec,
+    /// New topics refused at a bound (`total`, `per_creator`).
+    pub topics_refused: prometheus::IntCounterVec,
+    /// Authors found signing two entries at one sequence number.
+    pub equivocations: prometheus::IntCounter,
+    /// Equivocations not kept as evidence: `topics.max_equivocations` were kept already.
+    pub equivocations_refused: prometheus::IntCounter,
 }
 
 impl StoreMetrics {
@@ -44,6 +50,30 @@ impl StoreMetrics {
                         "gossip_pending_refused_total",
                         "Entries ahead of a gap refused at a bound, by bound",
                     ),
+                    &["bound"],
+                )
+                .expect("valid metric"),
+            ),
+            equivocations: register(
+                registry,
+                prometheus::IntCounter::new(
+                    "gossip_equivocations_total",
+                    "Authors found signing two different entries at one sequence number of a topic",
+                )
+                .expect("valid metric"),
+            ),
+            equivocations_refused: register(
+                registry,
+                prometheus::IntCounter::new(
+                    "gossip_equivocations_not_kept_total",
+                    "Equivocations whose evidence was not kept: topics.max_equivocations were kept already",
+                )
+                .expect("valid metric"),
+            ),
+            topics_refused: register(
+                registry,
+                prometheus::IntCounterVec::new(
+                    prometheus::Opts::new("gossip_topics_refused_total", "New topics refused at a bound, by bound"),
                     &["bound"],
                 )
                 .expect("valid metric"),

@@ -69,7 +69,7 @@ pub struct Store {
     metrics: StoreMetrics,
     config: TopicsConfig,
     trust: TrustConfig,
-    topics: RwLock<HashMap<String, Topic>>,
+    topics: RwLock<topics::TopicTable>,
     /// Serialises writes: an entry's position, head and pending set change together.
     state: Mutex<State>,
     live: broadcast::Sender<Arc<StoredEntry>>,
@@ -79,6 +79,8 @@ pub struct Store {
     /// Set when a commit failed: memory is then ahead of disk, and only a restart
     /// (which reloads from disk) makes the store trustworthy again.
     failed: Arc<AtomicBool>,
+    /// Keys of the equivocations kept as evidence, bounded by `topics.max_equivocations`.
+    equivocations: Mutex<std::collections::HashSet<Vec<u8>>>,
 }
 
 #[derive(Default)]
@@ -101,11 +103,12 @@ impl Store {
         metrics: StoreMetrics,
     ) -> Result<Self, GossipError> {
         let db = storage.db();
-        let mut topics = HashMap::new();
+        let mut topics = topics::TopicTable::default();
         for item in db.iterator_cf(storage.cf(TOPICS_CF)?, IteratorMode::Start) {
             let (_, v) = item.map_err(icn_storage::StorageError::from)?;
             if let Ok(t) = Topic::decode(v.as_ref()) {
-                topics.insert(t.name.clone(), t);
+                // Held before: kept even when beyond a bound lowered since.
+                topics.insert(t);
             }
         }
         let mut state = State::default();
@@ -138,6 +141,11 @@ impl Store {
                 }
             }
         }
+        let mut equivocations = std::collections::HashSet::new();
+        for item in db.iterator_cf(storage.cf(layout::EQUIVOCATIONS_CF)?, IteratorMode::Start) {
+            let (k, _) = item.map_err(icn_storage::StorageError::from)?;
+            equivocations.insert(k.to_vec());
+        }
         let (live, _) = broadcast::channel(config.subscriber_buffer);
         let failed = Arc::new(AtomicBool::new(false));
         let held_in_flight = HeldInFlight::default();
@@ -153,6 +161,7 @@ impl Store {
             commits,
             held_in_flight,
             failed,
+            equivocations: Mutex::new(equivocations),
         })
     }
 

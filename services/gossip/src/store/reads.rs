@@ -58,11 +58,21 @@ impl Store {
         Ok(out)
     }
 
-    /// Entries of `author` in `topic` with sequence numbers in `from..=to` that are held.
-    pub fn entries_of(&self, topic: &str, author: &str, from: u64, to: u64) -> Result<Vec<Entry>, GossipError> {
+    /// Entries of `author` in `topic` with sequence numbers in `from..=to` that are held,
+    /// oldest first, stopping after the entry that reaches `max_bytes` (encoded): at
+    /// least one, whatever its size.
+    pub fn entries_of(
+        &self,
+        topic: &str,
+        author: &str,
+        from: u64,
+        to: u64,
+        max_bytes: usize,
+    ) -> Result<Vec<Entry>, GossipError> {
         let db = self.storage.db();
         let start = entry_key(topic, author, from);
         let mut out = Vec::new();
+        let mut bytes = 0;
         for item in db.iterator_cf(self.storage.cf(ENTRIES_CF)?, IteratorMode::From(&start, Direction::Forward)) {
             let (k, v) = item.map_err(StorageError::from)?;
             let prefix_len = topic.len() + 1 + author.len() + 1;
@@ -73,10 +83,47 @@ impl Store {
                 break;
             }
             if let Some(e) = StoredEntry::decode(v.as_ref()).ok().and_then(|s| s.entry) {
+                bytes += e.encoded_len();
                 out.push(e);
+                if bytes >= max_bytes {
+                    break;
+                }
             }
         }
         Ok(out)
+    }
+
+    /// Equivocations kept as evidence, of `topic` (all when empty), after the key
+    /// `after` (a cursor; empty from the start), at most `max`; with the last key read.
+    pub fn equivocations(
+        &self,
+        topic: &str,
+        after: &[u8],
+        max: usize,
+    ) -> Result<(Vec<icn_proto::gossip::v1::Equivocation>, Vec<u8>), GossipError> {
+        let db = self.storage.db();
+        let prefix = if topic.is_empty() { Vec::new() } else { super::layout::key(&[topic.as_bytes(), b""]) };
+        let start = if after.is_empty() { prefix.clone() } else { after.to_vec() };
+        let mut out = Vec::new();
+        let mut last = Vec::new();
+        let iter = db.iterator_cf(
+            self.storage.cf(super::layout::EQUIVOCATIONS_CF)?,
+            IteratorMode::From(&start, Direction::Forward),
+        );
+        for item in iter {
+            let (k, v) = item.map_err(StorageError::from)?;
+            if !k.starts_with(&prefix) || out.len() == max {
+                break;
+            }
+            if k.as_ref() == after {
+                continue;
+            }
+            if let Ok(e) = icn_proto::gossip::v1::Equivocation::decode(v.as_ref()) {
+                out.push(e);
+            }
+            last = k.to_vec();
+        }
+        Ok((out, last))
     }
 
     /// The topic's version vector: author → highest contiguous seq held.

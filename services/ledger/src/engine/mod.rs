@@ -133,7 +133,7 @@ impl Ledger {
         // Judged alone at its place first: a transfer refused on its merits is no rival.
         if let Err(refusal) = self.try_apply(&hash, &t) {
             self.refused.insert(hash, refusal);
-        } else if self.viable_in_slot(&t).len() > 1 {
+        } else if self.rules.members.contains(&t.payer) && self.viable_in_slot(&t).len() > 1 {
             // A fork may un-apply what was applied: recompute from what is known.
             self.new_forks.push((t.currency.clone(), t.payer.clone(), t.payer_seq));
             self.recompute();
@@ -171,7 +171,7 @@ impl Ledger {
     }
 
     fn quarantined(&self, t: &Transfer) -> bool {
-        self.viable_in_slot(t).len() > 1
+        self.rules.members.contains(&t.payer) && self.viable_in_slot(t).len() > 1
     }
 
     /// What still blocks `t`, or `Ok(Ok(()))` when it applies now, or the final refusal.
@@ -185,16 +185,26 @@ impl Ledger {
                 missing.push(format!("admission of {party}"));
             }
         }
+        if t.created_at_ms < self.rules.founded_at_ms {
+            return Err(Refusal::BeforeFounding { at: t.created_at_ms, founded: self.rules.founded_at_ms });
+        }
         let key = (t.currency.clone(), t.payer.clone());
         let chain = self.chains.get(&key);
         // Judged as if alone at its place: against the payer's applied transfer just before.
+        // Time only rises along a payer's chain: the limit that judges a transfer is the
+        // one in force at its time, so a payer must not reach back past its own history.
         if t.payer_seq == 1 {
             if !t.prev_hash.is_empty() {
                 return Err(Refusal::BadChainLink(0));
             }
         } else {
             match chain.and_then(|c| c.get(&(t.payer_seq - 1))) {
-                Some(prev) if t.prev_hash.as_slice() == prev => {}
+                Some(prev) if t.prev_hash.as_slice() == prev => {
+                    let previous = self.known[prev].created_at_ms;
+                    if t.created_at_ms < previous {
+                        return Err(Refusal::TimeBeforePrevious { at: t.created_at_ms, previous });
+                    }
+                }
                 Some(_) => return Err(Refusal::BadChainLink(t.payer_seq - 1)),
                 None => missing.push(format!("payer transfer #{}", t.payer_seq - 1)),
             }
@@ -306,6 +316,9 @@ impl Ledger {
             }
         }
         self.dirty.extend(self.balances.keys().cloned());
+        // Forks that exist now, such as those of a payer just admitted: the caller
+        // reports each place once, whoever found it first.
+        self.new_forks.extend(self.forks().into_keys());
     }
 
     pub fn status(&self, hash: &Hash) -> Status {
@@ -366,7 +379,12 @@ impl Ledger {
         Changes {
             accounts: std::mem::take(&mut self.dirty),
             applied: std::mem::take(&mut self.newly_applied),
-            forks: std::mem::take(&mut self.new_forks),
+            forks: {
+                let mut forks = std::mem::take(&mut self.new_forks);
+                forks.sort();
+                forks.dedup();
+                forks
+            },
         }
     }
 
@@ -377,10 +395,13 @@ impl Ledger {
         q
     }
 
-    /// Forks by place: (currency, payer, seq) → the viable transfers holding it.
+    /// Forks by place: (currency, payer, seq) → the viable transfers holding it. Only a
+    /// member's: anyone can sign two transfers with one sequence number in the name of a
+    /// key that pays nothing, and such junk must cost no recompute and no report.
     pub fn forks(&self) -> BTreeMap<(String, String, u64), Vec<Hash>> {
         self.slots
             .iter()
+            .filter(|((_, payer, _), _)| self.rules.members.contains(payer))
             .map(|(k, h)| (k.clone(), h.iter().filter(|x| !self.refused.contains_key(*x)).copied().collect::<Vec<_>>()))
             .filter(|(_, viable)| viable.len() > 1)
             .collect()

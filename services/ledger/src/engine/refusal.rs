@@ -35,6 +35,10 @@ pub enum Refusal {
     DepClaimed(String),
     #[error("the payer's balance would be {balance}, below its floor of {floor}")]
     Overdraft { balance: i128, floor: i128 },
+    #[error("created_at_ms {at} is before the payer's previous transfer ({previous})")]
+    TimeBeforePrevious { at: i64, previous: i64 },
+    #[error("created_at_ms {at} is before the cooperative was founded ({founded})")]
+    BeforeFounding { at: i64, founded: i64 },
 }
 
 impl Refusal {
@@ -44,7 +48,11 @@ impl Refusal {
     pub fn is_stateful(&self) -> bool {
         matches!(
             self,
-            Refusal::BadChainLink(_) | Refusal::DepClaimed(_) | Refusal::Overdraft { .. } | Refusal::DepNotIncoming(_)
+            Refusal::BadChainLink(_)
+                | Refusal::DepClaimed(_)
+                | Refusal::Overdraft { .. }
+                | Refusal::DepNotIncoming(_)
+                | Refusal::BeforeFounding { .. }
         )
     }
 }

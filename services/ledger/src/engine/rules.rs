@@ -70,4 +70,6 @@ impl CurrencyRules {
 pub struct Rules {
     pub members: HashSet<String>,
     pub currencies: HashMap<String, CurrencyRules>,
+    /// The founding record's time: nothing of the cooperative is from before it.
+    pub founded_at_ms: i64,
 }

@@ -19,6 +19,7 @@ fn ledger(members: &[&NodeIdentity]) -> Ledger {
     Ledger::new(Rules {
         members: members.iter().map(|m| m.did().to_string()).collect(),
         currencies: [(CURRENCY.to_string(), CurrencyRules::flat(LIMIT))].into(),
+        founded_at_ms: 0,
     })
 }
 
@@ -198,4 +199,52 @@ fn a_transfer_waits_for_its_deps_and_applies_when_they_arrive() {
     assert_eq!(l.submit(income), Status::Applied);
     assert_eq!(l.status(&transfer_hash(&spend)), Status::Applied);
     assert_eq!(l.balance(CURRENCY, b.did().as_str()), 80 - 150);
+}
+
+#[test]
+fn time_rises_along_a_payers_chain_and_nothing_precedes_the_founding() {
+    let (a, b) = (NodeIdentity::generate(), NodeIdentity::generate());
+    let mut l = Ledger::new(Rules {
+        members: [a.did().to_string(), b.did().to_string()].into(),
+        currencies: [(CURRENCY.to_string(), CurrencyRules::flat(LIMIT))].into(),
+        founded_at_ms: 1_000,
+    });
+    let at = |t: Transfer, ms: i64| {
+        let mut t = t;
+        t.created_at_ms = ms;
+        sign_transfer(&a, t)
+    };
+    // Backdated to before the cooperative existed (where an older, higher limit might
+    // have been sought): refused.
+    let early = at(transfer(&a, &b, 10, 1, None, vec![], "early"), 999);
+    assert_eq!(l.submit(early), Status::Refused(Refusal::BeforeFounding { at: 999, founded: 1_000 }));
+    let first = at(transfer(&a, &b, 10, 1, None, vec![], "first"), 2_000);
+    assert_eq!(l.submit(first.clone()), Status::Applied);
+    // The next one reaches back before the first: refused, whatever arrives later.
+    let back = at(transfer(&a, &b, 10, 2, Some(transfer_hash(&first)), vec![], "back"), 1_500);
+    assert_eq!(l.submit(back), Status::Refused(Refusal::TimeBeforePrevious { at: 1_500, previous: 2_000 }));
+    // The same time, or later, is fine.
+    let same = at(transfer(&a, &b, 10, 2, Some(transfer_hash(&first)), vec![], "same"), 2_000);
+    assert_eq!(l.submit(same), Status::Applied);
+}
+
+#[test]
+fn junk_forks_in_the_name_of_a_non_member_cost_nothing_until_it_is_admitted() {
+    let (a, b, stranger) = (NodeIdentity::generate(), NodeIdentity::generate(), NodeIdentity::generate());
+    let mut l = ledger(&[&a, &b]);
+    l.take_changes();
+    // Two transfers at one place, signed by a key that is no member: both wait (an
+    // admission may still come), neither is a fork, nothing is reported.
+    let one = transfer(&stranger, &b, 10, 1, None, vec![], "one");
+    let two = transfer(&stranger, &b, 10, 1, None, vec![], "two");
+    assert!(matches!(l.submit(one.clone()), Status::Pending(_)));
+    assert!(matches!(l.submit(two.clone()), Status::Pending(_)));
+    assert!(l.forks().is_empty() && l.quarantine().is_empty());
+    assert!(l.take_changes().forks.is_empty());
+    // Admitted, the stranger's two transfers are a fork like any member's, found once.
+    let mut rules = l.rules().clone();
+    rules.members.insert(stranger.did().to_string());
+    l.set_rules(rules);
+    assert_eq!(l.status(&transfer_hash(&one)), Status::Quarantined);
+    assert_eq!(l.take_changes().forks, vec![(CURRENCY.to_string(), stranger.did().to_string(), 1)]);
 }

@@ -32,14 +32,19 @@ impl State {
         for checked in entries {
             let coop_id = coop_of(&checked.body).to_string();
             if let Some(refusal) = self.coop_refusal(&coop_id, &checked.body, source) {
+                write.refused_peer_entries += matches!(refusal, Outcome::Dropped) as u64;
                 outcomes.push(refusal);
                 continue;
             }
+            let skew = self.clock_skew_ms;
             let coop = self.coops.entry(coop_id.clone()).or_default();
             let (outcome, stored) = match checked.body.clone() {
-                Body::Transfer(t) => coop.transfer(t, checked.hash.clone(), source, received_at_ms),
-                Body::Fork(_) => (Outcome::Dropped, false),
-                admin => coop.admin(admin, checked.hash.clone(), source),
+                Body::Transfer(t) => coop.transfer(t, checked.hash.clone(), source, received_at_ms, skew),
+                Body::Fork(f) => {
+                    coop.peer_reported_fork((f.currency, f.payer, f.payer_seq));
+                    (Outcome::Dropped, false)
+                }
+                admin => coop.admin(admin, checked.hash.clone(), source, received_at_ms, skew),
             };
             if stored {
                 self.version += 1;
@@ -80,6 +85,10 @@ impl State {
                     continue;
                 }
                 coop.forks.insert(place.clone(), received_at_ms);
+                write.forks_found += 1;
+                if coop.peer_reported.contains(&place) {
+                    continue;
+                }
                 let transfers = coop.engine.forks().get(&place).cloned().unwrap_or_default();
                 write.forks.push(ForkReport {
                     coop_id: coop_id.clone(),
@@ -121,6 +130,7 @@ impl CoopState {
         hash: Result<Hash, SignatureError>,
         source: Source,
         now: i64,
+        skew: Option<i64>,
     ) -> (Outcome, bool) {
         let local = source == Source::Local;
         let hash = match hash {
@@ -146,7 +156,7 @@ impl CoopState {
                     return (Outcome::Transfer { record: self.record(first), duplicate: true }, false);
                 }
             }
-            if let Some(refusal) = self.preflight(&t) {
+            if let Some(refusal) = self.preflight(&t).or_else(|| clock_refusal(t.created_at_ms, now, skew)) {
                 return (Outcome::Transfer { record: rejected(&t, refusal.0, refusal.1), duplicate: false }, false);
             }
         }
@@ -179,6 +189,18 @@ impl CoopState {
         }
     }
 
+    /// A peer reported a fork at `place`: unless this node has found it already, it is
+    /// remembered so that this node does not report it again when it finds it.
+    fn peer_reported_fork(&mut self, place: (String, String, u64)) {
+        if self.forks.contains_key(&place) || self.peer_reported.contains(&place) {
+            return;
+        }
+        if self.peer_reported.len() == super::PEER_REPORTS_KEPT {
+            self.peer_reported.pop_front();
+        }
+        self.peer_reported.push_back(place);
+    }
+
     /// Records a stored transfer in the read indexes.
     pub(super) fn index(&mut self, t: &Transfer, hash: Hash, position: u64, received_at_ms: i64) {
         if let Some(m) = self.meta.get_mut(&hash) {
@@ -196,7 +218,14 @@ impl CoopState {
         }
     }
 
-    pub(super) fn admin(&mut self, body: Body, hash: Result<Hash, SignatureError>, source: Source) -> (Outcome, bool) {
+    pub(super) fn admin(
+        &mut self,
+        body: Body,
+        hash: Result<Hash, SignatureError>,
+        source: Source,
+        now: i64,
+        skew: Option<i64>,
+    ) -> (Outcome, bool) {
         let local = source == Source::Local;
         let hash = match hash {
             Ok(h) => h,
@@ -210,8 +239,18 @@ impl CoopState {
             }
         };
         if local {
+            let at = match &body {
+                Body::Coop(c) => c.created_at_ms,
+                Body::Admission(a) => a.created_at_ms,
+                Body::Currency(c) => c.created_at_ms,
+                Body::Limit(l) => l.created_at_ms,
+                Body::Transfer(_) | Body::Fork(_) => now,
+            };
             if let Err(e) = self.check_admin(&body, &hash) {
                 return (Outcome::Admin(Err(e)), false);
+            }
+            if let Some((_, why)) = clock_refusal(at, now, skew) {
+                return (Outcome::Admin(Err(LedgerError::InvalidArgument(why))), false);
             }
         }
         let entry = match body {
@@ -228,4 +267,20 @@ impl CoopState {
         let outcome = if local { Outcome::Admin(Ok(AdminOutcome { hash, created })) } else { Outcome::Dropped };
         (outcome, created)
     }
+}
+
+/// At this node's API only: an entry timed further than `credit.max_clock_skew` from
+/// this node's clock. (Peers' entries are judged by signed data alone.)
+fn clock_refusal(at_ms: i64, now_ms: i64, skew: Option<i64>) -> Option<(TransferRejection, String)> {
+    let skew = skew?;
+    let off = at_ms.saturating_sub(now_ms);
+    (off.abs() > skew).then(|| {
+        (
+            TransferRejection::BadTime,
+            format!(
+                "BAD_TIME: created_at_ms {at_ms} is {off} ms from this node's clock, beyond credit.max_clock_skew \
+                 ({skew} ms): sign it with the current time"
+            ),
+        )
+    })
 }

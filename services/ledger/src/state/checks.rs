@@ -11,7 +11,7 @@
 use super::{CoopState, Outcome, Source, State};
 use crate::engine::Refusal;
 use crate::error::LedgerError;
-use icn_ledger_records::coop::{valid_name, MAX_COOP_ID, MAX_DECIMALS, MAX_SYMBOL};
+use icn_ledger_records::coop::{valid_name, BIND_LEN, MAX_COOP_ID, MAX_DECIMALS, MAX_SYMBOL};
 use icn_ledger_records::transfer::MAX_AMOUNT;
 use icn_ledger_records::Hash;
 use icn_proto::ledger::v1::{Transfer, TransferRecord, TransferRejection, TransferStatus};
@@ -19,8 +19,10 @@ use icn_proto::ledger::wire::v1::ledger_entry::Body;
 
 impl State {
     /// What this node says of an entry's cooperative before anything else: its id must
-    /// be well formed, and an entry through this node's API must name a cooperative this
-    /// node holds (a founding entry brings its own). `None` lets the entry through; a
+    /// be well formed, a founding record must be the one its id is bound to (from any
+    /// source: this is what keeps anyone from founding someone else's cooperative), and
+    /// an entry through this node's API must name a cooperative this node holds (a
+    /// founding entry brings its own). `None` lets the entry through; a
     /// peer's entry refused here is dropped.
     pub(super) fn coop_refusal(&self, coop_id: &str, body: &Body, source: Source) -> Option<Outcome> {
         if !valid_name(coop_id, MAX_COOP_ID) {
@@ -36,6 +38,16 @@ impl State {
                 _ => Outcome::Dropped,
             });
         }
+        if let Body::Coop(c) = body {
+            if !icn_ledger_records::coop::is_bound(c) {
+                // Not a founding record of this id: signed, perhaps, but by someone who
+                // would take over the cooperative the id names.
+                return Some(match source {
+                    Source::Local => Outcome::Admin(Err(unbound_coop(coop_id))),
+                    _ => Outcome::Dropped,
+                });
+            }
+        }
         if source == Source::Local && !matches!(body, Body::Coop(_)) && !self.coops.contains_key(coop_id) {
             return Some(match body {
                 Body::Transfer(t) => Outcome::Transfer {
@@ -47,6 +59,15 @@ impl State {
         }
         None
     }
+}
+
+/// The refusal of a founding record its id is not bound to.
+pub fn unbound_coop(coop_id: &str) -> LedgerError {
+    LedgerError::InvalidArgument(format!(
+        "cooperative id `{coop_id}` is not bound to this founding record: an id is \
+         `<label>-<{BIND_LEN} characters>`, made from the record when it is founded \
+         (icn_ledger_records::coop::found, `icnctl coop create <label>`)"
+    ))
 }
 
 impl CoopState {
@@ -181,5 +202,6 @@ pub(super) fn rejection_of(r: &Refusal) -> TransferRejection {
         Refusal::BadChainLink(_) => TransferRejection::BrokenChain,
         Refusal::DepNotIncoming(_) | Refusal::DepClaimed(_) => TransferRejection::InvalidDep,
         Refusal::Overdraft { .. } => TransferRejection::BelowFloor,
+        Refusal::TimeBeforePrevious { .. } | Refusal::BeforeFounding { .. } => TransferRejection::BadTime,
     }
 }

@@ -26,6 +26,8 @@ mod checks;
 mod tests;
 mod views;
 
+pub use checks::unbound_coop;
+
 use crate::engine::Ledger;
 use crate::error::LedgerError;
 use crate::model::CoopModel;
@@ -121,12 +123,17 @@ pub struct GroupWrite {
     pub cursors: Vec<(String, u64)>,
     /// The journal version after this group.
     pub version: u64,
-    /// Forks found in this group, to report.
+    /// Forks found in this group, to report (those no peer reported first).
     pub forks: Vec<ForkReport>,
+    /// Forks found in this group, reported or not.
+    pub forks_found: u64,
     /// Entries submitted through this node's API, to publish.
     pub local_entries: usize,
     /// Transfers stored or newly applied in this group, for watchers: (coop, hash).
     pub transfer_events: Vec<(String, Hash)>,
+    /// Peers' entries refused before reaching a cooperative (a malformed id, a founding
+    /// record its id is not bound to).
+    pub refused_peer_entries: u64,
 }
 
 impl GroupWrite {
@@ -153,6 +160,10 @@ pub struct CoopState {
     idempotency: HashMap<(String, String, String), Hash>,
     /// Forks found, by place, with when.
     forks: BTreeMap<(String, String, u64), i64>,
+    /// Places peers reported forks at before this node found them, oldest first: a fork
+    /// found here later is not reported again (one report per fork, not one per node).
+    /// Bounded by [`PEER_REPORTS_KEPT`]: peers' reports are their word, not evidence.
+    peer_reported: std::collections::VecDeque<(String, String, u64)>,
     /// Groups that changed this cooperative; keys the statistics cache.
     changes: u64,
     /// CoopStats is public and walks every transfer: it is computed once per change.
@@ -164,7 +175,13 @@ pub struct State {
     pub coops: BTreeMap<String, CoopState>,
     /// The journal's last position: it moves with every stored entry.
     pub version: u64,
+    /// `credit.max_clock_skew`, for entries through this node's API only; `None` checks
+    /// no clock (a replay, the tests of the rules themselves).
+    pub clock_skew_ms: Option<i64>,
 }
+
+/// Places of peers' fork reports remembered per cooperative.
+pub const PEER_REPORTS_KEPT: usize = 1024;
 
 /// Balances are exact in the engine (i128); the API's i64 holds any balance a
 /// cooperative of fewer than 1,024 members at the largest credit limit can reach.

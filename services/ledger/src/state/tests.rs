@@ -17,13 +17,41 @@ use rand::{Rng, SeedableRng};
 const CURRENCIES: [&str; 2] = ["hours", "meals"];
 const LIMIT: i64 = 100;
 
-fn admin_entries(founder: &NodeIdentity, members: &[NodeIdentity]) -> Vec<Body> {
-    let mut out = vec![Body::Coop(sign(founder, Coop { id: "c".into(), name: "C".into(), ..Default::default() }))];
+/// The cooperative's admin entries, with an outsider's attempt at taking it over mixed
+/// in: a backdated founding record of the same id signed by the outsider (what took over
+/// a cooperative before ids were bound), its admission of itself as an admin and its
+/// own currency with a far lower floor. None of it may count, in any order.
+fn admin_entries(founder: &NodeIdentity, members: &[NodeIdentity]) -> (String, Vec<Body>) {
+    let genesis = icn_ledger_records::coop::found(founder, "c", "C", 0).unwrap();
+    let c = genesis.id.clone();
+    let outsider = NodeIdentity::generate();
+    let mut out = vec![
+        Body::Coop(genesis.clone()),
+        Body::Coop(sign(&outsider, Coop { created_at_ms: 0, signature: Vec::new(), ..genesis })),
+        Body::Admission(sign(
+            &outsider,
+            MemberAdmission {
+                coop_id: c.clone(),
+                member: outsider.did().to_string(),
+                role: MemberRole::Admin as i32,
+                ..Default::default()
+            },
+        )),
+        Body::Currency(sign(
+            &outsider,
+            Currency {
+                coop_id: c.clone(),
+                symbol: "hours".into(),
+                default_credit_limit: 1 << 40,
+                ..Default::default()
+            },
+        )),
+    ];
     for m in members {
         out.push(Body::Admission(sign(
             founder,
             MemberAdmission {
-                coop_id: "c".into(),
+                coop_id: c.clone(),
                 member: m.did().to_string(),
                 role: MemberRole::Member as i32,
                 ..Default::default()
@@ -33,14 +61,14 @@ fn admin_entries(founder: &NodeIdentity, members: &[NodeIdentity]) -> Vec<Body> 
     for symbol in CURRENCIES {
         out.push(Body::Currency(sign(
             founder,
-            Currency { coop_id: "c".into(), symbol: symbol.into(), default_credit_limit: LIMIT, ..Default::default() },
+            Currency { coop_id: c.clone(), symbol: symbol.into(), default_credit_limit: LIMIT, ..Default::default() },
         )));
     }
     // A limit raised for member 0 in "hours" from t = 500 on.
     out.push(Body::Limit(sign(
         founder,
         CreditLimit {
-            coop_id: "c".into(),
+            coop_id: c.clone(),
             currency: "hours".into(),
             member: members[0].did().to_string(),
             limit: 300,
@@ -48,16 +76,16 @@ fn admin_entries(founder: &NodeIdentity, members: &[NodeIdentity]) -> Vec<Body> 
             ..Default::default()
         },
     )));
-    out
+    (c, out)
 }
 
 /// A random history as members' clients write it, judged by one node that sees
 /// everything in order, plus forks and forged signatures.
-fn history(seed: u64) -> (Vec<NodeIdentity>, Vec<Body>) {
+fn history(seed: u64) -> (String, NodeIdentity, Vec<NodeIdentity>, Vec<Body>) {
     let mut rng = StdRng::seed_from_u64(seed);
     let founder = NodeIdentity::generate();
     let members: Vec<NodeIdentity> = (0..5).map(|_| NodeIdentity::generate()).collect();
-    let mut entries = admin_entries(&founder, &members);
+    let (c, mut entries) = admin_entries(&founder, &members);
     let mut truth = State::default();
     let checked = entries.iter().cloned().map(Checked::trusted).collect();
     truth.apply(checked, Source::Peer, 0, &mut GroupWrite::default());
@@ -65,10 +93,10 @@ fn history(seed: u64) -> (Vec<NodeIdentity>, Vec<Body>) {
         let p = rng.gen_range(0..members.len());
         let q = (p + rng.gen_range(1..members.len())) % members.len();
         let currency = CURRENCIES[rng.gen_range(0..2)];
-        let coop = &truth.coops["c"];
-        let account = coop.account("c", currency, members[p].did().as_str(), 0, 64);
+        let coop = &truth.coops[&c];
+        let account = coop.account(&c, currency, members[p].did().as_str(), 0, 64);
         let payment = Payment {
-            coop_id: "c",
+            coop_id: &c,
             currency,
             payee: members[q].did().as_str(),
             amount: rng.gen_range(1..90),
@@ -88,7 +116,7 @@ fn history(seed: u64) -> (Vec<NodeIdentity>, Vec<Body>) {
         let checked = Checked::verify_all(vec![LedgerEntry { body: Some(Body::Transfer(t)) }]);
         truth.apply(checked, Source::Peer, 0, &mut GroupWrite::default());
     }
-    (members, entries)
+    (c, founder, members, entries)
 }
 
 fn deliver(entries: &[Body], rng: &mut StdRng) -> State {
@@ -112,13 +140,15 @@ fn deliver(entries: &[Body], rng: &mut StdRng) -> State {
 #[test]
 fn nodes_agree_whatever_the_order_of_admin_entries_and_transfers() {
     for seed in 0..40 {
-        let (members, entries) = history(seed);
+        let (c, founder, members, entries) = history(seed);
         let mut rng = StdRng::seed_from_u64(seed + 7);
         let replicas: Vec<State> = (0..3).map(|_| deliver(&entries, &mut rng)).collect();
-        let reference = &replicas[0].coops["c"];
+        let reference = &replicas[0].coops[&c];
         assert!(!reference.engine.applied().is_empty(), "seed {seed}: transfers apply");
         for r in &replicas {
-            let coop = &r.coops["c"];
+            let coop = &r.coops[&c];
+            assert_eq!(coop.model.coop().map(|g| g.founder.as_str()), Some(founder.did().as_str()), "seed {seed}");
+            assert_eq!(coop.model.members().count(), members.len() + 1, "seed {seed}: the outsider is not one");
             assert_eq!(coop.engine.applied(), reference.engine.applied(), "seed {seed}");
             assert_eq!(coop.engine.quarantine(), reference.engine.quarantine(), "seed {seed}");
             for currency in CURRENCIES {

@@ -15,8 +15,9 @@ impl Inner {
     }
 
     /// Dials peers named by another node, unless already connected, being redialled, or
-    /// closed on purpose.
+    /// closed on purpose; all within `[network.exchange]`'s bounds, each refusal counted.
     pub fn learn_peers(self: &Arc<Self>, peers: &[KnownPeer]) {
+        let refused = |bound: &str| self.metrics.exchange_refused.with_label_values(&[bound]).inc();
         for known in peers.iter().take(self.config.peer_exchange_max) {
             let Ok(did) = known.did.parse::<Did>() else { continue };
             if &did == self.did() || known.addresses.is_empty() {
@@ -26,7 +27,12 @@ impl Inner {
                 None | Some(PeerState::Known) | Some(PeerState::Failed { .. }) => true,
                 Some(_) => false,
             });
-            self.peers.learn(&did, &known.addresses, Some(&known.x25519_public_key));
+            if let Err(bound) = self.peers.learn(&did, &known.addresses) {
+                refused(bound.label());
+                if bound == crate::peers::ExchangeBound::KnownPeers {
+                    continue;
+                }
+            }
             if let Some(c) = known.coordinate.as_ref().and_then(Coordinate::from_proto) {
                 self.peers.with(|t| {
                     if let Some(r) = t.get_mut(&did).filter(|r| r.state.link().is_none()) {
@@ -35,6 +41,11 @@ impl Inner {
                 });
             }
             if wanted && self.peers.connected_count() < self.config.max_peers {
+                if self.exchange_dials.check().is_err() {
+                    // Known now; dialled when some peer names it again.
+                    refused("dials");
+                    continue;
+                }
                 let inner = self.clone();
                 let address = known.addresses[0].clone();
                 self.ctx.spawn(async move {

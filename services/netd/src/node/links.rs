@@ -59,6 +59,20 @@ impl Inner {
         });
     }
 
+    /// A peer's queue gauges while something waits for it; none once it is empty, so
+    /// that the series per DID are those of peers with a queue, not every peer ever met.
+    pub fn update_queue_metrics(&self, did: &Did) {
+        let (messages, bytes) = self.outbox.depth(did);
+        let label = did.to_string();
+        if messages == 0 {
+            let _ = self.metrics.queue_depth.remove_label_values(&[&label]);
+            let _ = self.metrics.queue_bytes.remove_label_values(&[&label]);
+            return;
+        }
+        self.metrics.queue_depth.with_label_values(&[&label]).set(messages as i64);
+        self.metrics.queue_bytes.with_label_values(&[&label]).set(bytes as i64);
+    }
+
     /// A link ended. Decide, under the table lock, what the peer's state becomes.
     pub fn link_closed(
         self: &Arc<Self>,
@@ -90,9 +104,7 @@ impl Inner {
             }
             if !link.outbound {
                 let observed = link.connection.remote_address().to_string();
-                if !record.addresses.contains(&observed) {
-                    record.addresses.push(observed);
-                }
+                let _ = crate::peers::add_addresses(&mut record.addresses, &[observed], self.peers.max_addresses());
             }
             record.set_state(
                 PeerState::Reconnecting { attempt: 0, next_attempt_at: SystemTime::now(), last_error: reason.clone() },
@@ -101,6 +113,12 @@ impl Inner {
             Some(())
         });
         self.metrics.connected_peers.set(self.peers.connected_count() as i64);
+        if self.peers.link(did).is_none() {
+            // Series per DID live as long as the connection: a node meets many peers.
+            for direction in ["sent", "received"] {
+                let _ = self.metrics.peer_bytes.remove_label_values(&[did.as_str(), direction]);
+            }
+        }
         tracing::info!(peer = %did, reason, "peer disconnected");
         if redial.is_some() {
             self.ctx.spawn(reconnect_loop(self.clone(), did.clone()));

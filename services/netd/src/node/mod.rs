@@ -61,6 +61,8 @@ pub(crate) struct Inner {
     pub incarnation: String,
     advertised: Vec<String>,
     dials: Mutex<HashMap<String, DialFuture>>,
+    /// Dials to peers learnt from exchange, node-wide (`network.exchange.dials_*`).
+    exchange_dials: governor::DefaultDirectRateLimiter,
     /// Sending halves of each link's control stream, by link id.
     pub controls: Mutex<HashMap<u64, ControlStream>>,
     /// Goodbye reasons received, by link id, read when the link closes.
@@ -98,18 +100,13 @@ impl Node {
             }
             (None, true) => Vec::new(),
         };
-        let limits = Limits {
-            max_messages: config.peer_queue_capacity,
-            max_bytes: config.peer_queue_max_bytes,
-            commit: icn_storage::group::GroupLimits {
-                backlog: config.commit_backlog,
-                max_group: config.commit_group_max,
-            },
-        };
+        let limits = Limits::of(&config);
         let (outbox, inbox) = {
             let storage = ctx.storage.clone();
             let fsync = config.queue_fsync;
-            let (retention, buffer) = (config.inbound_retention, config.subscriber_buffer);
+            let retention =
+                crate::inbox::Retention { messages: config.inbound_retention, bytes: config.inbound_retention_bytes };
+            let buffer = config.subscriber_buffer;
             tokio::task::spawn_blocking(move || {
                 anyhow::Ok((Outbox::open(storage.clone(), limits, fsync)?, Inbox::open(storage, retention, buffer)?))
             })
@@ -119,7 +116,8 @@ impl Node {
         let vivaldi = Vivaldi::new(config.vivaldi.clone()).map_err(|e| anyhow::anyhow!("network.vivaldi: {e}"))?;
         let metrics = NetMetrics::new(&ctx.metrics);
         let inner = Arc::new(Inner {
-            peers: PeerTable::new(metrics.state_changes.clone()),
+            peers: PeerTable::new(metrics.state_changes.clone(), &config.exchange),
+            exchange_dials: crate::gate::pace(config.exchange.dials_per_second, config.exchange.dials_burst),
             metrics,
             config,
             identity,
@@ -183,7 +181,8 @@ impl Node {
         let result = self.inner.send(to, protocol, payload, sealed).await;
         if let Err(e) = &result {
             let reason = match e {
-                NetError::QueueFull { .. } => "queue_full",
+                // Which bound: peer_messages, peer_bytes, node_bytes or backlog.
+                NetError::QueueFull { bound, .. } => bound,
                 NetError::UnknownPeer(_) => "unknown_peer",
                 NetError::InvalidArgument(_) => "invalid",
                 _ => "storage",
@@ -401,13 +400,6 @@ impl Inner {
         self.metrics.messages_queued.with_label_values(&[protocol]).inc();
         self.update_queue_metrics(to);
         Ok(seq)
-    }
-
-    pub fn update_queue_metrics(&self, did: &Did) {
-        let (messages, bytes) = self.outbox.depth(did);
-        let label = did.to_string();
-        self.metrics.queue_depth.with_label_values(&[&label]).set(messages as i64);
-        self.metrics.queue_bytes.with_label_values(&[&label]).set(bytes as i64);
     }
 
     /// Opens a payload sealed to this node.

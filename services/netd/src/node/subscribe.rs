@@ -30,7 +30,7 @@ pub(super) async fn feed_subscriber(
         feed,
         read_after,
         |_| true,
-        |m| protocols.is_empty() || protocols.contains(&m.protocol),
+        |m| Ok(protocols.is_empty() || protocols.contains(&m.protocol)),
         move || lagged.inc(),
     )
     .await
