@@ -37,6 +37,15 @@ pub struct CreditConfig {
     /// and where an entry arrived.
     #[serde(with = "humantime_serde")]
     pub max_clock_skew: Duration,
+    /// How far ahead of its payer's applied chain (in sequence numbers, per currency) a
+    /// peer's transfer is held; one further ahead is not kept (counted in
+    /// `icn_ledger_transfers_evicted_total{waits_for="chain"}`) and is read again from
+    /// the cooperative's topic once the chain comes within this. A payer holds at most
+    /// this many unapplied transfers (and the two of a fork) per currency.
+    pub max_unapplied_per_payer: usize,
+    /// Peers' transfers held unapplied on this node, every cooperative together; beyond
+    /// it they are evicted (`{waits_for="room"}`) until applying held ones makes room.
+    pub max_unapplied: usize,
 }
 
 impl Default for CreditConfig {
@@ -51,6 +60,8 @@ impl Default for CreditConfig {
             recompute_attempts: 5,
             watch_buffer: 4096,
             max_clock_skew: Duration::from_secs(300),
+            max_unapplied_per_payer: 1_000,
+            max_unapplied: 100_000,
         }
     }
 }
@@ -62,6 +73,8 @@ impl CreditConfig {
         positive("credit.queue", self.queue)?;
         positive("credit.recompute_attempts", self.recompute_attempts as usize)?;
         positive("credit.watch_buffer", self.watch_buffer)?;
+        positive("credit.max_unapplied_per_payer", self.max_unapplied_per_payer)?;
+        positive("credit.max_unapplied", self.max_unapplied)?;
         if self.max_clock_skew.is_zero() {
             return Err(ConfigError::Invalid {
                 key: "credit.max_clock_skew",

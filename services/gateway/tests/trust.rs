@@ -457,3 +457,109 @@ async fn a_member_sees_balances_but_not_other_members_transfers_on_any_path() {
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["account"]["balance"], "-321", "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_outsiders_junk_transfers_are_not_held_and_one_comes_back_when_its_payer_is_admitted() {
+    let net = Network::builder(2)
+        .services(SERVICES)
+        .env("ICN__TOPICS__ANTI_ENTROPY_INTERVAL", "300ms")
+        .env("ICN__CREDIT__DISCOVER_INTERVAL", "200ms")
+        .start()
+        .await
+        .unwrap();
+    net.wait_full_mesh(Duration::from_secs(30)).await.unwrap();
+    let (n1, n2) = (&net.nodes[0], &net.nodes[1]);
+    let mut ledger1 = n1.ledger().await.unwrap();
+    let mut ledger2 = n2.ledger().await.unwrap();
+    let coop = TestCoop::create(&mut ledger1, "flooded", 1, 1_000).await.unwrap();
+    let member = &coop.members[0];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while ledger2
+        .get_coop(GetCoopRequest { coop_id: coop.id.clone() })
+        .await
+        .map(|r| r.into_inner().currencies.len())
+        .ok()
+        != Some(1)
+    {
+        assert!(tokio::time::Instant::now() < deadline, "node 2 never learnt the cooperative");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Mallory signs 200 transfers from 200 fresh keys to a member and publishes them on
+    // the cooperative's topic through node 2's gateway. Before, every node held all of
+    // them as pending, for ever.
+    let keys: Vec<NodeIdentity> = (0..200).map(|_| NodeIdentity::generate()).collect();
+    let payment = icn_ledger_records::Payment {
+        coop_id: &coop.id,
+        currency: CURRENCY,
+        payee: member.did().as_str(),
+        amount: 7,
+        memo: "junk",
+        idempotency_id: "",
+    };
+    let now = icn_runtime::now_ms();
+    let junk: Vec<Transfer> =
+        keys.iter().map(|k| icn_ledger_records::next_transfer(k, &Account::default(), &payment, now)).collect();
+    let batch =
+        LedgerBatch { entries: junk.iter().map(|t| LedgerEntry { body: Some(Body::Transfer(t.clone())) }).collect() };
+    let mallory = NodeIdentity::generate();
+    let topic = icn_ledger_records::coop::topic(&coop.id);
+    let entry = icn_gossip_records::sign_entry(&mallory, &topic, 1, &batch.encode_to_vec(), 1024, now);
+    let token = icn_testkit::gateway::login(&http(), &n2.http_url(), &mallory, &[]).await.unwrap();
+    let body = serde_json::to_value(icn_proto::gossip::v1::PublishRequest {
+        signing: Some(icn_proto::gossip::v1::publish_request::Signing::Signed(entry)),
+    })
+    .unwrap();
+    let r = http().post(format!("{}/v1/entries", n2.http_url())).bearer_auth(&token).json(&body).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    // Both nodes read them and hold none: evicted, counted, nothing pending.
+    let evicted = "icn_ledger_transfers_evicted_total{waits_for=\"rules\"}";
+    for node in [n1, n2] {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while node.metric("ledger", evicted).await.unwrap() < 200.0 {
+            assert!(tokio::time::Instant::now() < deadline, "{}: the junk was never read", node.name);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    for ledger in [&mut ledger1, &mut ledger2] {
+        let stats = coop.stats(ledger).await.unwrap();
+        assert_eq!(stats.currencies[0].pending_transfers, 0, "{stats:?}");
+        let t = ledger
+            .get_transfer(GetTransferRequest {
+                key: Some(get_transfer_request::Key::Hash(icn_ledger_records::hash(&junk[0]).to_vec())),
+            })
+            .await;
+        assert_eq!(t.unwrap_err().code(), Code::NotFound, "not stored");
+    }
+    // The founder admits one of those keys on node 1: every node reads the topic again
+    // and that transfer, which was not lost, applies; the other 199 stay out.
+    let admission = icn_ledger_records::sign(
+        &coop.founder,
+        MemberAdmission {
+            coop_id: coop.id.clone(),
+            member: keys[0].did().to_string(),
+            role: MemberRole::Member as i32,
+            created_at_ms: icn_runtime::now_ms(),
+            ..Default::default()
+        },
+    );
+    ledger1.add_member(AddMemberRequest { admission: Some(admission) }).await.unwrap();
+    let hash = icn_ledger_records::hash(&junk[0]).to_vec();
+    for ledger in [&mut ledger1, &mut ledger2] {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let request = GetTransferRequest { key: Some(get_transfer_request::Key::Hash(hash.clone())) };
+            let status = ledger.get_transfer(request).await.map(|r| r.into_inner().record.unwrap().status);
+            if matches!(status, Ok(s) if s == TransferStatus::Applied as i32) {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the admitted payer's transfer never came back: {status:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let stats = coop.stats(ledger).await.unwrap();
+        assert_eq!(stats.currencies[0].pending_transfers, 0, "the other 199 are still not held: {stats:?}");
+    }
+    assert_eq!(coop.account(&mut ledger2, member).await.unwrap().balance, 7);
+}

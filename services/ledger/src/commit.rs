@@ -33,6 +33,7 @@ pub struct LedgerMetrics {
     pub invalid_payloads: IntCounter,
     pub fork_reports_received: IntCounter,
     pub peer_entries_refused: IntCounter,
+    pub evicted: IntCounterVec,
 }
 
 impl LedgerMetrics {
@@ -80,6 +81,17 @@ impl LedgerMetrics {
                 "Gossip entries on a cooperative's topic that are not ledger batches",
             ),
             fork_reports_received: counter("ledger_fork_reports_received_total", "Trust events about forks from peers"),
+            evicted: register(
+                registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "ledger_transfers_evicted_total",
+                        "Peers' transfers not kept at a bound, by what they wait for before they are read again",
+                    ),
+                    &["waits_for"],
+                )
+                .expect("valid metric"),
+            ),
             peer_entries_refused: counter(
                 "ledger_peer_entries_refused_total",
                 "Peers' entries refused before reaching a cooperative: a malformed cooperative id, or a founding record its id is not bound to",
@@ -153,6 +165,10 @@ impl LedgerNode {
         };
         let mut state = state;
         state.clock_skew_ms = Some(ctx.config.credit.max_clock_skew.as_millis() as i64);
+        state.bounds = Some(crate::state::HoldBounds {
+            per_payer: ctx.config.credit.max_unapplied_per_payer,
+            total: ctx.config.credit.max_unapplied,
+        });
         let node = Arc::new(Self {
             state: Arc::new(RwLock::new(state)),
             store,
@@ -174,6 +190,18 @@ impl LedgerNode {
     /// The state, for reading; only what is durable is in it.
     pub async fn read(&self) -> RwLockReadGuard<'_, State> {
         self.state.read().await
+    }
+
+    /// The topic position `coop_id`'s follower must read again from, if evicted
+    /// transfers are due (`state::hold`); [`LedgerNode::rewind_done`] once it has.
+    pub async fn rewind_due(&self, coop_id: &str) -> Option<u64> {
+        self.state.write().await.coops.get_mut(coop_id)?.start_rewind()
+    }
+
+    pub async fn rewind_done(&self, coop_id: &str) {
+        if let Some(coop) = self.state.write().await.coops.get_mut(coop_id) {
+            coop.end_rewind();
+        }
     }
 
     /// Checks signatures (on every core), then queues the entries for the committer and
@@ -357,8 +385,11 @@ fn commit_group(node: &LedgerNode, jobs: Vec<Job>, ctx: &Context) {
     let mut answers = Vec::with_capacity(jobs.len());
     for job in jobs {
         let outcomes = state.apply(job.entries, job.source, now, &mut write);
-        if let Some(cursor) = job.cursor {
-            write.cursors.push(cursor);
+        if let Some((coop_id, position)) = job.cursor {
+            // Never past a transfer evicted and not read again yet (`state::hold`).
+            let floor = state.coops.get(&coop_id).and_then(|c| c.hold_floor());
+            let position = floor.map_or(position, |f| position.min(f.saturating_sub(1)));
+            write.cursors.push((coop_id, position));
         }
         answers.push((job.reply, job.source, outcomes));
     }
@@ -376,6 +407,9 @@ fn commit_group(node: &LedgerNode, jobs: Vec<Job>, ctx: &Context) {
             node.metrics.groups.inc();
             node.metrics.journal_version.set(write.version as i64);
             node.metrics.peer_entries_refused.inc_by(write.refused_peer_entries);
+            for waits_for in &write.evicted {
+                node.metrics.evicted.with_label_values(&[waits_for]).inc();
+            }
             for (_, record) in &write.journal {
                 node.metrics.entries.with_label_values(&[if record.local { "local" } else { "peer" }]).inc();
             }

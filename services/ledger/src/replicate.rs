@@ -200,6 +200,7 @@ async fn follow(ctx: Context, node: Arc<LedgerNode>, gossip: Gossip, coop_id: St
     let topic = coop::topic(&coop_id);
     let max_payload = ctx.config.topics.max_payload_bytes;
     let (opener, handler) = (node.clone(), node.clone());
+    let reread_gossip = gossip.clone();
     let (open_coop, handle_coop, handle_me) = (coop_id.clone(), coop_id.clone(), me.clone());
     let what = topic.clone();
     icn_runtime::follow::follow(
@@ -222,13 +223,67 @@ async fn follow(ctx: Context, node: Arc<LedgerNode>, gossip: Gossip, coop_id: St
         },
         move |stored: icn_proto::gossip::v1::StoredEntry| {
             let (node, coop_id, me) = (handler.clone(), handle_coop.clone(), handle_me.clone());
+            let gossip = reread_gossip.clone();
             async move {
                 let entries = decode(&node, &coop_id, &stored, max_payload, &me).await;
-                node.submit(entries, Source::Peer, Some((coop_id, stored.position))).await.map(|_| ())
+                let source = Source::Peer { position: stored.position };
+                node.submit(entries, source, Some((coop_id.clone(), stored.position))).await?;
+                // Evicted transfers whose wait is over: read the topic again from the
+                // first of them up to here, before going on.
+                while let Some(from) = node.rewind_due(&coop_id).await {
+                    let read = reread(&node, gossip.clone(), &coop_id, from, stored.position, max_payload, &me).await;
+                    node.rewind_done(&coop_id).await;
+                    read?;
+                }
+                Ok::<(), LedgerError>(())
             }
         },
     )
     .await
+}
+
+/// Reads the cooperative's topic again over positions `from..=to` and submits what this
+/// node does not hold (transfers evicted at a bound among them), without moving the
+/// stored cursor: the follower's own entries do.
+async fn reread(
+    node: &LedgerNode,
+    mut gossip: Gossip,
+    coop_id: &str,
+    from: u64,
+    to: u64,
+    max_payload: usize,
+    me: &str,
+) -> Result<(), LedgerError> {
+    let topic = coop::topic(coop_id);
+    let mut after = from.saturating_sub(1);
+    tracing::info!(coop = %coop_id, from, to, "reading evicted transfers again");
+    while after < to {
+        let page =
+            icn_proto::common::v1::PageRequest { limit: icn_runtime::paging::MAX_PAGE, cursor: after.to_string() };
+        let request = icn_proto::gossip::v1::GetEntriesRequest {
+            topic: topic.clone(),
+            reader: me.to_string(),
+            author: String::new(),
+            page: Some(page),
+        };
+        let entries = gossip
+            .get_entries(request)
+            .await
+            .map_err(|s| LedgerError::GossipUnavailable(format!("{}: {}", s.code(), s.message())))?
+            .into_inner()
+            .entries;
+        if entries.is_empty() {
+            break;
+        }
+        for stored in entries.into_iter().take_while(|s| s.position <= to) {
+            after = stored.position;
+            let batch = decode(node, coop_id, &stored, max_payload, me).await;
+            if !batch.is_empty() {
+                node.submit(batch, Source::Peer { position: stored.position }, None).await?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The entries of one gossip entry that this node still needs: those of this
@@ -263,10 +318,13 @@ async fn decode(
         .filter(|e| match &e.body {
             Some(Body::Transfer(t)) => !coop.is_some_and(|c| c.knows(&icn_ledger_records::hash(t))),
             Some(Body::Fork(_)) => {
-                if stored.entry.as_ref().is_some_and(|e| e.author != me) {
+                // A peer's report reaches the state (which then does not report the same
+                // fork again); this node's own comes back and is dropped here.
+                let from_peer = stored.entry.as_ref().is_some_and(|e| e.author != me);
+                if from_peer {
                     node.metrics.fork_reports_received.inc();
                 }
-                false
+                from_peer
             }
             Some(_) => true,
             None => false,

@@ -71,6 +71,10 @@ pub struct Ledger {
     newly_applied: Vec<Hash>,
     /// Forks found since the last [`Ledger::take_changes`].
     new_forks: Vec<(String, String, u64)>,
+    /// Known transfers not applied (pending, quarantined, refused for a reason that may
+    /// change), per payer and in all: what the node's bounds on held transfers count.
+    unapplied: HashMap<String, usize>,
+    unapplied_total: usize,
 }
 
 /// What changed since the last time a caller asked: the accounts to write and the
@@ -129,6 +133,8 @@ impl Ledger {
         }
         let slot = (t.currency.clone(), t.payer.clone(), t.payer_seq);
         self.known.insert(hash, t.clone());
+        *self.unapplied.entry(t.payer.clone()).or_default() += 1;
+        self.unapplied_total += 1;
         self.slots.entry(slot).or_default().insert(hash);
         // Judged alone at its place first: a transfer refused on its merits is no rival.
         if let Err(refusal) = self.try_apply(&hash, &t) {
@@ -151,6 +157,7 @@ impl Ledger {
         }
         self.refused.remove(hash);
         if let Some(t) = self.known.remove(hash) {
+            self.count_unapplied(&t.payer, -1);
             if let Some(holders) = self.slots.get_mut(&(t.currency.clone(), t.payer.clone(), t.payer_seq)) {
                 holders.remove(hash);
             }
@@ -268,6 +275,7 @@ impl Ledger {
     }
 
     fn apply(&mut self, hash: Hash, t: &Transfer) {
+        self.count_unapplied(&t.payer, -1);
         let key = (t.currency.clone(), t.payer.clone());
         let mut incoming: i128 = 0;
         for dep in &t.deps {
@@ -292,6 +300,11 @@ impl Ledger {
     fn recompute(&mut self) {
         self.dirty.extend(self.balances.keys().cloned());
         self.applied.clear();
+        self.unapplied.clear();
+        for t in self.known.values() {
+            *self.unapplied.entry(t.payer.clone()).or_default() += 1;
+        }
+        self.unapplied_total = self.known.len();
         self.chains.clear();
         self.claimed.clear();
         self.checked.clear();
@@ -319,6 +332,32 @@ impl Ledger {
         // Forks that exist now, such as those of a payer just admitted: the caller
         // reports each place once, whoever found it first.
         self.new_forks.extend(self.forks().into_keys());
+    }
+
+    fn count_unapplied(&mut self, payer: &str, by: isize) {
+        if let Some(n) = self.unapplied.get_mut(payer) {
+            *n = n.saturating_add_signed(by);
+            if *n == 0 {
+                self.unapplied.remove(payer);
+            }
+        }
+        self.unapplied_total = self.unapplied_total.saturating_add_signed(by);
+    }
+
+    /// Known transfers of `payer` that are not applied.
+    pub fn unapplied_of(&self, payer: &str) -> usize {
+        self.unapplied.get(payer).copied().unwrap_or(0)
+    }
+
+    /// Known transfers that are not applied, of every payer.
+    pub fn unapplied_total(&self) -> usize {
+        self.unapplied_total
+    }
+
+    /// Viable transfers (not refused on their merits) at `t`'s place, `t` included if
+    /// known: 2 means `t` is the rival that makes a fork.
+    pub fn viable_at(&self, t: &Transfer) -> usize {
+        self.viable_in_slot(t).len()
     }
 
     pub fn status(&self, hash: &Hash) -> Status {

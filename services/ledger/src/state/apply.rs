@@ -10,7 +10,7 @@
 //! caller's to write before anyone reads the new state.
 
 use super::checks::{rejected, rejection_of};
-use super::{AdminOutcome, Checked, CoopState, GroupWrite, Outcome, Source, State, TransferMeta};
+use super::{AdminOutcome, Checked, CoopState, GroupWrite, HoldBounds, Outcome, Source, State, TransferMeta};
 use crate::engine::Status;
 use crate::error::LedgerError;
 use crate::model::AdminEntry;
@@ -28,6 +28,8 @@ impl State {
             _ => now,
         };
         let mut touched: Vec<String> = Vec::new();
+        // Cooperatives whose rules changed in this group: evicted transfers may fit now.
+        let mut rules_changed: Vec<String> = Vec::new();
         let mut outcomes = Vec::with_capacity(entries.len());
         for checked in entries {
             let coop_id = coop_of(&checked.body).to_string();
@@ -37,14 +39,28 @@ impl State {
                 continue;
             }
             let skew = self.clock_skew_ms;
+            let hold = match (self.bounds, source) {
+                (Some(bounds), Source::Peer { position }) => {
+                    Some(Hold { bounds, others: self.unapplied_except(&coop_id), position })
+                }
+                _ => None,
+            };
             let coop = self.coops.entry(coop_id.clone()).or_default();
             let (outcome, stored) = match checked.body.clone() {
-                Body::Transfer(t) => coop.transfer(t, checked.hash.clone(), source, received_at_ms, skew),
+                Body::Transfer(t) => {
+                    coop.transfer(t, checked.hash.clone(), source, received_at_ms, skew, hold, &mut write.evicted)
+                }
                 Body::Fork(f) => {
                     coop.peer_reported_fork((f.currency, f.payer, f.payer_seq));
                     (Outcome::Dropped, false)
                 }
-                admin => coop.admin(admin, checked.hash.clone(), source, received_at_ms, skew),
+                admin => {
+                    let (outcome, created) = coop.admin(admin, checked.hash.clone(), source, received_at_ms, skew);
+                    if created && !rules_changed.contains(&coop_id) {
+                        rules_changed.push(coop_id.clone());
+                    }
+                    (outcome, created)
+                }
             };
             if stored {
                 self.version += 1;
@@ -80,6 +96,10 @@ impl State {
                     write.transfer_events.push((coop_id.clone(), hash));
                 }
             }
+            if !changes.forks.is_empty() && !rules_changed.contains(&coop_id) {
+                // A fork's recompute judges held transfers again: as a change of rules.
+                rules_changed.push(coop_id.clone());
+            }
             for place in changes.forks {
                 if coop.forks.contains_key(&place) {
                     continue;
@@ -105,6 +125,12 @@ impl State {
                 }
             }
         }
+        if let Some(bounds) = self.bounds {
+            let total: usize = self.coops.values().map(|c| c.engine.unapplied_total()).sum();
+            for (coop_id, coop) in self.coops.iter_mut().filter(|(_, c)| c.has_evicted()) {
+                coop.release(rules_changed.contains(coop_id), bounds, total);
+            }
+        }
         write.version = self.version;
         // Stored transfers: their status once the whole group is applied.
         let replaying = matches!(source, Source::Replay { .. });
@@ -122,8 +148,25 @@ impl State {
     }
 }
 
+/// A peer's transfer under the node's bounds: the bounds, the unapplied transfers of
+/// the node's other cooperatives, and the topic position it came at.
+#[derive(Clone, Copy)]
+pub(super) struct Hold {
+    bounds: HoldBounds,
+    others: usize,
+    position: u64,
+}
+
+impl State {
+    /// Unapplied transfers of every cooperative but `coop_id`.
+    fn unapplied_except(&self, coop_id: &str) -> usize {
+        self.coops.iter().filter(|(id, _)| id.as_str() != coop_id).map(|(_, c)| c.engine.unapplied_total()).sum()
+    }
+}
+
 impl CoopState {
     /// Takes a transfer; the flag says whether it is stored (journalled).
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn transfer(
         &mut self,
         t: Transfer,
@@ -131,6 +174,8 @@ impl CoopState {
         source: Source,
         now: i64,
         skew: Option<i64>,
+        hold: Option<Hold>,
+        evictions: &mut Vec<&'static str>,
     ) -> (Outcome, bool) {
         let local = source == Source::Local;
         let hash = match hash {
@@ -160,7 +205,20 @@ impl CoopState {
                 return (Outcome::Transfer { record: rejected(&t, refusal.0, refusal.1), duplicate: false }, false);
             }
         }
-        match self.engine.submit_verified(t.clone(), hash) {
+        let status = self.engine.submit_verified(t.clone(), hash);
+        // A transfer refused on its merits is forgotten below, never read again.
+        let final_refusal = matches!(&status, Status::Refused(r) if !r.is_stateful());
+        if let Some(hold) = hold.filter(|_| !final_refusal) {
+            let total = hold.others + self.engine.unapplied_total();
+            if let Some(waiting) = self.over_bound(&t, &hash, hold.bounds, total) {
+                // Not kept: read again from the topic once what it waits for comes.
+                self.engine.forget(&hash);
+                evictions.push(waiting.label());
+                self.evicted(waiting, hold.position, t.payer_seq);
+                return (Outcome::Dropped, false);
+            }
+        }
+        match status {
             Status::Refused(refusal) if local => {
                 // Never stored nor sent on: as if it had not been submitted.
                 self.engine.forget(&hash);

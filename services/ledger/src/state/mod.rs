@@ -22,6 +22,7 @@
 
 mod apply;
 mod checks;
+mod hold;
 #[cfg(test)]
 mod tests;
 mod views;
@@ -41,8 +42,9 @@ use std::collections::{BTreeMap, HashMap};
 pub enum Source {
     /// This node's API.
     Local,
-    /// A peer, through the cooperative's gossip topic.
-    Peer,
+    /// A peer, through the cooperative's gossip topic, at this position of it: where it
+    /// is read again if it is evicted.
+    Peer { position: u64 },
     /// This node's journal, at start-up.
     Replay { received_at_ms: i64 },
 }
@@ -134,6 +136,8 @@ pub struct GroupWrite {
     /// Peers' entries refused before reaching a cooperative (a malformed id, a founding
     /// record its id is not bound to).
     pub refused_peer_entries: u64,
+    /// Peers' transfers evicted at a bound in this group, by what they wait for.
+    pub evicted: Vec<&'static str>,
 }
 
 impl GroupWrite {
@@ -164,11 +168,51 @@ pub struct CoopState {
     /// found here later is not reported again (one report per fork, not one per node).
     /// Bounded by [`PEER_REPORTS_KEPT`]: peers' reports are their word, not evidence.
     peer_reported: std::collections::VecDeque<(String, String, u64)>,
+    /// Peers' transfers evicted (not kept) at a bound, by what they wait for, with the
+    /// earliest topic position among them: read again from there once it comes.
+    evicted: BTreeMap<Waiting, Evicted>,
+    /// Where a re-read of the cooperative's topic must start, once requested; and the
+    /// one under way. Until both are done the gossip cursor stays before them, so a
+    /// restart reads the evicted transfers again too.
+    rewind: Option<u64>,
+    rewinding: Option<u64>,
     /// Groups that changed this cooperative; keys the statistics cache.
     changes: u64,
     /// CoopStats is public and walks every transfer: it is computed once per change.
     stats_cache: std::sync::Mutex<Option<(u64, CoopStatsResponse)>>,
 }
+
+/// How many peers' transfers a node holds unapplied (`credit.max_unapplied_*`).
+#[derive(Clone, Copy, Debug)]
+pub struct HoldBounds {
+    pub per_payer: usize,
+    pub total: usize,
+}
+
+/// What an evicted transfer waits for before it is read again.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Waiting {
+    /// The cooperative's rules to change: an admission (its payer or payee is not a
+    /// member yet), a currency, a limit, or a fork's recompute.
+    Rules,
+    /// This payer's chain in this currency to come within `credit.max_unapplied_per_payer`
+    /// of the transfer's sequence number.
+    Chain { currency: String, payer: String },
+    /// Room under the node-wide bound (also where chains go beyond
+    /// [`EVICTED_PAYERS_KEPT`]).
+    Room,
+}
+
+/// Where evicted transfers are read again from, and (for a chain) the lowest sequence
+/// number among them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Evicted {
+    pub position: u64,
+    pub seq: u64,
+}
+
+/// Payers' chains whose evicted transfers are remembered by name, per cooperative.
+pub const EVICTED_PAYERS_KEPT: usize = 1024;
 
 #[derive(Default)]
 pub struct State {
@@ -178,6 +222,8 @@ pub struct State {
     /// `credit.max_clock_skew`, for entries through this node's API only; `None` checks
     /// no clock (a replay, the tests of the rules themselves).
     pub clock_skew_ms: Option<i64>,
+    /// Bounds on peers' transfers held unapplied; `None` holds them all (a replay).
+    pub bounds: Option<HoldBounds>,
 }
 
 /// Places of peers' fork reports remembered per cooperative.
