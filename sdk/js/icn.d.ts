@@ -125,6 +125,8 @@ export interface Topic {
   revision?: Int64;
   updatedAtMs?: Int64;
   signature?: Base64;
+  /** The record's format: 0 is this release's; a later release's is taken once upgraded. */
+  format?: number;
 }
 
 export interface Entry {
@@ -137,6 +139,8 @@ export interface Entry {
   compressed?: boolean;
   timestampMs?: Int64;
   signature?: Base64;
+  /** The record's format: 0 is this release's; a later release's is taken once upgraded. */
+  format?: number;
 }
 
 export interface StoredEntry {
@@ -170,6 +174,8 @@ export interface Coop {
   founder?: string;
   createdAtMs?: Int64;
   signature?: Base64;
+  /** The record's format: 0 is this release's; a later release's is taken once upgraded. */
+  format?: number;
 }
 
 export interface Member {
@@ -188,6 +194,8 @@ export interface Currency {
   signer?: string;
   createdAtMs?: Int64;
   signature?: Base64;
+  /** The record's format: 0 is this release's; a later release's is taken once upgraded. */
+  format?: number;
 }
 
 export interface GetCoopResponse {
@@ -246,6 +254,8 @@ export interface Transfer {
   deps?: Base64[];
   createdAtMs?: Int64;
   signature?: Base64;
+  /** The record's format: 0 is this release's; a later release's is taken once upgraded. */
+  format?: number;
 }
 
 /** A transfer with values in any form the encoder accepts. */
@@ -262,6 +272,8 @@ export interface TransferInput {
   deps?: BytesLike[];
   createdAtMs?: IntegerLike;
   signature?: BytesLike;
+  /** The record format: 0 (or absent) is this release's. */
+  format?: number;
 }
 
 export type TransferStatus =

@@ -254,6 +254,7 @@ function toBigInt(value, name, min, max) {
 
 const toInt64 = (v, name) => toBigInt(v, name, INT64_MIN, INT64_MAX);
 const toUint64 = (v, name) => toBigInt(v, name, 0n, UINT64_MAX);
+const toUint32 = (v, name) => toBigInt(v, name, 0n, 0xffffffffn);
 const base64 = (bytes) => Buffer.from(bytes).toString('base64');
 
 // ---------------------------------------------------------------------------------
@@ -336,6 +337,7 @@ export function encodeTransfer(t) {
   w.repeatedBytes(10, (t.deps ?? []).map((d) => toBytes(d, 'deps')));
   w.integer(11, toInt64(t.createdAtMs, 'createdAtMs'));
   w.bytes(12, toBytes(t.signature, 'signature'));
+  w.integer(13, toUint32(t.format, 'format'));
   return w.finish();
 }
 
@@ -393,6 +395,7 @@ function transferJson(t) {
     deps: (t.deps ?? []).map((d) => base64(toBytes(d, 'deps'))),
     createdAtMs: int64Json(toInt64(t.createdAtMs, 'createdAtMs')),
     signature: base64(toBytes(t.signature, 'signature')),
+    format: toUint32(t.format, 'format') === 0n ? undefined : Number(t.format),
   });
 }
 

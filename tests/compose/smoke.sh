@@ -172,6 +172,16 @@ while :; do
     sleep 1
 done
 
+# ---------------------------------------------------------------- isolation
+# A node's internal gRPC is its own: another node's containers cannot reach it (gossip
+# trusts its callers' `reader`), while the node's own containers can.
+log "checking that node2's containers cannot reach node1's gossip, and node1's can"
+icnctl_in node1-ledger health --endpoint http://node1-gossip:7200 >/dev/null 2>&1 \
+    || fail "node1's ledger cannot reach node1's gossip"
+if icnctl_in node2-gossip health --endpoint http://node1-gossip:7200 >/dev/null 2>&1; then
+    fail "node2's gossip container reached node1's gossip gRPC: the nodes' networks are not separate"
+fi
+
 # ---------------------------------------------------------------- DIDs
 DID_RE='^did:icn:z[1-9A-HJ-NP-Za-km-z]+$'   # did:icn:z + base58 (crates/icn-identity/src/did.rs)
 # node_did N VAR: set VAR to node N's DID from `icnctl status --json`, or fail

@@ -30,6 +30,21 @@ pub enum RecordError {
 /// Longest topic name, in bytes.
 pub const MAX_TOPIC_NAME: usize = 128;
 
+/// The entry and topic format this release writes and reads; a higher one is a later
+/// release's, refused as `UNKNOWN_FORMAT` (not as a bad signature: this node cannot
+/// hash it as its signer did) and taken once this node is upgraded.
+pub const FORMAT: u32 = 0;
+
+fn known_format(format: u32) -> Result<(), RecordError> {
+    if format > FORMAT {
+        return Err(RecordError::Rejected {
+            reason: RejectionReason::UnknownFormat,
+            why: format!("format {format} is newer than this node's ({FORMAT}): upgrade the node to take it"),
+        });
+    }
+    Ok(())
+}
+
 /// Bytes of the little-endian size prefix of a compressed payload.
 const SIZE_PREFIX: usize = 4;
 
@@ -66,6 +81,7 @@ pub fn sign_entry(
         compressed,
         timestamp_ms: now_ms,
         signature: Vec::new(),
+        format: FORMAT,
     };
     let digest = entry_digest(&entry);
     entry.signature = identity.sign_for(Purpose::GossipEntry, &digest).to_bytes().to_vec();
@@ -82,6 +98,7 @@ pub fn sign_topic(identity: &NodeIdentity, mut topic: Topic) -> Topic {
 
 /// Checks an entry's form, hash, signature and size; returns its author.
 pub fn verify_entry(entry: &Entry, max_payload: usize) -> Result<Did, RecordError> {
+    known_format(entry.format)?;
     let reject = |reason, why: String| RecordError::Rejected { reason, why };
     let author: Did =
         entry.author.parse().map_err(|e| reject(RejectionReason::BadSignature, format!("author is not a DID: {e}")))?;
@@ -142,6 +159,7 @@ pub fn plain_payload(entry: &Entry, max: usize) -> Result<Vec<u8>, RecordError> 
 }
 
 pub fn verify_topic(topic: &Topic) -> Result<Did, RecordError> {
+    known_format(topic.format)?;
     validate_topic_name(&topic.name)?;
     let creator: Did =
         topic.creator.parse().map_err(|e| RecordError::Invalid(format!("topic `creator` is not a DID: {e}")))?;

@@ -68,6 +68,7 @@ pub fn found(founder: &NodeIdentity, label: &str, name: &str, created_at_ms: i64
         founder: founder.did().to_string(),
         created_at_ms,
         signature: Vec::new(),
+        format: crate::signed::FORMAT,
     };
     coop.id = format!("{label}-{}", binding(&coop));
     Ok(crate::sign(founder, coop))

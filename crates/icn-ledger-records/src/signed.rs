@@ -12,10 +12,15 @@ use icn_proto::ledger::v1::{Coop, CreditLimit, Currency, MemberAdmission, Transf
 use prost::Message;
 use sha2::{Digest, Sha256};
 
+/// The record format this release writes and reads (each record's `format` field); a
+/// higher one is a later release's.
+pub const FORMAT: u32 = 0;
+
 /// A record that carries its signer's DID and signature.
 pub trait Signed: Message + Clone + Default {
     /// What a signature over this kind of record is for.
     const PURPOSE: Purpose;
+    fn format(&self) -> u32;
     fn signer(&self) -> &str;
     fn set_signer(&mut self, did: String);
     fn signature(&self) -> &[u8];
@@ -26,6 +31,9 @@ macro_rules! signed_by {
     ($ty:ty, $signer:ident, $purpose:expr) => {
         impl Signed for $ty {
             const PURPOSE: Purpose = $purpose;
+            fn format(&self) -> u32 {
+                self.format
+            }
             fn signer(&self) -> &str {
                 &self.$signer
             }
@@ -70,10 +78,17 @@ pub enum SignatureError {
     BadSigner(String),
     #[error("the signature is not {0}'s over this record")]
     BadSignature(String),
+    /// A later release's record: not invalid, but this node cannot hash it as its
+    /// signer did (fields it does not know are dropped when it decodes).
+    #[error("record format {0} is newer than this node's ({FORMAT}): it is taken once this node is upgraded")]
+    UnknownFormat(u32),
 }
 
 /// Checks the signature against the record's own signer; returns the record's hash.
 pub fn verify<T: Signed>(record: &T) -> Result<Hash, SignatureError> {
+    if record.format() > FORMAT {
+        return Err(SignatureError::UnknownFormat(record.format()));
+    }
     let signer: Did = record.signer().parse().map_err(|_| SignatureError::BadSigner(record.signer().to_string()))?;
     let hash = hash(record);
     if !signer.verify_for(T::PURPOSE, &hash, record.signature()) {

@@ -323,6 +323,7 @@ impl Gossip for GossipApi {
             RejectionReason::DecompressionBomb,
             RejectionReason::ReservedTopic,
             RejectionReason::Equivocation,
+            RejectionReason::UnknownFormat,
         ]
         .into_iter()
         .map(|reason| RejectionCount { reason: reason as i32, count: self.store.rejections(reason) })

@@ -53,6 +53,7 @@ impl From<GossipError> for tonic::Status {
                 RejectionReason::AclViolation | RejectionReason::ReservedTopic => Status::permission_denied(message),
                 RejectionReason::UnknownTopic => Status::not_found(message),
                 RejectionReason::Replay | RejectionReason::Equivocation => Status::already_exists(message),
+                RejectionReason::UnknownFormat => Status::failed_precondition(message),
                 _ => Status::invalid_argument(message),
             },
             GossipError::NotFound(_) => Status::not_found(message),

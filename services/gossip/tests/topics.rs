@@ -120,6 +120,7 @@ async fn forged_replayed_oversized_compressed_bomb_and_unknown_topic_entries_are
         (signed(bomb), Code::InvalidArgument, "DECOMPRESSION_BOMB"),
         (signed(sign_entry(&member, "no-such-topic", 1, b"x", 1024, 1)), Code::NotFound, "UNKNOWN_TOPIC"),
         (payload("Bad Topic", b"x"), Code::InvalidArgument, "topic names"),
+        (signed(later_format(&member)), Code::FailedPrecondition, "UNKNOWN_FORMAT"),
     ];
     for (request, code, needle) in cases {
         let err = client.publish(request).await.unwrap_err();
@@ -136,6 +137,7 @@ async fn forged_replayed_oversized_compressed_bomb_and_unknown_topic_entries_are
     assert_eq!(count(RejectionReason::Oversize), 2);
     assert_eq!(count(RejectionReason::DecompressionBomb), 1);
     assert_eq!(count(RejectionReason::UnknownTopic), 1);
+    assert_eq!(count(RejectionReason::UnknownFormat), 1);
     // The equivocation's evidence: both entries the member signed at seq 1, each
     // verifiable by anyone, the held one first.
     let found = client
@@ -600,4 +602,15 @@ async fn topics_flooded_by_an_outsider_through_a_peer_or_the_api_stop_at_their_b
     assert_eq!(topic_count(&mut c1).await, 6);
     let r = c1.publish(payload("news", b"still serving")).await.unwrap().into_inner();
     assert_eq!(r.entry.unwrap().position, 1);
+}
+
+/// An entry as a later release would sign it: format 1, which this release does not know.
+fn later_format(author: &NodeIdentity) -> Entry {
+    let mut entry = sign_entry(author, "t", 2, b"from a later release", 1024, 1);
+    entry.format = 1;
+    entry.signature = Vec::new();
+    let digest = icn_gossip_records::entry_digest(&entry);
+    entry.hash = digest.to_vec();
+    entry.signature = author.sign_for(icn_identity::Purpose::GossipEntry, &digest).to_bytes().to_vec();
+    entry
 }

@@ -83,6 +83,12 @@ async fn every_broken_rule_is_refused_with_its_code_and_name_and_moves_nothing()
     // A memo above 256 bytes.
     let t = coop.next(&mut c, a, b, 10, &"x".repeat(300)).await.unwrap();
     refused(submit(&mut c, t).await, Code::InvalidArgument, "MALFORMED");
+    // A later release's record format, at this node's API: refused, saying why.
+    let mut t = coop.next(&mut c, a, b, 10, "from the future").await.unwrap();
+    t.format = 1;
+    let status = submit(&mut c, sign(a, t)).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("format 1 is newer"), "{status:?}");
 
     // Signer-chosen time (issue #11): reaching back before the payer's own previous
     // transfer is refused by the rule every node applies; an hour off this node's clock

@@ -10,7 +10,7 @@
 //! caller's to write before anyone reads the new state.
 
 use super::checks::{rejected, rejection_of};
-use super::{AdminOutcome, Checked, CoopState, GroupWrite, HoldBounds, Outcome, Source, State, TransferMeta};
+use super::{AdminOutcome, Checked, CoopState, GroupWrite, HoldBounds, Outcome, Source, State, TransferMeta, Waiting};
 use crate::engine::Status;
 use crate::error::LedgerError;
 use crate::model::AdminEntry;
@@ -33,6 +33,15 @@ impl State {
         let mut outcomes = Vec::with_capacity(entries.len());
         for checked in entries {
             let coop_id = coop_of(&checked.body).to_string();
+            if let (Err(SignatureError::UnknownFormat(_)), Source::Peer { position }) = (&checked.hash, source) {
+                if icn_ledger_records::coop::valid_name(&coop_id, icn_ledger_records::coop::MAX_COOP_ID) {
+                    // A later release's record: not judged, not lost (`state::hold`).
+                    self.coops.entry(coop_id.clone()).or_default().evicted(Waiting::Upgrade, position, 0);
+                    write.evicted.push(Waiting::Upgrade.label());
+                    outcomes.push(Outcome::Dropped);
+                    continue;
+                }
+            }
             if let Some(refusal) = self.coop_refusal(&coop_id, &checked.body, source) {
                 write.refused_peer_entries += matches!(refusal, Outcome::Dropped) as u64;
                 outcomes.push(refusal);
@@ -180,6 +189,10 @@ impl CoopState {
         let local = source == Source::Local;
         let hash = match hash {
             Ok(h) => h,
+            Err(e @ SignatureError::UnknownFormat(_)) if local => {
+                let record = rejected(&t, TransferRejection::Malformed, e.to_string());
+                return (Outcome::Transfer { record, duplicate: false }, false);
+            }
             Err(e) if local => {
                 let record = rejected(&t, TransferRejection::BadSignature, e.to_string());
                 return (Outcome::Transfer { record, duplicate: false }, false);

@@ -22,6 +22,11 @@
 //!
 //! Two kinds of transfer are never evicted: one that applies, and the rival that makes a
 //! fork (every node must see a fork alike).
+//!
+//! A peer's record of a later release's format (any kind) is evicted the same way, to
+//! wait for this node's upgrade: it is read again at the next start, since the cursor
+//! stays before it. So a rolling upgrade loses nothing: old nodes defer what they cannot
+//! hash as its signer did, and take it once upgraded.
 
 use super::{CoopState, Evicted, HoldBounds, Waiting, EVICTED_PAYERS_KEPT};
 use icn_ledger_records::Hash;
@@ -34,6 +39,7 @@ impl Waiting {
             Waiting::Rules => "rules",
             Waiting::Chain { .. } => "chain",
             Waiting::Room => "room",
+            Waiting::Upgrade => "upgrade",
         }
     }
 }
@@ -81,9 +87,9 @@ impl CoopState {
             .evicted
             .iter()
             .filter(|(w, at)| {
-                rules_changed
+                (rules_changed && **w != Waiting::Upgrade)
                     || match w {
-                        Waiting::Rules => false,
+                        Waiting::Rules | Waiting::Upgrade => false,
                         Waiting::Chain { currency, payer } => {
                             let head = self.engine.head(currency, payer).map_or(0, |(seq, _)| seq);
                             at.seq <= head.saturating_add(bounds.per_payer as u64)

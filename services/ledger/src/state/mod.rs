@@ -201,6 +201,9 @@ pub enum Waiting {
     /// Room under the node-wide bound (also where chains go beyond
     /// [`EVICTED_PAYERS_KEPT`]).
     Room,
+    /// This node's upgrade: a record of a later release's format. Read again at the
+    /// next start (the gossip cursor stays before it), by then perhaps upgraded.
+    Upgrade,
 }
 
 /// Where evicted transfers are read again from, and (for a chain) the lowest sequence

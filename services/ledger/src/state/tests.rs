@@ -303,3 +303,42 @@ fn a_non_members_transfers_are_not_held_and_come_back_with_the_admission() {
     assert!(coop.engine.is_applied(&icn_ledger_records::hash(&early)));
     assert_eq!(coop.hold_floor(), None);
 }
+
+#[test]
+fn a_later_releases_record_waits_for_this_nodes_upgrade_and_is_not_lost() {
+    let founder = NodeIdentity::generate();
+    let member = NodeIdentity::generate();
+    let (c, admin) = admin_entries(&founder, std::slice::from_ref(&member));
+    let mut state = State { bounds: Some(HoldBounds { per_payer: 10, total: 100 }), ..Default::default() };
+    state.apply(
+        admin.into_iter().map(Checked::trusted).collect(),
+        Source::Peer { position: 1 },
+        0,
+        &mut GroupWrite::default(),
+    );
+    // A transfer signed under format 1, which this release does not know: its hash
+    // cannot be computed here as its signer did, so it is neither judged nor refused.
+    let account = icn_proto::ledger::v1::Account::default();
+    let payment = Payment {
+        coop_id: &c,
+        currency: "hours",
+        payee: founder.did().as_str(),
+        amount: 5,
+        memo: "",
+        idempotency_id: "",
+    };
+    let mut later = next_transfer(&member, &account, &payment, 100);
+    later.format = 1;
+    let later = sign(&member, later);
+    let mut write = GroupWrite::default();
+    let group = vec![LedgerEntry { body: Some(Body::Transfer(later.clone())) }];
+    state.apply(Checked::verify_all(group), Source::Peer { position: 2 }, 0, &mut write);
+    assert_eq!(write.evicted, vec!["upgrade"]);
+    assert!(write.journal.is_empty());
+    let coop = state.coops.get_mut(&c).unwrap();
+    assert_eq!(coop.hold_floor(), Some(2), "read again at the next start");
+    // A change of rules does not bring it back: only an upgrade can.
+    coop.release(true, HoldBounds { per_payer: 10, total: 100 }, 0);
+    assert_eq!(coop.start_rewind(), None);
+    assert_eq!(coop.hold_floor(), Some(2));
+}
