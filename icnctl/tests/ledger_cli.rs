@@ -168,4 +168,10 @@ async fn members_found_a_cooperative_and_pay_each_other_within_their_credit_limi
     assert_eq!(cli.json(&format!("balance {hours} --member {carol}"))["account"]["balance"], 2500);
 
     assert_eq!(cli.ok(&format!("quarantine --coop {bakery}")).trim(), "no forks");
+
+    // The founder removes Carol: she can pay no more, and what she was paid stands.
+    let removed = cli.ok(&format!("coop remove {carol} --coop {bakery} --key {founder_key}"));
+    assert!(removed.contains(&format!("{carol} is removed from cooperative {bakery}")), "{removed}");
+    assert!(cli.fails(&pay(&carol_key, &bob, "1", "after")).contains("NOT_A_MEMBER"));
+    assert_eq!(cli.json(&format!("balance {hours} --member {carol}"))["account"]["balance"], 2500);
 }

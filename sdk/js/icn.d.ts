@@ -166,7 +166,7 @@ export interface PublishResponse {
 
 // --- ledger
 
-export type MemberRole = 'MEMBER_ROLE_UNSPECIFIED' | 'MEMBER_ROLE_MEMBER' | 'MEMBER_ROLE_ADMIN';
+export type MemberRole = 'MEMBER_ROLE_UNSPECIFIED' | 'MEMBER_ROLE_MEMBER' | 'MEMBER_ROLE_ADMIN' | 'MEMBER_ROLE_REMOVED';
 
 export interface Coop {
   id?: string;

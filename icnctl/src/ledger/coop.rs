@@ -48,6 +48,15 @@ pub enum CoopCommand {
         #[command(flatten)]
         key: KeyArgs,
     },
+    /// Remove a member (or revoke an admin) from now on; signed by an admin (--key).
+    /// What the member signed before still counts.
+    Remove {
+        did: String,
+        #[arg(long)]
+        coop: String,
+        #[command(flatten)]
+        key: KeyArgs,
+    },
 }
 
 pub async fn run(ledger: &mut LedgerClient<Channel>, command: CoopCommand, out: &Output) -> anyhow::Result<()> {
@@ -76,24 +85,38 @@ pub async fn run(ledger: &mut LedgerClient<Channel>, command: CoopCommand, out: 
             out.coop(&ledger.get_coop(GetCoopRequest { coop_id: id }).await.answer("reading the cooperative")?);
         }
         CoopCommand::Admit { did, coop, admin, key } => {
-            let member = parse_did(&did, "the member")?;
-            let signer = key.open()?;
             let role = if admin { MemberRole::Admin } else { MemberRole::Member };
-            let admission = sign(
-                &signer,
-                MemberAdmission {
-                    coop_id: coop.clone(),
-                    member,
-                    role: role as i32,
-                    created_at_ms: now_ms(),
-                    ..Default::default()
-                },
-            );
-            let request = AddMemberRequest { admission: Some(admission) };
-            let added = ledger.add_member(request).await.answer("admitting the member")?;
-            out.member_admitted(&coop, &added.member.unwrap_or_default());
+            admit(ledger, &did, &coop, role, &key, out).await?;
         }
+        CoopCommand::Remove { did, coop, key } => admit(ledger, &did, &coop, MemberRole::Removed, &key, out).await?,
     }
+    Ok(())
+}
+
+/// Signs and sends an admission giving `did` the role `role` (REMOVED removes it).
+async fn admit(
+    ledger: &mut LedgerClient<Channel>,
+    did: &str,
+    coop: &str,
+    role: MemberRole,
+    key: &KeyArgs,
+    out: &Output,
+) -> anyhow::Result<()> {
+    let member = parse_did(did, "the member")?;
+    let signer = key.open()?;
+    let admission = sign(
+        &signer,
+        MemberAdmission {
+            coop_id: coop.to_string(),
+            member,
+            role: role as i32,
+            created_at_ms: now_ms(),
+            ..Default::default()
+        },
+    );
+    let what = if role == MemberRole::Removed { "removing the member" } else { "admitting the member" };
+    let added = ledger.add_member(AddMemberRequest { admission: Some(admission) }).await.answer(what)?;
+    out.member_admitted(coop, &added.member.unwrap_or_default());
     Ok(())
 }
 

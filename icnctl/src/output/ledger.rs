@@ -13,6 +13,7 @@ fn role_name(role: i32) -> &'static str {
         MemberRole::Unspecified => "unspecified",
         MemberRole::Member => "member",
         MemberRole::Admin => "admin",
+        MemberRole::Removed => "removed",
     }
 }
 
@@ -167,7 +168,11 @@ impl Output {
         if self.json {
             println!("{}", json!({ "member": member_json(m) }));
         } else {
-            println!("{} is {} of cooperative {coop}", m.did, role_name(m.role));
+            if m.role == MemberRole::Removed as i32 {
+                println!("{} is removed from cooperative {coop}", m.did);
+            } else {
+                println!("{} is {} of cooperative {coop}", m.did, role_name(m.role));
+            }
         }
     }
 

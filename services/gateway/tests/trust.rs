@@ -530,15 +530,17 @@ async fn an_outsiders_junk_transfers_are_not_held_and_one_comes_back_when_its_pa
             .await;
         assert_eq!(t.unwrap_err().code(), Code::NotFound, "not stored");
     }
-    // The founder admits one of those keys on node 1: every node reads the topic again
-    // and that transfer, which was not lost, applies; the other 199 stay out.
+    // The founder admits one of those keys on node 1, as of when it signed (membership
+    // counts at a transfer's time; an admission may be timed within
+    // `credit.max_clock_skew` of the node's clock): every node reads the topic again and
+    // that transfer, which was not lost, applies; the other 199 stay out.
     let admission = icn_ledger_records::sign(
         &coop.founder,
         MemberAdmission {
             coop_id: coop.id.clone(),
             member: keys[0].did().to_string(),
             role: MemberRole::Member as i32,
-            created_at_ms: icn_runtime::now_ms(),
+            created_at_ms: now,
             ..Default::default()
         },
     );

@@ -201,10 +201,18 @@ impl Ledger for LedgerApi {
         request: Request<pb::AddMemberRequest>,
     ) -> Result<Response<pb::AddMemberResponse>, Status> {
         let admission = required(request.into_inner().admission, "admission")?;
+        let removal = admission.role == pb::MemberRole::Removed as i32;
         let (coop_id, did) = (admission.coop_id.clone(), admission.member.clone());
+        let (at, by) = (admission.created_at_ms, admission.signer.clone());
         self.submit_admin(Body::Admission(admission)).await?;
         let state = self.node.read().await;
-        let member = state.coop(&coop_id)?.model.member(&did).cloned();
+        let member = match state.coop(&coop_id)?.model.member(&did).cloned() {
+            // A removal that counted: the member is gone, as of the removal.
+            None if removal => {
+                Some(pb::Member { did, role: pb::MemberRole::Removed as i32, admitted_at_ms: at, admitted_by: by })
+            }
+            member => member,
+        };
         Ok(Response::new(pb::AddMemberResponse { member }))
     }
 
@@ -283,7 +291,9 @@ impl Ledger for LedgerApi {
         let r = request.into_inner();
         let state = self.node.read().await;
         let coop = currency_of(&state, &r.coop_id, &r.currency)?;
-        if coop.model.member(&r.member).is_none() {
+        // A removed member's account stays readable: what it did before its removal
+        // stands, balance included.
+        if !coop.model.was_member(&r.member) {
             return Err(
                 LedgerError::NotFound(format!("{} is not a member of cooperative `{}`", r.member, r.coop_id)).into()
             );

@@ -5,16 +5,20 @@
 //! the same on every node:
 //! - the cooperative is its founding record, the one record its id is bound to
 //!   ([`icn_ledger_records::coop::is_bound`], checked before a record gets here), signed
-//!   by its founder, the first admin; until it arrives, the cooperative has no members,
-//!   so nothing else counts yet;
-//! - an admission counts when its signer is an admin, which may itself rest on another
-//!   admission (a fixpoint); roles only grow, so the fixpoint is unique;
-//! - a currency is defined by its first valid record (by time, then hash); a later one
-//!   with the same symbol changes nothing;
+//!   by its founder, the first admin for good;
+//! - the other admin entries are read in the order of their own time, then hash: each
+//!   counts when its signer is an admin at that point. An admission gives its member the
+//!   role it names from its time on; the role REMOVED ends a membership (or an admin's
+//!   rights) from then on, so what the member signed before still counts and nothing
+//!   after. Nothing timed before the founding record counts;
+//! - a currency is defined by its first counting record; a later one with the same
+//!   symbol changes nothing;
 //! - credit-limit changes take effect for transfers signed at or after their time
-//!   ([`crate::engine::CurrencyRules`]);
-//! - nothing timed before the founding record counts: an admin cannot place a record
-//!   before the cooperative existed.
+//!   ([`crate::engine::CurrencyRules`]).
+//!
+//! Reading in time order makes the result a function of the set (times are signed), but
+//! times are the signers' own: an admin who is removed can still sign records timed
+//! before the removal, and they count (docs/SECURITY.md, "Time").
 
 use crate::engine::{CurrencyRules, LimitChange, Rules};
 use icn_ledger_records::Hash;
@@ -31,6 +35,10 @@ pub struct CoopModel {
     // Derived by `derive`.
     members: BTreeMap<String, Member>,
     currencies: BTreeMap<String, Currency>,
+    /// Everyone who was ever a member, with the times they were: [from, until).
+    membership: HashMap<String, Vec<(i64, i64)>>,
+    /// The limit records that count (signed by an admin at their time).
+    counting_limits: std::collections::HashSet<(i64, Hash)>,
 }
 
 /// An admin entry of a cooperative, with its hash.
@@ -64,59 +72,88 @@ impl CoopModel {
     fn derive(&mut self) {
         self.members.clear();
         self.currencies.clear();
+        self.membership.clear();
+        self.counting_limits.clear();
         let Some(coop) = self.coop().cloned() else { return };
+        let founded = coop.created_at_ms;
         self.members.insert(
             coop.founder.clone(),
             Member {
                 did: coop.founder.clone(),
                 role: MemberRole::Admin as i32,
-                admitted_at_ms: coop.created_at_ms,
+                admitted_at_ms: founded,
                 admitted_by: coop.founder.clone(),
             },
         );
-        loop {
-            let mut changed = false;
-            for a in self.admissions.values() {
-                if !self.is_admin(&a.signer) || a.coop_id != coop.id || a.created_at_ms < coop.created_at_ms {
-                    continue;
-                }
-                let role = MemberRole::try_from(a.role).unwrap_or(MemberRole::Unspecified);
-                if role == MemberRole::Unspecified {
-                    continue;
-                }
-                match self.members.get_mut(&a.member) {
-                    Some(m) if m.role >= role as i32 => {}
-                    Some(m) => {
-                        m.role = role as i32;
-                        changed = true;
-                    }
-                    None => {
-                        self.members.insert(
-                            a.member.clone(),
-                            Member {
-                                did: a.member.clone(),
-                                role: role as i32,
-                                admitted_at_ms: a.created_at_ms,
-                                admitted_by: a.signer.clone(),
-                            },
-                        );
-                        changed = true;
-                    }
-                }
+        self.membership.insert(coop.founder.clone(), vec![(founded, i64::MAX)]);
+        // Every admin entry, in the order of its time, then hash.
+        enum Record<'a> {
+            Admission(&'a MemberAdmission),
+            Currency(&'a Currency),
+            Limit(&'a CreditLimit),
+        }
+        let mut records: Vec<((i64, Hash), Record)> = Vec::new();
+        records.extend(self.admissions.iter().map(|(k, a)| (*k, Record::Admission(a))));
+        records.extend(self.currency_records.iter().map(|(k, c)| (*k, Record::Currency(c))));
+        records.extend(self.limit_records.iter().map(|(k, l)| (*k, Record::Limit(l))));
+        records.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut currencies = BTreeMap::new();
+        let mut counting_limits = std::collections::HashSet::new();
+        for (key, record) in records {
+            let at = key.0;
+            if at < founded {
+                continue;
             }
-            if !changed {
-                break;
+            match record {
+                Record::Admission(a) => {
+                    let role = MemberRole::try_from(a.role).unwrap_or(MemberRole::Unspecified);
+                    if a.coop_id != coop.id
+                        || !self.is_admin(&a.signer)
+                        || role == MemberRole::Unspecified
+                        || a.member == coop.founder
+                    {
+                        continue;
+                    }
+                    let periods = self.membership.entry(a.member.clone()).or_default();
+                    if role == MemberRole::Removed {
+                        if self.members.remove(&a.member).is_some() {
+                            if let Some(open) = periods.last_mut() {
+                                open.1 = at;
+                            }
+                        }
+                        continue;
+                    }
+                    match self.members.get_mut(&a.member) {
+                        Some(m) => m.role = role as i32,
+                        None => {
+                            periods.push((at, i64::MAX));
+                            self.members.insert(
+                                a.member.clone(),
+                                Member {
+                                    did: a.member.clone(),
+                                    role: role as i32,
+                                    admitted_at_ms: at,
+                                    admitted_by: a.signer.clone(),
+                                },
+                            );
+                        }
+                    }
+                }
+                Record::Currency(c) => {
+                    if c.coop_id == coop.id && self.is_admin(&c.signer) && !currencies.contains_key(&c.symbol) {
+                        currencies.insert(c.symbol.clone(), c.clone());
+                    }
+                }
+                Record::Limit(l) => {
+                    if l.coop_id == coop.id && self.is_admin(&l.signer) {
+                        counting_limits.insert(key);
+                    }
+                }
             }
         }
-        for c in self.currency_records.values() {
-            if c.coop_id == coop.id
-                && c.created_at_ms >= coop.created_at_ms
-                && self.is_admin(&c.signer)
-                && !self.currencies.contains_key(&c.symbol)
-            {
-                self.currencies.insert(c.symbol.clone(), c.clone());
-            }
-        }
+        self.membership.retain(|_, periods| !periods.is_empty());
+        self.currencies = currencies;
+        self.counting_limits = counting_limits;
     }
 
     /// The cooperative record in force, once one has arrived.
@@ -132,6 +169,11 @@ impl CoopModel {
         self.members.get(did)
     }
 
+    /// Whether `did` is or was a member (a removed member's history stands).
+    pub fn was_member(&self, did: &str) -> bool {
+        self.membership.contains_key(did)
+    }
+
     pub fn members(&self) -> impl Iterator<Item = &Member> {
         self.members.values()
     }
@@ -144,15 +186,11 @@ impl CoopModel {
         self.currencies.values()
     }
 
-    /// Valid limit records of a currency, oldest first.
+    /// Limit records of a currency that count, oldest first.
     fn limits<'a>(&'a self, currency: &'a str) -> impl Iterator<Item = (&'a (i64, Hash), &'a CreditLimit)> + 'a {
-        let (coop_id, founded) = self.coop().map(|c| (c.id.clone(), c.created_at_ms)).unwrap_or_default();
         self.limit_records
             .iter()
-            .filter(move |(_, l)| {
-                l.currency == currency && l.coop_id == coop_id && l.limit >= 0 && l.created_at_ms >= founded
-            })
-            .filter(|(_, l)| self.is_admin(&l.signer))
+            .filter(move |(k, l)| l.currency == currency && l.limit >= 0 && self.counting_limits.contains(k))
     }
 
     /// The latest limit record of an account (or of the default, for `member` empty).
@@ -163,7 +201,8 @@ impl CoopModel {
     /// What transfers need: members, currencies and limit timelines.
     pub fn rules(&self) -> Rules {
         let mut rules = Rules {
-            members: self.members.keys().cloned().collect(),
+            members: self.membership.keys().cloned().collect(),
+            membership: self.membership.clone(),
             currencies: HashMap::new(),
             founded_at_ms: self.coop().map(|c| c.created_at_ms).unwrap_or_default(),
         };
@@ -231,5 +270,59 @@ mod tests {
         assert_eq!(m.member(member.did().as_str()).map(|m| m.role), Some(MemberRole::Member as i32));
         assert!(m.member(outsider.did().as_str()).is_none(), "self-admission by a non-admin counts for nothing");
         assert_eq!(m.rules().members.len(), 3);
+    }
+
+    #[test]
+    fn a_removal_counts_from_its_time_on_in_any_arrival_order() {
+        let (founder, a, b, x, y) = (
+            NodeIdentity::generate(),
+            NodeIdentity::generate(),
+            NodeIdentity::generate(),
+            NodeIdentity::generate(),
+            NodeIdentity::generate(),
+        );
+        let coop = icn_ledger_records::coop::found(&founder, "c", "C", 1).unwrap();
+        let id = coop.id.clone();
+        // Founder admits admins A and B at 2. A admits X at 5; the founder removes A at
+        // 10; A "admits" Y at 15 (too late). A and B try to remove each other: A at 12
+        // (A is no admin by then), B at 11 (counts, though A is gone already).
+        let entries = vec![
+            admit(&id, &founder, &a, MemberRole::Admin, 2),
+            admit(&id, &founder, &b, MemberRole::Admin, 2),
+            admit(&id, &a, &x, MemberRole::Member, 5),
+            admit(&id, &founder, &a, MemberRole::Removed, 10),
+            admit(&id, &b, &a, MemberRole::Removed, 11),
+            admit(&id, &a, &b, MemberRole::Removed, 12),
+            admit(&id, &a, &y, MemberRole::Member, 15),
+            admit(&id, &a, &founder, MemberRole::Removed, 3),
+        ];
+        let mut results = Vec::new();
+        for rotation in 0..entries.len() {
+            let mut m = CoopModel::default();
+            let mut order = entries.clone();
+            order.rotate_left(rotation);
+            if rotation % 2 == 1 {
+                order.reverse();
+            }
+            for e in order {
+                let h = hash(&e);
+                m.add(AdminEntry::Admission(e), h);
+            }
+            m.add(AdminEntry::Coop(coop.clone()), icn_ledger_records::hash(&coop));
+            let mut members: Vec<(String, i32)> = m.members().map(|m| (m.did.clone(), m.role)).collect();
+            members.sort();
+            results.push((members, m.rules()));
+        }
+        assert!(results.windows(2).all(|w| w[0] == w[1]), "the same whatever the order");
+        let (members, rules) = &results[0];
+        let role = |who: &NodeIdentity| members.iter().find(|(d, _)| d == who.did().as_str()).map(|(_, r)| *r);
+        assert_eq!(role(&founder), Some(MemberRole::Admin as i32), "the founder cannot be removed");
+        assert_eq!(role(&a), None, "A is removed");
+        assert_eq!(role(&b), Some(MemberRole::Admin as i32), "A's removal of B came after A's own");
+        assert_eq!(role(&x), Some(MemberRole::Member as i32), "admitted by A while A was an admin");
+        assert_eq!(role(&y), None, "A's admission after its removal counts for nothing");
+        // What A signed as a member before its removal still counts; after, it does not.
+        assert!(rules.is_member_at(a.did().as_str(), 9) && !rules.is_member_at(a.did().as_str(), 10));
+        assert!(!rules.is_member_at(x.did().as_str(), 4) && rules.is_member_at(x.did().as_str(), 5));
     }
 }

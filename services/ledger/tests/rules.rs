@@ -242,3 +242,57 @@ async fn deps_wait_forks_quarantine_and_only_admins_change_the_rules() {
     let e = c.set_credit_limit(SetCreditLimitRequest { limit: Some(forged) }).await.unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_admin_is_revoked_from_the_removal_on_and_what_it_did_before_stands() {
+    let (_net, mut c) = node().await;
+    let coop = TestCoop::create(&mut c, "revoke", 2, 1_000).await.unwrap();
+    let (a, b) = (&coop.members[0], &coop.members[1]);
+    let admission = |by: &NodeIdentity, who: &NodeIdentity, role: MemberRole| {
+        sign(
+            by,
+            MemberAdmission {
+                coop_id: coop.id.clone(),
+                member: who.did().to_string(),
+                role: role as i32,
+                created_at_ms: icn_runtime::now_ms(),
+                ..Default::default()
+            },
+        )
+    };
+    let admin_client = c.clone();
+    let add = |m: MemberAdmission| {
+        let mut c = admin_client.clone();
+        async move { c.add_member(AddMemberRequest { admission: Some(m) }).await.map(|r| r.into_inner()) }
+    };
+    // The founder makes A an admin; A admits Carol; A pays B.
+    add(admission(&coop.founder, a, MemberRole::Admin)).await.unwrap();
+    let carol = NodeIdentity::generate();
+    add(admission(a, &carol, MemberRole::Member)).await.unwrap();
+    let paid = coop.pay(&mut c, a, b, 100).await.unwrap();
+    assert_eq!(paid.status, TransferStatus::Applied as i32);
+    // The founder removes A, a moment later (a removal counts from its millisecond on:
+    // a payment signed in the same one would not stand).
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let removed = add(admission(&coop.founder, a, MemberRole::Removed)).await.unwrap();
+    assert_eq!(removed.member.unwrap().role, MemberRole::Removed as i32);
+    // A can admit no one any more, and cannot pay: it is no member.
+    let status = add(admission(a, &NodeIdentity::generate(), MemberRole::Member)).await.unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    let t = coop.next(&mut c, a, b, 10, "after my removal").await.unwrap();
+    refused(submit(&mut c, t).await, Code::FailedPrecondition, "NOT_A_MEMBER");
+    // What A did before stands: Carol is a member, A's payment to B is applied.
+    let held = c.get_coop(GetCoopRequest { coop_id: coop.id.clone() }).await.unwrap().into_inner();
+    assert!(held.members.iter().any(|m| m.did == carol.did().as_str()));
+    assert!(!held.members.iter().any(|m| m.did == a.did().as_str()));
+    assert_eq!(coop.account(&mut c, b).await.unwrap().balance, 100);
+    let r = c
+        .get_transfer(GetTransferRequest { key: Some(get_transfer_request::Key::Hash(paid.hash.clone())) })
+        .await
+        .unwrap();
+    assert_eq!(r.into_inner().record.unwrap().status, TransferStatus::Applied as i32);
+    // No one removes the founder, an admin included.
+    add(admission(&coop.founder, b, MemberRole::Admin)).await.unwrap();
+    let status = add(admission(b, &coop.founder, MemberRole::Removed)).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+}

@@ -188,7 +188,7 @@ impl Ledger {
             return Ok(Err(vec![format!("currency `{}` is not known yet", t.currency)]));
         };
         for party in [&t.payer, &t.payee] {
-            if !self.rules.members.contains(party.as_str()) {
+            if !self.rules.is_member_at(party, t.created_at_ms) {
                 missing.push(format!("admission of {party}"));
             }
         }

@@ -68,8 +68,22 @@ impl CurrencyRules {
 /// currencies exist and their limits.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Rules {
+    /// Everyone who is or was a member.
     pub members: HashSet<String>,
+    /// When each was a member, [from, until); a member listed in `members` but not here
+    /// is one at every time.
+    pub membership: HashMap<String, Vec<(i64, i64)>>,
     pub currencies: HashMap<String, CurrencyRules>,
     /// The founding record's time: nothing of the cooperative is from before it.
     pub founded_at_ms: i64,
+}
+
+impl Rules {
+    /// Whether `did` was a member at `at_ms`, when a transfer it is party to was signed.
+    pub fn is_member_at(&self, did: &str, at_ms: i64) -> bool {
+        match self.membership.get(did) {
+            Some(periods) => periods.iter().any(|(from, until)| *from <= at_ms && at_ms < *until),
+            None => self.members.contains(did),
+        }
+    }
 }

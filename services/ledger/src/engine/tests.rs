@@ -20,6 +20,7 @@ fn ledger(members: &[&NodeIdentity]) -> Ledger {
         members: members.iter().map(|m| m.did().to_string()).collect(),
         currencies: [(CURRENCY.to_string(), CurrencyRules::flat(LIMIT))].into(),
         founded_at_ms: 0,
+        membership: Default::default(),
     })
 }
 
@@ -208,6 +209,7 @@ fn time_rises_along_a_payers_chain_and_nothing_precedes_the_founding() {
         members: [a.did().to_string(), b.did().to_string()].into(),
         currencies: [(CURRENCY.to_string(), CurrencyRules::flat(LIMIT))].into(),
         founded_at_ms: 1_000,
+        membership: Default::default(),
     });
     let at = |t: Transfer, ms: i64| {
         let mut t = t;

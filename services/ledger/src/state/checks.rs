@@ -113,7 +113,17 @@ impl CoopState {
                     return invalid(format!("member `{}` is not a DID", a.member));
                 }
                 if a.role == 0 || icn_proto::ledger::v1::MemberRole::try_from(a.role).is_err() {
-                    return invalid("an admission names the role MEMBER or ADMIN".into());
+                    return invalid("an admission names the role MEMBER, ADMIN or REMOVED".into());
+                }
+                if self.model.coop().is_some_and(|c| c.founder == a.member) {
+                    return invalid("the founder's role is the founding record's: no admission changes it".into());
+                }
+                if a.role == icn_proto::ledger::v1::MemberRole::Removed as i32 && self.model.member(&a.member).is_none()
+                {
+                    return Err(LedgerError::NotFound(format!(
+                        "{} is not a member of cooperative `{coop_id}`",
+                        a.member
+                    )));
                 }
                 &a.signer
             }

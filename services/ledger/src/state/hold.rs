@@ -52,7 +52,11 @@ impl CoopState {
         if self.engine.is_applied(hash) || rivals == 2 {
             return None;
         }
-        if rivals > 2 || self.model.member(&t.payer).is_none() || self.model.member(&t.payee).is_none() {
+        let rules = self.engine.rules();
+        if rivals > 2
+            || !rules.is_member_at(&t.payer, t.created_at_ms)
+            || !rules.is_member_at(&t.payee, t.created_at_ms)
+        {
             return Some(Waiting::Rules);
         }
         let head = self.engine.head(&t.currency, &t.payer).map_or(0, |(seq, _)| seq);
