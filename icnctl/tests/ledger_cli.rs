@@ -174,4 +174,17 @@ async fn members_found_a_cooperative_and_pay_each_other_within_their_credit_limi
     assert!(removed.contains(&format!("{carol} is removed from cooperative {bakery}")), "{removed}");
     assert!(cli.fails(&pay(&carol_key, &bob, "1", "after")).contains("NOT_A_MEMBER"));
     assert_eq!(cli.json(&format!("balance {hours} --member {carol}"))["account"]["balance"], 2500);
+
+    // The founder names the node the cooperative's one validator: from then on each
+    // payment carries the node's vote and is final for its payee. A member cannot.
+    let node = net.nodes[0].did().to_string();
+    assert!(cli.fails(&format!("coop validators {node} --coop {bakery} --key {alice_key}")).contains("not an admin"));
+    let named = cli.ok(&format!("coop validators {node} --coop {bakery} --key {founder_key}"));
+    assert!(named.contains("certified by 1 of these 1 validators"), "{named}");
+    let shown = cli.ok(&format!("coop show {bakery}"));
+    assert!(shown.contains("validators   quorum 1 of 1") && shown.contains(&node), "{shown}");
+    let paid = cli.ok(&pay(&alice_key, &bob, "1", "final"));
+    assert!(paid.contains("votes    1 of quorum 1: certified"), "{paid}");
+    let paid = cli.json(&pay(&alice_key, &bob, "1", "final-too"));
+    assert_eq!((paid["record"]["certified"].clone(), paid["record"]["votes"].clone()), (true.into(), 1.into()));
 }

@@ -198,10 +198,23 @@ export interface Currency {
   format?: number;
 }
 
+/** The nodes whose votes certify the cooperative's transfers, and the quorum. */
+export interface Validators {
+  coopId?: string;
+  validators?: string[];
+  quorum?: number;
+  signer?: string;
+  createdAtMs?: Int64;
+  signature?: Base64;
+  format?: number;
+}
+
 export interface GetCoopResponse {
   coop?: Coop;
   members?: Member[];
   currencies?: Currency[];
+  /** The validator set in force now, if the cooperative has one. */
+  validators?: Validators;
 }
 
 export interface CurrencyStats {
@@ -306,6 +319,11 @@ export interface TransferRecord {
   missingDeps?: Base64[];
   receivedAtMs?: Int64;
   appliedAtMs?: Int64;
+  /** Votes counted from the cooperative's validators, and the quorum that certifies. */
+  votes?: number;
+  quorum?: number;
+  /** Final for the payee: no rival the payer signs later can displace it. */
+  certified?: boolean;
 }
 
 export interface GetBalanceResponse {

@@ -30,6 +30,10 @@ pub enum Purpose {
     Currency,
     /// An admin's credit-limit change.
     CreditLimit,
+    /// An admin's choice of the nodes whose votes certify transfers, and their quorum.
+    Validators,
+    /// A validator node's vote for the one transfer it saw at a payer's sequence number.
+    TransferVote,
     /// A gossip entry, signed by its author.
     GossipEntry,
     /// A gossip topic's definition and ACL, signed by its creator.
@@ -40,12 +44,14 @@ pub enum Purpose {
 
 impl Purpose {
     /// Every purpose, for tests and documentation.
-    pub const ALL: [Purpose; 8] = [
+    pub const ALL: [Purpose; 10] = [
         Purpose::Transfer,
         Purpose::CoopFounding,
         Purpose::MemberAdmission,
         Purpose::Currency,
         Purpose::CreditLimit,
+        Purpose::Validators,
+        Purpose::TransferVote,
         Purpose::GossipEntry,
         Purpose::GossipTopic,
         Purpose::Login,
@@ -59,6 +65,8 @@ impl Purpose {
             Purpose::MemberAdmission => "icn/ledger/admission/v1",
             Purpose::Currency => "icn/ledger/currency/v1",
             Purpose::CreditLimit => "icn/ledger/credit-limit/v1",
+            Purpose::Validators => "icn/ledger/validators/v1",
+            Purpose::TransferVote => "icn/ledger/vote/v1",
             Purpose::GossipEntry => "icn/gossip/entry/v1",
             Purpose::GossipTopic => "icn/gossip/topic/v1",
             Purpose::Login => "icn/gateway/login/v1",

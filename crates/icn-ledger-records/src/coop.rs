@@ -111,6 +111,8 @@ pub fn coop_of(body: &Body) -> &str {
         Body::Limit(l) => &l.coop_id,
         Body::Transfer(t) => &t.coop_id,
         Body::Fork(f) => &f.coop_id,
+        Body::Validators(v) => &v.coop_id,
+        Body::Vote(v) => &v.coop_id,
     }
 }
 

@@ -7,13 +7,15 @@
 //!   next transfer from its account;
 //! - [`amount`]: amounts in a currency's units, both ways;
 //! - [`coop`]: cooperative and currency names, and the gossip topic a cooperative
-//!   replicates on.
+//!   replicates on;
+//! - [`finality`]: validator sets and the votes that certify a transfer.
 //!
 //! Nothing here decides whether a transfer applies: that is the ledger's rule
 //! (`services/ledger/src/engine/`), the one place that judges records.
 
 pub mod amount;
 pub mod coop;
+pub mod finality;
 pub mod signed;
 pub mod transfer;
 

@@ -8,7 +8,7 @@
 
 use crate::Hash;
 use icn_identity::{Did, NodeIdentity, Purpose};
-use icn_proto::ledger::v1::{Coop, CreditLimit, Currency, MemberAdmission, Transfer};
+use icn_proto::ledger::v1::{Coop, CreditLimit, Currency, MemberAdmission, Transfer, TransferVote, Validators};
 use prost::Message;
 use sha2::{Digest, Sha256};
 
@@ -55,6 +55,8 @@ signed_by!(Coop, founder, Purpose::CoopFounding);
 signed_by!(MemberAdmission, signer, Purpose::MemberAdmission);
 signed_by!(Currency, signer, Purpose::Currency);
 signed_by!(CreditLimit, signer, Purpose::CreditLimit);
+signed_by!(Validators, signer, Purpose::Validators);
+signed_by!(TransferVote, validator, Purpose::TransferVote);
 
 /// The record's hash: SHA-256 of its encoding without the signature.
 pub fn hash<T: Signed>(record: &T) -> Hash {

@@ -1,4 +1,4 @@
-//! `icnctl coop create | show | admit` and `icnctl stats`: cooperatives, the admissions
+//! `icnctl coop create | show | admit | remove | validators` and `icnctl stats`: cooperatives, the admissions
 //! of their members, and their public figures.
 //!
 //! Creating a cooperative and admitting members are admin records, signed with the
@@ -14,6 +14,7 @@ use icn_ledger_records::sign;
 use icn_proto::ledger::v1::ledger_client::LedgerClient;
 use icn_proto::ledger::v1::{
     AddMemberRequest, CoopStatsRequest, CreateCoopRequest, GetCoopRequest, MemberAdmission, MemberRole,
+    SetValidatorsRequest, Validators,
 };
 use icn_runtime::now_ms;
 use tonic::transport::Channel;
@@ -57,6 +58,21 @@ pub enum CoopCommand {
         #[command(flatten)]
         key: KeyArgs,
     },
+    /// Name the nodes (by DID, `icnctl id show` or `icnctl status` on each) whose votes certify the
+    /// cooperative's transfers from now on, and how many votes certify one: more than
+    /// half of them (2f + 1 of 3f + 1 tolerates f dishonest nodes). A certified
+    /// transfer is final for its payee. No DIDs and --quorum 0 turn certification off.
+    /// Signed by an admin (--key).
+    Validators {
+        dids: Vec<String>,
+        #[arg(long)]
+        coop: String,
+        /// Votes that certify a transfer; defaults to the least majority.
+        #[arg(long)]
+        quorum: Option<u32>,
+        #[command(flatten)]
+        key: KeyArgs,
+    },
 }
 
 pub async fn run(ledger: &mut LedgerClient<Channel>, command: CoopCommand, out: &Output) -> anyhow::Result<()> {
@@ -89,6 +105,19 @@ pub async fn run(ledger: &mut LedgerClient<Channel>, command: CoopCommand, out: 
             admit(ledger, &did, &coop, role, &key, out).await?;
         }
         CoopCommand::Remove { did, coop, key } => admit(ledger, &did, &coop, MemberRole::Removed, &key, out).await?,
+        CoopCommand::Validators { dids, coop, quorum, key } => {
+            let validators = dids.iter().map(|d| parse_did(d, "a validator")).collect::<anyhow::Result<Vec<_>>>()?;
+            let quorum = quorum.unwrap_or(validators.len() as u32 / 2 + u32::from(!validators.is_empty()));
+            let signer = key.open()?;
+            let record = sign(
+                &signer,
+                Validators { coop_id: coop, validators, quorum, created_at_ms: now_ms(), ..Default::default() },
+            );
+            icn_ledger_records::finality::check(&record)?;
+            let request = SetValidatorsRequest { validators: Some(record.clone()) };
+            let r = ledger.set_validators(request).await.answer("setting the validators")?;
+            out.validators_set(&record, &r);
+        }
     }
     Ok(())
 }

@@ -92,7 +92,7 @@ fn record_json(r: &TransferRecord) -> Value {
         "hash": hex::encode(&r.hash), "transfer": r.transfer.as_ref().map(transfer_json),
         "status": status_name(r.status), "rejection": rejection_name(r.rejection), "detail": r.detail,
         "missing_deps": hashes(&r.missing_deps), "received_at_ms": r.received_at_ms,
-        "applied_at_ms": r.applied_at_ms,
+        "applied_at_ms": r.applied_at_ms, "votes": r.votes, "quorum": r.quorum, "certified": r.certified,
     })
 }
 
@@ -102,6 +102,13 @@ fn account_json(a: &Account) -> Value {
         "credit_limit": a.credit_limit, "seq": a.seq, "head_hash": hex::encode(&a.head_hash),
         "pending": a.pending, "updated_at_ms": a.updated_at_ms,
         "unclaimed_incoming": hashes(&a.unclaimed_incoming),
+    })
+}
+
+fn validators_json(v: &Validators) -> Value {
+    json!({
+        "coop_id": v.coop_id, "validators": v.validators, "quorum": v.quorum, "signer": v.signer,
+        "created_at_ms": v.created_at_ms,
     })
 }
 
@@ -142,6 +149,7 @@ impl Output {
                     "coop": coop_json(&coop),
                     "members": r.members.iter().map(member_json).collect::<Vec<_>>(),
                     "currencies": r.currencies.iter().map(currency_json).collect::<Vec<_>>(),
+                    "validators": r.validators.as_ref().map(validators_json),
                 })
             );
             return;
@@ -149,6 +157,20 @@ impl Output {
         println!("cooperative  {} ({})", coop.id, coop.name);
         println!("founder      {}", coop.founder);
         println!("created      {}", time_text(coop.created_at_ms));
+        match r.validators.as_ref().filter(|v| v.quorum > 0) {
+            Some(v) => {
+                println!(
+                    "validators   quorum {} of {}, since {}",
+                    v.quorum,
+                    v.validators.len(),
+                    time_text(v.created_at_ms)
+                );
+                for did in &v.validators {
+                    println!("             {did}");
+                }
+            }
+            None => println!("validators   none: a fork quarantines both transfers (`icnctl coop validators`)"),
+        }
         println!("\n{:<58} {:<7} ADMITTED", "MEMBER", "ROLE");
         for m in &r.members {
             println!("{:<58} {:<7} {}", m.did, role_name(m.role), time_text(m.admitted_at_ms));
@@ -161,6 +183,24 @@ impl Output {
         for c in &r.currencies {
             let limit = format_amount(c.default_credit_limit, c.decimals);
             println!("{:<17} {:>8} {:>16}  {}", c.symbol, c.decimals, limit, c.description);
+        }
+    }
+
+    pub fn validators_set(&self, v: &Validators, r: &SetValidatorsResponse) {
+        if self.json {
+            println!(
+                "{}",
+                json!({ "validators": validators_json(v), "hash": hex::encode(&r.hash), "created": r.created })
+            );
+        } else if v.quorum == 0 {
+            println!("cooperative {} has no validators from now on", v.coop_id);
+        } else {
+            println!(
+                "cooperative {}: transfers are certified by {} of these {} validators from now on",
+                v.coop_id,
+                v.quorum,
+                v.validators.len()
+            );
         }
     }
 
@@ -215,6 +255,10 @@ impl Output {
         let t = record.transfer.clone().unwrap_or_default();
         println!("hash     {}", hex::encode(&record.hash));
         println!("status   {}", status_name(record.status));
+        if record.quorum > 0 {
+            let final_ = if record.certified { "certified" } else { "not certified yet" };
+            println!("votes    {} of quorum {}: {final_}", record.votes, record.quorum);
+        }
         println!("paid     {} {} to {}", format_amount(t.amount, decimals), t.currency, t.payee);
         if !record.detail.is_empty() {
             println!("detail   {}", record.detail);

@@ -193,7 +193,17 @@ impl Ledger for LedgerApi {
             coop: coop.coop_record().cloned(),
             members: coop.members(),
             currencies: coop.model.currencies().cloned().collect(),
+            validators: coop.model.validators().cloned(),
         }))
+    }
+
+    async fn set_validators(
+        &self,
+        request: Request<pb::SetValidatorsRequest>,
+    ) -> Result<Response<pb::SetValidatorsResponse>, Status> {
+        let validators = required(request.into_inner().validators, "validators")?;
+        let outcome = self.submit_admin(Body::Validators(validators)).await?;
+        Ok(Response::new(pb::SetValidatorsResponse { hash: outcome.hash.to_vec(), created: outcome.created }))
     }
 
     async fn add_member(

@@ -169,6 +169,23 @@ impl LedgerNode {
             per_payer: ctx.config.credit.max_unapplied_per_payer,
             total: ctx.config.credit.max_unapplied,
         });
+        state.voter = ctx.identity.clone();
+        // Votes this node owes for what the replay applied (`state::votes`), written
+        // before the committer starts.
+        let state = {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || -> Result<State, LedgerError> {
+                let mut write = GroupWrite::default();
+                state.missed_votes(&mut write);
+                state.cast_votes(now_ms(), &mut write);
+                if !write.is_empty() {
+                    tracing::info!(votes = write.local_entries, "cast the votes a replay showed missing");
+                    store.write(&write)?;
+                }
+                Ok(state)
+            })
+            .await??
+        };
         let node = Arc::new(Self {
             state: Arc::new(RwLock::new(state)),
             store,
@@ -392,6 +409,18 @@ fn commit_group(node: &LedgerNode, jobs: Vec<Job>, ctx: &Context) {
             write.cursors.push((coop_id, position));
         }
         answers.push((job.reply, job.source, outcomes));
+    }
+    // This node's votes for what the group applied, in the same batch; a member's
+    // answer shows them.
+    if state.voter.is_some() {
+        state.cast_votes(now, &mut write);
+        for (_, _, outcomes) in answers.iter_mut() {
+            for outcome in outcomes.iter_mut() {
+                if let Outcome::Transfer { record, .. } = outcome {
+                    state.refresh_certificate(record);
+                }
+            }
+        }
     }
     // Watchers get what the group stored or applied, read before the lock is released.
     let watched: Vec<TransferRecord> = if node.transfers.receiver_count() == 0 {

@@ -3,13 +3,15 @@
 //! - [`engine`]: the rule every node applies to transfers, deterministic whatever the
 //!   order in which they arrive: the fixpoint over known transfers (`engine/mod.rs`),
 //!   what a transfer alone must satisfy (`engine/form.rs`: signature and fields), the
-//!   cooperative's limits and the balance floor (`engine/rules.rs`), and the
+//!   cooperative's limits and the balance floor (`engine/rules.rs`), validators' votes
+//!   and the certified transfer that wins a fork (`engine/finality.rs`), and the
 //!   `Status`/`Refusal` it answers (`engine/refusal.rs`);
 //! - [`model`]: a cooperative as its signed admin entries define it;
 //! - [`state`]: everything the node knows, in memory (`state/mod.rs`): how an entry
 //!   changes it (`state/apply.rs`), what this node's API refuses before accepting, with
-//!   the rule names the API gives (`state/checks.rs`), and what reads see
-//!   (`state/views.rs`);
+//!   the rule names the API gives (`state/checks.rs`), what reads see
+//!   (`state/views.rs`), what peers can make it hold (`state/hold.rs`) and the votes it
+//!   takes and casts (`state/votes.rs`);
 //! - [`store`]: the RocksDB journal and accounts, written in atomic group commits;
 //! - [`commit`]: the one writer, which groups concurrent submissions;
 //! - [`replicate`]: the cooperatives' gossip topics, both ways;

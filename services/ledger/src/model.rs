@@ -14,15 +14,18 @@
 //! - a currency is defined by its first counting record; a later one with the same
 //!   symbol changes nothing;
 //! - credit-limit changes take effect for transfers signed at or after their time
-//!   ([`crate::engine::CurrencyRules`]).
+//!   ([`crate::engine::CurrencyRules`]);
+//! - a validator set certifies transfers signed at or after its time, until the next
+//!   ([`crate::engine::ValidatorSet`]); one whose fields are invalid
+//!   ([`icn_ledger_records::finality::check`]) counts for nothing.
 //!
 //! Reading in time order makes the result a function of the set (times are signed), but
 //! times are the signers' own: an admin who is removed can still sign records timed
 //! before the removal, and they count (docs/SECURITY.md, "Time").
 
-use crate::engine::{CurrencyRules, LimitChange, Rules};
+use crate::engine::{CurrencyRules, LimitChange, Rules, ValidatorSet};
 use icn_ledger_records::Hash;
-use icn_proto::ledger::v1::{Coop, CreditLimit, Currency, Member, MemberAdmission, MemberRole};
+use icn_proto::ledger::v1::{Coop, CreditLimit, Currency, Member, MemberAdmission, MemberRole, Validators};
 use std::collections::{BTreeMap, HashMap};
 
 #[derive(Default, Debug, Clone)]
@@ -32,6 +35,7 @@ pub struct CoopModel {
     admissions: BTreeMap<(i64, Hash), MemberAdmission>,
     currency_records: BTreeMap<(i64, Hash), Currency>,
     limit_records: BTreeMap<(i64, Hash), CreditLimit>,
+    validator_records: BTreeMap<(i64, Hash), Validators>,
     // Derived by `derive`.
     members: BTreeMap<String, Member>,
     currencies: BTreeMap<String, Currency>,
@@ -39,6 +43,10 @@ pub struct CoopModel {
     membership: HashMap<String, Vec<(i64, i64)>>,
     /// The limit records that count (signed by an admin at their time).
     counting_limits: std::collections::HashSet<(i64, Hash)>,
+    /// The validator sets that count, in time order.
+    validator_sets: Vec<ValidatorSet>,
+    /// The record of the latest of them.
+    latest_validators: Option<Validators>,
 }
 
 /// An admin entry of a cooperative, with its hash.
@@ -47,6 +55,7 @@ pub enum AdminEntry {
     Admission(MemberAdmission),
     Currency(Currency),
     Limit(CreditLimit),
+    Validators(Validators),
 }
 
 impl CoopModel {
@@ -62,6 +71,7 @@ impl CoopModel {
             AdminEntry::Admission(a) => self.admissions.insert((a.created_at_ms, hash), a).is_none(),
             AdminEntry::Currency(c) => self.currency_records.insert((c.created_at_ms, hash), c).is_none(),
             AdminEntry::Limit(l) => self.limit_records.insert((l.created_at_ms, hash), l).is_none(),
+            AdminEntry::Validators(v) => self.validator_records.insert((v.created_at_ms, hash), v).is_none(),
         };
         if added {
             self.derive();
@@ -74,6 +84,8 @@ impl CoopModel {
         self.currencies.clear();
         self.membership.clear();
         self.counting_limits.clear();
+        self.validator_sets.clear();
+        self.latest_validators = None;
         let Some(coop) = self.coop().cloned() else { return };
         let founded = coop.created_at_ms;
         self.members.insert(
@@ -91,11 +103,13 @@ impl CoopModel {
             Admission(&'a MemberAdmission),
             Currency(&'a Currency),
             Limit(&'a CreditLimit),
+            Validators(&'a Validators),
         }
         let mut records: Vec<((i64, Hash), Record)> = Vec::new();
         records.extend(self.admissions.iter().map(|(k, a)| (*k, Record::Admission(a))));
         records.extend(self.currency_records.iter().map(|(k, c)| (*k, Record::Currency(c))));
         records.extend(self.limit_records.iter().map(|(k, l)| (*k, Record::Limit(l))));
+        records.extend(self.validator_records.iter().map(|(k, v)| (*k, Record::Validators(v))));
         records.sort_by(|a, b| a.0.cmp(&b.0));
         let mut currencies = BTreeMap::new();
         let mut counting_limits = std::collections::HashSet::new();
@@ -149,6 +163,20 @@ impl CoopModel {
                         counting_limits.insert(key);
                     }
                 }
+                Record::Validators(v) => {
+                    if v.coop_id == coop.id
+                        && self.is_admin(&v.signer)
+                        && icn_ledger_records::finality::check(v).is_ok()
+                    {
+                        self.validator_sets.push(ValidatorSet {
+                            at_ms: at,
+                            tie: key.1,
+                            validators: v.validators.iter().cloned().collect(),
+                            quorum: v.quorum,
+                        });
+                        self.latest_validators = Some(v.clone());
+                    }
+                }
             }
         }
         self.membership.retain(|_, periods| !periods.is_empty());
@@ -186,6 +214,11 @@ impl CoopModel {
         self.currencies.values()
     }
 
+    /// The latest validator set that counts, as its record.
+    pub fn validators(&self) -> Option<&Validators> {
+        self.latest_validators.as_ref()
+    }
+
     /// Limit records of a currency that count, oldest first.
     fn limits<'a>(&'a self, currency: &'a str) -> impl Iterator<Item = (&'a (i64, Hash), &'a CreditLimit)> + 'a {
         self.limit_records
@@ -205,6 +238,7 @@ impl CoopModel {
             membership: self.membership.clone(),
             currencies: HashMap::new(),
             founded_at_ms: self.coop().map(|c| c.created_at_ms).unwrap_or_default(),
+            validators: self.validator_sets.clone(),
         };
         for (symbol, c) in &self.currencies {
             let mut r = CurrencyRules::flat(c.default_credit_limit);

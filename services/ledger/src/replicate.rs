@@ -326,6 +326,8 @@ async fn decode(
                 }
                 from_peer
             }
+            // This node's own votes come back: it has them.
+            Some(Body::Vote(v)) => v.validator != me,
             Some(_) => true,
             None => false,
         })

@@ -45,14 +45,18 @@ struct Load {
     /// Transfers signed in advance per second of the run: a node faster than this uses
     /// them up before the time is over, and its rate still holds over the shorter run.
     signed_per_second: usize,
+    /// The cooperative names the node its one validator: the node signs and journals a
+    /// vote for every transfer it applies (payee finality), which this load prices.
+    validator: bool,
 }
 
-const LOADS: [Load; 4] = [
+const LOADS: [Load; 5] = [
     // One caller: the latency of a commit when nothing waits.
-    Load { calls: Calls::Unary, callers: 1, signed_per_second: 2_000 },
-    Load { calls: Calls::Unary, callers: 64, signed_per_second: 8_000 },
-    Load { calls: Calls::Batches(100), callers: 8, signed_per_second: 24_000 },
-    Load { calls: Calls::Batches(1000), callers: 8, signed_per_second: 24_000 },
+    Load { calls: Calls::Unary, callers: 1, signed_per_second: 2_000, validator: false },
+    Load { calls: Calls::Unary, callers: 64, signed_per_second: 8_000, validator: false },
+    Load { calls: Calls::Batches(100), callers: 8, signed_per_second: 24_000, validator: false },
+    Load { calls: Calls::Batches(1000), callers: 8, signed_per_second: 24_000, validator: false },
+    Load { calls: Calls::Batches(100), callers: 8, signed_per_second: 24_000, validator: true },
 ];
 
 /// The machine's Ed25519 verification rates, per second.
@@ -100,12 +104,27 @@ pub async fn run(seconds: u64) -> anyhow::Result<Vec<Row>> {
     for (i, load) in LOADS.iter().enumerate() {
         // A cooperative per load, so each starts from empty accounts.
         let coop = TestCoop::create(&mut client, &format!("bench-{i}"), MEMBERS, CREDIT_LIMIT).await?;
+        if load.validator {
+            let validators = icn_ledger_records::sign(
+                &coop.founder,
+                icn_proto::ledger::v1::Validators {
+                    coop_id: coop.id.clone(),
+                    validators: vec![node.did().to_string()],
+                    quorum: 1,
+                    created_at_ms: icn_runtime::now_ms(),
+                    ..Default::default()
+                },
+            );
+            let request = icn_proto::ledger::v1::SetValidatorsRequest { validators: Some(validators) };
+            client.set_validators(request).await?;
+        }
         let per_payer = (seconds as usize * load.signed_per_second).div_ceil(MEMBERS);
         let (coop, chains) = tokio::task::spawn_blocking(move || {
             let chains = sign_chains(&coop.id, &coop.members, per_payer);
             (coop, chains)
         })
         .await?;
+        let first = icn_ledger_records::hash(&chains[0][0]).to_vec();
         let before = Snapshot::take(node).await?;
         let run = drive(&client, per_caller(chains, load.callers), load.calls, Duration::from_secs(seconds)).await?;
         let after = Snapshot::take(node).await?;
@@ -122,6 +141,13 @@ pub async fn run(seconds: u64) -> anyhow::Result<Vec<Row>> {
         // hashes): after a run like this a page of 200 is past tonic's default 4 MiB.
         let mut reader = client.clone().max_decoding_message_size(64 << 20);
         coop.assert_invariants(&coop.balances(&mut reader).await?);
+        if load.validator {
+            let key = icn_proto::ledger::v1::get_transfer_request::Key::Hash(first);
+            let got = client.get_transfer(icn_proto::ledger::v1::GetTransferRequest { key: Some(key) }).await?;
+            if !got.into_inner().record.is_some_and(|r| r.certified) {
+                bail!("the node is the validator, but a transfer it applied is not certified");
+            }
+        }
         rows.extend(load_rows(load, &ceiling, run, &before, &after));
     }
     Ok(rows)
@@ -141,7 +167,11 @@ fn load_rows(load: &Load, ceiling: &Ceiling, run: Driven, before: &Snapshot, aft
             (format!("Ed25519 verify (ZIP-215) on {cores} cores"), ceiling.strict_all_cores),
         ),
         Calls::Batches(n) => (
-            format!("batches of {n}, {} callers", load.callers),
+            format!(
+                "batches of {n}, {} callers{}",
+                load.callers,
+                if load.validator { ", node votes as validator" } else { "" }
+            ),
             "batch",
             (format!("Ed25519 batch verify (ZIP-215) on {cores} cores"), ceiling.batch_all_cores),
         ),

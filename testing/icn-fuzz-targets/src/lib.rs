@@ -91,6 +91,13 @@ pub fn ledger_batch(data: &[u8]) {
             LedgerBody::Limit(l) => {
                 let _ = icn_ledger_records::verify(l);
             }
+            LedgerBody::Validators(v) => {
+                let _ = icn_ledger_records::verify(v);
+                let _ = icn_ledger_records::finality::check(v);
+            }
+            LedgerBody::Vote(v) => {
+                let _ = icn_ledger_records::verify(v);
+            }
             LedgerBody::Fork(_) => {}
         }
     }

@@ -20,31 +20,47 @@
 //! The real balance of an account is never below the floor its owner's transfers
 //! checked, because it counts every applied incoming transfer, deps or not.
 //!
+//! Unless one of them is *certified*: when the cooperative names validators, each
+//! votes for the one transfer it applied at a place, and a transfer with votes from a
+//! quorum of the set in force at its time wins its place. Its rivals are quarantined as
+//! evidence and move nothing, so a payee holding a certified transfer keeps it whatever
+//! its payer signs later (payee finality, [`icn_ledger_records::finality`]). Votes are
+//! signed data like the rest: which transfer wins is a function of what is known, the
+//! same on every node. A validator that votes for two transfers at one place counts for
+//! neither; two certified rivals (more dishonest validators than the quorum tolerates)
+//! win nothing, and the place is quarantined as before.
+//!
 //! Files by job:
 //! - `mod.rs` (here): [`Ledger`], the fixpoint itself: taking transfers in, judging
 //!   each against what is applied (chain link, deps), applying what it unblocks, and
 //!   recomputing after a fork or new rules; and what readers ask of it;
 //! - `form`: what a transfer alone decides (signature, fields);
 //! - `rules`: the cooperative's rules as transfers need them, and the balance floor;
+//! - `finality`: validators' votes, and which transfer a certificate makes win a fork;
 //! - `refusal`: a transfer's [`Status`] and the [`Refusal`] it may get.
 //!
 //! The engine never touches storage, the network or the clock: the same transfers and
 //! rules give the same result on every node.
 
+mod finality;
 mod form;
 mod refusal;
 mod rules;
 #[cfg(test)]
 mod tests;
 
+pub use finality::VoteAdded;
 pub use form::{check_form, verify};
 pub use refusal::{Refusal, Status};
-pub use rules::{CurrencyRules, LimitChange, Rules};
+pub use rules::{CurrencyRules, LimitChange, Rules, ValidatorSet};
 
 use icn_ledger_records::signed;
 use icn_ledger_records::{hex, Hash};
 use icn_proto::ledger::v1::Transfer;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// A payer's place: (currency, payer, sequence number).
+pub type Place = (String, String, u64);
 
 /// One cooperative's transfers on one node.
 #[derive(Default)]
@@ -75,6 +91,14 @@ pub struct Ledger {
     /// change), per payer and in all: what the node's bounds on held transfers count.
     unapplied: HashMap<String, usize>,
     unapplied_total: usize,
+    /// Transfer → the validators that voted for it, with the place each vote names.
+    votes: HashMap<Hash, BTreeSet<(String, Place)>>,
+    /// (validator, place) → the transfers it voted for there; a second is evidence that
+    /// it equivocated, and no third is kept.
+    ballots: HashMap<(String, Place), Vec<Hash>>,
+    /// Votes for transfers this node does not know (yet): what the node's bound on
+    /// held votes counts.
+    orphan_votes: usize,
 }
 
 /// What changed since the last time a caller asked: the accounts to write and the
@@ -132,6 +156,7 @@ impl Ledger {
             }
         }
         let slot = (t.currency.clone(), t.payer.clone(), t.payer_seq);
+        self.orphan_votes -= self.votes.get(&hash).map_or(0, BTreeSet::len);
         self.known.insert(hash, t.clone());
         *self.unapplied.entry(t.payer.clone()).or_default() += 1;
         self.unapplied_total += 1;
@@ -140,9 +165,13 @@ impl Ledger {
         if let Err(refusal) = self.try_apply(&hash, &t) {
             self.refused.insert(hash, refusal);
         } else if self.rules.members.contains(&t.payer) && self.viable_in_slot(&t).len() > 1 {
-            // A fork may un-apply what was applied: recompute from what is known.
             self.new_forks.push((t.currency.clone(), t.payer.clone(), t.payer_seq));
-            self.recompute();
+            match self.winner(&t) {
+                // A rival of a certified, applied transfer: evidence that moves nothing.
+                Some(w) if w != hash && self.applied.contains(&w) => {}
+                // A fork may un-apply what was applied: recompute from what is known.
+                _ => self.recompute(),
+            }
         } else {
             self.settle(vec![hash]);
         }
@@ -157,6 +186,7 @@ impl Ledger {
         }
         self.refused.remove(hash);
         if let Some(t) = self.known.remove(hash) {
+            self.orphan_votes += self.votes.get(hash).map_or(0, BTreeSet::len);
             self.count_unapplied(&t.payer, -1);
             if let Some(holders) = self.slots.get_mut(&(t.currency.clone(), t.payer.clone(), t.payer_seq)) {
                 holders.remove(hash);
@@ -177,8 +207,10 @@ impl Ledger {
             .unwrap_or_default()
     }
 
-    fn quarantined(&self, t: &Transfer) -> bool {
-        self.rules.members.contains(&t.payer) && self.viable_in_slot(t).len() > 1
+    /// What peers made this cooperative hold that applies nothing (yet): unapplied
+    /// transfers and votes for unknown transfers, which `credit.max_unapplied` bounds.
+    pub fn held(&self) -> usize {
+        self.unapplied_total + self.orphan_votes
     }
 
     /// What still blocks `t`, or `Ok(Ok(()))` when it applies now, or the final refusal.
@@ -258,7 +290,7 @@ impl Ledger {
                     work.extend(self.viable_in_slot(&t));
                 }
                 Ok(Err(_missing)) => {}
-                Ok(Ok(())) if self.quarantined(&t) => {}
+                Ok(Ok(())) if self.quarantined(&hash, &t) => {}
                 Ok(Ok(())) => {
                     self.apply(hash, &t);
                     // What may now apply: the payer's next transfers, and transfers that
@@ -369,7 +401,7 @@ impl Ledger {
             return Status::Applied;
         }
         match self.try_apply(hash, t) {
-            Ok(_) if self.quarantined(t) => Status::Quarantined,
+            Ok(_) if self.quarantined(hash, t) => Status::Quarantined,
             Ok(Err(missing)) => Status::Pending(missing),
             Err(r) => Status::Refused(r),
             Ok(Ok(())) => Status::Pending(Vec::new()),
@@ -427,9 +459,15 @@ impl Ledger {
         }
     }
 
-    /// Hashes of the transfers in forks: places held by two or more viable transfers.
+    /// Hashes of the transfers quarantined in forks: places held by two or more viable
+    /// transfers, but for a place's certified winner.
     pub fn quarantine(&self) -> Vec<Hash> {
-        let mut q: Vec<Hash> = self.forks().into_values().flatten().collect();
+        let mut q: Vec<Hash> = self
+            .forks()
+            .into_values()
+            .flatten()
+            .filter(|h| self.known.get(h).is_some_and(|t| self.quarantined(h, t)))
+            .collect();
         q.sort();
         q
     }

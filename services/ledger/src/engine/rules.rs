@@ -8,7 +8,18 @@
 
 use super::refusal::Refusal;
 use icn_ledger_records::Hash;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+/// A validator set in force for transfers signed at or after `at_ms`, until the next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValidatorSet {
+    pub at_ms: i64,
+    /// Orders sets with the same time alike on every node (the admin entry's hash).
+    pub tie: Hash,
+    pub validators: BTreeSet<String>,
+    /// Votes that certify; 0 turns certification off from `at_ms` on.
+    pub quorum: u32,
+}
 
 /// One change of a credit limit, effective for transfers signed at or after `at_ms`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -76,6 +87,9 @@ pub struct Rules {
     pub currencies: HashMap<String, CurrencyRules>,
     /// The founding record's time: nothing of the cooperative is from before it.
     pub founded_at_ms: i64,
+    /// Validator sets that count, sorted by (time, tie): the one in force at a
+    /// transfer's time decides whether its votes certify it.
+    pub validators: Vec<ValidatorSet>,
 }
 
 impl Rules {
@@ -85,5 +99,21 @@ impl Rules {
             Some(periods) => periods.iter().any(|(from, until)| *from <= at_ms && at_ms < *until),
             None => self.members.contains(did),
         }
+    }
+
+    /// The validator set in force for a transfer signed at `at_ms`, if it certifies.
+    pub fn validators_at(&self, at_ms: i64) -> Option<&ValidatorSet> {
+        self.validators.iter().rev().find(|v| v.at_ms <= at_ms).filter(|v| v.quorum > 0)
+    }
+
+    /// Whether `did` is named by any validator set, at any time: what a node checks
+    /// before it keeps a vote.
+    pub fn names_validator(&self, did: &str) -> bool {
+        self.validators.iter().any(|v| v.validators.contains(did))
+    }
+
+    /// The latest validator set: the one a node checks before it votes at all.
+    pub fn latest_validators(&self) -> Option<&ValidatorSet> {
+        self.validators.last().filter(|v| v.quorum > 0)
     }
 }

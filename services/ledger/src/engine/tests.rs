@@ -21,6 +21,7 @@ fn ledger(members: &[&NodeIdentity]) -> Ledger {
         currencies: [(CURRENCY.to_string(), CurrencyRules::flat(LIMIT))].into(),
         founded_at_ms: 0,
         membership: Default::default(),
+        validators: Vec::new(),
     })
 }
 
@@ -210,6 +211,7 @@ fn time_rises_along_a_payers_chain_and_nothing_precedes_the_founding() {
         currencies: [(CURRENCY.to_string(), CurrencyRules::flat(LIMIT))].into(),
         founded_at_ms: 1_000,
         membership: Default::default(),
+        validators: Vec::new(),
     });
     let at = |t: Transfer, ms: i64| {
         let mut t = t;
@@ -249,4 +251,168 @@ fn junk_forks_in_the_name_of_a_non_member_cost_nothing_until_it_is_admitted() {
     l.set_rules(rules);
     assert_eq!(l.status(&transfer_hash(&one)), Status::Quarantined);
     assert_eq!(l.take_changes().forks, vec![(CURRENCY.to_string(), stranger.did().to_string(), 1)]);
+}
+
+/// Validators `v`, of which `quorum` certify, from time 0 on.
+fn with_validators(mut l: Ledger, v: &[&NodeIdentity], quorum: u32) -> Ledger {
+    let mut rules = l.rules().clone();
+    rules.validators = vec![ValidatorSet {
+        at_ms: 0,
+        tie: [0; 32],
+        validators: v.iter().map(|v| v.did().to_string()).collect(),
+        quorum,
+    }];
+    l.set_rules(rules);
+    l
+}
+
+fn place(t: &Transfer) -> Place {
+    (t.currency.clone(), t.payer.clone(), t.payer_seq)
+}
+
+/// What reaches a node: a transfer, or a validator's vote for one.
+#[derive(Clone)]
+enum Event {
+    Transfer(Transfer),
+    Vote(String, Hash, Place),
+}
+
+fn take(l: &mut Ledger, e: Event) {
+    match e {
+        Event::Transfer(t) => {
+            l.submit(t);
+        }
+        Event::Vote(v, h, p) => {
+            l.add_vote(h, &v, p);
+        }
+    }
+}
+
+#[test]
+fn a_certified_transfer_keeps_its_place_whatever_its_payer_signs_later_and_in_any_order() {
+    let (a, b, c) = (NodeIdentity::generate(), NodeIdentity::generate(), NodeIdentity::generate());
+    let vs: Vec<NodeIdentity> = (0..3).map(|_| NodeIdentity::generate()).collect();
+    let paid = transfer(&a, &b, 10, 1, None, vec![], "paid to b");
+    let rival = transfer(&a, &c, 10, 1, None, vec![], "the claw-back");
+    let next = transfer(&a, &b, 5, 2, Some(transfer_hash(&paid)), vec![], "after the certified one");
+    let vote = |i: usize, t: &Transfer| Event::Vote(vs[i].did().to_string(), transfer_hash(t), place(t));
+    let events = vec![
+        Event::Transfer(paid.clone()),
+        vote(0, &paid),
+        vote(1, &paid),
+        Event::Transfer(rival.clone()),
+        Event::Transfer(next.clone()),
+    ];
+    let mut rng = StdRng::seed_from_u64(7);
+    for round in 0..40 {
+        let mut order = events.clone();
+        if round > 0 {
+            order.shuffle(&mut rng);
+        }
+        let mut l = with_validators(ledger(&[&a, &b, &c]), &vs.iter().collect::<Vec<_>>(), 2);
+        for e in order {
+            take(&mut l, e);
+        }
+        assert_eq!(l.status(&transfer_hash(&paid)), Status::Applied, "round {round}: the certified one stands");
+        assert!(l.is_certified(&transfer_hash(&paid)));
+        assert_eq!(l.status(&transfer_hash(&rival)), Status::Quarantined, "round {round}: the rival moves nothing");
+        assert_eq!(l.status(&transfer_hash(&next)), Status::Applied, "round {round}: the chain goes on");
+        assert_eq!(l.balance(CURRENCY, b.did().as_str()), 15);
+        assert_eq!(l.balance(CURRENCY, c.did().as_str()), 0);
+        assert_eq!(l.quarantine(), vec![transfer_hash(&rival)], "round {round}");
+        assert_eq!(l.forks().len(), 1, "the rival is still evidence of a fork");
+    }
+}
+
+#[test]
+fn votes_count_only_from_the_set_at_the_transfers_place_and_never_twice() {
+    let (a, b, c) = (NodeIdentity::generate(), NodeIdentity::generate(), NodeIdentity::generate());
+    let vs: Vec<NodeIdentity> = (0..3).map(|_| NodeIdentity::generate()).collect();
+    let outsider = NodeIdentity::generate();
+    let paid = transfer(&a, &b, 10, 1, None, vec![], "paid");
+    let rival = transfer(&a, &c, 10, 1, None, vec![], "rival");
+    let (hp, hr) = (transfer_hash(&paid), transfer_hash(&rival));
+    let mut l = with_validators(ledger(&[&a, &b, &c]), &vs.iter().collect::<Vec<_>>(), 2);
+    l.submit(paid.clone());
+    l.submit(rival.clone());
+    assert_eq!(l.status(&hp), Status::Quarantined, "no certificate: a fork as before");
+    // An outsider's vote, and a validator's vote naming another place, count for nothing.
+    assert_eq!(l.add_vote(hp, outsider.did().as_str(), place(&paid)), VoteAdded::Added);
+    let elsewhere = (CURRENCY.to_string(), a.did().to_string(), 9);
+    l.add_vote(hp, vs[0].did().as_str(), elsewhere);
+    assert_eq!(l.certificate(&hp), Some((0, 2)));
+    // A validator that votes for both rivals counts for neither.
+    l.add_vote(hp, vs[1].did().as_str(), place(&paid));
+    l.add_vote(hr, vs[1].did().as_str(), place(&rival));
+    assert_eq!(l.add_vote(hp, vs[1].did().as_str(), place(&paid)), VoteAdded::Known);
+    let third = transfer(&a, &b, 11, 1, None, vec![], "a third");
+    assert_eq!(l.add_vote(transfer_hash(&third), vs[1].did().as_str(), place(&third)), VoteAdded::Excess);
+    l.add_vote(hp, vs[2].did().as_str(), place(&paid));
+    assert_eq!(l.certificate(&hp), Some((1, 2)), "only the honest validator's vote counts");
+    assert_eq!(l.status(&hp), Status::Quarantined);
+    // One more honest vote (vs[0] at the right place) certifies it: it now applies.
+    l.add_vote(hp, vs[0].did().as_str(), place(&paid));
+    assert_eq!(l.certificate(&hp), Some((2, 2)));
+    assert_eq!(l.status(&hp), Status::Applied);
+    assert_eq!(l.status(&hr), Status::Quarantined);
+    // A set that starts after the transfer's time certifies nothing of it.
+    let mut later = l.rules().clone();
+    later.validators[0].at_ms = 1;
+    l.set_rules(later);
+    assert_eq!(l.certificate(&hp), None);
+    assert_eq!(l.status(&hp), Status::Quarantined, "without its certificate, a fork as before");
+}
+
+#[test]
+fn replicas_agree_with_votes_and_forks_in_any_order() {
+    let vs: Vec<NodeIdentity> = (0..4).map(|_| NodeIdentity::generate()).collect();
+    let mut won = 0;
+    for seed in 0..60 {
+        let (members, transfers) = history(seed);
+        let mut rng = StdRng::seed_from_u64(seed + 5000);
+        // Validators vote for what they saw first at each place; one of them is
+        // dishonest and sometimes votes for a rival too.
+        let mut events: Vec<Event> = transfers.iter().cloned().map(Event::Transfer).collect();
+        let mut first_at: HashMap<Place, Hash> = HashMap::new();
+        for t in &transfers {
+            first_at.entry(place(t)).or_insert(transfer_hash(t));
+        }
+        for t in &transfers {
+            let h = transfer_hash(t);
+            for (i, v) in vs.iter().enumerate() {
+                let honest_choice = first_at[&place(t)] == h;
+                if (honest_choice && rng.gen_bool(0.8)) || (i == 3 && rng.gen_bool(0.3)) {
+                    events.push(Event::Vote(v.did().to_string(), h, place(t)));
+                }
+            }
+        }
+        let replicas: Vec<Ledger> = (0..3)
+            .map(|_| {
+                let mut order = events.clone();
+                order.shuffle(&mut rng);
+                let mut l =
+                    with_validators(ledger(&members.iter().collect::<Vec<_>>()), &vs.iter().collect::<Vec<_>>(), 3);
+                for e in order {
+                    take(&mut l, e);
+                }
+                l
+            })
+            .collect();
+        let reference = &replicas[0];
+        won += reference.forks().values().filter(|h| h.iter().any(|h| reference.is_applied(h))).count();
+        for (i, r) in replicas.iter().enumerate() {
+            assert_eq!(r.applied(), reference.applied(), "seed {seed}: replica {i}");
+            assert_eq!(r.quarantine(), reference.quarantine(), "seed {seed}: replica {i}");
+            assert_eq!(r.balances().values().sum::<i128>(), 0, "seed {seed}");
+            for m in &members {
+                assert!(r.balance(CURRENCY, m.did().as_str()) >= -(LIMIT as i128), "seed {seed}");
+            }
+            // At most one transfer per place applies.
+            let mut places = std::collections::HashSet::new();
+            for h in r.applied() {
+                assert!(places.insert(place(r.transfer(h).unwrap())), "seed {seed}: two applied at one place");
+            }
+        }
+    }
+    assert!(won > 0, "some forks were won by a certified transfer");
 }

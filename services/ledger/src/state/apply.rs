@@ -63,6 +63,7 @@ impl State {
                     coop.peer_reported_fork((f.currency, f.payer, f.payer_seq));
                     (Outcome::Dropped, false)
                 }
+                Body::Vote(v) => coop.vote(v, checked.hash.clone(), hold, &mut write.evicted),
                 admin => {
                     let (outcome, created) = coop.admin(admin, checked.hash.clone(), source, received_at_ms, skew);
                     if created && !rules_changed.contains(&coop_id) {
@@ -95,6 +96,9 @@ impl State {
             let coop = self.coops.get_mut(&coop_id).expect("touched coops exist");
             coop.changes += 1;
             let changes = coop.engine.take_changes();
+            if self.voter.is_some() {
+                write.applied.extend(changes.applied.iter().map(|h| (coop_id.clone(), *h)));
+            }
             for hash in changes.applied {
                 if let Some(m) = coop.meta.get_mut(&hash) {
                     if m.applied_at_ms == 0 {
@@ -135,7 +139,7 @@ impl State {
             }
         }
         if let Some(bounds) = self.bounds {
-            let total: usize = self.coops.values().map(|c| c.engine.unapplied_total()).sum();
+            let total: usize = self.coops.values().map(|c| c.engine.held()).sum();
             for (coop_id, coop) in self.coops.iter_mut().filter(|(_, c)| c.has_evicted()) {
                 coop.release(rules_changed.contains(coop_id), bounds, total);
             }
@@ -161,15 +165,15 @@ impl State {
 /// the node's other cooperatives, and the topic position it came at.
 #[derive(Clone, Copy)]
 pub(super) struct Hold {
-    bounds: HoldBounds,
-    others: usize,
-    position: u64,
+    pub(super) bounds: HoldBounds,
+    pub(super) others: usize,
+    pub(super) position: u64,
 }
 
 impl State {
     /// Unapplied transfers of every cooperative but `coop_id`.
     fn unapplied_except(&self, coop_id: &str) -> usize {
-        self.coops.iter().filter(|(id, _)| id.as_str() != coop_id).map(|(_, c)| c.engine.unapplied_total()).sum()
+        self.coops.iter().filter(|(id, _)| id.as_str() != coop_id).map(|(_, c)| c.engine.held()).sum()
     }
 }
 
@@ -222,7 +226,7 @@ impl CoopState {
         // A transfer refused on its merits is forgotten below, never read again.
         let final_refusal = matches!(&status, Status::Refused(r) if !r.is_stateful());
         if let Some(hold) = hold.filter(|_| !final_refusal) {
-            let total = hold.others + self.engine.unapplied_total();
+            let total = hold.others + self.engine.held();
             if let Some(waiting) = self.over_bound(&t, &hash, hold.bounds, total) {
                 // Not kept: read again from the topic once what it waits for comes.
                 self.engine.forget(&hash);
@@ -315,7 +319,8 @@ impl CoopState {
                 Body::Admission(a) => a.created_at_ms,
                 Body::Currency(c) => c.created_at_ms,
                 Body::Limit(l) => l.created_at_ms,
-                Body::Transfer(_) | Body::Fork(_) => now,
+                Body::Validators(v) => v.created_at_ms,
+                Body::Transfer(_) | Body::Fork(_) | Body::Vote(_) => now,
             };
             if let Err(e) = self.check_admin(&body, &hash) {
                 return (Outcome::Admin(Err(e)), false);
@@ -329,7 +334,8 @@ impl CoopState {
             Body::Admission(a) => AdminEntry::Admission(a),
             Body::Currency(c) => AdminEntry::Currency(c),
             Body::Limit(l) => AdminEntry::Limit(l),
-            Body::Transfer(_) | Body::Fork(_) => unreachable!("admin entries only"),
+            Body::Validators(v) => AdminEntry::Validators(v),
+            Body::Transfer(_) | Body::Fork(_) | Body::Vote(_) => unreachable!("admin entries only"),
         };
         let created = self.model.add(entry, hash);
         if created {

@@ -164,12 +164,16 @@ impl CoopState {
                 }
                 &l.signer
             }
-            Body::Transfer(_) | Body::Fork(_) => return Ok(()),
+            Body::Validators(v) => {
+                icn_ledger_records::finality::check(v).map_err(|e| LedgerError::InvalidArgument(e.to_string()))?;
+                &v.signer
+            }
+            Body::Transfer(_) | Body::Fork(_) | Body::Vote(_) => return Ok(()),
         };
         if !self.model.is_admin(signer) {
             return Err(LedgerError::PermissionDenied(format!(
-                "{signer} is not an admin of cooperative `{coop_id}`: only admins sign admissions, currencies and \
-                 credit limits"
+                "{signer} is not an admin of cooperative `{coop_id}`: only admins sign admissions, currencies, \
+                 credit limits and validator sets"
             )));
         }
         Ok(())

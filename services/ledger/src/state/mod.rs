@@ -15,6 +15,8 @@
 //!   and the batch a group writes;
 //! - `checks`: what this node's API refuses before anything changes, and the rule name
 //!   each refusal carries;
+//! - `hold`: what peers can make a node hold, and how nothing evicted is lost;
+//! - `votes`: the validators' votes a node takes, and those it casts itself;
 //! - `views`: what reads see: transfer records, accounts, history, forks, statistics.
 //!
 //! Whether a transfer applies is not decided here: that is the engine's rule
@@ -26,6 +28,7 @@ mod hold;
 #[cfg(test)]
 mod tests;
 mod views;
+mod votes;
 
 pub use checks::unbound_coop;
 
@@ -73,6 +76,8 @@ impl Checked {
                     Body::Admission(a) => verify(a),
                     Body::Currency(c) => verify(c),
                     Body::Limit(l) => verify(l),
+                    Body::Validators(v) => verify(v),
+                    Body::Vote(v) => verify(v),
                     // A report is signed by the gossip entry around it; its evidence is
                     // checked when the transfers themselves arrive.
                     Body::Fork(_) => Ok([0; 32]),
@@ -90,6 +95,8 @@ impl Checked {
             Body::Admission(a) => icn_ledger_records::hash(a),
             Body::Currency(c) => icn_ledger_records::hash(c),
             Body::Limit(l) => icn_ledger_records::hash(l),
+            Body::Validators(v) => icn_ledger_records::hash(v),
+            Body::Vote(v) => icn_ledger_records::hash(v),
             Body::Fork(_) => [0; 32],
         };
         Checked { body, hash: Ok(hash) }
@@ -136,8 +143,12 @@ pub struct GroupWrite {
     /// Peers' entries refused before reaching a cooperative (a malformed id, a founding
     /// record its id is not bound to).
     pub refused_peer_entries: u64,
-    /// Peers' transfers evicted at a bound in this group, by what they wait for.
+    /// Peers' transfers (and votes) evicted at a bound in this group, by what they
+    /// wait for.
     pub evicted: Vec<&'static str>,
+    /// Transfers applied in this group, (coop, hash): what this node votes for if it
+    /// is a validator (`state::votes`).
+    pub applied: Vec<(String, Hash)>,
 }
 
 impl GroupWrite {
@@ -227,6 +238,9 @@ pub struct State {
     pub clock_skew_ms: Option<i64>,
     /// Bounds on peers' transfers held unapplied; `None` holds them all (a replay).
     pub bounds: Option<HoldBounds>,
+    /// This node's identity, when it votes for the transfers of the cooperatives that
+    /// name it a validator; `None` votes for nothing (a replay).
+    pub voter: Option<std::sync::Arc<icn_identity::NodeIdentity>>,
 }
 
 /// Places of peers' fork reports remembered per cooperative.

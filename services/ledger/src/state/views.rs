@@ -55,6 +55,14 @@ impl CoopState {
                     .cloned()
                     .collect();
             }
+            Status::Quarantined if self.engine.slot_winner(t).is_some() => {
+                record.status = TransferStatus::Quarantined as i32;
+                record.detail = format!(
+                    "the payer signed another transfer with sequence number {}, and validators certified that one: \
+                     this one is evidence against the payer and never applies",
+                    t.payer_seq
+                );
+            }
             Status::Quarantined => {
                 record.status = TransferStatus::Quarantined as i32;
                 record.detail = format!(
@@ -67,6 +75,9 @@ impl CoopState {
                 record.rejection = rejection_of(&r) as i32;
                 record.detail = r.to_string();
             }
+        }
+        if let Some((votes, quorum)) = self.engine.certificate(hash) {
+            (record.votes, record.quorum, record.certified) = (votes, quorum, votes >= quorum);
         }
         record
     }
