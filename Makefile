@@ -38,6 +38,7 @@ test-lab: build
 	$(CARGO) test --release -p icn-netlab --no-fail-fast -- --nocapture
 
 bench: build
+	@scripts/install-bench-peers.sh
 	$(CARGO_TARGET_DIR)/release/icn-bench --json $(CARGO_TARGET_DIR)/bench/bench.json
 
 images: build

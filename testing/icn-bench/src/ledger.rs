@@ -7,8 +7,11 @@
 //! Transfers are signed before the clock starts: signing is the member's work, done on
 //! the member's device, not the node's. The node's commit figures (group size, time per
 //! group) and the CPU time of each process come from the same run, to show where the
-//! time goes.
+//! time goes. Then the peer: a PostgreSQL double-entry ledger under the same shapes of
+//! load (unary at 64 connections, batches of 100 at 8), and ICN's rate as a multiple of
+//! it.
 
+use crate::postgres::{self, PgLoad};
 use crate::Row;
 use anyhow::{bail, Context as _};
 use icn_identity::{signed_bytes, NodeIdentity, Purpose};
@@ -30,7 +33,7 @@ const VERIFICATIONS: usize = 40_000;
 const VERIFY_BATCH: usize = 100;
 
 /// How a load submits its transfers.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Calls {
     /// One transfer per `SubmitTransfer`.
     Unary,
@@ -101,6 +104,7 @@ pub async fn run(seconds: u64) -> anyhow::Result<Vec<Row>> {
         .await?;
     let node = &net.nodes[0];
     let mut client = node.ledger().await?;
+    let mut rates = Vec::new();
     for (i, load) in LOADS.iter().enumerate() {
         // A cooperative per load, so each starts from empty accounts.
         let coop = TestCoop::create(&mut client, &format!("bench-{i}"), MEMBERS, CREDIT_LIMIT).await?;
@@ -148,7 +152,46 @@ pub async fn run(seconds: u64) -> anyhow::Result<Vec<Row>> {
                 bail!("the node is the validator, but a transfer it applied is not certified");
             }
         }
+        let rate = run.committed as f64 / run.elapsed.as_secs_f64();
+        rates.push((load.calls, load.callers, load.validator, rate));
         rows.extend(load_rows(load, &ceiling, run, &before, &after));
+    }
+    drop(net);
+
+    // The peer, in the same sitting: PostgreSQL's double-entry ledger.
+    let pg_loads = [
+        PgLoad { connections: 64, batch: 1, signed_per_second: 16_000 },
+        PgLoad { connections: 8, batch: 100, signed_per_second: 48_000 },
+    ];
+    let pg = postgres::run(seconds, &pg_loads).await.context("the PostgreSQL ledger")?;
+    for (load, result) in pg_loads.iter().zip(&pg) {
+        let label = if load.batch == 1 {
+            format!("unary, {} connections", load.connections)
+        } else {
+            format!("batches of {}, {} connections", load.batch, load.connections)
+        };
+        rows.push(row(format!("PostgreSQL ledger transfers/s committed, {label}"), result.rate, "transfers/s"));
+        rows.push(row(format!("PostgreSQL ledger {label}: latency p50 per transaction"), result.p50_ms, "ms"));
+        rows.push(row(format!("PostgreSQL ledger {label}: latency p99 per transaction"), result.p99_ms, "ms"));
+        rows.push(row(format!("PostgreSQL ledger {label}: committed"), result.committed as f64, "transfers"));
+        rows.push(row(format!("PostgreSQL ledger {label}: refused at the floor"), result.refused as f64, "transfers"));
+        // ICN beside it: unary at 64 callers, and batches of 100 at 8 callers.
+        let icn = rates.iter().find(|(calls, callers, validator, _)| {
+            !validator
+                && *callers == load.connections
+                && match calls {
+                    Calls::Unary => load.batch == 1,
+                    Calls::Batches(n) => *n == load.batch,
+                }
+        });
+        if let Some((_, _, _, icn)) = icn {
+            rows.push(Row {
+                name: format!("ICN ledger ÷ PostgreSQL ledger, {label}"),
+                value: icn / result.rate,
+                unit: "×",
+                ceiling: None,
+            });
+        }
     }
     Ok(rows)
 }

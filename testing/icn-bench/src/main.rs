@@ -9,7 +9,8 @@
 //! gossip: entries/s one node accepts durably, and propagation across 5 and 10 nodes.
 //!
 //! ledger ([`ledger`]): signed transfers/s one node commits durably, unary and in
-//! batches, with latency, next to the machine's Ed25519 verification rate.
+//! batches, with latency, next to the machine's Ed25519 verification rate and to a plain
+//! PostgreSQL double-entry ledger run in the same sitting ([`postgres`]).
 
 use anyhow::Context;
 use clap::Parser;
@@ -20,6 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod ledger;
+mod postgres;
 
 #[derive(Parser)]
 struct Args {
