@@ -412,7 +412,7 @@ impl Snapshot {
 }
 
 /// User and system CPU seconds of a process so far, from `/proc/<pid>/stat`.
-fn cpu_seconds(pid: &str) -> anyhow::Result<f64> {
+pub(crate) fn cpu_seconds(pid: &str) -> anyhow::Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the command name, which is in parentheses and may hold spaces:
     // state is field 3, utime 14, stime 15.

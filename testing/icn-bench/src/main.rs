@@ -6,7 +6,8 @@
 //! the same TLS setup on the same loopback; and, in the network lab (root), the time
 //! from a partition's heal to the link being up again.
 //!
-//! gossip: entries/s one node accepts durably, and propagation across 5 and 10 nodes.
+//! gossip: entries/s one node accepts durably, and propagation across 5 and 10 nodes,
+//! beside rust-libp2p gossipsub on the same layout in the same run ([`gossipsub`]).
 //!
 //! ledger ([`ledger`]): signed transfers/s one node commits durably, unary and in
 //! batches, with latency, next to the machine's Ed25519 verification rate and to a plain
@@ -20,6 +21,7 @@ use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod gossipsub;
 mod ledger;
 mod postgres;
 
@@ -87,6 +89,38 @@ async fn main() -> anyhow::Result<()> {
         });
         for (nodes, rate) in [(5usize, 100u64), (10, 100)] {
             let (p50, p99, published, delivered) = gossip_propagation(nodes, rate, args.seconds).await?;
+            let peer = gossipsub::run(nodes, rate, args.seconds).await.context("the gossipsub peer")?;
+            let label = format!("{nodes} nodes, {rate}/s");
+            rows.push(Row {
+                name: format!("gossipsub (rust-libp2p, QUIC, defaults) receipt p50 at the last of {label}"),
+                value: peer.p50_ms,
+                unit: "ms",
+                ceiling: None,
+            });
+            rows.push(Row {
+                name: format!("gossipsub receipt p99 at the last of {label}"),
+                value: peer.p99_ms,
+                unit: "ms",
+                ceiling: None,
+            });
+            rows.push(Row {
+                name: format!("gossipsub messages reaching all of {label} (of {})", peer.published),
+                value: peer.delivered * 100.0,
+                unit: "%",
+                ceiling: None,
+            });
+            rows.push(Row {
+                name: format!("gossipsub CPU of all {nodes} processes while publishing"),
+                value: peer.cores,
+                unit: "cores",
+                ceiling: None,
+            });
+            rows.push(Row {
+                name: format!("ICN gossip p99 ÷ gossipsub p99, {label}"),
+                value: p99 / peer.p99_ms,
+                unit: "×",
+                ceiling: None,
+            });
             rows.push(Row {
                 name: format!("gossip publish rate achieved (target {rate}/s), {nodes} nodes"),
                 value: published,
