@@ -11,7 +11,7 @@ pub mod tls;
 
 pub use did::{Did, DidError};
 pub use keystore::{KdfParams, Keystore, KeystoreError};
-pub use purpose::{signed_bytes, Purpose};
+pub use purpose::{signed_bytes, verify_batch_for, Purpose};
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use rand::rngs::OsRng;

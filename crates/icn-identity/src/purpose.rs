@@ -102,6 +102,21 @@ impl Did {
     }
 }
 
+/// Whether every `(signer, message, signature)` is valid for `purpose`, in one ZIP-215
+/// batch check: it accepts exactly what [`Did::verify_for`] accepts one by one (the point
+/// of ZIP-215), at several times the rate. False when any is invalid; the caller then
+/// checks them one by one to find which.
+pub fn verify_batch_for(purpose: Purpose, items: &[(&Did, &[u8], &[u8])]) -> bool {
+    let messages: Vec<Vec<u8>> = items.iter().map(|(_, message, _)| signed_bytes(purpose, message)).collect();
+    let mut verifier = ed25519_consensus::batch::Verifier::new();
+    for ((did, _, signature), message) in items.iter().zip(&messages) {
+        let Ok(bytes) = <[u8; 64]>::try_from(*signature) else { return false };
+        let key = ed25519_consensus::VerificationKeyBytes::from(did.key_bytes());
+        verifier.queue((key, ed25519_consensus::Signature::from(bytes), message));
+    }
+    verifier.verify(rand::thread_rng()).is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,6 +127,29 @@ mod tests {
         let contexts: std::collections::HashSet<_> = all.iter().map(|p| p.context()).collect();
         assert_eq!(contexts.len(), all.len());
         assert!(all.iter().all(|p| p.context().starts_with("icn/") && p.context().ends_with("/v1")));
+    }
+
+    #[test]
+    fn a_batch_accepts_what_single_checks_accept_and_nothing_else() {
+        let signers: Vec<NodeIdentity> = (0..40).map(|_| NodeIdentity::generate()).collect();
+        let dids: Vec<Did> = signers.iter().map(|s| s.did().clone()).collect();
+        let messages: Vec<[u8; 32]> = (0..40u8).map(|i| [i; 32]).collect();
+        let mut signatures: Vec<Vec<u8>> =
+            signers.iter().zip(&messages).map(|(s, m)| s.sign_for(Purpose::Transfer, m).to_bytes().to_vec()).collect();
+        fn zip<'a>(
+            dids: &'a [Did],
+            messages: &'a [[u8; 32]],
+            signatures: &'a [Vec<u8>],
+        ) -> Vec<(&'a Did, &'a [u8], &'a [u8])> {
+            dids.iter().zip(messages).zip(signatures).map(|((d, m), s)| (d, &m[..], s.as_slice())).collect()
+        }
+        let items = |signatures: &[Vec<u8>]| verify_batch_for(Purpose::Transfer, &zip(&dids, &messages, signatures));
+        assert!(items(&signatures));
+        assert!(!verify_batch_for(Purpose::Login, &zip(&dids, &messages, &signatures)), "another purpose");
+        signatures[17][3] ^= 1;
+        assert!(!items(&signatures), "one bad signature fails the batch");
+        signatures[17].pop();
+        assert!(!items(&signatures), "a short signature");
     }
 
     #[test]
