@@ -12,7 +12,7 @@
 //! it.
 
 use crate::postgres::{self, PgLoad};
-use crate::Row;
+use crate::{row, Row};
 use anyhow::{bail, Context as _};
 use icn_identity::{signed_bytes, NodeIdentity, Purpose};
 use icn_ledger_records::{next_transfer, Payment};
@@ -185,19 +185,10 @@ pub async fn run(seconds: u64) -> anyhow::Result<Vec<Row>> {
                 }
         });
         if let Some((_, _, _, icn)) = icn {
-            rows.push(Row {
-                name: format!("ICN ledger ÷ PostgreSQL ledger, {label}"),
-                value: icn / result.rate,
-                unit: "×",
-                ceiling: None,
-            });
+            rows.push(row(format!("ICN ledger ÷ PostgreSQL ledger, {label}"), icn / result.rate, "×"));
         }
     }
     Ok(rows)
-}
-
-fn row(name: String, value: f64, unit: &'static str) -> Row {
-    Row { name, value, unit, ceiling: None }
 }
 
 /// The rate beside its ceiling, the latencies, and what the node did meanwhile.

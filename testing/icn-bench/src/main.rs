@@ -91,36 +91,18 @@ async fn main() -> anyhow::Result<()> {
             let (p50, p99, published, delivered) = gossip_propagation(nodes, rate, args.seconds).await?;
             let peer = gossipsub::run(nodes, rate, args.seconds).await.context("the gossipsub peer")?;
             let label = format!("{nodes} nodes, {rate}/s");
-            rows.push(Row {
-                name: format!("gossipsub (rust-libp2p, QUIC, defaults) receipt p50 at the last of {label}"),
-                value: peer.p50_ms,
-                unit: "ms",
-                ceiling: None,
-            });
-            rows.push(Row {
-                name: format!("gossipsub receipt p99 at the last of {label}"),
-                value: peer.p99_ms,
-                unit: "ms",
-                ceiling: None,
-            });
-            rows.push(Row {
-                name: format!("gossipsub messages reaching all of {label} (of {})", peer.published),
-                value: peer.delivered * 100.0,
-                unit: "%",
-                ceiling: None,
-            });
-            rows.push(Row {
-                name: format!("gossipsub CPU of all {nodes} processes while publishing"),
-                value: peer.cores,
-                unit: "cores",
-                ceiling: None,
-            });
-            rows.push(Row {
-                name: format!("ICN gossip p99 ÷ gossipsub p99, {label}"),
-                value: p99 / peer.p99_ms,
-                unit: "×",
-                ceiling: None,
-            });
+            rows.extend([
+                row(
+                    format!("gossipsub (rust-libp2p, QUIC, defaults) receipt p50 at the last of {label}"),
+                    peer.p50_ms,
+                    "ms",
+                ),
+                row(format!("gossipsub receipt p99 at the last of {label}"), peer.p99_ms, "ms"),
+                row(format!("gossipsub messages published, {label}"), peer.published as f64, "messages"),
+                row(format!("gossipsub messages reaching all of {label}"), peer.delivered * 100.0, "%"),
+                row(format!("gossipsub CPU of all {nodes} processes while publishing"), peer.cores, "cores"),
+                row(format!("ICN gossip p99 ÷ gossipsub p99, {label}"), p99 / peer.p99_ms, "×"),
+            ]);
             rows.push(Row {
                 name: format!("gossip publish rate achieved (target {rate}/s), {nodes} nodes"),
                 value: published,
@@ -180,6 +162,11 @@ async fn main() -> anyhow::Result<()> {
         println!("\nwritten to {}", path.display());
     }
     Ok(())
+}
+
+/// A row with no ceiling beside it.
+fn row(name: String, value: f64, unit: &'static str) -> Row {
+    Row { name, value, unit, ceiling: None }
 }
 
 /// A figure with three significant digits below 100 (latencies of a few ms), whole above.

@@ -43,11 +43,10 @@ impl Ledger {
         (self.viable_in_slot(t).len() > 1).then(|| self.winner(t)).flatten()
     }
 
-    /// The winner at a place that is a fork (`None` elsewhere).
-    pub(super) fn winner_at(&self, place: &Place) -> Option<Hash> {
+    /// [`Ledger::slot_winner`] of a place, named by the place.
+    fn winner_at(&self, place: &Place) -> Option<Hash> {
         let first = self.slots.get(place)?.iter().find(|h| !self.refused.contains_key(*h))?;
-        let t = &self.known[first];
-        (self.viable_in_slot(t).len() > 1).then(|| self.winner(t)).flatten()
+        self.slot_winner(&self.known[first])
     }
 
     /// Takes a validator's vote (its signature checked by the caller) for `transfer` at

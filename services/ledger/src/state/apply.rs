@@ -96,7 +96,7 @@ impl State {
             let coop = self.coops.get_mut(&coop_id).expect("touched coops exist");
             coop.changes += 1;
             let changes = coop.engine.take_changes();
-            if self.voter.is_some() {
+            if self.voter.as_ref().is_some_and(|me| coop.is_validator(me.did().as_str())) {
                 write.applied.extend(changes.applied.iter().map(|h| (coop_id.clone(), *h)));
             }
             for hash in changes.applied {

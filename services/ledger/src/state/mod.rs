@@ -29,6 +29,8 @@ mod hold;
 mod tests;
 mod views;
 mod votes;
+#[cfg(test)]
+mod votes_tests;
 
 pub use checks::unbound_coop;
 

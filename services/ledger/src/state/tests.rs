@@ -21,7 +21,7 @@ const LIMIT: i64 = 100;
 /// in: a backdated founding record of the same id signed by the outsider (what took over
 /// a cooperative before ids were bound), its admission of itself as an admin and its
 /// own currency with a far lower floor. None of it may count, in any order.
-fn admin_entries(founder: &NodeIdentity, members: &[NodeIdentity]) -> (String, Vec<Body>) {
+pub(super) fn admin_entries(founder: &NodeIdentity, members: &[NodeIdentity]) -> (String, Vec<Body>) {
     let genesis = icn_ledger_records::coop::found(founder, "c", "C", 0).unwrap();
     let c = genesis.id.clone();
     let outsider = NodeIdentity::generate();
@@ -341,102 +341,4 @@ fn a_later_releases_record_waits_for_this_nodes_upgrade_and_is_not_lost() {
     coop.release(true, HoldBounds { per_payer: 10, total: 100 }, 0);
     assert_eq!(coop.start_rewind(), None);
     assert_eq!(coop.hold_floor(), Some(2));
-}
-
-#[test]
-fn a_validator_votes_once_per_place_and_peers_votes_are_kept_only_from_validators() {
-    let founder = NodeIdentity::generate();
-    let members: Vec<NodeIdentity> = (0..3).map(|_| NodeIdentity::generate()).collect();
-    let (payer, payee, other) = (&members[0], &members[1], &members[2]);
-    let me = std::sync::Arc::new(NodeIdentity::generate());
-    let (v2, v3, outsider) = (NodeIdentity::generate(), NodeIdentity::generate(), NodeIdentity::generate());
-    let (c, mut admin) = admin_entries(&founder, &members);
-    admin.push(Body::Validators(sign(
-        &founder,
-        icn_proto::ledger::v1::Validators {
-            coop_id: c.clone(),
-            validators: [me.did(), v2.did(), v3.did()].iter().map(|d| d.to_string()).collect(),
-            quorum: 2,
-            ..Default::default()
-        },
-    )));
-    let bounds = HoldBounds { per_payer: 10, total: 100 };
-    let mut state = State { bounds: Some(bounds), voter: Some(me.clone()), ..Default::default() };
-    let mut journal = Vec::new();
-    let mut step = |state: &mut State, body: Body, position: u64| {
-        let mut write = GroupWrite::default();
-        let group = vec![LedgerEntry { body: Some(body) }];
-        state.apply(Checked::verify_all(group), Source::Peer { position }, 0, &mut write);
-        state.cast_votes(0, &mut write);
-        journal.extend(write.journal.iter().map(|(_, r)| r.clone()));
-        write
-    };
-    for body in admin {
-        step(&mut state, body, 1);
-    }
-    let payment = Payment {
-        coop_id: &c,
-        currency: "hours",
-        payee: payee.did().as_str(),
-        amount: 5,
-        memo: "",
-        idempotency_id: "",
-    };
-    let paid = next_transfer(payer, &icn_proto::ledger::v1::Account::default(), &payment, 10);
-    let hash = icn_ledger_records::hash(&paid);
-    let write = step(&mut state, Body::Transfer(paid.clone()), 2);
-    // Applied, and this node's vote is journalled with it, as its own entry to publish.
-    let mine: Vec<_> = write
-        .journal
-        .iter()
-        .filter_map(|(_, r)| match r.entry.as_ref().and_then(|e| e.body.as_ref()) {
-            Some(Body::Vote(v)) => Some((v.clone(), r.local)),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(mine.len(), 1);
-    assert!(mine[0].1 && mine[0].0.validator == me.did().as_str() && mine[0].0.transfer == hash.to_vec());
-    assert_eq!(state.coops[&c].engine.certificate(&hash), Some((1, 2)));
-    let vote_of = |v: &NodeIdentity| Body::Vote(icn_ledger_records::finality::vote(v, &paid, &hash, 11));
-    // An outsider's vote is not kept: it waits for the rules, stored nowhere.
-    let write = step(&mut state, vote_of(&outsider), 3);
-    assert_eq!(write.evicted, vec!["rules"]);
-    assert!(write.journal.is_empty());
-    assert_eq!(state.coops[&c].engine.certificate(&hash), Some((1, 2)));
-    // Another validator's vote certifies the transfer.
-    let write = step(&mut state, vote_of(&v2), 4);
-    assert_eq!(write.journal.len(), 1);
-    assert!(state.coops[&c].engine.is_certified(&hash));
-    // The payer's rival at the same place: quarantined, the payment stands, and this
-    // node casts no second vote at that place.
-    let mut rival = paid.clone();
-    rival.payee = other.did().to_string();
-    let rival = sign(payer, rival);
-    let write = step(&mut state, Body::Transfer(rival.clone()), 5);
-    assert!(write
-        .journal
-        .iter()
-        .all(|(_, r)| !matches!(r.entry.as_ref().and_then(|e| e.body.as_ref()), Some(Body::Vote(_)))));
-    let coop = &state.coops[&c];
-    assert!(coop.engine.is_applied(&hash));
-    assert_eq!(coop.engine.status(&icn_ledger_records::hash(&rival)), crate::engine::Status::Quarantined);
-    assert_eq!(coop.engine.balance("hours", payee.did().as_str()), 5);
-    // A restart replays the journal: the node owes no vote, and casts none twice.
-    let mut replayed = State::default();
-    for record in &journal {
-        let body = record.entry.clone().unwrap().body.unwrap();
-        replayed.apply(
-            vec![Checked::trusted(body)],
-            Source::Replay { received_at_ms: 0 },
-            0,
-            &mut GroupWrite::default(),
-        );
-    }
-    replayed.voter = Some(me);
-    let mut write = GroupWrite::default();
-    replayed.missed_votes(&mut write);
-    assert!(!write.applied.is_empty());
-    replayed.cast_votes(0, &mut write);
-    assert!(write.journal.is_empty(), "no second vote after a restart");
-    assert!(replayed.coops[&c].engine.is_certified(&hash));
 }

@@ -76,9 +76,7 @@ impl CoopState {
                 record.detail = r.to_string();
             }
         }
-        if let Some((votes, quorum)) = self.engine.certificate(hash) {
-            (record.votes, record.quorum, record.certified) = (votes, quorum, votes >= quorum);
-        }
+        self.fill_certificate(hash, &mut record);
         record
     }
 

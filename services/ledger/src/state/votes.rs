@@ -54,15 +54,27 @@ impl CoopState {
         (Outcome::Dropped, added == VoteAdded::Added)
     }
 
+    /// Whether the cooperative's latest validator set names `did`: only then does this
+    /// node vote here (and only then is an applied transfer worth a look).
+    pub(super) fn is_validator(&self, did: &str) -> bool {
+        self.engine.rules().latest_validators().is_some_and(|v| v.validators.contains(did))
+    }
+
+    /// Fills a transfer record's votes, quorum and whether they certify it.
+    pub(super) fn fill_certificate(&self, hash: &Hash, record: &mut TransferRecord) {
+        if let Some((votes, quorum)) = self.engine.certificate(hash) {
+            (record.votes, record.quorum, record.certified) = (votes, quorum, votes >= quorum);
+        }
+    }
+
     /// This node's vote for an applied transfer, if it is to cast one.
     fn my_vote(&self, me: &NodeIdentity, hash: &Hash, now: i64) -> Option<TransferVote> {
         let did = me.did().as_str();
-        let rules = self.engine.rules();
-        if !rules.latest_validators()?.validators.contains(did) || !self.engine.is_applied(hash) {
+        if !self.is_validator(did) || !self.engine.is_applied(hash) {
             return None;
         }
         let t = self.engine.transfer(hash)?;
-        if !rules.validators_at(t.created_at_ms)?.validators.contains(did)
+        if !self.engine.rules().validators_at(t.created_at_ms)?.validators.contains(did)
             || self.engine.has_voted(did, &(t.currency.clone(), t.payer.clone(), t.payer_seq))
         {
             return None;
@@ -97,9 +109,7 @@ impl State {
         let (Some(coop), Ok(hash)) = (self.coops.get(&t.coop_id), <Hash>::try_from(record.hash.as_slice())) else {
             return;
         };
-        if let Some((votes, quorum)) = coop.engine.certificate(&hash) {
-            (record.votes, record.quorum, record.certified) = (votes, quorum, votes >= quorum);
-        }
+        coop.fill_certificate(&hash, record);
     }
 
     /// At start-up: the votes this node did not cast for applied transfers (a crash
@@ -108,7 +118,7 @@ impl State {
     pub fn missed_votes(&self, write: &mut GroupWrite) {
         let Some(me) = self.voter.as_ref() else { return };
         for (coop_id, coop) in &self.coops {
-            if !coop.engine.rules().latest_validators().is_some_and(|v| v.validators.contains(me.did().as_str())) {
+            if !coop.is_validator(me.did().as_str()) {
                 continue;
             }
             write.applied.extend(coop.engine.applied().iter().map(|h| (coop_id.clone(), *h)));
