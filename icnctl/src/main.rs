@@ -71,6 +71,10 @@ enum Command {
         /// Payload as text.
         #[arg(long)]
         payload: String,
+        /// Send in the best-effort class: memory only, refused unless the peer is
+        /// connected, never resent (for traffic that repairs itself).
+        #[arg(long)]
+        best_effort: bool,
     },
     /// Print messages arriving from peers, as they come.
     Subscribe {
@@ -267,9 +271,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let peer = net::client(&netd_endpoint).await?.dial(request).await?.into_inner();
             out.peers(&[peer]);
         }
-        Command::Send { to, protocol, payload } => {
-            let request =
-                icn_proto::net::v1::SendRequest { to, protocol, payload: payload.into_bytes(), sealed: false };
+        Command::Send { to, protocol, payload, best_effort } => {
+            use icn_proto::net::v1::DeliveryClass;
+            let class = if best_effort { DeliveryClass::BestEffort } else { DeliveryClass::Durable };
+            let request = icn_proto::net::v1::SendRequest {
+                to,
+                protocol,
+                payload: payload.into_bytes(),
+                sealed: false,
+                class: class as i32,
+            };
             let response = net::client(&netd_endpoint).await?.send(request).await?.into_inner();
             out.sent(response.seq);
         }

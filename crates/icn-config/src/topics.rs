@@ -43,9 +43,17 @@ pub struct TopicsConfig {
     pub commit_group_max: usize,
     /// Stored entries waiting for the committer before publishers wait for room.
     pub commit_backlog: usize,
-    /// Peers a newly stored entry is pushed to at once (chosen at random among those
-    /// allowed to read its topic).
+    /// Readers of a topic a new entry goes to at least: its readers among the mesh,
+    /// topped up with random other readers (for topics few peers may read).
     pub fanout: usize,
+    /// Peers a node grafts into its mesh: each entry it first sees goes at once to every
+    /// mesh peer (see services/gossip/src/mesh).
+    pub mesh_degree: usize,
+    /// Above this many mesh peers a node prunes back to `mesh_degree`, and refuses grafts.
+    pub mesh_degree_high: usize,
+    /// Entry ids remembered as already seen (the oldest forgotten first), so that only the
+    /// first copy of an entry is verified and sent on.
+    pub seen_entries: usize,
     /// How often each topic's version vector goes to `anti_entropy_peers` random peers,
     /// which answer with what this node lacks.
     #[serde(with = "humantime_serde")]
@@ -80,6 +88,9 @@ impl Default for TopicsConfig {
             commit_group_max: 1024,
             commit_backlog: 65_536,
             fanout: 4,
+            mesh_degree: 4,
+            mesh_degree_high: 8,
+            seen_entries: 65_536,
             anti_entropy_interval: Duration::from_secs(1),
             anti_entropy_peers: 2,
             anti_entropy_topics: 256,
@@ -105,6 +116,14 @@ impl TopicsConfig {
         positive("topics.max_topics_per_creator", self.max_topics_per_creator)?;
         positive("topics.max_equivocations", self.max_equivocations)?;
         positive("topics.anti_entropy_topics", self.anti_entropy_topics)?;
+        positive("topics.mesh_degree", self.mesh_degree)?;
+        positive("topics.seen_entries", self.seen_entries)?;
+        if self.mesh_degree_high < self.mesh_degree {
+            return Err(ConfigError::Invalid {
+                key: "topics.mesh_degree_high",
+                problem: format!("must be at least topics.mesh_degree ({})", self.mesh_degree),
+            });
+        }
         positive("topics.subscriber_buffer", self.subscriber_buffer)?;
         positive("topics.stream_buffer", self.stream_buffer)?;
         positive("topics.catch_up_page", self.catch_up_page)?;

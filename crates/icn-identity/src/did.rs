@@ -81,8 +81,48 @@ impl FromStr for Did {
         let raw = bs58::decode(encoded).into_vec().map_err(|_| DidError::Encoding)?;
         let key: [u8; 32] =
             raw.strip_prefix(&ED25519_MULTICODEC[..]).and_then(|k| k.try_into().ok()).ok_or(DidError::KeyType)?;
-        check_key(&key)?;
-        Ok(Self::from_key_bytes(key))
+        if !checked_keys::contains(&key) {
+            check_key(&key)?;
+            checked_keys::insert(key);
+        }
+        // The text is the key's one encoding: base58 has no padding and the bytes start
+        // with the multicodec's 0xed, so no leading '1' can stand for a zero byte.
+        Ok(Self { text: s.to_string(), key })
+    }
+}
+
+/// Keys that passed [`check_key`] lately. Every message names its sender and every
+/// record its author, and checking a key decompresses a curve point (most of netd's own
+/// CPU per message before this cache); a node meets few distinct keys, so a small set
+/// saves nearly every check. Bounded by [`checked_keys::CAPACITY`], emptied when full.
+mod checked_keys {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+
+    /// Distinct keys remembered: more than the peers and members one node deals with at
+    /// once, and 128 KiB at most.
+    pub const CAPACITY: usize = 4096;
+
+    fn set() -> &'static Mutex<HashSet<[u8; 32]>> {
+        static SET: OnceLock<Mutex<HashSet<[u8; 32]>>> = OnceLock::new();
+        SET.get_or_init(|| Mutex::new(HashSet::with_capacity(CAPACITY)))
+    }
+
+    #[cfg(test)]
+    pub fn len() -> usize {
+        set().lock().expect("checked keys lock").len()
+    }
+
+    pub fn contains(key: &[u8; 32]) -> bool {
+        set().lock().expect("checked keys lock").contains(key)
+    }
+
+    pub fn insert(key: [u8; 32]) {
+        let mut set = set().lock().expect("checked keys lock");
+        if set.len() >= CAPACITY {
+            set.clear();
+        }
+        set.insert(key);
     }
 }
 
@@ -179,6 +219,21 @@ mod tests {
         assert!(non_canonical > 0, "some y = p + k is a valid point of large order");
         // An honest key still parses.
         assert!(NodeIdentity::generate().did().as_str().parse::<Did>().is_ok());
+        // A refused key is never remembered as checked: refused again, every time.
+        assert_eq!(did_of(identity).parse::<Did>(), Err(DidError::WeakKey));
+    }
+
+    #[test]
+    fn the_set_of_checked_keys_stays_within_its_bound_and_a_parse_keeps_the_text() {
+        let first = NodeIdentity::generate().did().clone();
+        let parsed: Did = first.as_str().parse().unwrap();
+        assert_eq!((parsed.as_str(), parsed.key_bytes()), (first.as_str(), first.key_bytes()));
+        for _ in 0..=checked_keys::CAPACITY {
+            let did = NodeIdentity::generate().did().to_string();
+            assert_eq!(did.parse::<Did>().unwrap().as_str(), did);
+        }
+        let held = super::checked_keys::len();
+        assert!(held <= checked_keys::CAPACITY, "{held} keys held");
     }
 
     #[test]

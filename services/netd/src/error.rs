@@ -26,6 +26,8 @@ pub enum NetError {
     Refused { address: String, reason: String },
     #[error("this node is at its limit of {0} peers")]
     TooManyPeers(usize),
+    #[error("peer {did} speaks protocol version {version}, which has no best-effort class; send it durably")]
+    NoBestEffort { did: Did, version: u32 },
     #[error("the node is shutting down")]
     ShuttingDown,
     #[error("{0}")]
@@ -73,7 +75,7 @@ impl From<NetError> for tonic::Status {
             NetError::IdentityMismatch { .. } => Status::permission_denied(message),
             NetError::Storage(_) => Status::internal(message),
             NetError::OutOfRange(_) => Status::out_of_range(message),
-            NetError::Refused { .. } => Status::failed_precondition(message),
+            NetError::Refused { .. } | NetError::NoBestEffort { .. } => Status::failed_precondition(message),
             NetError::NoIdentity(status) => status,
         }
     }

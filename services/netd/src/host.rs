@@ -37,6 +37,7 @@ pub(crate) trait Host: Send + Sync + Sized + 'static {
     fn buckets(&self) -> &Mutex<HashMap<Did, crate::gate::TokenBucket>>;
     fn outbox(&self) -> &Outbox;
     fn inbox(&self) -> &Inbox;
+    fn best_effort(&self) -> &crate::best_effort::BestEffort;
     /// Sending halves of each link's control stream, by link id.
     fn controls(&self) -> &Mutex<HashMap<u64, ControlStream>>;
     /// Goodbye reasons received, by link id, read when the link closes.

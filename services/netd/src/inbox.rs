@@ -58,6 +58,8 @@ pub struct Inbox {
     retention: Retention,
     state: Mutex<State>,
     live: broadcast::Sender<Arc<InboundMessage>>,
+    /// Woken at each delivery from a sender (its link's ack loop waits on it).
+    arrivals: Mutex<HashMap<Did, Arc<tokio::sync::Notify>>>,
 }
 
 impl Inbox {
@@ -81,13 +83,20 @@ impl Inbox {
         };
         let (live, _) = broadcast::channel(live_buffer);
         let retention = Retention { messages: retention.messages.max(1), bytes: retention.bytes.max(1) };
-        Ok(Self { storage, retention, state: Mutex::new(State { senders, head, bytes }), live })
+        let arrivals = Mutex::new(HashMap::new());
+        Ok(Self { storage, retention, state: Mutex::new(State { senders, head, bytes }), live, arrivals })
     }
 
     /// (epoch, highest delivered sequence) for `did`.
     pub fn delivered(&self, did: &Did) -> (String, u64) {
         let state = self.state.lock().expect("inbox lock");
         state.senders.get(did).map(|s| (s.epoch.clone(), s.delivered_seq)).unwrap_or_default()
+    }
+
+    /// Notified after each message delivered from `did` (a permit is kept when nobody
+    /// waits, so no delivery goes unnoticed).
+    pub fn arrivals(&self, did: &Did) -> Arc<tokio::sync::Notify> {
+        self.arrivals.lock().expect("arrivals lock").entry(did.clone()).or_default().clone()
     }
 
     pub fn head(&self) -> u64 {
@@ -142,6 +151,8 @@ impl Inbox {
         // Sent under the lock so live subscribers see positions in order. No receiver is
         // fine: the message is in the log.
         let _ = self.live.send(Arc::new(message));
+        drop(state);
+        self.arrivals(did).notify_one();
         Ok(Some(position))
     }
 

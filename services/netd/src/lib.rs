@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod backoff;
+pub mod best_effort;
 mod connection;
 mod error;
 pub mod frame;
@@ -27,7 +28,11 @@ pub use error::{DialFailure, NetError};
 pub use node::Node;
 
 /// Version of the node-to-node protocol this build speaks, and the oldest it accepts.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Version 2 adds the best-effort class on a second unidirectional stream; a link to a
+/// version-1 peer carries the durable class only.
+pub const PROTOCOL_VERSION: u32 = 2;
+/// The first version whose peers read best-effort messages.
+pub const BEST_EFFORT_VERSION: u32 = 2;
 pub const MIN_PROTOCOL_VERSION: u32 = 1;
 pub use peer_store::PEERS_CF;
 

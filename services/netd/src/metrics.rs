@@ -34,6 +34,7 @@ pub struct NetMetrics {
     pub connections_refused: IntCounterVec,
     pub exchange_refused: IntCounterVec,
     pub subscribers_lagged: IntCounter,
+    pub best_effort_dropped: IntCounterVec,
 }
 
 impl NetMetrics {
@@ -118,6 +119,12 @@ impl NetMetrics {
             subscribers_lagged: counter(
                 "netd_subscribers_lagged_total",
                 "Times a local subscriber fell behind the live buffer and caught up from the log",
+            ),
+            best_effort_dropped: counter_vec(
+                "netd_best_effort_dropped_total",
+                "Best-effort messages not delivered, by reason: not_connected, full, link_closed, \
+                 no_subscriber, subscriber_lagged",
+                &["reason"],
             ),
         }
     }

@@ -175,7 +175,17 @@ impl Outbox {
 
     /// Stores a message for `did`; `frame` turns the assigned sequence number into the wire
     /// bytes. Answers once the message is committed.
-    pub async fn push(&self, did: &Did, frame: impl FnOnce(u64) -> Vec<u8>) -> Result<u64, NetError> {
+    pub async fn push(self: &Arc<Self>, did: &Did, frame: impl FnOnce(u64) -> Vec<u8>) -> Result<u64, NetError> {
+        self.enqueue(did, frame)?.await
+    }
+
+    /// [`Outbox::push`] in two steps: the message takes its sequence number and its place
+    /// in the committer's queue now; the future answers once it is committed.
+    pub fn enqueue(
+        self: &Arc<Self>,
+        did: &Did,
+        frame: impl FnOnce(u64) -> Vec<u8>,
+    ) -> Result<impl std::future::Future<Output = Result<u64, NetError>> + Send + 'static, NetError> {
         let (seq, done, len) = {
             let mut queues = self.queues.lock().expect("outbox lock");
             let queue = queues.entry(did.clone()).or_insert_with(|| Queue::new(OutboxState::default()));
@@ -230,18 +240,21 @@ impl Outbox {
             self.total_bytes.fetch_add(len, std::sync::atomic::Ordering::Relaxed);
             (seq, wait, len)
         };
-        let committed = done.await.unwrap_or_else(|_| Err("the committer stopped".into()));
-        if let Err(e) = committed {
-            let mut queues = self.queues.lock().expect("outbox lock");
-            if let Some(queue) = queues.get_mut(did) {
-                queue.pending.retain(|(s, _)| *s != seq);
-                queue.bytes -= len;
-                self.total_bytes.fetch_sub(len, std::sync::atomic::Ordering::Relaxed);
+        let (this, did) = (self.clone(), did.clone());
+        Ok(async move {
+            let committed = done.await.unwrap_or_else(|_| Err("the committer stopped".into()));
+            if let Err(e) = committed {
+                let mut queues = this.queues.lock().expect("outbox lock");
+                if let Some(queue) = queues.get_mut(&did) {
+                    queue.pending.retain(|(s, _)| *s != seq);
+                    queue.bytes -= len;
+                    this.total_bytes.fetch_sub(len, std::sync::atomic::Ordering::Relaxed);
+                }
+                return Err(NetError::Storage(e));
             }
-            return Err(NetError::Storage(e));
-        }
-        self.notifier(did).notify_one();
-        Ok(seq)
+            this.notifier(&did).notify_one();
+            Ok(seq)
+        })
     }
 
     /// Wakes the delivery task of `did` when a message is stored for it.
@@ -341,13 +354,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let peer = NodeIdentity::generate().did().clone();
         let epoch = {
-            let outbox = Outbox::open(store(dir.path()), LIMITS, true).unwrap();
+            let outbox = Arc::new(Outbox::open(store(dir.path()), LIMITS, true).unwrap());
             assert_eq!(outbox.push(&peer, |seq| format!("m{seq}").into_bytes()).await.unwrap(), 1);
             assert_eq!(outbox.push(&peer, |seq| format!("m{seq}").into_bytes()).await.unwrap(), 2);
             outbox.ack(&peer, 1).await.unwrap();
             outbox.epoch().to_string()
         };
-        let outbox = Outbox::open(store(dir.path()), LIMITS, true).unwrap();
+        let outbox = Arc::new(Outbox::open(store(dir.path()), LIMITS, true).unwrap());
         assert_eq!(outbox.epoch(), epoch);
         assert_eq!(outbox.depth(&peer), (1, 2));
         assert_eq!(outbox.read_after(&peer, 0, 10).await.unwrap(), vec![(2, b"m2".to_vec())]);
@@ -357,7 +370,7 @@ mod tests {
     #[tokio::test]
     async fn a_full_queue_refuses_and_keeps_what_it_has() {
         let dir = tempfile::tempdir().unwrap();
-        let outbox = Outbox::open(store(dir.path()), LIMITS, false).unwrap();
+        let outbox = Arc::new(Outbox::open(store(dir.path()), LIMITS, false).unwrap());
         let peer = NodeIdentity::generate().did().clone();
         for _ in 0..3 {
             outbox.push(&peer, |_| b"x".to_vec()).await.unwrap();
@@ -373,7 +386,7 @@ mod tests {
     async fn peers_that_never_acknowledge_fill_no_more_than_the_node_wide_bound() {
         let dir = tempfile::tempdir().unwrap();
         let limits = Limits { max_messages: 1000, max_bytes: 1000, max_total_bytes: 2500, ..LIMITS };
-        let outbox = Outbox::open(store(dir.path()), limits, false).unwrap();
+        let outbox = Arc::new(Outbox::open(store(dir.path()), limits, false).unwrap());
         let peers: Vec<Did> = (0..3).map(|_| NodeIdentity::generate().did().clone()).collect();
         // Two peers take 1,000 bytes each, within their own bound; the third gets 500.
         for peer in &peers[..2] {
@@ -395,7 +408,7 @@ mod tests {
         }
         // The total is read back at open: still full.
         drop(outbox);
-        let outbox = Outbox::open(store(dir.path()), limits, false).unwrap();
+        let outbox = Arc::new(Outbox::open(store(dir.path()), limits, false).unwrap());
         assert!(matches!(
             outbox.push(&peers[0], |_| vec![0; 100]).await,
             Err(NetError::QueueFull { bound: "node_bytes", .. })

@@ -38,6 +38,8 @@ pub struct Link {
     pub peer_epoch: String,
     pub connected_at: SystemTime,
     pub counters: Arc<LinkCounters>,
+    /// The protocol version the peer's Hello named (best effort from version 2 on).
+    pub protocol_version: u32,
 }
 
 /// A peer's connection, as a state machine whose variants carry their own data.

@@ -11,7 +11,13 @@ use tonic::Streaming;
 const NETD: &[&str] = &["netd"];
 
 fn request(to: &TestNode, payload: &str, sealed: bool) -> SendRequest {
-    SendRequest { to: to.did().to_string(), protocol: "test".into(), payload: payload.as_bytes().to_vec(), sealed }
+    SendRequest {
+        to: to.did().to_string(),
+        protocol: "test".into(),
+        payload: payload.as_bytes().to_vec(),
+        sealed,
+        ..Default::default()
+    }
 }
 
 async fn collect(stream: &mut Streaming<InboundMessage>, n: usize, timeout: Duration) -> Vec<InboundMessage> {

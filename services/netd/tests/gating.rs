@@ -55,6 +55,7 @@ async fn a_flooding_peer_is_slowed_then_cut_and_nothing_it_sent_is_lost() {
             protocol: "flood".into(),
             payload: i.to_be_bytes().to_vec(),
             sealed: false,
+            ..Default::default()
         };
         sender.send(r).await.unwrap();
     }

@@ -30,6 +30,7 @@ async fn a_message_sent_on_node1_reaches_a_subscriber_on_node3_and_peers_show_rt
             protocol: "other".into(),
             payload: b"skip".to_vec(),
             sealed: false,
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -39,6 +40,7 @@ async fn a_message_sent_on_node1_reaches_a_subscriber_on_node3_and_peers_show_rt
             protocol: "test".into(),
             payload: b"hello node3".to_vec(),
             sealed: false,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -100,6 +102,7 @@ async fn bad_requests_get_specific_statuses_and_the_node_keeps_serving() {
         protocol: protocol.into(),
         payload,
         sealed,
+        ..Default::default()
     };
     let to = n2.did().to_string();
 
@@ -146,7 +149,13 @@ async fn metrics_show_state_changes_rtt_and_bytes_per_peer() {
     n1.netd()
         .await
         .unwrap()
-        .send(SendRequest { to: n2.did().to_string(), protocol: "test".into(), payload: vec![9; 1000], sealed: false })
+        .send(SendRequest {
+            to: n2.did().to_string(),
+            protocol: "test".into(),
+            payload: vec![9; 1000],
+            sealed: false,
+            ..Default::default()
+        })
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(600)).await;

@@ -2,63 +2,19 @@
 //! protocol. The peer is this test's own code (it has to misbehave on purpose), built from
 //! netd's TLS and framing so only the misbehaviour differs from a real node.
 
-use icn_identity::tls::TlsIdentity;
 use icn_identity::NodeIdentity;
 use icn_netd::{close, frame, PROTOCOL_VERSION};
-use icn_proto::net::wire::v1::{frame::Body, Frame, Hello, KnownPeer, PeerExchange};
+use icn_proto::net::wire::v1::{frame::Body, Frame, KnownPeer, PeerExchange};
+use icn_testkit::raw_peer::RawPeer;
 use icn_testkit::{Bootstrap, Network};
-use std::sync::Arc;
 use std::time::Duration;
 
-struct RawPeer {
-    identity: NodeIdentity,
-    endpoint: quinn::Endpoint,
-    client: quinn::ClientConfig,
-}
-
-impl RawPeer {
-    fn new() -> Self {
-        let identity = NodeIdentity::generate();
-        let tls = TlsIdentity::new(&identity).unwrap();
-        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls.client_crypto().unwrap()).unwrap();
-        let client = quinn::ClientConfig::new(Arc::new(crypto));
-        let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-        Self { identity, endpoint, client }
-    }
-
-    fn hello(&self, version: u32) -> Frame {
-        Frame {
-            body: Some(Body::Hello(Hello {
-                protocol_version: version,
-                min_protocol_version: version,
-                did: self.identity.did().to_string(),
-                x25519_public_key: self.identity.x25519_public_key().as_bytes().to_vec(),
-                incarnation: "raw".into(),
-                ..Default::default()
-            })),
-        }
-    }
-
-    /// Connects and completes the Hello exchange with `version`.
-    async fn connect(&self, address: &str, version: u32) -> (quinn::Connection, quinn::RecvStream) {
-        let (conn, send, recv) = self.connect_with_control(address, version).await;
-        std::mem::forget(send); // keep the control stream open for the test's lifetime
-        (conn, recv)
-    }
-
-    /// [`RawPeer::connect`], keeping the control stream's sending half to write more.
-    async fn connect_with_control(
-        &self,
-        address: &str,
-        version: u32,
-    ) -> (quinn::Connection, quinn::SendStream, quinn::RecvStream) {
-        let conn =
-            self.endpoint.connect_with(self.client.clone(), address.parse().unwrap(), "icn").unwrap().await.unwrap();
-        let (mut send, mut recv) = conn.open_bi().await.unwrap();
-        frame::write_frame(&mut send, &self.hello(version)).await.unwrap();
-        let _ = frame::read_frame(&mut recv, 1 << 20).await;
-        (conn, send, recv)
-    }
+/// Connects `peer` and completes the Hello exchange, keeping the control stream open for
+/// the test's lifetime.
+async fn connect(peer: &RawPeer, address: &str, version: u32) -> (quinn::Connection, quinn::RecvStream) {
+    let (conn, send, recv) = peer.connect(address, version).await.unwrap();
+    std::mem::forget(send);
+    (conn, recv)
 }
 
 /// A peer-exchange frame naming `peers` fresh DIDs, each at `addresses` addresses on
@@ -97,9 +53,9 @@ async fn rejected(node: &icn_testkit::TestNode, reason: &str) -> f64 {
 async fn oversized_and_malformed_frames_close_that_connection_not_the_process() {
     let net = Network::builder(1).services(&["netd"]).bootstrap(Bootstrap::None).start().await.unwrap();
     let node = &net.nodes[0];
-    let peer = RawPeer::new();
+    let peer = RawPeer::new().unwrap();
 
-    let (conn, _control) = peer.connect(&node.quic_address(), PROTOCOL_VERSION).await;
+    let (conn, _control) = connect(&peer, &node.quic_address(), PROTOCOL_VERSION).await;
     let mut messages = conn.open_uni().await.unwrap();
     // Announce a 512 MiB frame; netd must refuse it from the length alone.
     messages.write_all(&(512u32 << 20).to_be_bytes()).await.unwrap();
@@ -108,7 +64,7 @@ async fn oversized_and_malformed_frames_close_that_connection_not_the_process() 
     assert!(reason.contains("exceeds the limit"), "{reason}");
     assert_eq!(rejected(node, "oversized").await, 1.0);
 
-    let (conn, _control) = peer.connect(&node.quic_address(), PROTOCOL_VERSION).await;
+    let (conn, _control) = connect(&peer, &node.quic_address(), PROTOCOL_VERSION).await;
     let mut messages = conn.open_uni().await.unwrap();
     messages.write_all(&4u32.to_be_bytes()).await.unwrap();
     messages.write_all(&[0xff, 0xff, 0xff, 0xff]).await.unwrap();
@@ -127,8 +83,8 @@ async fn oversized_and_malformed_frames_close_that_connection_not_the_process() 
 async fn a_peer_with_an_incompatible_protocol_version_is_told_why() {
     let net = Network::builder(1).services(&["netd"]).bootstrap(Bootstrap::None).start().await.unwrap();
     let node = &net.nodes[0];
-    let peer = RawPeer::new();
-    let (conn, _control) = peer.connect(&node.quic_address(), PROTOCOL_VERSION + 100).await;
+    let peer = RawPeer::new().unwrap();
+    let (conn, _control) = connect(&peer, &node.quic_address(), PROTOCOL_VERSION + 100).await;
     let (code, reason) = closed_with(&conn).await;
     assert_eq!(code, close::INCOMPATIBLE_VERSION as u64);
     assert!(reason.contains("incompatible protocol"), "{reason}");
@@ -150,8 +106,8 @@ async fn a_peer_flooding_peer_exchange_fills_no_table_and_steers_no_dials() {
         .await
         .unwrap();
     let node = &net.nodes[0];
-    let mallory = RawPeer::new();
-    let (conn, mut control, _recv) = mallory.connect_with_control(&node.quic_address(), PROTOCOL_VERSION).await;
+    let mallory = RawPeer::new().unwrap();
+    let (conn, mut control, _recv) = mallory.connect(&node.quic_address(), PROTOCOL_VERSION).await.unwrap();
     // Ten frames of 32 peers with 5 addresses each: 320 peers, 1,600 addresses to dial.
     for _ in 0..10 {
         frame::write_frame(&mut control, &exchange(32, 5)).await.unwrap();
@@ -193,9 +149,9 @@ async fn inbound_connections_beyond_max_peers_are_closed_and_counted() {
         .await
         .unwrap();
     let node = &net.nodes[0];
-    let (first, second) = (RawPeer::new(), RawPeer::new());
-    let (kept, _control) = first.connect(&node.quic_address(), PROTOCOL_VERSION).await;
-    let (refused, _control) = second.connect(&node.quic_address(), PROTOCOL_VERSION).await;
+    let (first, second) = (RawPeer::new().unwrap(), RawPeer::new().unwrap());
+    let (kept, _control) = connect(&first, &node.quic_address(), PROTOCOL_VERSION).await;
+    let (refused, _control) = connect(&second, &node.quic_address(), PROTOCOL_VERSION).await;
     let (code, reason) = closed_with(&refused).await;
     assert_eq!(code, close::TOO_MANY_PEERS as u64);
     assert!(reason.contains("network.max_peers"), "{reason}");
@@ -212,8 +168,8 @@ async fn a_sealing_key_named_by_a_third_peer_is_never_used() {
     // to Mallory.
     let net = Network::builder(2).services(&["netd"]).bootstrap(Bootstrap::None).start().await.unwrap();
     let (n1, n2) = (&net.nodes[0], &net.nodes[1]);
-    let mallory = RawPeer::new();
-    let (_conn, mut control, _recv) = mallory.connect_with_control(&n1.quic_address(), PROTOCOL_VERSION).await;
+    let mallory = RawPeer::new().unwrap();
+    let (_conn, mut control, _recv) = mallory.connect(&n1.quic_address(), PROTOCOL_VERSION).await.unwrap();
     let lie = KnownPeer {
         did: n2.did().to_string(),
         addresses: vec!["127.0.0.1:9".into()],
@@ -229,6 +185,7 @@ async fn a_sealing_key_named_by_a_third_peer_is_never_used() {
         protocol: "test".into(),
         payload: b"for node 2 only".to_vec(),
         sealed: true,
+        ..Default::default()
     };
     // Node 1 knows of node 2 once the frame is read: the send is no longer UNKNOWN_PEER,
     // and it is refused for want of node 2's own key, not sealed to Mallory's.
@@ -242,4 +199,45 @@ async fn a_sealing_key_named_by_a_third_peer_is_never_used() {
     };
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
     assert!(status.message().contains("no x25519 key is known"), "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_peer_gets_two_message_streams_and_no_more_and_its_best_effort_frames_reach_only_live_subscribers() {
+    use icn_proto::net::v1::SubscribeBestEffortRequest;
+    use icn_proto::net::wire::v1::Message;
+    let net = Network::builder(1).services(&["netd"]).bootstrap(Bootstrap::None).start().await.unwrap();
+    let node = &net.nodes[0];
+    let mut fast = node
+        .netd()
+        .await
+        .unwrap()
+        .subscribe_best_effort(SubscribeBestEffortRequest { protocols: vec![] })
+        .await
+        .unwrap()
+        .into_inner();
+    let peer = RawPeer::new().unwrap();
+    let (conn, _control) = connect(&peer, &node.quic_address(), PROTOCOL_VERSION).await;
+    let message = |payload: &[u8]| Message { protocol: "raw".into(), payload: payload.to_vec(), ..Default::default() };
+    // Either stream may carry either kind; the class is the frame's.
+    let mut first = conn.open_uni().await.unwrap();
+    let mut second = conn.open_uni().await.unwrap();
+    frame::write_frame(&mut second, &Frame { body: Some(Body::BestEffort(message(b"quick"))) }).await.unwrap();
+    frame::write_frame(&mut first, &Frame { body: Some(Body::Message(Message { seq: 1, ..message(b"kept") })) })
+        .await
+        .unwrap();
+    let batch = tokio::time::timeout(Duration::from_secs(10), fast.message()).await.unwrap().unwrap().unwrap();
+    assert_eq!(batch.messages.len(), 1);
+    assert_eq!(
+        (batch.messages[0].payload.as_slice(), batch.messages[0].from.as_str()),
+        (&b"quick"[..], peer.identity.did().as_str())
+    );
+    let mut log = node.inbox("raw").await.unwrap();
+    let logged = tokio::time::timeout(Duration::from_secs(10), log.message()).await.unwrap().unwrap().unwrap();
+    assert_eq!((logged.payload.as_slice(), logged.seq), (&b"kept"[..], 1), "only the durable frame is logged");
+    // A third stream gets no credit from QUIC: opening it waits for ever.
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), conn.open_uni()).await.is_err(),
+        "netd must not let a peer open more than two message streams"
+    );
+    assert!(conn.close_reason().is_none(), "asking for a stream is no offence");
 }

@@ -32,7 +32,13 @@ async fn after_a_30_second_partition_every_accepted_message_arrives_once_and_in_
             let end = Instant::now() + duration;
             while Instant::now() < end {
                 let payload = format!("m{}", Instant::now().elapsed().as_nanos()).into_bytes();
-                let r = SendRequest { to: to.clone(), protocol: "lab".into(), payload, sealed: false };
+                let r = SendRequest {
+                    to: to.clone(),
+                    protocol: "lab".into(),
+                    payload,
+                    sealed: false,
+                    ..Default::default()
+                };
                 accepted.push(sender.send(r).await.expect("send is accepted while partitioned too").into_inner().seq);
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
@@ -50,7 +56,13 @@ async fn after_a_30_second_partition_every_accepted_message_arrives_once_and_in_
     println!("reconnected {} ms after the heal", healed.elapsed().as_millis());
     accepted.extend(send_for(Duration::from_secs(2)).await);
     sender
-        .send(SendRequest { to: to.clone(), protocol: "lab".into(), payload: b"last".to_vec(), sealed: false })
+        .send(SendRequest {
+            to: to.clone(),
+            protocol: "lab".into(),
+            payload: b"last".to_vec(),
+            sealed: false,
+            ..Default::default()
+        })
         .await
         .unwrap();
 
@@ -117,6 +129,7 @@ async fn under_20_percent_packet_loss_every_message_still_arrives_once_and_in_or
             protocol: "lossy".into(),
             payload: i.to_be_bytes().to_vec(),
             sealed: false,
+            ..Default::default()
         };
         sender.send(r).await.unwrap();
     }

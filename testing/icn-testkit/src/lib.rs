@@ -9,6 +9,7 @@
 pub mod gateway;
 pub mod ledger;
 mod node;
+pub mod raw_peer;
 
 pub use node::{Placement, Ports, TestNode, SERVICES};
 

@@ -123,7 +123,13 @@ async fn sigterm_stops_every_service_with_code_0_and_restarted_services_rejoin()
         .netd()
         .await
         .unwrap()
-        .send(SendRequest { to, protocol: "test".into(), payload: b"back".to_vec(), sealed: false })
+        .send(SendRequest {
+            to,
+            protocol: "test".into(),
+            payload: b"back".to_vec(),
+            sealed: false,
+            ..Default::default()
+        })
         .await
         .unwrap();
 
@@ -153,6 +159,7 @@ async fn without_a_keystore_services_run_in_limited_mode() {
             protocol: "t".into(),
             payload: vec![],
             sealed: false,
+            ..Default::default()
         })
         .await
         .unwrap_err();

@@ -104,6 +104,7 @@ async fn a_message_delivered_on_another_node_joins_the_senders_trace() {
         protocol: "traced".into(),
         payload: b"follow me".to_vec(),
         sealed: false,
+        ..Default::default()
     });
     request.metadata_mut().insert("traceparent", format!("00-{trace_id}-b7ad6b7169203331-01").parse().unwrap());
     net.nodes[0].netd().await.unwrap().send(request).await.unwrap();

@@ -56,6 +56,11 @@ pub struct NetworkConfig {
     /// (counted in `icn_netd_sends_refused_total{reason="node_bytes"}`): peers that never
     /// acknowledge cannot each hold `peer_queue_max_bytes`.
     pub outbox_max_bytes: usize,
+    /// Best-effort messages (`DELIVERY_CLASS_BEST_EFFORT`) held in memory for one peer
+    /// before `Send` answers RESOURCE_EXHAUSTED; they are never stored.
+    pub best_effort_queue_messages: usize,
+    /// Bytes of best-effort messages held in memory for one peer.
+    pub best_effort_queue_bytes: usize,
     /// Sync queued messages to disk before `Send` answers, so a power cut loses none.
     /// Without it a process crash still loses nothing (RocksDB's log is written), a
     /// machine crash may.
@@ -65,7 +70,8 @@ pub struct NetworkConfig {
     pub commit_backlog: usize,
     /// Most sends written together in one (synced) write.
     pub commit_group_max: usize,
-    /// How often a receiver acknowledges delivered messages to their sender.
+    /// How long after a delivery a receiver acknowledges it to the sender, together with
+    /// whatever else arrived meanwhile; an idle link sends no acks.
     #[serde(with = "humantime_serde")]
     pub ack_interval: Duration,
     /// Inbound messages buffered in memory for live subscribers; one that falls further
@@ -114,6 +120,8 @@ impl Default for NetworkConfig {
             peer_queue_capacity: 100_000,
             peer_queue_max_bytes: 256 * 1024 * 1024,
             outbox_max_bytes: 1024 * 1024 * 1024,
+            best_effort_queue_messages: 8192,
+            best_effort_queue_bytes: 16 * 1024 * 1024,
             queue_fsync: true,
             commit_backlog: 65_536,
             commit_group_max: 1024,
@@ -146,6 +154,8 @@ impl NetworkConfig {
         positive("network.peer_queue_capacity", self.peer_queue_capacity)?;
         positive("network.peer_queue_max_bytes", self.peer_queue_max_bytes)?;
         positive("network.outbox_max_bytes", self.outbox_max_bytes)?;
+        positive("network.best_effort_queue_messages", self.best_effort_queue_messages)?;
+        positive("network.best_effort_queue_bytes", self.best_effort_queue_bytes)?;
         positive("network.commit_backlog", self.commit_backlog)?;
         positive("network.commit_group_max", self.commit_group_max)?;
         positive("network.subscriber_buffer", self.subscriber_buffer)?;

@@ -31,11 +31,52 @@ impl Store {
     }
 
     fn prepare(&self, entry: Entry, now_ms: i64) -> Result<Durable<Applied>, GossipError> {
-        self.refuse_if_failed()?;
-        let author = verify_entry(&entry, self.config.max_payload_bytes)?;
-        let topic = self.writable_topic(&entry.topic, &Reader::Did(author))?;
+        let topic = self.verify(&entry)?;
         let mut state = self.state.lock().expect("state lock");
         self.prepare_locked(&mut state, entry, &topic, now_ms)
+    }
+
+    fn verify(&self, entry: &Entry) -> Result<Topic, GossipError> {
+        self.refuse_if_failed()?;
+        let author = verify_entry(entry, self.config.max_payload_bytes)?;
+        self.writable_topic(&entry.topic, &Reader::Did(author))
+    }
+
+    /// What [`Store::apply`] checks before it decides anything — the signed record and
+    /// its author's right to write the topic — answering the topic. An entry that passes
+    /// may be sent on to peers before it is stored ([`Store::apply_checked`]).
+    pub fn check(&self, entry: &Entry) -> Result<Topic, GossipError> {
+        self.recorded(self.verify(entry))
+    }
+
+    /// Stores an entry that passed [`Store::check`] for `topic`; answers once durable.
+    pub async fn apply_checked(&self, entry: Entry, topic: &Topic, now_ms: i64) -> Result<Applied, GossipError> {
+        let prepared = {
+            let mut state = self.state.lock().expect("state lock");
+            self.prepare_locked(&mut state, entry, topic, now_ms)
+        };
+        self.recorded(prepared)?.wait().await
+    }
+
+    /// Whether the store holds `entry`'s place in its author's sequence already (stored,
+    /// or stored and pruned): a copy of it is not sent on.
+    pub fn holds_place_of(&self, entry: &Entry) -> bool {
+        let state = self.state.lock().expect("state lock");
+        state.heads.get(&(entry.topic.clone(), entry.author.clone())).is_some_and(|head| entry.seq <= *head)
+    }
+
+    /// Whether the store holds this very entry (its place, with the same hash), or held
+    /// it and pruned it: a copy needs no check at all. A different entry in a held place
+    /// is not "held": it goes through [`Store::apply`], which keeps it as evidence.
+    pub fn holds_same(&self, entry: &Entry) -> bool {
+        if !self.holds_place_of(entry) {
+            return false;
+        }
+        match self.stored(&entry.topic, &entry.author, entry.seq) {
+            Ok(Some(stored)) => stored.entry.is_some_and(|e| e.hash == entry.hash),
+            Ok(None) => true,
+            Err(_) => false,
+        }
     }
 
     /// A new entry by this node: the sequence number is taken, the entry signed and

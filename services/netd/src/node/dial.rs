@@ -12,6 +12,7 @@ pub(super) fn endpoint(
     let tls = tls::TlsIdentity::new(identity)?;
     let mut transport = quinn::TransportConfig::default();
     transport.keep_alive_interval(Some(config.keep_alive_interval));
+    transport.max_concurrent_uni_streams(crate::connection::MESSAGE_STREAMS.into());
     transport.max_idle_timeout(Some(
         quinn::IdleTimeout::try_from(config.idle_timeout).context("network.idle_timeout is too large")?,
     ));

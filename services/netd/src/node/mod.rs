@@ -6,6 +6,7 @@ mod dial;
 mod exchange;
 mod links;
 mod rtt;
+mod send;
 mod subscribe;
 
 use dial::{accept_loop, endpoint};
@@ -55,8 +56,9 @@ pub(crate) struct Inner {
     pub buckets: Mutex<HashMap<Did, crate::gate::TokenBucket>>,
     /// Bumped at every detected wake from sleep; redial loops restart their backoff.
     pub wakes: tokio::sync::watch::Sender<u64>,
-    pub outbox: Outbox,
+    pub outbox: Arc<Outbox>,
     pub inbox: Inbox,
+    pub best_effort: crate::best_effort::BestEffort,
     pub metrics: NetMetrics,
     pub incarnation: String,
     advertised: Vec<String>,
@@ -108,14 +110,26 @@ impl Node {
                 crate::inbox::Retention { messages: config.inbound_retention, bytes: config.inbound_retention_bytes };
             let buffer = config.subscriber_buffer;
             tokio::task::spawn_blocking(move || {
-                anyhow::Ok((Outbox::open(storage.clone(), limits, fsync)?, Inbox::open(storage, retention, buffer)?))
+                anyhow::Ok((
+                    Arc::new(Outbox::open(storage.clone(), limits, fsync)?),
+                    Inbox::open(storage, retention, buffer)?,
+                ))
             })
             .await??
         };
         let gate = crate::gate::Gate::new(&config.trust);
         let vivaldi = Vivaldi::new(config.vivaldi.clone()).map_err(|e| anyhow::anyhow!("network.vivaldi: {e}"))?;
         let metrics = NetMetrics::new(&ctx.metrics);
+        let best_effort = crate::best_effort::BestEffort::new(
+            crate::best_effort::Limits {
+                max_messages: config.best_effort_queue_messages,
+                max_bytes: config.best_effort_queue_bytes,
+            },
+            config.subscriber_buffer,
+            metrics.best_effort_dropped.clone(),
+        );
         let inner = Arc::new(Inner {
+            best_effort,
             peers: PeerTable::new(metrics.state_changes.clone(), &config.exchange),
             exchange_dials: crate::gate::pace(config.exchange.dials_per_second, config.exchange.dials_burst),
             metrics,
@@ -153,6 +167,16 @@ impl Node {
         Ok(Node { inner })
     }
 
+    /// Messages one stream of the API buffers ahead of its client (`network.stream_buffer`).
+    pub fn stream_buffer(&self) -> usize {
+        self.inner.config.stream_buffer
+    }
+
+    /// Runs a task of the API's until it ends or the node shuts down.
+    pub fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.inner.ctx.spawn(task);
+    }
+
     pub fn did(&self) -> Option<&Did> {
         self.inner.identity.as_ref().map(|i| i.did())
     }
@@ -166,39 +190,13 @@ impl Node {
         self.inner.dial(address, expected).await
     }
 
-    /// Stores one message for `to` and answers with its sequence number once it is
-    /// durable; delivery follows whenever the peer is reachable (see [`crate::outbox`]).
-    pub async fn send(&self, to: &Did, protocol: &str, payload: Vec<u8>, sealed: bool) -> Result<u64, NetError> {
-        self.require_identity()?;
-        validate_protocol(protocol)?;
-        if payload.len() > self.inner.config.max_message_bytes {
-            return Err(NetError::InvalidArgument(format!(
-                "payload of {} bytes exceeds network.max_message_bytes ({})",
-                payload.len(),
-                self.inner.config.max_message_bytes
-            )));
-        }
-        let result = self.inner.send(to, protocol, payload, sealed).await;
-        if let Err(e) = &result {
-            let reason = match e {
-                // Which bound: peer_messages, peer_bytes, node_bytes or backlog.
-                NetError::QueueFull { bound, .. } => bound,
-                NetError::UnknownPeer(_) => "unknown_peer",
-                NetError::InvalidArgument(_) => "invalid",
-                _ => "storage",
-            };
-            self.inner.metrics.sends_refused.with_label_values(&[reason]).inc();
-        }
-        result
-    }
-
     /// Queues one message for every connected peer; returns those it was queued for.
     pub async fn broadcast(&self, protocol: &str, payload: Vec<u8>) -> Result<Vec<Did>, NetError> {
         self.require_identity()?;
         validate_protocol(protocol)?;
         let mut sent = Vec::new();
         for (did, _) in self.inner.peers.links() {
-            match self.send(&did, protocol, payload.clone(), false).await {
+            match self.send(&did, protocol, payload.clone(), false, api::DeliveryClass::Durable).await {
                 Ok(_) => sent.push(did),
                 Err(e) => tracing::debug!(peer = %did, error = %e, "broadcast skipped a peer"),
             }
@@ -231,6 +229,18 @@ impl Node {
         let start = after_position.unwrap_or_else(|| inner.inbox.head());
         self.inner.ctx.spawn(feed_subscriber(inner, protocols, live, start, tx));
         Ok(rx)
+    }
+
+    /// Best-effort inbound messages of `protocols` (all when empty) from now on, in
+    /// batches of what arrived together; nothing is stored, so nothing is replayed.
+    pub fn subscribe_best_effort(
+        &self,
+        protocols: HashSet<String>,
+    ) -> mpsc::Receiver<Result<api::InboundBatch, NetError>> {
+        let (tx, rx) = mpsc::channel(self.inner.config.stream_buffer);
+        let live = self.inner.best_effort.watch();
+        self.inner.ctx.spawn(subscribe::feed_best_effort(self.inner.clone(), protocols, live, tx));
+        rx
     }
 
     /// Closes the connection to `did`. Intentional: the peer is told, and neither side
@@ -364,44 +374,6 @@ impl Inner {
         }
     }
 
-    async fn send(self: &Arc<Self>, to: &Did, protocol: &str, payload: Vec<u8>, sealed: bool) -> Result<u64, NetError> {
-        // Only a peer this node has met, or been told about, can ever be reached.
-        let Some(sealing_key) = self.peers.with(|t| t.get(to).map(|r| r.sealing_key.clone())) else {
-            return Err(NetError::UnknownPeer(to.clone()));
-        };
-        let payload = if sealed {
-            let key = sealing_key.ok_or_else(|| {
-                NetError::InvalidArgument(format!(
-                    "no x25519 key is known for {to} yet: it must connect once before messages can be sealed to it"
-                ))
-            })?;
-            icn_identity::seal(&key, &payload).map_err(|e| NetError::InvalidArgument(e.to_string()))?
-        } else {
-            payload
-        };
-        self.revive(to);
-        let trace = TraceContext { fields: icn_telemetry::propagation::current_fields() };
-        let protocol_name = protocol.to_string();
-        let seq = self
-            .outbox
-            .push(to, move |seq| {
-                frame::encode(&Frame {
-                    body: Some(Body::Message(Message {
-                        protocol: protocol_name,
-                        seq,
-                        payload,
-                        sealed,
-                        trace: Some(trace),
-                        sent_at_ms: now_ms(),
-                    })),
-                })
-            })
-            .await?;
-        self.metrics.messages_queued.with_label_values(&[protocol]).inc();
-        self.update_queue_metrics(to);
-        Ok(seq)
-    }
-
     /// Opens a payload sealed to this node.
     pub fn unseal(&self, sealed: &[u8]) -> Result<Vec<u8>, icn_identity::SealError> {
         self.identity.as_ref().expect("links exist only with an identity").unseal(sealed)
@@ -443,6 +415,9 @@ impl Host for Inner {
     }
     fn inbox(&self) -> &Inbox {
         &self.inbox
+    }
+    fn best_effort(&self) -> &crate::best_effort::BestEffort {
+        &self.best_effort
     }
     fn controls(&self) -> &Mutex<HashMap<u64, ControlStream>> {
         &self.controls

@@ -17,6 +17,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+mod read;
+use read::read_messages;
+pub(crate) use read::MESSAGE_STREAMS;
+
 /// QUIC application close codes; the reason text travels with them.
 pub mod close {
     pub const NORMAL: u32 = 0;
@@ -132,6 +136,7 @@ pub(crate) async fn establish<H: Host>(
         peer_epoch: hello.outbox_epoch.clone(),
         connected_at: SystemTime::now(),
         counters: Arc::new(LinkCounters::default()),
+        protocol_version: hello.protocol_version,
     };
     // Dials stop at `max_peers`; inbound connections of new peers stop there too. A peer
     // already connected may replace its link (it restarted).
@@ -174,6 +179,10 @@ pub(crate) async fn establish<H: Host>(
     let messages = conn.open_uni().await.map_err(|e| refused(describe(&e)))?;
     let tasks = &node.ctx().tasks;
     tasks.spawn(deliver_loop(node.clone(), did.clone(), link.clone(), messages, resume_after));
+    if link.protocol_version >= crate::BEST_EFFORT_VERSION {
+        let best_effort = conn.open_uni().await.map_err(|e| refused(describe(&e)))?;
+        tasks.spawn(best_effort_loop(node.clone(), did.clone(), link.clone(), best_effort));
+    }
     tasks.spawn(ack_loop(node.clone(), did.clone(), link.clone()));
     tasks.spawn(read_messages(node.clone(), did.clone(), link.clone()));
     tasks.spawn(read_control(node.clone(), did.clone(), link.clone(), control_recv));
@@ -235,15 +244,47 @@ async fn deliver_loop<H: Host>(node: Arc<H>, did: Did, link: Link, mut stream: q
     }
 }
 
-/// Every `network.ack_interval`, tells the peer what has been delivered from it, when
-/// that has moved.
+/// Writes the peer's best-effort messages as they are queued, all that wait in one
+/// write; nothing is kept once written (see [`crate::best_effort`]).
+async fn best_effort_loop<H: Host>(node: Arc<H>, did: Did, link: Link, mut stream: quinn::SendStream) {
+    let notify = node.best_effort().notifier(&did);
+    loop {
+        let frames = node.best_effort().take(&did);
+        if frames.is_empty() {
+            tokio::select! {
+                _ = notify.notified() => continue,
+                _ = link.connection.closed() => return,
+            }
+        }
+        let count = frames.len() as u64;
+        let bytes = frames.concat();
+        if let Err(e) = stream.write_all(&bytes).await {
+            node.best_effort().drop_counted("link_closed", count);
+            tracing::debug!(peer = %did, error = %e, "best-effort stream closed");
+            return;
+        }
+        let n = bytes.len() as u64;
+        link.counters.messages_sent.fetch_add(count, Ordering::Relaxed);
+        link.counters.bytes_sent.fetch_add(n, Ordering::Relaxed);
+        node.metrics().messages_sent.inc_by(count);
+        node.metrics().bytes_sent.inc_by(n);
+        node.metrics().peer_bytes.with_label_values(&[did.as_str(), "sent"]).inc_by(n);
+    }
+}
+
+/// Tells the peer what has been delivered from it: `network.ack_interval` after a
+/// delivery (so one ack covers what arrives meanwhile), and never while nothing arrives —
+/// an idle link costs no wake-ups.
 async fn ack_loop<H: Host>(node: Arc<H>, did: Did, link: Link) {
-    let mut tick = tokio::time::interval(node.config().ack_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let arrivals = node.inbox().arrivals(&did);
     let mut acked = 0u64;
     loop {
         tokio::select! {
-            _ = tick.tick() => {}
+            _ = arrivals.notified() => {}
+            _ = link.connection.closed() => return,
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(node.config().ack_interval) => {}
             _ = link.connection.closed() => return,
         }
         let (epoch, delivered) = node.inbox().delivered(&did);
@@ -251,113 +292,6 @@ async fn ack_loop<H: Host>(node: Arc<H>, did: Did, link: Link) {
             let frame = Frame { body: Some(Body::Ack(Ack { epoch, seq: delivered })) };
             node.send_control(link.id, &frame).await;
             acked = delivered;
-        }
-    }
-}
-
-async fn read_messages<H: Host>(node: Arc<H>, did: Did, link: Link) {
-    let mut stream = match link.connection.accept_uni().await {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::debug!(peer = %did, "no message stream: {}", describe(&e));
-            return;
-        }
-    };
-    let limit = node.config().max_frame_bytes;
-    loop {
-        match frame::read_frame(&mut stream, limit).await {
-            Ok(Some((Frame { body: Some(Body::Message(m)) }, size))) => {
-                // One bucket per peer, not per connection: reconnecting buys no new burst.
-                let pace_of = |retry: bool| {
-                    let mut buckets = node.buckets().lock().expect("lock");
-                    let bucket =
-                        buckets.entry(did.clone()).or_insert_with(|| TokenBucket::new(&node.config().rate_limit));
-                    if retry {
-                        bucket.retake()
-                    } else {
-                        bucket.take()
-                    }
-                };
-                let mut pace = pace_of(false);
-                while let Pace::Wait(wait) = pace {
-                    // Not reading is the back-pressure: QUIC's flow control stops the
-                    // sender once its window is full.
-                    node.metrics().rate_limited.with_label_values(&["slowed"]).inc();
-                    tokio::time::sleep(wait).await;
-                    pace = pace_of(true);
-                }
-                match pace {
-                    Pace::Go | Pace::Wait(_) => {}
-                    Pace::Cut => {
-                        node.metrics().rate_limited.with_label_values(&["cut"]).inc();
-                        let reason = format!(
-                            "over the inbound limit of {} messages/s for more than {:?}",
-                            node.config().rate_limit.messages_per_second,
-                            node.config().rate_limit.cut_after
-                        );
-                        tracing::warn!(peer = %did, "{reason}; disconnecting");
-                        // This message is not recorded, so the sender keeps it and resends.
-                        close_with(&link.connection, close::RATE_LIMITED, &reason);
-                        return;
-                    }
-                }
-                link.counters.messages_received.fetch_add(1, Ordering::Relaxed);
-                link.counters.bytes_received.fetch_add(size as u64, Ordering::Relaxed);
-                node.metrics().bytes_received.inc_by(size as u64);
-                node.metrics().peer_bytes.with_label_values(&[did.as_str(), "received"]).inc_by(size as u64);
-                let payload = if m.sealed {
-                    match node.unseal(&m.payload) {
-                        Ok(plain) => plain,
-                        Err(e) => {
-                            node.metrics().frames_rejected.with_label_values(&["unsealable"]).inc();
-                            tracing::warn!(peer = %did, seq = m.seq, error = %e, "dropping a sealed message");
-                            continue;
-                        }
-                    }
-                } else {
-                    m.payload
-                };
-                let protocol = m.protocol.clone();
-                let inbound = InboundMessage {
-                    from: did.to_string(),
-                    protocol: m.protocol,
-                    seq: m.seq,
-                    payload,
-                    sealed: m.sealed,
-                    received_at_ms: now_ms(),
-                    trace: m.trace.or(Some(TraceContext::default())),
-                    position: 0,
-                };
-                // The delivery joins the sender's trace (its context travels in the message).
-                let span = tracing::info_span!("netd.deliver", peer = %did, protocol = %protocol, seq = inbound.seq);
-                if let Some(trace) = &inbound.trace {
-                    icn_telemetry::propagation::adopt_fields_parent(&span, &trace.fields);
-                }
-                let _entered = span.enter();
-                match node.inbox().deliver(&did, &link.peer_epoch, inbound) {
-                    Ok(Some(_)) => node.metrics().received(&protocol),
-                    Ok(None) => node.metrics().duplicates_dropped.inc(),
-                    Err(e) => {
-                        // Without a record of delivery exactly-once cannot hold: stop
-                        // reading; the sender keeps the message and resends it later.
-                        tracing::error!(peer = %did, error = %e, "recording a delivery failed");
-                        close_with(&link.connection, close::PROTOCOL_ERROR, "receiver storage failure");
-                        return;
-                    }
-                }
-            }
-            Ok(Some(_)) => {
-                reject(&*node, &did, &link, "unexpected-frame", "only message frames belong on the message stream")
-            }
-            Ok(None) => return,
-            Err(e) if e.is_protocol_violation() => {
-                reject(&*node, &did, &link, e.kind(), &e.to_string());
-                return;
-            }
-            Err(e) => {
-                tracing::debug!(peer = %did, "message stream ended: {}", read_error(e, &link.connection));
-                return;
-            }
         }
     }
 }
@@ -433,6 +367,9 @@ async fn watch_close<H: Host>(node: Arc<H>, did: Did, link: Link, control: quinn
         _ => None,
     });
     node.link_closed(&did, &link, describe(&reason), goodbye);
+    if node.peers().link(&did).is_none() {
+        node.best_effort().link_closed(&did);
+    }
 }
 
 pub(crate) use icn_runtime::now_ms;
