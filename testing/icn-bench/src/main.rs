@@ -79,21 +79,26 @@ async fn main() -> anyhow::Result<()> {
                 ceiling: Some(ceiling_mib.clone()),
             });
         }
-        let (msgs, _, refused) = netd::netd_best_effort(1024, args.seconds).await?;
-        rows.push(Row {
-            name: "netd messages/s delivered, 1 KiB, best effort (one send stream)".into(),
-            value: msgs,
-            unit: "msg/s",
-            ceiling: Some(ceiling_msgs.clone()),
-        });
-        rows.push(row("netd best-effort sends refused (queue full), 1 KiB".into(), refused, "%"));
-        let (_, mib, _) = netd::netd_best_effort(256 * 1024, args.seconds).await?;
-        rows.push(Row {
-            name: "netd MiB/s delivered, 256 KiB messages, best effort".into(),
-            value: mib,
-            unit: "MiB/s",
-            ceiling: Some(ceiling_mib.clone()),
-        });
+        use icn_proto::net::v1::DeliveryClass;
+        for (class, label) in
+            [(DeliveryClass::Durable, "durable, fsync on"), (DeliveryClass::BestEffort, "best effort")]
+        {
+            let (msgs, _, refused) = netd::netd_stream(1024, args.seconds, class).await?;
+            rows.push(Row {
+                name: format!("netd messages/s delivered, 1 KiB, {label}, one send stream"),
+                value: msgs,
+                unit: "msg/s",
+                ceiling: Some(ceiling_msgs.clone()),
+            });
+            rows.push(row(format!("netd sends refused (queue full), 1 KiB, {label}, one send stream"), refused, "%"));
+            let (_, mib, _) = netd::netd_stream(256 * 1024, args.seconds, class).await?;
+            rows.push(Row {
+                name: format!("netd MiB/s delivered, 256 KiB messages, {label}, one send stream"),
+                value: mib,
+                unit: "MiB/s",
+                ceiling: Some(ceiling_mib.clone()),
+            });
+        }
     }
     if run("gossip") {
         let (accepted, ceiling_signs) = gossip::gossip_accept(args.seconds, args.publishers).await?;

@@ -58,12 +58,16 @@ pub async fn raw_quinn() -> anyhow::Result<(f64, f64)> {
     Ok((msgs, mib))
 }
 
-/// Two connected nodes running netd alone, syncing their queues or not.
+/// Two connected nodes running netd alone, syncing their queues or not. The per-peer
+/// inbound limit (`network.rate_limit`, 20,000 messages/s by default) is lifted: these
+/// rows measure the path, not the limit.
 async fn two_nodes(fsync: bool) -> anyhow::Result<Network> {
     let net = Network::builder(2)
         .services(&["netd"])
         .bootstrap(Bootstrap::Star)
         .env("ICN__NETWORK__QUEUE_FSYNC", if fsync { "true" } else { "false" })
+        .env("ICN__NETWORK__RATE_LIMIT__MESSAGES_PER_SECOND", "10000000")
+        .env("ICN__NETWORK__RATE_LIMIT__BURST", "10000000")
         .env("ICN__LOG__LEVEL", "warn")
         .start()
         .await?;
@@ -71,20 +75,39 @@ async fn two_nodes(fsync: bool) -> anyhow::Result<Network> {
     Ok(net)
 }
 
-/// One sender streams `size`-byte best-effort messages to the other node for `seconds`
+/// One sender streams `size`-byte messages of `class` to the other node for `seconds`
 /// through one `SendStream`, as fast as netd takes them; returns the messages/s and MiB/s
-/// delivered to a `SubscribeBestEffort` subscriber, and the share of sends refused for a
-/// full queue (%).
-pub async fn netd_best_effort(size: usize, seconds: u64) -> anyhow::Result<(f64, f64, f64)> {
+/// delivered to the receiver's subscriber (`SubscribeBestEffort` or `Subscribe`), and
+/// the share of sends refused (%: a full queue).
+pub async fn netd_stream(
+    size: usize,
+    seconds: u64,
+    class: icn_proto::net::v1::DeliveryClass,
+) -> anyhow::Result<(f64, f64, f64)> {
     use icn_proto::net::v1::{DeliveryClass, SubscribeBestEffortRequest};
+    use tokio_stream::StreamExt;
     let net = two_nodes(true).await?;
     let (a, b) = (&net.nodes[0], &net.nodes[1]);
-    let mut inbox = b
-        .netd()
-        .await?
-        .subscribe_best_effort(SubscribeBestEffortRequest { protocols: vec!["bench".into()] })
-        .await?
-        .into_inner();
+    let mut receiver = b.netd().await?;
+    let protocols = vec!["bench".to_string()];
+    // Messages delivered, as counts per item of the subscriber's stream.
+    let mut delivered: std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<u64, tonic::Status>> + Send>> =
+        match class {
+            DeliveryClass::BestEffort => Box::pin(
+                receiver
+                    .subscribe_best_effort(SubscribeBestEffortRequest { protocols })
+                    .await?
+                    .into_inner()
+                    .map(|batch| batch.map(|b| b.messages.len() as u64)),
+            ),
+            DeliveryClass::Durable => Box::pin(
+                receiver
+                    .subscribe(SubscribeRequest { protocols, after_position: None })
+                    .await?
+                    .into_inner()
+                    .map(|message| message.map(|_| 1)),
+            ),
+        };
     let (tx, rx) = tokio::sync::mpsc::channel(1024);
     let mut results = a.netd().await?.send_stream(tokio_stream::wrappers::ReceiverStream::new(rx)).await?.into_inner();
     let request = SendRequest {
@@ -92,7 +115,7 @@ pub async fn netd_best_effort(size: usize, seconds: u64) -> anyhow::Result<(f64,
         protocol: "bench".into(),
         payload: vec![1u8; size],
         sealed: false,
-        class: DeliveryClass::BestEffort as i32,
+        class: class as i32,
     };
     let start = Instant::now();
     let end = start + Duration::from_secs(seconds);
@@ -117,10 +140,9 @@ pub async fn netd_best_effort(size: usize, seconds: u64) -> anyhow::Result<(f64,
     let mut last = start;
     // Counted until nothing more arrives for a second after the sender stopped.
     loop {
-        match tokio::time::timeout(Duration::from_secs(1), inbox.message()).await {
-            Ok(batch) => {
-                let batch = batch?.context("the best-effort stream ended")?;
-                received += batch.messages.len() as u64;
+        match tokio::time::timeout(Duration::from_secs(1), delivered.next()).await {
+            Ok(count) => {
+                received += count.context("the subscriber's stream ended")??;
                 last = Instant::now();
             }
             Err(_) if Instant::now() > end => break,
