@@ -120,6 +120,8 @@ pub struct LedgerNode {
     pub fork_reports: Mutex<Vec<ForkReport>>,
     /// Transfers as they are stored or change status, for `Watch`.
     pub transfers: tokio::sync::broadcast::Sender<TransferRecord>,
+    /// Checks submissions' signatures, concurrent ones together.
+    verifier: crate::verify::Verifier,
 }
 
 impl LedgerNode {
@@ -195,6 +197,7 @@ impl LedgerNode {
             local_committed: Notify::new(),
             fork_reports: Mutex::new(Vec::new()),
             transfers: tokio::sync::broadcast::channel(ctx.config.credit.watch_buffer).0,
+            verifier: crate::verify::Verifier::start(ctx),
         });
         link.set(Arc::downgrade(&node)).expect("set once");
         Ok(node)
@@ -221,17 +224,16 @@ impl LedgerNode {
         }
     }
 
-    /// Checks signatures (on every core), then queues the entries for the committer and
-    /// waits until they are durable. One outcome per entry, in order.
+    /// Checks signatures (on every core, together with concurrent submissions: see
+    /// `verify`), then queues the entries for the committer and waits until they are
+    /// durable. One outcome per entry, in order.
     pub async fn submit(
         &self,
         entries: Vec<LedgerEntry>,
         source: Source,
         cursor: Option<(String, u64)>,
     ) -> Result<Vec<Outcome>, LedgerError> {
-        let entries = tokio::task::spawn_blocking(move || Checked::verify_all(entries))
-            .await
-            .map_err(|e| LedgerError::CommitFailed(e.to_string()))?;
+        let entries = self.verifier.check(entries).await?;
         let (reply, answer) = oneshot::channel();
         self.jobs
             .send(Job { entries, source, cursor, reply })

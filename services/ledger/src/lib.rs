@@ -28,5 +28,6 @@ pub mod model;
 pub mod replicate;
 pub mod state;
 pub mod store;
+mod verify;
 
 pub use error::LedgerError;

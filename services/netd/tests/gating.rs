@@ -104,9 +104,18 @@ async fn the_rtt_to_a_peer_never_measured_is_estimated_from_network_coordinates(
     let measured = netd2.estimate_rtt(EstimateRttRequest { did: n1.did().to_string() }).await.unwrap().into_inner();
     assert!(measured.measured && measured.rtt_us > 0);
     let deadline = Instant::now() + Duration::from_secs(15);
+    // Node 3's first coordinates may come before it has measured anything (its error is
+    // then still the maximum, icn_netd::vivaldi::MAX_ERROR): wait for one it has learnt.
     let estimate = loop {
         match netd2.estimate_rtt(EstimateRttRequest { did: n3.did().to_string() }).await {
-            Ok(r) => break r.into_inner(),
+            Ok(r) if r.get_ref().peer_coordinate.as_ref().is_some_and(|c| c.error < icn_netd::vivaldi::MAX_ERROR) => {
+                break r.into_inner()
+            }
+            Ok(r) if Instant::now() < deadline => {
+                assert!(!r.into_inner().measured, "node 2 never connected to node 3");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Ok(r) => panic!("node 3's coordinate never converged: {:?}", r.into_inner()),
             Err(e) if Instant::now() < deadline => {
                 assert!(matches!(e.code(), Code::Unavailable | Code::NotFound), "{e:?}");
                 tokio::time::sleep(Duration::from_millis(200)).await;
