@@ -35,7 +35,9 @@ pub struct TopicsConfig {
     pub max_equivocations: usize,
     /// Live entries buffered per subscriber; one further behind catches up from the store.
     pub subscriber_buffer: usize,
-    /// Entries one `Subscribe` stream buffers ahead of its client.
+    /// Entries one `Subscribe` stream buffers ahead of its client; also the pushes
+    /// waiting for the send stream to netd (beyond it a push is dropped, counted, and
+    /// left to anti-entropy).
     pub stream_buffer: usize,
     /// Entries read from the store per step when a subscriber catches up.
     pub catch_up_page: usize,
@@ -62,9 +64,13 @@ pub struct TopicsConfig {
     /// Topics announced per anti-entropy round, taken in turn by name: a round costs the
     /// same however many topics peers created, and every topic comes round again.
     pub anti_entropy_topics: usize,
-    /// Pushes gather entries for up to this long, or up to `push_batch_bytes`.
+    /// No longer used: an entry is pushed as soon as it is stored (or checked, on a
+    /// relay), together with whatever else is ready then. Kept so that configuration
+    /// files naming it still load.
     #[serde(with = "humantime_serde")]
     pub push_linger: Duration,
+    /// Largest push frame: entries going to one peer together are cut into frames of at
+    /// most this many bytes (one entry may exceed it alone).
     pub push_batch_bytes: usize,
     /// Wait before reconnecting to this node's netd after losing it.
     #[serde(with = "humantime_serde")]

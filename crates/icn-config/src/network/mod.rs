@@ -77,7 +77,8 @@ pub struct NetworkConfig {
     /// Inbound messages buffered in memory for live subscribers; one that falls further
     /// behind catches up from the stored inbound log instead of slowing peers down.
     pub subscriber_buffer: usize,
-    /// Messages one `Subscribe` stream buffers ahead of its client.
+    /// Messages one `Subscribe` or `SubscribeBestEffort` stream buffers ahead of its
+    /// client; also the durable sends of one `SendStream` waiting for their commit at once.
     pub stream_buffer: usize,
     /// Messages read from the inbound log per step when a subscriber catches up.
     pub catch_up_page: usize,
