@@ -2,7 +2,6 @@
 
 use crate::error::parse_did;
 use crate::{NetError, Node};
-
 use futures::Stream;
 use icn_proto::net::v1::netd_server::Netd;
 use icn_proto::net::v1::*;

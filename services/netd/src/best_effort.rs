@@ -108,7 +108,8 @@ impl BestEffort {
     }
 
     /// (messages, bytes) queued for `did`.
-    pub fn depth(&self, did: &Did) -> (usize, usize) {
+    #[cfg(test)]
+    fn depth(&self, did: &Did) -> (usize, usize) {
         let queues = self.queues.lock().expect("best-effort lock");
         queues.get(did).map(|q| (q.frames.len(), q.bytes)).unwrap_or_default()
     }

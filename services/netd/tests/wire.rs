@@ -241,3 +241,32 @@ async fn a_peer_gets_two_message_streams_and_no_more_and_its_best_effort_frames_
     );
     assert!(conn.close_reason().is_none(), "asking for a stream is no offence");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_peer_flooding_best_effort_frames_is_slowed_then_cut_like_any_other() {
+    use icn_proto::net::wire::v1::Message;
+    let net = Network::builder(1)
+        .services(&["netd"])
+        .bootstrap(Bootstrap::None)
+        .env("ICN__NETWORK__RATE_LIMIT__MESSAGES_PER_SECOND", "100")
+        .env("ICN__NETWORK__RATE_LIMIT__BURST", "100")
+        .env("ICN__NETWORK__RATE_LIMIT__CUT_AFTER", "1s")
+        .start()
+        .await
+        .unwrap();
+    let node = &net.nodes[0];
+    let peer = RawPeer::new().unwrap();
+    let (conn, _control) = connect(&peer, &node.quic_address(), PROTOCOL_VERSION).await;
+    let mut stream = conn.open_uni().await.unwrap();
+    let flood = Message { protocol: "flood".into(), payload: vec![0; 16], ..Default::default() };
+    let frame = Frame { body: Some(Body::BestEffort(flood)) };
+    // Nothing of this class is stored, yet it pays the same per-peer limit: the node stops
+    // reading (QUIC's flow control then stalls the writer), then cuts the peer.
+    let flooding = async { while frame::write_frame(&mut stream, &frame).await.is_ok() {} };
+    tokio::time::timeout(Duration::from_secs(20), flooding).await.expect("the node cut the flooding peer");
+    let (code, reason) = closed_with(&conn).await;
+    assert_eq!(code, close::RATE_LIMITED as u64, "{reason}");
+    assert!(node.metric("netd", "icn_netd_rate_limited_total{action=\"slowed\"").await.unwrap() > 0.0);
+    assert!(node.metric("netd", "icn_netd_rate_limited_total{action=\"cut\"").await.unwrap() >= 1.0);
+    node.wait_healthy("netd", Duration::from_secs(5)).await.unwrap();
+}

@@ -27,7 +27,7 @@ use crate::store::{Reader, Store};
 use crate::GossipError;
 use icn_config::TopicsConfig;
 use icn_identity::Did;
-use icn_proto::gossip::v1::{Entry, StoredEntry, Topic, TopicScope};
+use icn_proto::gossip::v1::{Entry, Topic, TopicScope};
 use icn_proto::gossip::wire::v1::{gossip_frame::Body, GossipFrame, MeshControl};
 use icn_runtime::{now_ms, Context};
 use lanes::Lanes;
@@ -332,7 +332,7 @@ impl Replicator {
             }
             let mut by_topic: HashMap<String, Vec<Entry>> = HashMap::new();
             for s in batch {
-                let Some(entry) = StoredEntry::clone(&s).entry else { continue };
+                let Some(entry) = s.entry.clone() else { continue };
                 if self.mesh.lock().expect("mesh lock").first_sight(entry_id(&entry)) {
                     by_topic.entry(entry.topic.clone()).or_default().push(entry);
                 }

@@ -100,19 +100,9 @@ impl Inner {
     ) -> Result<impl std::future::Future<Output = Result<u64, NetError>> + Send + 'static, NetError> {
         let payload = self.outgoing_payload(to, payload, sealed)?;
         self.revive(to);
-        let trace = TraceContext { fields: icn_telemetry::propagation::current_fields() };
         let protocol_name = protocol.to_string();
         let committing = self.outbox.enqueue(to, move |seq| {
-            frame::encode(&Frame {
-                body: Some(Body::Message(Message {
-                    protocol: protocol_name,
-                    seq,
-                    payload,
-                    sealed,
-                    trace: Some(trace),
-                    sent_at_ms: now_ms(),
-                })),
-            })
+            frame::encode(&Frame { body: Some(Body::Message(message(protocol_name, seq, payload, sealed))) })
         })?;
         let (inner, to, protocol) = (self.clone(), to.clone(), protocol.to_string());
         Ok(async move {
@@ -134,19 +124,17 @@ impl Inner {
         if link.protocol_version < crate::BEST_EFFORT_VERSION {
             return Err(NetError::NoBestEffort { did: to.clone(), version: link.protocol_version });
         }
-        let trace = TraceContext { fields: icn_telemetry::propagation::current_fields() };
-        let frame = frame::encode(&Frame {
-            body: Some(Body::BestEffort(Message {
-                protocol: protocol.to_string(),
-                seq: 0,
-                payload,
-                sealed,
-                trace: Some(trace),
-                sent_at_ms: now_ms(),
-            })),
-        });
+        let frame =
+            frame::encode(&Frame { body: Some(Body::BestEffort(message(protocol.to_string(), 0, payload, sealed))) });
         self.best_effort.push(to, frame)?;
         self.metrics.messages_queued.with_label_values(&[protocol]).inc();
         Ok(())
     }
+}
+
+/// A message as it goes on the wire, carrying the caller's trace context (the receiver's
+/// spans join it) and the time it was sent; `seq` is 0 in the best-effort class.
+fn message(protocol: String, seq: u64, payload: Vec<u8>, sealed: bool) -> Message {
+    let trace = TraceContext { fields: icn_telemetry::propagation::current_fields() };
+    Message { protocol, seq, payload, sealed, trace: Some(trace), sent_at_ms: now_ms() }
 }
