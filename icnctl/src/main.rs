@@ -282,7 +282,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 class: class as i32,
             };
             let response = net::client(&netd_endpoint).await?.send(request).await?.into_inner();
-            out.sent(response.seq);
+            out.sent(response.seq, best_effort);
         }
         Command::Subscribe { protocols, count, after } => {
             let mut client = net::client(&netd_endpoint).await?;

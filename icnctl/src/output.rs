@@ -97,9 +97,12 @@ impl Output {
         }
     }
 
-    pub fn sent(&self, seq: u64) {
+    /// A send's answer: its sequence number when durable; best-effort sends have none.
+    pub fn sent(&self, seq: u64, best_effort: bool) {
         if self.json {
-            println!("{}", json!({ "seq": seq }));
+            println!("{}", json!({ "seq": seq, "best_effort": best_effort }));
+        } else if best_effort {
+            println!("handed to the peer's link, best effort (not stored, not acknowledged)");
         } else {
             println!("queued as message {seq}");
         }

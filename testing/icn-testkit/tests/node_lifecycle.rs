@@ -316,9 +316,20 @@ async fn icnctl_sends_subscribes_measures_and_disconnects() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let rtt: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(rtt["measured"], true);
+    // Best effort while connected: sent, with no sequence number; once disconnected,
+    // refused with the reason (nothing is kept for an absent peer).
+    let best_effort =
+        ["--json", "send", "--best-effort", "--to", n2.did().as_str(), "--protocol", "cli", "--payload", "x"];
+    let out = icnctl(&n1.endpoint("netd"), &best_effort);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let sent: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((sent["seq"].as_u64(), sent["best_effort"].as_bool()), (Some(0), Some(true)));
     let out = icnctl(&n1.endpoint("netd"), &["disconnect", n2.did().as_str()]);
     assert!(out.status.success());
     n1.wait_peer_state(n2.did(), icn_proto::net::v1::PeerState::Closed, Duration::from_secs(5)).await.unwrap();
+    let out = icnctl(&n1.endpoint("netd"), &best_effort);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not connected"), "{}", String::from_utf8_lossy(&out.stderr));
     let out = icnctl(&n1.endpoint("netd"), &["disconnect", "did:icn:zNope"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("`did`"), "{}", String::from_utf8_lossy(&out.stderr));
