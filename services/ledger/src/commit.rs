@@ -366,8 +366,9 @@ fn replay(view: &Reader<'_>, upto: u64, only: Option<&str>) -> Result<(State, u6
             &mut scratch,
         );
         state.version = position;
-        scratch.accounts.clear();
-        scratch.forks.clear();
+        // A replay writes nothing: what the group would write is dropped, every record
+        // (the list of transfers changed grows with the group, and is searched as it does).
+        scratch = GroupWrite::default();
     })?;
     Ok((state, records))
 }

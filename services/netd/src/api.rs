@@ -125,6 +125,18 @@ impl Netd for NetdApi {
         Ok(Response::new(Box::pin(stream)))
     }
 
+    type SubscribeBatchesStream = BatchStream;
+
+    async fn subscribe_batches(
+        &self,
+        request: Request<SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeBatchesStream>, Status> {
+        let r = request.into_inner();
+        let protocols: HashSet<String> = r.protocols.into_iter().collect();
+        let rx = self.node.subscribe(protocols, r.after_position).await?;
+        Ok(Response::new(Box::pin(batches(rx, self.node.batch_limit()))))
+    }
+
     async fn list_peers(&self, _: Request<ListPeersRequest>) -> Result<Response<ListPeersResponse>, Status> {
         Ok(Response::new(ListPeersResponse { peers: self.node.peers() }))
     }
@@ -164,4 +176,34 @@ impl Netd for NetdApi {
         let did = parse_did("did", &request.into_inner().did)?;
         Ok(Response::new(self.node.estimate_rtt(&did)?))
     }
+}
+
+/// A subscription's messages in batches: each batch is what is ready when the subscriber
+/// asks, at most `max`, in order. A read error ends the stream after the messages before
+/// it.
+fn batches(
+    rx: tokio::sync::mpsc::Receiver<Result<InboundMessage, NetError>>,
+    max: usize,
+) -> impl Stream<Item = Result<InboundBatch, Status>> + Send {
+    futures::stream::unfold((rx, None::<NetError>), move |(mut rx, failed)| async move {
+        if let Some(e) = failed {
+            return Some((Err(Status::from(e)), (rx, None)));
+        }
+        let mut messages = match rx.recv().await? {
+            Ok(m) => vec![m],
+            Err(e) => return Some((Err(Status::from(e)), (rx, None))),
+        };
+        let mut failed = None;
+        while messages.len() < max.max(1) {
+            match rx.try_recv() {
+                Ok(Ok(m)) => messages.push(m),
+                Ok(Err(e)) => {
+                    failed = Some(e);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        Some((Ok(InboundBatch { messages }), (rx, failed)))
+    })
 }

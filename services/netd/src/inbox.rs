@@ -113,29 +113,54 @@ impl Inbox {
     /// `Ok(None)` for a duplicate. The write goes to RocksDB's log without a sync — a
     /// process crash keeps it; only a machine crash could lose it, and then the sender,
     /// not having seen an ack for it yet in most cases, resends it.
-    pub fn deliver(&self, did: &Did, epoch: &str, mut message: InboundMessage) -> Result<Option<u64>, StorageError> {
+    pub fn deliver(&self, did: &Did, epoch: &str, message: InboundMessage) -> Result<Option<u64>, StorageError> {
+        Ok(self.deliver_all(did, epoch, vec![message])?.pop().flatten())
+    }
+
+    /// [`Inbox::deliver`] for several messages of one sender, in order, in one write: what
+    /// a link reads from one buffer of its stream is recorded together. Each message's
+    /// position, or `None` for a duplicate.
+    pub fn deliver_all(
+        &self,
+        did: &Did,
+        epoch: &str,
+        messages: Vec<InboundMessage>,
+    ) -> Result<Vec<Option<u64>>, StorageError> {
         let mut state = self.state.lock().expect("inbox lock");
-        let current = state.senders.get(did);
-        let delivered = match current {
+        let mut delivered = match state.senders.get(did) {
             Some(s) if s.epoch == epoch => s.delivered_seq,
             _ => 0,
         };
-        if message.seq <= delivered {
-            return Ok(None);
-        }
-        let position = state.head + 1;
-        message.position = position;
-        let record = InboxState { epoch: epoch.to_string(), delivered_seq: message.seq };
-        let encoded = message.encode_to_vec();
-        let mut bytes = state.bytes + encoded.len() as u64;
+        let (mut head, mut bytes) = (state.head, state.bytes);
         let mut batch = WriteBatch::default();
+        let (received, sizes) = (self.storage.cf(RECEIVED_CF)?, self.storage.cf(RECEIVED_SIZES_CF)?);
+        let mut positions = Vec::with_capacity(messages.len());
+        let mut stored = Vec::with_capacity(messages.len());
+        let mut prune = false;
+        for mut message in messages {
+            if message.seq <= delivered {
+                positions.push(None);
+                continue;
+            }
+            delivered = message.seq;
+            head += 1;
+            message.position = head;
+            let encoded = message.encode_to_vec();
+            bytes += encoded.len() as u64;
+            batch.put_cf(sizes, head.to_be_bytes(), (encoded.len() as u64).to_be_bytes());
+            batch.put_cf(received, head.to_be_bytes(), encoded);
+            prune |= head % PRUNE_EVERY == 0 && head > self.retention.messages;
+            positions.push(Some(head));
+            stored.push(message);
+        }
+        if stored.is_empty() {
+            return Ok(positions);
+        }
+        let record = InboxState { epoch: epoch.to_string(), delivered_seq: delivered };
         batch.put_cf(self.storage.cf(INBOX_CF)?, did.as_str().as_bytes(), record.encode_to_vec());
-        batch.put_cf(self.storage.cf(RECEIVED_SIZES_CF)?, position.to_be_bytes(), (encoded.len() as u64).to_be_bytes());
-        batch.put_cf(self.storage.cf(RECEIVED_CF)?, position.to_be_bytes(), encoded);
-        let by_count = position % PRUNE_EVERY == 0 && position > self.retention.messages;
-        if by_count || bytes > self.retention.bytes {
-            let keep_from = (position + 1).saturating_sub(self.retention.messages);
-            let (cut, freed) = self.prune_point(keep_from, bytes, position)?;
+        if prune || bytes > self.retention.bytes {
+            let keep_from = (head + 1).saturating_sub(self.retention.messages);
+            let (cut, freed) = self.prune_point(keep_from, bytes, head)?;
             if cut > 0 {
                 for cf in [RECEIVED_CF, RECEIVED_SIZES_CF] {
                     batch.delete_range_cf(self.storage.cf(cf)?, 0u64.to_be_bytes(), cut.to_be_bytes());
@@ -146,14 +171,16 @@ impl Inbox {
         batch.put_cf(self.storage.cf(icn_storage::META_CF)?, BYTES_KEY, bytes.to_be_bytes());
         self.storage.db().write(batch)?;
         state.senders.insert(did.clone(), record);
-        state.head = position;
+        state.head = head;
         state.bytes = bytes;
         // Sent under the lock so live subscribers see positions in order. No receiver is
-        // fine: the message is in the log.
-        let _ = self.live.send(Arc::new(message));
+        // fine: the messages are in the log.
+        for message in stored {
+            let _ = self.live.send(Arc::new(message));
+        }
         drop(state);
         self.arrivals(did).notify_one();
-        Ok(Some(position))
+        Ok(positions)
     }
 
     /// Where to cut the log (positions below go) and the bytes that frees, so that it

@@ -2,7 +2,7 @@
 //! with messages queued, receivers restarted, peers gone for good, disconnects on purpose,
 //! and sealed payloads at rest.
 
-use icn_proto::net::v1::{DisconnectRequest, InboundMessage, PeerState, SendRequest};
+use icn_proto::net::v1::{DisconnectRequest, InboundMessage, PeerState, SendRequest, SubscribeRequest};
 use icn_testkit::{Network, TestNode};
 use std::collections::HashSet;
 use std::time::Duration;
@@ -103,6 +103,22 @@ async fn a_receiver_restarted_by_sigkill_or_sigterm_gets_each_message_once() {
     assert_eq!(positions.len(), total);
     // Nothing more arrives: no late duplicate.
     assert!(tokio::time::timeout(Duration::from_secs(1), inbox.message()).await.is_err());
+    // The same log in batches, from its start and from the middle: the same messages,
+    // in the same order, once.
+    for from in [0, got[total / 2].position] {
+        let request = SubscribeRequest { protocols: vec!["test".into()], after_position: Some(from) };
+        let mut batches = net.nodes[1].netd().await.unwrap().subscribe_batches(request).await.unwrap().into_inner();
+        let expected: Vec<(u64, u64)> = got.iter().filter(|m| m.position > from).map(|m| (m.seq, m.position)).collect();
+        let mut read = Vec::new();
+        while read.len() < expected.len() {
+            let batch =
+                tokio::time::timeout(Duration::from_secs(10), batches.message()).await.unwrap().unwrap().unwrap();
+            assert!(!batch.messages.is_empty(), "no empty batch");
+            read.extend(batch.messages.iter().map(|m| (m.seq, m.position)));
+        }
+        assert_eq!(read, expected, "batches from position {from}");
+        assert!(tokio::time::timeout(Duration::from_millis(500), batches.message()).await.is_err());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

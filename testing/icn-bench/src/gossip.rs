@@ -5,12 +5,12 @@ use anyhow::Context;
 use icn_testkit::{Bootstrap, Network};
 use std::time::{Duration, Instant};
 
-fn gossip_publish(topic: &str, payload: Vec<u8>) -> icn_proto::gossip::v1::PublishRequest {
+pub(crate) fn gossip_publish(topic: &str, payload: Vec<u8>) -> icn_proto::gossip::v1::PublishRequest {
     use icn_proto::gossip::v1::*;
     PublishRequest { signing: Some(publish_request::Signing::Payload(PublishPayload { topic: topic.into(), payload })) }
 }
 
-async fn gossip_topic(node: &icn_testkit::TestNode, name: &str) -> anyhow::Result<()> {
+pub(crate) async fn gossip_topic(node: &icn_testkit::TestNode, name: &str) -> anyhow::Result<()> {
     use icn_proto::gossip::v1::*;
     let spec = TopicSpec {
         name: name.into(),

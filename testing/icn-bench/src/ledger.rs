@@ -34,7 +34,7 @@ const VERIFY_BATCH: usize = 100;
 
 /// How a load submits its transfers.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Calls {
+pub(crate) enum Calls {
     /// One transfer per `SubmitTransfer`.
     Unary,
     /// This many transfers per `SubmitTransfers`.
@@ -250,37 +250,49 @@ fn load_rows(load: &Load, ceiling: &Ceiling, run: Driven, before: &Snapshot, aft
 /// each linked to the one before, paying the next member 1 unit. Without deps the payer
 /// spends from its credit limit alone, so no transfer waits for another payer's.
 fn sign_chains(coop_id: &str, members: &[NodeIdentity], per_payer: usize) -> Vec<Vec<Transfer>> {
+    sign_round(coop_id, members, vec![Account::default(); members.len()], per_payer).0
+}
+
+/// [`sign_chains`] from given chain heads (one per member): the chains go on from each
+/// head, and the new heads come back for the next round.
+pub(crate) fn sign_round(
+    coop_id: &str,
+    members: &[NodeIdentity],
+    heads: Vec<Account>,
+    per_payer: usize,
+) -> (Vec<Vec<Transfer>>, Vec<Account>) {
     let now = icn_runtime::now_ms();
-    let chain = |i: usize| {
+    let chain = |(i, mut account): (usize, Account)| {
         let payee = members[(i + 1) % members.len()].did().to_string();
         let payment =
             Payment { coop_id, currency: CURRENCY, payee: &payee, amount: 1, memo: "bench", idempotency_id: "" };
-        let mut account = Account::default();
-        (0..per_payer)
+        let transfers = (0..per_payer)
             .map(|_| {
                 let t = next_transfer(&members[i], &account, &payment, now);
                 account.seq = t.payer_seq;
                 account.head_hash = icn_ledger_records::hash(&t).to_vec();
                 t
             })
-            .collect::<Vec<_>>()
+            .collect::<Vec<_>>();
+        (transfers, account)
     };
     let chain = &chain;
     let per_thread = members.len().div_ceil(cores());
-    std::thread::scope(|scope| {
-        let parts: Vec<_> = (0..members.len())
-            .step_by(per_thread)
-            .map(|from| {
-                scope.spawn(move || (from..(from + per_thread).min(members.len())).map(chain).collect::<Vec<_>>())
-            })
-            .collect();
-        parts.into_iter().flat_map(|p| p.join().expect("signing does not panic")).collect()
-    })
+    let mut heads = heads.into_iter().enumerate().collect::<Vec<_>>();
+    let parts: Vec<(Vec<Transfer>, Account)> = std::thread::scope(|scope| {
+        let mut threads = Vec::new();
+        while !heads.is_empty() {
+            let part: Vec<_> = heads.drain(..per_thread.min(heads.len())).collect();
+            threads.push(scope.spawn(move || part.into_iter().map(chain).collect::<Vec<_>>()));
+        }
+        threads.into_iter().flat_map(|p| p.join().expect("signing does not panic")).collect()
+    });
+    parts.into_iter().unzip()
 }
 
 /// Splits the chains among `callers`: caller k takes payers k, k + callers, … and sends
 /// their transfers round by round, so every chain reaches the node in order.
-fn per_caller(chains: Vec<Vec<Transfer>>, callers: usize) -> Vec<Vec<Transfer>> {
+pub(crate) fn per_caller(chains: Vec<Vec<Transfer>>, callers: usize) -> Vec<Vec<Transfer>> {
     let mut owned: Vec<Vec<std::vec::IntoIter<Transfer>>> = (0..callers).map(|_| Vec::new()).collect();
     for (i, chain) in chains.into_iter().enumerate() {
         owned[i % callers].push(chain.into_iter());
@@ -300,15 +312,15 @@ fn per_caller(chains: Vec<Vec<Transfer>>, callers: usize) -> Vec<Vec<Transfer>> 
         .collect()
 }
 
-struct Driven {
-    committed: u64,
+pub(crate) struct Driven {
+    pub(crate) committed: u64,
     elapsed: Duration,
     latencies: Vec<Duration>,
 }
 
 /// Every caller submits its stream until it is used up or `duration` has passed; each
 /// acknowledged transfer must be APPLIED, or the benchmark fails.
-async fn drive(
+pub(crate) async fn drive(
     client: &LedgerClient<Channel>,
     streams: Vec<Vec<Transfer>>,
     calls: Calls,

@@ -102,10 +102,10 @@ pub async fn netd_stream(
             ),
             DeliveryClass::Durable => Box::pin(
                 receiver
-                    .subscribe(SubscribeRequest { protocols, after_position: None })
+                    .subscribe_batches(SubscribeRequest { protocols, after_position: None })
                     .await?
                     .into_inner()
-                    .map(|message| message.map(|_| 1)),
+                    .map(|batch| batch.map(|b| b.messages.len() as u64)),
             ),
         };
     let (tx, rx) = tokio::sync::mpsc::channel(1024);

@@ -193,15 +193,19 @@ impl Replicator {
                         protocols: vec![PROTOCOL.into()],
                         after_position: Some(cursor.unwrap_or(0)),
                     };
-                    let stream = this.lanes.netd().subscribe(request).await;
+                    let stream = this.lanes.netd().subscribe_batches(request).await;
                     stream.map(|s| s.into_inner()).map_err(|s| format!("{}: {}", s.code(), s.message()))
                 }
             },
-            move |m: InboundMessage| {
+            move |batch: InboundBatch| {
                 let this = handler.clone();
                 async move {
-                    let position = m.position;
-                    this.take(m, false).await;
+                    let Some(position) = batch.messages.last().map(|m| m.position) else { return Ok(()) };
+                    for m in batch.messages {
+                        this.take(m, false).await;
+                    }
+                    // Once per batch: a restart reads the batch again, and every frame in
+                    // it is idempotent (entries are stored once, joins are sets).
                     if let Err(e) = this.store.set_meta(CURSOR_KEY, position) {
                         tracing::warn!(error = %e, "recording the netd cursor failed");
                     }

@@ -36,14 +36,19 @@
 //!   recomputing after a fork or new rules; and what readers ask of it;
 //! - `form`: what a transfer alone decides (signature, fields);
 //! - `rules`: the cooperative's rules as transfers need them, and the balance floor;
+//! - `accounts`: each account's unclaimed income and waiting transfers, kept up as
+//!   transfers apply so reading an account never walks its history;
+//! - `reads`: what readers ask of it (status, balances, heads, forks);
 //! - `finality`: validators' votes, and which transfer a certificate makes win a fork;
 //! - `refusal`: a transfer's [`Status`] and the [`Refusal`] it may get.
 //!
 //! The engine never touches storage, the network or the clock: the same transfers and
 //! rules give the same result on every node.
 
+mod accounts;
 mod finality;
 mod form;
+mod reads;
 mod refusal;
 mod rules;
 #[cfg(test)]
@@ -99,6 +104,7 @@ pub struct Ledger {
     /// Votes for transfers this node does not know (yet): what the node's bound on
     /// held votes counts.
     orphan_votes: usize,
+    accounts: accounts::AccountIndex,
 }
 
 /// What changed since the last time a caller asked: the accounts to write and the
@@ -157,6 +163,7 @@ impl Ledger {
         }
         let slot = (t.currency.clone(), t.payer.clone(), t.payer_seq);
         self.orphan_votes -= self.votes.get(&hash).map_or(0, BTreeSet::len);
+        self.accounts.learnt(&t, hash);
         self.known.insert(hash, t.clone());
         *self.unapplied.entry(t.payer.clone()).or_default() += 1;
         self.unapplied_total += 1;
@@ -186,6 +193,7 @@ impl Ledger {
         }
         self.refused.remove(hash);
         if let Some(t) = self.known.remove(hash) {
+            self.accounts.forgotten(&t, *hash);
             self.orphan_votes += self.votes.get(hash).map_or(0, BTreeSet::len);
             self.count_unapplied(&t.payer, -1);
             if let Some(holders) = self.slots.get_mut(&(t.currency.clone(), t.payer.clone(), t.payer_seq)) {
@@ -310,11 +318,15 @@ impl Ledger {
         self.count_unapplied(&t.payer, -1);
         let key = (t.currency.clone(), t.payer.clone());
         let mut incoming: i128 = 0;
+        let mut deps = Vec::with_capacity(t.deps.len());
         for dep in &t.deps {
             let dep_hash = <Hash>::try_from(dep.as_slice()).expect("checked in try_apply");
             self.claimed.insert(dep_hash, (hash, t.payer_seq));
-            incoming += self.known[&dep_hash].amount as i128;
+            let d = &self.known[&dep_hash];
+            incoming += d.amount as i128;
+            deps.push((d.created_at_ms, dep_hash));
         }
+        self.accounts.applied(t, hash, &deps);
         let checked = self.checked.entry(key.clone()).or_default();
         let before = checked.get(&(t.payer_seq - 1)).copied().unwrap_or(0);
         checked.insert(t.payer_seq, before + incoming - t.amount as i128);
@@ -337,6 +349,7 @@ impl Ledger {
             *self.unapplied.entry(t.payer.clone()).or_default() += 1;
         }
         self.unapplied_total = self.known.len();
+        self.accounts.reset(self.known.iter());
         self.chains.clear();
         self.claimed.clear();
         self.checked.clear();
@@ -374,124 +387,5 @@ impl Ledger {
             }
         }
         self.unapplied_total = self.unapplied_total.saturating_add_signed(by);
-    }
-
-    /// Known transfers of `payer` that are not applied.
-    pub fn unapplied_of(&self, payer: &str) -> usize {
-        self.unapplied.get(payer).copied().unwrap_or(0)
-    }
-
-    /// Known transfers that are not applied, of every payer.
-    pub fn unapplied_total(&self) -> usize {
-        self.unapplied_total
-    }
-
-    /// Viable transfers (not refused on their merits) at `t`'s place, `t` included if
-    /// known: 2 means `t` is the rival that makes a fork.
-    pub fn viable_at(&self, t: &Transfer) -> usize {
-        self.viable_in_slot(t).len()
-    }
-
-    pub fn status(&self, hash: &Hash) -> Status {
-        if let Some(r) = self.refused.get(hash) {
-            return Status::Refused(r.clone());
-        }
-        let Some(t) = self.known.get(hash) else { return Status::Pending(vec!["unknown".into()]) };
-        if self.applied.contains(hash) {
-            return Status::Applied;
-        }
-        match self.try_apply(hash, t) {
-            Ok(_) if self.quarantined(hash, t) => Status::Quarantined,
-            Ok(Err(missing)) => Status::Pending(missing),
-            Err(r) => Status::Refused(r),
-            Ok(Ok(())) => Status::Pending(Vec::new()),
-        }
-    }
-
-    pub fn transfer(&self, hash: &Hash) -> Option<&Transfer> {
-        self.known.get(hash)
-    }
-
-    pub fn transfers(&self) -> impl Iterator<Item = (&Hash, &Transfer)> {
-        self.known.iter()
-    }
-
-    pub fn is_applied(&self, hash: &Hash) -> bool {
-        self.applied.contains(hash)
-    }
-
-    /// Whether an applied transfer has been named as a dep by an applied transfer.
-    pub fn is_claimed(&self, hash: &Hash) -> bool {
-        self.claimed.contains_key(hash)
-    }
-
-    /// The payer account's last applied sequence number and transfer hash.
-    pub fn head(&self, currency: &str, account: &str) -> Option<(u64, Hash)> {
-        self.chains
-            .get(&(currency.to_string(), account.to_string()))
-            .and_then(|c| c.last_key_value())
-            .map(|(seq, h)| (*seq, *h))
-    }
-
-    pub fn balance(&self, currency: &str, account: &str) -> i128 {
-        self.balances.get(&(currency.to_string(), account.to_string())).copied().unwrap_or(0)
-    }
-
-    pub fn balances(&self) -> &HashMap<(String, String), i128> {
-        &self.balances
-    }
-
-    pub fn applied(&self) -> &BTreeSet<Hash> {
-        &self.applied
-    }
-
-    /// Accounts and transfers changed since the last call.
-    pub fn take_changes(&mut self) -> Changes {
-        Changes {
-            accounts: std::mem::take(&mut self.dirty),
-            applied: std::mem::take(&mut self.newly_applied),
-            forks: {
-                let mut forks = std::mem::take(&mut self.new_forks);
-                forks.sort();
-                forks.dedup();
-                forks
-            },
-        }
-    }
-
-    /// Hashes of the transfers quarantined in forks: places held by two or more viable
-    /// transfers, but for a place's certified winner.
-    pub fn quarantine(&self) -> Vec<Hash> {
-        let mut q: Vec<Hash> = self
-            .forks()
-            .into_values()
-            .flatten()
-            .filter(|h| self.known.get(h).is_some_and(|t| self.quarantined(h, t)))
-            .collect();
-        q.sort();
-        q
-    }
-
-    /// Forks by place: (currency, payer, seq) → the viable transfers holding it. Only a
-    /// member's: anyone can sign two transfers with one sequence number in the name of a
-    /// key that pays nothing, and such junk must cost no recompute and no report.
-    pub fn forks(&self) -> BTreeMap<(String, String, u64), Vec<Hash>> {
-        self.slots
-            .iter()
-            .filter(|((_, payer, _), _)| self.rules.members.contains(payer))
-            .map(|(k, h)| (k.clone(), h.iter().filter(|x| !self.refused.contains_key(*x)).copied().collect::<Vec<_>>()))
-            .filter(|(_, viable)| viable.len() > 1)
-            .collect()
-    }
-
-    /// The balances a replay of the applied transfers gives (RecomputeBalances compares).
-    pub fn replay(&self) -> HashMap<(String, String), i128> {
-        let mut out: HashMap<(String, String), i128> = HashMap::new();
-        for h in &self.applied {
-            let t = &self.known[h];
-            *out.entry((t.currency.clone(), t.payer.clone())).or_default() -= t.amount as i128;
-            *out.entry((t.currency.clone(), t.payee.clone())).or_default() += t.amount as i128;
-        }
-        out
     }
 }

@@ -100,11 +100,7 @@ impl State {
                 write.applied.extend(changes.applied.iter().map(|h| (coop_id.clone(), *h)));
             }
             for hash in changes.applied {
-                if let Some(m) = coop.meta.get_mut(&hash) {
-                    if m.applied_at_ms == 0 {
-                        m.applied_at_ms = received_at_ms;
-                    }
-                }
+                coop.stamp_applied(&hash, received_at_ms);
                 if !write.transfer_events.iter().any(|(c, h)| *h == hash && *c == coop_id) {
                     write.transfer_events.push((coop_id.clone(), hash));
                 }
@@ -281,15 +277,27 @@ impl CoopState {
         if let Some(m) = self.meta.get_mut(&hash) {
             m.position = position;
             m.received_at_ms = received_at_ms;
-            if self.engine.is_applied(&hash) && m.applied_at_ms == 0 {
-                m.applied_at_ms = received_at_ms;
-            }
+        }
+        if self.engine.is_applied(&hash) {
+            self.stamp_applied(&hash, received_at_ms);
         }
         for member in [&t.payer, &t.payee] {
             self.history.entry((t.currency.clone(), member.clone())).or_default().push(hash);
         }
         if !t.idempotency_id.is_empty() {
             self.idempotency.entry((t.currency.clone(), t.payer.clone(), t.idempotency_id.clone())).or_insert(hash);
+        }
+    }
+
+    /// Notes when a transfer first applied, on the transfer and on both its accounts
+    /// (`Account.updated_at_ms`: the last time a transfer of the account applied).
+    fn stamp_applied(&mut self, hash: &Hash, at_ms: i64) {
+        let Some(m) = self.meta.get_mut(hash).filter(|m| m.applied_at_ms == 0) else { return };
+        m.applied_at_ms = at_ms;
+        let Some(t) = self.engine.transfer(hash) else { return };
+        for member in [&t.payer, &t.payee] {
+            let at = self.updated.entry((t.currency.clone(), member.clone())).or_default();
+            *at = (*at).max(at_ms);
         }
     }
 

@@ -171,6 +171,8 @@ pub struct CoopState {
     pub model: CoopModel,
     pub engine: Ledger,
     meta: HashMap<Hash, TransferMeta>,
+    /// (currency, member) → when a transfer of the account last applied.
+    updated: HashMap<(String, String), i64>,
     /// (currency, member) → transfers in or out, in journal order.
     history: HashMap<(String, String), Vec<Hash>>,
     /// (currency, payer, idempotency id) → the first transfer that used it.

@@ -142,7 +142,7 @@ fn nodes_agree_whatever_the_order_of_admin_entries_and_transfers() {
     for seed in 0..40 {
         let (c, founder, members, entries) = history(seed);
         let mut rng = StdRng::seed_from_u64(seed + 7);
-        let replicas: Vec<State> = (0..3).map(|_| deliver(&entries, &mut rng)).collect();
+        let mut replicas: Vec<State> = (0..3).map(|_| deliver(&entries, &mut rng)).collect();
         let reference = &replicas[0].coops[&c];
         assert!(!reference.engine.applied().is_empty(), "seed {seed}: transfers apply");
         for r in &replicas {
@@ -161,13 +161,62 @@ fn nodes_agree_whatever_the_order_of_admin_entries_and_transfers() {
                     assert_eq!(balance, reference.engine.balance(currency, m.did().as_str()), "seed {seed}");
                 }
             }
+            // An account read from the engine's indexes is what a walk of its history shows.
+            for currency in CURRENCIES {
+                for m in &members {
+                    let account = coop.account(&c, currency, m.did().as_str(), 0, usize::MAX);
+                    let walked = account_by_walk(coop, currency, m.did().as_str());
+                    assert_eq!((account.pending, account.tip_seq, &account.unclaimed_incoming), walked_ref(&walked));
+                    let there = reference.account(&c, currency, m.did().as_str(), 0, usize::MAX);
+                    assert_eq!(account.unclaimed_incoming, there.unclaimed_incoming, "seed {seed}: any order");
+                }
+            }
             // Applied once each: the replay of the applied set gives the balances.
             let replay = coop.engine.replay();
             for ((currency, member), b) in coop.engine.balances() {
                 assert_eq!(replay.get(&(currency.clone(), member.clone())).copied().unwrap_or(0), *b, "seed {seed}");
             }
         }
+        // GetBalance never reads an account's history: without it, the answer is the same.
+        let coop = replicas[1].coops.get_mut(&c).unwrap();
+        let read = |coop: &super::CoopState| -> Vec<_> {
+            members.iter().flat_map(|m| CURRENCIES.map(|cur| coop.account(&c, cur, m.did().as_str(), 0, 64))).collect()
+        };
+        let before = read(coop);
+        coop.history.clear();
+        assert_eq!(read(coop), before, "seed {seed}");
     }
+}
+
+/// An account's pending transfers, tip and unclaimed income found by walking its whole
+/// history, the way reads did before the engine kept per-account indexes.
+fn account_by_walk(coop: &super::CoopState, currency: &str, member: &str) -> (u32, u64, Vec<Vec<u8>>) {
+    use crate::engine::Status;
+    let history = coop.history.get(&(currency.to_string(), member.to_string())).cloned().unwrap_or_default();
+    let (mut pending, mut tip) = (0, coop.engine.head(currency, member).map_or(0, |(seq, _)| seq));
+    let mut named = std::collections::HashSet::new();
+    for h in &history {
+        let t = coop.engine.transfer(h).unwrap();
+        if t.payer == member && matches!(coop.engine.status(h), Status::Pending(_)) {
+            pending += 1;
+            tip = tip.max(t.payer_seq);
+            named.extend(t.deps.iter().cloned());
+        }
+    }
+    let mut unclaimed: Vec<(i64, Vec<u8>)> = history
+        .iter()
+        .filter(|h| coop.engine.is_applied(h) && !coop.engine.is_claimed(h) && !named.contains(h.as_slice()))
+        .map(|h| (coop.engine.transfer(h).unwrap(), h))
+        .filter(|(t, _)| t.payee == member)
+        .map(|(t, h)| (t.created_at_ms, h.to_vec()))
+        .collect();
+    unclaimed.sort();
+    unclaimed.dedup();
+    (pending, tip, unclaimed.into_iter().map(|(_, h)| h).collect())
+}
+
+fn walked_ref(w: &(u32, u64, Vec<Vec<u8>>)) -> (u32, u64, &Vec<Vec<u8>>) {
+    (w.0, w.1, &w.2)
 }
 
 /// What a node does under tight bounds: entries arrive in a random order at topic

@@ -95,23 +95,19 @@ impl CoopState {
         }
     }
 
-    /// One account as it stands; `max_deps` caps its unclaimed incoming transfers.
+    /// One account as it stands; `max_deps` caps its unclaimed incoming transfers. It
+    /// reads the engine's per-account indexes, never the account's history: what it
+    /// costs grows with the transfers the account has waiting, not with those applied.
     pub fn account(&self, coop_id: &str, currency: &str, member: &str, now: i64, max_deps: usize) -> Account {
         let (seq, head) = self.engine.head(currency, member).unwrap_or((0, [0; 32]));
         let limit = self.engine.rules().currencies.get(currency).map(|r| r.limit(member, now)).unwrap_or_default();
-        let history = self.history.get(&(currency.to_string(), member.to_string()));
         let mut pending = 0;
         let (mut tip_seq, mut tip_hash) = (seq, head);
         // Incoming transfers a waiting transfer of the account already names.
         let mut named = std::collections::HashSet::new();
-        let mut updated_at_ms = 0;
-        for hash in history.into_iter().flatten() {
+        for hash in self.engine.waiting(currency, member) {
             let Some(t) = self.engine.transfer(hash) else { continue };
-            if self.engine.is_applied(hash) {
-                updated_at_ms = updated_at_ms.max(self.meta.get(hash).map(|m| m.applied_at_ms).unwrap_or_default());
-                continue;
-            }
-            if t.payer == member && matches!(self.engine.status(hash), Status::Pending(_)) {
+            if matches!(self.engine.status(hash), Status::Pending(_)) {
                 pending += 1;
                 if t.payer_seq > tip_seq {
                     (tip_seq, tip_hash) = (t.payer_seq, *hash);
@@ -119,14 +115,14 @@ impl CoopState {
                 named.extend(t.deps.iter().cloned());
             }
         }
-        let unclaimed: Vec<Vec<u8>> = history
-            .into_iter()
-            .flatten()
-            .filter(|h| self.engine.is_applied(h) && !self.engine.is_claimed(h) && !named.contains(h.as_slice()))
-            .filter(|h| self.engine.transfer(h).is_some_and(|t| t.payee == member))
+        let unclaimed: Vec<Vec<u8>> = self
+            .engine
+            .unclaimed(currency, member)
+            .filter(|h| !named.contains(h.as_slice()))
             .take(max_deps)
             .map(|h| h.to_vec())
             .collect();
+        let updated_at_ms = self.updated.get(&(currency.to_string(), member.to_string())).copied().unwrap_or_default();
         let hash_or_empty = |seq: u64, hash: Hash| if seq == 0 { Vec::new() } else { hash.to_vec() };
         Account {
             coop_id: coop_id.to_string(),

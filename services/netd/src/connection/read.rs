@@ -25,8 +25,10 @@ pub(super) async fn read_messages<H: Host>(node: Arc<H>, did: Did, link: Link) {
 }
 
 /// Takes one message off the peer's inbound rate limit, waiting while it is over;
-/// false when the peer stayed over it too long and the link was cut.
-async fn paced<H: Host>(node: &H, did: &Did, link: &Link) -> bool {
+/// false when the peer stayed over it too long and the link was cut. `before_waiting`
+/// runs once before the first wait (the reader records what it holds, so that nothing
+/// read waits unrecorded behind the limit); false from it ends the reading too.
+async fn paced<H: Host>(node: &H, did: &Did, link: &Link, before_waiting: impl FnOnce() -> bool) -> bool {
     // One bucket per peer, not per connection: reconnecting buys no new burst.
     let pace_of = |retry: bool| {
         let mut buckets = node.buckets().lock().expect("lock");
@@ -38,7 +40,11 @@ async fn paced<H: Host>(node: &H, did: &Did, link: &Link) -> bool {
         }
     };
     let mut pace = pace_of(false);
+    let mut before_waiting = Some(before_waiting);
     while let Pace::Wait(wait) = pace {
+        if before_waiting.take().is_some_and(|f| !f()) {
+            return false;
+        }
         // Not reading is the back-pressure: QUIC's flow control stops the sender once
         // its window is full.
         node.metrics().rate_limited.with_label_values(&["slowed"]).inc();
@@ -60,29 +66,51 @@ async fn paced<H: Host>(node: &H, did: &Did, link: &Link) -> bool {
     true
 }
 
+/// Bytes read from a message stream at a time. Each read takes the connection's lock in
+/// quinn, so frames are read out of a buffer rather than three reads per frame; and the
+/// durable messages found whole in one buffer are recorded in one write.
+const READ_BUFFER_BYTES: usize = 256 * 1024;
+
+/// Whether `buffered` holds a whole frame: reading it then needs no wait on the network.
+fn whole_frame(buffered: &[u8]) -> bool {
+    buffered.len() >= 4 && buffered.len() - 4 >= u32::from_be_bytes(buffered[..4].try_into().expect("4 bytes")) as usize
+}
+
 /// Reads one message stream: durable messages are recorded exactly once in the inbox,
 /// best-effort ones handed to live subscribers.
-async fn read_stream<H: Host>(node: Arc<H>, did: Did, link: Link, mut stream: quinn::RecvStream) {
+async fn read_stream<H: Host>(node: Arc<H>, did: Did, link: Link, stream: quinn::RecvStream) {
     let limit = node.config().max_frame_bytes;
+    let mut stream = tokio::io::BufReader::with_capacity(READ_BUFFER_BYTES, stream);
+    // Durable messages read but not recorded yet: recorded once no whole frame is left
+    // in the buffer (or the stream ends), so a burst costs one write, and a lone message
+    // is recorded as soon as it is read.
+    let mut durable = Vec::new();
     loop {
-        let (m, size, durable) = match frame::read_frame(&mut stream, limit).await {
+        if !durable.is_empty() && !whole_frame(stream.buffer()) && !record(&*node, &did, &link, &mut durable) {
+            return;
+        }
+        let (m, size, is_durable) = match frame::read_frame(&mut stream, limit).await {
             Ok(Some((Frame { body: Some(Body::Message(m)) }, size))) => (m, size, true),
             Ok(Some((Frame { body: Some(Body::BestEffort(m)) }, size))) => (m, size, false),
             Ok(Some(_)) => {
                 reject(&*node, &did, &link, "unexpected-frame", "only message frames belong on a message stream");
                 return;
             }
-            Ok(None) => return,
+            Ok(None) => {
+                record(&*node, &did, &link, &mut durable);
+                return;
+            }
             Err(e) if e.is_protocol_violation() => {
                 reject(&*node, &did, &link, e.kind(), &e.to_string());
                 return;
             }
             Err(e) => {
                 tracing::debug!(peer = %did, "message stream ended: {}", read_error(e, &link.connection));
+                record(&*node, &did, &link, &mut durable);
                 return;
             }
         };
-        if !paced(&*node, &did, &link).await {
+        if !paced(&*node, &did, &link, || record(&*node, &did, &link, &mut durable)).await {
             return;
         }
         link.counters.messages_received.fetch_add(1, Ordering::Relaxed);
@@ -101,38 +129,59 @@ async fn read_stream<H: Host>(node: Arc<H>, did: Did, link: Link, mut stream: qu
         } else {
             m.payload
         };
-        let protocol = m.protocol.clone();
         let inbound = InboundMessage {
             from: did.to_string(),
             protocol: m.protocol,
-            seq: if durable { m.seq } else { 0 },
+            seq: if is_durable { m.seq } else { 0 },
             payload,
             sealed: m.sealed,
             received_at_ms: now_ms(),
             trace: m.trace.or(Some(TraceContext::default())),
             position: 0,
         };
-        if !durable {
-            node.metrics().received(&protocol);
+        if is_durable {
+            durable.push(inbound);
+        } else {
+            node.metrics().received(&inbound.protocol);
             node.best_effort().deliver(inbound);
-            continue;
         }
-        // The delivery joins the sender's trace (its context travels in the message).
-        let span = tracing::info_span!("netd.deliver", peer = %did, protocol = %protocol, seq = inbound.seq);
-        if let Some(trace) = &inbound.trace {
-            icn_telemetry::propagation::adopt_fields_parent(&span, &trace.fields);
-        }
-        let _entered = span.enter();
-        match node.inbox().deliver(&did, &link.peer_epoch, inbound) {
-            Ok(Some(_)) => node.metrics().received(&protocol),
-            Ok(None) => node.metrics().duplicates_dropped.inc(),
-            Err(e) => {
-                // Without a record of delivery exactly-once cannot hold: stop
-                // reading; the sender keeps the message and resends it later.
-                tracing::error!(peer = %did, error = %e, "recording a delivery failed");
-                close_with(&link.connection, close::PROTOCOL_ERROR, "receiver storage failure");
-                return;
+    }
+}
+
+/// Records the durable messages read, in one write; false (the link closed) when the
+/// write failed.
+fn record<H: Host>(node: &H, did: &Did, link: &Link, messages: &mut Vec<InboundMessage>) -> bool {
+    if messages.is_empty() {
+        return true;
+    }
+    let messages = std::mem::take(messages);
+    // Each delivery joins its sender's trace (its context travels in the message).
+    let spans: Vec<_> = messages
+        .iter()
+        .map(|m| {
+            let span = tracing::info_span!("netd.deliver", peer = %did, protocol = %m.protocol, seq = m.seq);
+            if let Some(trace) = &m.trace {
+                icn_telemetry::propagation::adopt_fields_parent(&span, &trace.fields);
             }
+            (span, m.protocol.clone())
+        })
+        .collect();
+    match node.inbox().deliver_all(did, &link.peer_epoch, messages) {
+        Ok(positions) => {
+            for (position, (_span, protocol)) in positions.into_iter().zip(spans) {
+                match position {
+                    Some(_) => node.metrics().received(&protocol),
+                    None => node.metrics().duplicates_dropped.inc(),
+                }
+            }
+            true
+        }
+        Err(e) => {
+            // Without a record of delivery exactly-once cannot hold: stop reading; the
+            // sender keeps the messages and resends them later.
+            tracing::error!(peer = %did, error = %e, "recording a delivery failed");
+            close_with(&link.connection, close::PROTOCOL_ERROR, "receiver storage failure");
+            false
         }
     }
 }

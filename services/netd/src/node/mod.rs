@@ -172,6 +172,11 @@ impl Node {
         self.inner.config.stream_buffer
     }
 
+    /// Most messages in one batch a subscription delivers (`network.catch_up_page`).
+    pub fn batch_limit(&self) -> usize {
+        self.inner.config.catch_up_page
+    }
+
     /// Runs a task of the API's until it ends or the node shuts down.
     pub fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
         self.inner.ctx.spawn(task);

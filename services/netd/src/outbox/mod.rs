@@ -10,6 +10,11 @@
 //!
 //! The receiving side is [`crate::inbox`].
 //!
+//! The newest messages of each queue are also kept in memory (the *tail*, within
+//! [`TAIL_BYTES`] for the node, [`Limits::tail_bytes`]), so that a delivery task keeping up with its sends reads
+//! them from there once they are committed, not back from RocksDB; after a reconnect, or
+//! a burst beyond the bound, it reads the store as before.
+//!
 //! Overflow policy: a queue over `network.peer_queue_capacity` messages or
 //! `network.peer_queue_max_bytes`, or all queues together over
 //! `network.outbox_max_bytes`, refuses further sends with RESOURCE_EXHAUSTED; nothing
@@ -34,6 +39,13 @@ pub const OUTBOX_STATE_CF: &str = "outbox_state";
 /// In the store's meta column family: this node's queue epoch.
 const EPOCH_KEY: &[u8] = b"netd.outbox_epoch";
 
+/// Bytes of framed messages kept in memory for every peer together (the tail). A bound
+/// on memory, not on what is queued: a message beyond it is read back from the store.
+pub const TAIL_BYTES: usize = 64 * 1024 * 1024;
+
+/// A framed message, shared by the commit and the tail.
+pub type Framed = Arc<Vec<u8>>;
+
 fn message_key(did: &Did, seq: u64) -> Vec<u8> {
     let mut key = Vec::with_capacity(did.as_str().len() + 9);
     key.extend_from_slice(did.as_str().as_bytes());
@@ -48,6 +60,8 @@ pub struct Limits {
     pub max_bytes: usize,
     /// Bytes of every queue together.
     pub max_total_bytes: usize,
+    /// Bytes of every queue's in-memory tail together ([`TAIL_BYTES`]).
+    pub tail_bytes: usize,
     /// The committer's backlog (`network.commit_backlog`) and group size
     /// (`network.commit_group_max`).
     pub commit: GroupLimits,
@@ -59,6 +73,7 @@ impl Limits {
             max_messages: config.peer_queue_capacity,
             max_bytes: config.peer_queue_max_bytes,
             max_total_bytes: config.outbox_max_bytes,
+            tail_bytes: TAIL_BYTES,
             commit: GroupLimits { backlog: config.commit_backlog, max_group: config.commit_group_max },
         }
     }
@@ -71,6 +86,12 @@ struct Queue {
     pending: VecDeque<(u64, usize)>,
     bytes: usize,
     notify: Arc<Notify>,
+    /// The newest queued messages in memory, consecutive sequence numbers (see
+    /// [`TAIL_BYTES`]); only those up to `committed` may be read from here.
+    tail: VecDeque<(u64, Framed)>,
+    tail_bytes: usize,
+    /// Every message up to this one is committed: commits go in sequence order.
+    committed: u64,
 }
 
 impl Queue {
@@ -81,14 +102,19 @@ impl Queue {
             pending: VecDeque::new(),
             bytes: 0,
             notify: Arc::new(Notify::new()),
+            tail: VecDeque::new(),
+            tail_bytes: 0,
+            committed: 0,
         }
     }
 }
 
 /// One send's writes.
 struct Commit {
+    did: Did,
+    seq: u64,
     /// The message: its key and framed bytes.
-    message: (Vec<u8>, Vec<u8>),
+    message: (Vec<u8>, Framed),
     /// The peer's queue state after it: its key and value.
     state: (Vec<u8>, Vec<u8>),
     done: oneshot::Sender<Result<(), String>>,
@@ -98,9 +124,12 @@ pub struct Outbox {
     storage: Storage,
     epoch: String,
     limits: Limits,
-    queues: Mutex<HashMap<Did, Queue>>,
+    /// Shared with the committer, which marks what it committed and wakes the delivery.
+    queues: Arc<Mutex<HashMap<Did, Queue>>>,
     /// Bytes of every queue together; changed only under the `queues` lock.
     total_bytes: std::sync::atomic::AtomicUsize,
+    /// Bytes of every queue's tail; changed only under the `queues` lock.
+    tail_bytes: std::sync::atomic::AtomicUsize,
     /// The committer thread; dropping the outbox writes what is queued, then releases it.
     commits: GroupQueue<Commit>,
 }
@@ -143,6 +172,8 @@ impl Outbox {
             }
         }
         let committer = storage.clone();
+        let queues = Arc::new(Mutex::new(queues));
+        let marked = queues.clone();
         let commits = GroupQueue::start(
             "netd-outbox-commit",
             limits.commit,
@@ -154,19 +185,33 @@ impl Outbox {
                     let (messages, states) = (committer.cf(OUTBOX_CF)?, committer.cf(OUTBOX_STATE_CF)?);
                     let mut batch = WriteBatch::default();
                     for commit in &group {
-                        batch.put_cf(messages, &commit.message.0, &commit.message.1);
+                        batch.put_cf(messages, &commit.message.0, commit.message.1.as_slice());
                         batch.put_cf(states, &commit.state.0, &commit.state.1);
                     }
                     write_group(&committer, [batch], fsync)
                 };
                 let result = merged().map_err(|e| e.to_string());
+                if result.is_ok() {
+                    // Marked here, not by the sender's future, which its caller may drop.
+                    let mut notify = Vec::new();
+                    let mut queues = marked.lock().expect("outbox lock");
+                    for commit in &group {
+                        if let Some(queue) = queues.get_mut(&commit.did) {
+                            queue.committed = queue.committed.max(commit.seq);
+                            notify.push(queue.notify.clone());
+                        }
+                    }
+                    drop(queues);
+                    notify.iter().for_each(|n| n.notify_one());
+                }
                 for waiter in group.into_iter().map(|c| c.done) {
                     let _ = waiter.send(result.clone());
                 }
             },
         )?;
         let total_bytes = std::sync::atomic::AtomicUsize::new(total_bytes);
-        Ok(Self { storage, epoch, limits, queues: Mutex::new(queues), total_bytes, commits })
+        let tail_bytes = std::sync::atomic::AtomicUsize::new(0);
+        Ok(Self { storage, epoch, limits, queues, total_bytes, tail_bytes, commits })
     }
 
     pub fn epoch(&self) -> &str {
@@ -218,9 +263,12 @@ impl Outbox {
             }
             let state = OutboxState { next_seq: seq + 1, acked_seq: queue.acked_seq };
             let len = bytes.len();
+            let bytes = Arc::new(bytes);
             let (done, wait) = oneshot::channel();
             let commit = Commit {
-                message: (message_key(did, seq), bytes),
+                did: did.clone(),
+                seq,
+                message: (message_key(did, seq), bytes.clone()),
                 state: (did.as_str().as_bytes().to_vec(), state.encode_to_vec()),
                 done,
             };
@@ -235,6 +283,7 @@ impl Outbox {
                 QueueError::Closed => NetError::Storage("the outbox is closing".into()),
             })?;
             queue.next_seq += 1;
+            self.keep_in_tail(queue, seq, bytes);
             queue.pending.push_back((seq, len));
             queue.bytes += len;
             self.total_bytes.fetch_add(len, std::sync::atomic::Ordering::Relaxed);
@@ -246,13 +295,14 @@ impl Outbox {
             if let Err(e) = committed {
                 let mut queues = this.queues.lock().expect("outbox lock");
                 if let Some(queue) = queues.get_mut(&did) {
+                    // What the tail holds is no longer a run of consecutive messages.
+                    this.clear_tail(queue);
                     queue.pending.retain(|(s, _)| *s != seq);
                     queue.bytes -= len;
                     this.total_bytes.fetch_sub(len, std::sync::atomic::Ordering::Relaxed);
                 }
                 return Err(NetError::Storage(e));
             }
-            this.notifier(&did).notify_one();
             Ok(seq)
         })
     }
@@ -263,8 +313,44 @@ impl Outbox {
         queues.entry(did.clone()).or_insert_with(|| Queue::new(OutboxState::default())).notify.clone()
     }
 
-    /// Stored messages for `did` after `after_seq`, in order, up to a batch limit.
-    pub async fn read_after(&self, did: &Did, after_seq: u64, max: usize) -> Result<Vec<(u64, Vec<u8>)>, StorageError> {
+    /// Adds a queued message to its queue's tail, or, past [`TAIL_BYTES`], empties that
+    /// tail (it must stay a run of consecutive messages).
+    fn keep_in_tail(&self, queue: &mut Queue, seq: u64, frame: Framed) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.tail_bytes.load(Relaxed) + frame.len() > self.limits.tail_bytes {
+            self.clear_tail(queue);
+            return;
+        }
+        self.tail_bytes.fetch_add(frame.len(), Relaxed);
+        queue.tail_bytes += frame.len();
+        queue.tail.push_back((seq, frame));
+    }
+
+    fn clear_tail(&self, queue: &mut Queue) {
+        self.tail_bytes.fetch_sub(queue.tail_bytes, std::sync::atomic::Ordering::Relaxed);
+        queue.tail.clear();
+        queue.tail_bytes = 0;
+    }
+
+    /// Committed messages for `did` after `after_seq`, in order, up to a batch limit: from
+    /// the tail when it holds the next one, else from the store.
+    pub async fn read_after(&self, did: &Did, after_seq: u64, max: usize) -> Result<Vec<(u64, Framed)>, StorageError> {
+        {
+            let queues = self.queues.lock().expect("outbox lock");
+            if let Some(queue) = queues.get(did) {
+                let next = after_seq + 1;
+                if queue.tail.front().is_some_and(|(first, _)| *first <= next) {
+                    return Ok(queue
+                        .tail
+                        .iter()
+                        .skip_while(|(seq, _)| *seq < next)
+                        .take_while(|(seq, _)| *seq <= queue.committed)
+                        .take(max)
+                        .cloned()
+                        .collect());
+                }
+            }
+        }
         let start = message_key(did, after_seq.saturating_add(1));
         let end = message_key(did, u64::MAX);
         self.storage
@@ -280,7 +366,7 @@ impl Outbox {
                 for item in iter.take(max) {
                     let (key, value) = item?;
                     let seq = u64::from_be_bytes(key[key.len() - 8..].try_into().expect("fixed-size key suffix"));
-                    out.push((seq, value.into_vec()));
+                    out.push((seq, Arc::new(value.into_vec())));
                 }
                 Ok(out)
             })
@@ -301,6 +387,11 @@ impl Outbox {
                 let (_, len) = queue.pending.pop_front().expect("front checked");
                 queue.bytes -= len;
                 self.total_bytes.fetch_sub(len, std::sync::atomic::Ordering::Relaxed);
+            }
+            while queue.tail.front().is_some_and(|(s, _)| *s <= seq) {
+                let (_, frame) = queue.tail.pop_front().expect("front checked");
+                queue.tail_bytes -= frame.len();
+                self.tail_bytes.fetch_sub(frame.len(), std::sync::atomic::Ordering::Relaxed);
             }
             OutboxState { next_seq: queue.next_seq, acked_seq: seq }
         };
@@ -334,84 +425,4 @@ impl Outbox {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use icn_identity::NodeIdentity;
-
-    fn store(dir: &std::path::Path) -> Storage {
-        Storage::open(dir, &[OUTBOX_CF, OUTBOX_STATE_CF]).unwrap()
-    }
-
-    const LIMITS: Limits = Limits {
-        max_messages: 3,
-        max_bytes: 1 << 20,
-        max_total_bytes: 1 << 30,
-        commit: GroupLimits { backlog: 16, max_group: 16 },
-    };
-
-    #[tokio::test]
-    async fn queued_messages_and_sequence_numbers_survive_reopening() {
-        let dir = tempfile::tempdir().unwrap();
-        let peer = NodeIdentity::generate().did().clone();
-        let epoch = {
-            let outbox = Arc::new(Outbox::open(store(dir.path()), LIMITS, true).unwrap());
-            assert_eq!(outbox.push(&peer, |seq| format!("m{seq}").into_bytes()).await.unwrap(), 1);
-            assert_eq!(outbox.push(&peer, |seq| format!("m{seq}").into_bytes()).await.unwrap(), 2);
-            outbox.ack(&peer, 1).await.unwrap();
-            outbox.epoch().to_string()
-        };
-        let outbox = Arc::new(Outbox::open(store(dir.path()), LIMITS, true).unwrap());
-        assert_eq!(outbox.epoch(), epoch);
-        assert_eq!(outbox.depth(&peer), (1, 2));
-        assert_eq!(outbox.read_after(&peer, 0, 10).await.unwrap(), vec![(2, b"m2".to_vec())]);
-        assert_eq!(outbox.push(&peer, |seq| format!("m{seq}").into_bytes()).await.unwrap(), 3);
-    }
-
-    #[tokio::test]
-    async fn a_full_queue_refuses_and_keeps_what_it_has() {
-        let dir = tempfile::tempdir().unwrap();
-        let outbox = Arc::new(Outbox::open(store(dir.path()), LIMITS, false).unwrap());
-        let peer = NodeIdentity::generate().did().clone();
-        for _ in 0..3 {
-            outbox.push(&peer, |_| b"x".to_vec()).await.unwrap();
-        }
-        let err = outbox.push(&peer, |_| b"x".to_vec()).await.unwrap_err();
-        assert!(matches!(err, NetError::QueueFull { .. }), "{err}");
-        assert_eq!(outbox.read_after(&peer, 0, 10).await.unwrap().len(), 3);
-        outbox.ack(&peer, 2).await.unwrap();
-        assert_eq!(outbox.push(&peer, |_| b"x".to_vec()).await.unwrap(), 4);
-    }
-
-    #[tokio::test]
-    async fn peers_that_never_acknowledge_fill_no_more_than_the_node_wide_bound() {
-        let dir = tempfile::tempdir().unwrap();
-        let limits = Limits { max_messages: 1000, max_bytes: 1000, max_total_bytes: 2500, ..LIMITS };
-        let outbox = Arc::new(Outbox::open(store(dir.path()), limits, false).unwrap());
-        let peers: Vec<Did> = (0..3).map(|_| NodeIdentity::generate().did().clone()).collect();
-        // Two peers take 1,000 bytes each, within their own bound; the third gets 500.
-        for peer in &peers[..2] {
-            for _ in 0..10 {
-                outbox.push(peer, |_| vec![0; 100]).await.unwrap();
-            }
-        }
-        for _ in 0..5 {
-            outbox.push(&peers[2], |_| vec![0; 100]).await.unwrap();
-        }
-        let err = outbox.push(&peers[2], |_| vec![0; 100]).await.unwrap_err();
-        assert!(matches!(err, NetError::QueueFull { bound: "node_bytes", .. }), "{err}");
-        assert!(err.to_string().contains("network.outbox_max_bytes"), "{err}");
-        // Nothing accepted was dropped; an acknowledgement makes room, also after reopening.
-        assert_eq!(outbox.read_after(&peers[2], 0, 100).await.unwrap().len(), 5);
-        outbox.ack(&peers[0], 3).await.unwrap();
-        for _ in 0..3 {
-            outbox.push(&peers[2], |_| vec![0; 100]).await.unwrap();
-        }
-        // The total is read back at open: still full.
-        drop(outbox);
-        let outbox = Arc::new(Outbox::open(store(dir.path()), limits, false).unwrap());
-        assert!(matches!(
-            outbox.push(&peers[0], |_| vec![0; 100]).await,
-            Err(NetError::QueueFull { bound: "node_bytes", .. })
-        ));
-    }
-}
+mod tests;

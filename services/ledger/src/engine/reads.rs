@@ -1,0 +1,140 @@
+//! What readers ask of the engine: a transfer's status, the applied set, balances,
+//! chain heads, an account's unclaimed income and waiting transfers, forks, and the
+//! balances a replay of the applied transfers gives. Nothing here changes the engine.
+
+use super::{Changes, Ledger, Status};
+use icn_ledger_records::Hash;
+use icn_proto::ledger::v1::Transfer;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+impl Ledger {
+    /// Known transfers of `payer` that are not applied.
+    pub fn unapplied_of(&self, payer: &str) -> usize {
+        self.unapplied.get(payer).copied().unwrap_or(0)
+    }
+
+    /// Known transfers that are not applied, of every payer.
+    pub fn unapplied_total(&self) -> usize {
+        self.unapplied_total
+    }
+
+    /// Viable transfers (not refused on their merits) at `t`'s place, `t` included if
+    /// known: 2 means `t` is the rival that makes a fork.
+    pub fn viable_at(&self, t: &Transfer) -> usize {
+        self.viable_in_slot(t).len()
+    }
+
+    pub fn status(&self, hash: &Hash) -> Status {
+        if let Some(r) = self.refused.get(hash) {
+            return Status::Refused(r.clone());
+        }
+        let Some(t) = self.known.get(hash) else { return Status::Pending(vec!["unknown".into()]) };
+        if self.applied.contains(hash) {
+            return Status::Applied;
+        }
+        match self.try_apply(hash, t) {
+            Ok(_) if self.quarantined(hash, t) => Status::Quarantined,
+            Ok(Err(missing)) => Status::Pending(missing),
+            Err(r) => Status::Refused(r),
+            Ok(Ok(())) => Status::Pending(Vec::new()),
+        }
+    }
+
+    pub fn transfer(&self, hash: &Hash) -> Option<&Transfer> {
+        self.known.get(hash)
+    }
+
+    pub fn transfers(&self) -> impl Iterator<Item = (&Hash, &Transfer)> {
+        self.known.iter()
+    }
+
+    pub fn is_applied(&self, hash: &Hash) -> bool {
+        self.applied.contains(hash)
+    }
+
+    /// Applied transfers paying `member` in `currency` that no applied transfer names as
+    /// a dep yet, oldest first.
+    pub fn unclaimed(&self, currency: &str, member: &str) -> impl Iterator<Item = &Hash> {
+        self.accounts.unclaimed(currency, member)
+    }
+
+    /// Known transfers of `payer` in `currency` that are not applied, by sequence number.
+    pub fn waiting(&self, currency: &str, payer: &str) -> impl Iterator<Item = &Hash> {
+        self.accounts.unapplied(currency, payer)
+    }
+
+    /// Whether an applied transfer has been named as a dep by an applied transfer.
+    pub fn is_claimed(&self, hash: &Hash) -> bool {
+        self.claimed.contains_key(hash)
+    }
+
+    /// The payer account's last applied sequence number and transfer hash.
+    pub fn head(&self, currency: &str, account: &str) -> Option<(u64, Hash)> {
+        self.chains
+            .get(&(currency.to_string(), account.to_string()))
+            .and_then(|c| c.last_key_value())
+            .map(|(seq, h)| (*seq, *h))
+    }
+
+    pub fn balance(&self, currency: &str, account: &str) -> i128 {
+        self.balances.get(&(currency.to_string(), account.to_string())).copied().unwrap_or(0)
+    }
+
+    pub fn balances(&self) -> &HashMap<(String, String), i128> {
+        &self.balances
+    }
+
+    pub fn applied(&self) -> &BTreeSet<Hash> {
+        &self.applied
+    }
+
+    /// Accounts and transfers changed since the last call.
+    pub fn take_changes(&mut self) -> Changes {
+        Changes {
+            accounts: std::mem::take(&mut self.dirty),
+            applied: std::mem::take(&mut self.newly_applied),
+            forks: {
+                let mut forks = std::mem::take(&mut self.new_forks);
+                forks.sort();
+                forks.dedup();
+                forks
+            },
+        }
+    }
+
+    /// Hashes of the transfers quarantined in forks: places held by two or more viable
+    /// transfers, but for a place's certified winner.
+    pub fn quarantine(&self) -> Vec<Hash> {
+        let mut q: Vec<Hash> = self
+            .forks()
+            .into_values()
+            .flatten()
+            .filter(|h| self.known.get(h).is_some_and(|t| self.quarantined(h, t)))
+            .collect();
+        q.sort();
+        q
+    }
+
+    /// Forks by place: (currency, payer, seq) → the viable transfers holding it. Only a
+    /// member's: anyone can sign two transfers with one sequence number in the name of a
+    /// key that pays nothing, and such junk must cost no recompute and no report.
+    pub fn forks(&self) -> BTreeMap<(String, String, u64), Vec<Hash>> {
+        self.slots
+            .iter()
+            .filter(|((_, payer, _), _)| self.rules.members.contains(payer))
+            .map(|(k, h)| (k.clone(), h.iter().filter(|x| !self.refused.contains_key(*x)).copied().collect::<Vec<_>>()))
+            .filter(|(_, viable)| viable.len() > 1)
+            .collect()
+    }
+
+    /// The balances a replay of the applied transfers gives (RecomputeBalances compares).
+    pub fn replay(&self) -> HashMap<(String, String), i128> {
+        let mut out: HashMap<(String, String), i128> = HashMap::new();
+        for h in &self.applied {
+            let t = &self.known[h];
+            *out.entry((t.currency.clone(), t.payer.clone())).or_default() -= t.amount as i128;
+            *out.entry((t.currency.clone(), t.payee.clone())).or_default() += t.amount as i128;
+        }
+        out
+    }
+}
