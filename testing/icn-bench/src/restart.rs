@@ -9,18 +9,22 @@
 //! version vector. "Ready" is that answer, not the port opening.
 //!
 //! The ledger is timed at a tenth of the history first, then at all of it, so the table
-//! shows how the restart grows with the journal.
+//! shows how the restart grows with the journal; at each, one `AddMember` and one
+//! `SetCreditLimit` are timed too (changes of the cooperative's rules: the first only
+//! widens what applies, the second makes the node judge every transfer again).
 
 use crate::ledger::{drive, per_caller, sign_round, Calls};
 use crate::{row, Row};
 use anyhow::{bail, Context as _};
 use icn_proto::gossip::v1::gossip_client::GossipClient;
 use icn_proto::gossip::v1::GetVersionVectorRequest;
+use icn_proto::ledger::v1::ledger_client::LedgerClient;
 use icn_proto::ledger::v1::{Account, GetBalanceRequest};
 use icn_testkit::ledger::{TestCoop, CURRENCY};
 use icn_testkit::{Bootstrap, Network, TestNode};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
+use tonic::transport::Channel;
 
 const MEMBERS: usize = 200;
 const CREDIT_LIMIT: i64 = 1_000_000_000;
@@ -70,6 +74,14 @@ pub async fn run(transfers: usize, entries: usize) -> anyhow::Result<Vec<Row>> {
         if after != before {
             bail!("after the restart the ledger's balances differ from before");
         }
+        // A new member with this history stored: the admission is a change of rules.
+        let admitted = Instant::now();
+        admit(&mut client, &coop).await?;
+        rows.push(row(format!("ledger AddMember, {stored} transfers stored"), ms(admitted.elapsed()), "ms"));
+        // A credit limit may undo what applied: every transfer is judged again.
+        let limited = Instant::now();
+        set_limit(&mut client, &coop).await?;
+        rows.push(row(format!("ledger SetCreditLimit (recomputes), {stored} transfers"), ms(limited.elapsed()), "ms"));
     }
 
     let node = &mut net.nodes[0];
@@ -114,6 +126,41 @@ pub async fn run(transfers: usize, entries: usize) -> anyhow::Result<Vec<Row>> {
     rows.push(row(format!("gossip RSS at rest after restart, {label}"), rss_mib(node, "gossip")?, "MiB"));
     rows.push(row("netd RSS at rest".into(), rss_mib(node, "netd")?, "MiB"));
     Ok(rows)
+}
+
+/// Admits a new member, signed by the founder, and waits for the answer.
+async fn admit(client: &mut LedgerClient<Channel>, coop: &TestCoop) -> anyhow::Result<()> {
+    use icn_proto::ledger::v1::{AddMemberRequest, MemberAdmission, MemberRole};
+    let admission = icn_ledger_records::sign(
+        &coop.founder,
+        MemberAdmission {
+            coop_id: coop.id.clone(),
+            member: icn_identity::NodeIdentity::generate().did().to_string(),
+            role: MemberRole::Member as i32,
+            created_at_ms: icn_runtime::now_ms(),
+            ..Default::default()
+        },
+    );
+    client.add_member(AddMemberRequest { admission: Some(admission) }).await?;
+    Ok(())
+}
+
+/// Sets the currency's default credit limit again (to what it is: every transfer still
+/// applies), signed by the founder, and waits for the answer.
+async fn set_limit(client: &mut LedgerClient<Channel>, coop: &TestCoop) -> anyhow::Result<()> {
+    use icn_proto::ledger::v1::{CreditLimit, SetCreditLimitRequest};
+    let limit = icn_ledger_records::sign(
+        &coop.founder,
+        CreditLimit {
+            coop_id: coop.id.clone(),
+            currency: CURRENCY.into(),
+            limit: CREDIT_LIMIT,
+            created_at_ms: icn_runtime::now_ms(),
+            ..Default::default()
+        },
+    );
+    client.set_credit_limit(SetCreditLimitRequest { limit: Some(limit) }).await?;
+    Ok(())
 }
 
 /// Polls until the ledger answers every member's balance as it was before the restart.

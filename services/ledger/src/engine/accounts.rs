@@ -51,6 +51,11 @@ impl AccountIndex {
         }
     }
 
+    /// Every known transfer that is not applied, of every account.
+    pub(super) fn all_unapplied(&self) -> impl Iterator<Item = &Hash> {
+        self.unapplied.values().flatten().map(|(_, h)| h)
+    }
+
     pub(super) fn unclaimed(&self, currency: &str, member: &str) -> impl Iterator<Item = &Hash> {
         self.unclaimed.get(&(currency.to_string(), member.to_string())).into_iter().flatten().map(|(_, h)| h)
     }

@@ -126,12 +126,37 @@ impl Ledger {
         &self.rules
     }
 
-    /// Replaces the cooperative's rules and judges every transfer again.
+    /// Replaces the cooperative's rules and judges again what they change. New members
+    /// and new currencies only let more apply (nothing applied could involve them), so
+    /// the transfers that wait are settled under the new rules, which costs what waits;
+    /// any other change (a removal, a limit, validators) may undo what applied, and
+    /// every transfer is judged again.
     pub fn set_rules(&mut self, rules: Rules) {
-        if rules != self.rules {
-            self.rules = rules;
+        if rules == self.rules {
+            return;
+        }
+        let widens = self.rules.only_added_to_by(&rules);
+        self.rules = rules;
+        if widens {
+            self.settle_waiting();
+        } else {
             self.recompute();
         }
+    }
+
+    /// Settles every transfer that waits (after rules that only widen), and finds the
+    /// forks they make now: a new member's junk rivals become a member's fork.
+    fn settle_waiting(&mut self) {
+        let mut waiting: Vec<Hash> =
+            self.accounts.all_unapplied().filter(|h| !self.refused.contains_key(*h)).copied().collect();
+        waiting.sort();
+        for hash in &waiting {
+            let t = &self.known[hash];
+            if self.rules.members.contains(&t.payer) && self.viable_in_slot(t).len() > 1 {
+                self.new_forks.push((t.currency.clone(), t.payer.clone(), t.payer_seq));
+            }
+        }
+        self.settle(waiting);
     }
 
     /// Checks the payer's signature, then [`Ledger::submit_verified`].
@@ -340,10 +365,14 @@ impl Ledger {
         self.newly_applied.push(hash);
     }
 
-    /// Rebuilds the applied set from every known transfer (after a fork or new rules).
+    /// Rebuilds the applied set from every known transfer (after a fork, or rules that
+    /// may undo what applied).
     fn recompute(&mut self) {
         self.dirty.extend(self.balances.keys().cloned());
-        self.applied.clear();
+        // Reported as newly applied afterwards: what was not applied before (not the
+        // whole history again, which watchers and validators would hear about anew).
+        let before = std::mem::take(&mut self.applied);
+        let reported = std::mem::take(&mut self.newly_applied);
         self.unapplied.clear();
         for t in self.known.values() {
             *self.unapplied.entry(t.payer.clone()).or_default() += 1;
@@ -374,6 +403,12 @@ impl Ledger {
             }
         }
         self.dirty.extend(self.balances.keys().cloned());
+        let redone = std::mem::take(&mut self.newly_applied);
+        self.newly_applied = reported
+            .into_iter()
+            .filter(|h| self.applied.contains(h))
+            .chain(redone.into_iter().filter(|h| !before.contains(h)))
+            .collect();
         // Forks that exist now, such as those of a payer just admitted: the caller
         // reports each place once, whoever found it first.
         self.new_forks.extend(self.forks().into_keys());

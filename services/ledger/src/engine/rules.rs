@@ -93,6 +93,19 @@ pub struct Rules {
 }
 
 impl Rules {
+    /// Whether `new` only adds to these rules: members who were never members here and
+    /// currencies that did not exist, with everything else as it was. No transfer judged
+    /// under these rules can involve what was added, so under `new` nothing applied is
+    /// undone and more may apply.
+    pub fn only_added_to_by(&self, new: &Rules) -> bool {
+        self.founded_at_ms == new.founded_at_ms
+            && self.validators == new.validators
+            && self.members.is_subset(&new.members)
+            && self.members.iter().all(|m| self.membership.get(m) == new.membership.get(m))
+            && self.membership.iter().all(|(m, periods)| new.membership.get(m) == Some(periods))
+            && self.currencies.iter().all(|(symbol, rules)| new.currencies.get(symbol) == Some(rules))
+    }
+
     /// Whether `did` was a member at `at_ms`, when a transfer it is party to was signed.
     pub fn is_member_at(&self, did: &str, at_ms: i64) -> bool {
         match self.membership.get(did) {

@@ -253,6 +253,78 @@ fn junk_forks_in_the_name_of_a_non_member_cost_nothing_until_it_is_admitted() {
     assert_eq!(l.take_changes().forks, vec![(CURRENCY.to_string(), stranger.did().to_string(), 1)]);
 }
 
+#[test]
+fn admitting_members_and_currencies_late_settles_what_waits_as_a_full_recompute_would() {
+    let nonzero = |l: &Ledger| -> BTreeMap<(String, String), i128> {
+        l.balances().iter().filter(|(_, v)| **v != 0).map(|(k, v)| (k.clone(), *v)).collect()
+    };
+    for seed in 0..100 {
+        let (members, transfers) = history(seed);
+        let mut rng = StdRng::seed_from_u64(seed + 2000);
+        let mut order = transfers.clone();
+        order.shuffle(&mut rng);
+        // Two members are admitted only after every transfer arrived, one at a time; on
+        // odd seeds the currency comes last too.
+        let mut l = ledger(&members[..3].iter().collect::<Vec<_>>());
+        let currency = l.rules().currencies.clone();
+        if seed % 2 == 1 {
+            let mut rules = l.rules().clone();
+            rules.currencies.clear();
+            l.set_rules(rules);
+        }
+        for t in order {
+            l.submit(t);
+        }
+        for m in &members[3..] {
+            let mut rules = l.rules().clone();
+            rules.members.insert(m.did().to_string());
+            assert!(l.rules().only_added_to_by(&rules), "seed {seed}: an admission only widens");
+            l.set_rules(rules);
+        }
+        let mut rules = l.rules().clone();
+        rules.currencies = currency.clone();
+        l.set_rules(rules);
+        // The same as a node that knew every member and the currency from the start…
+        let full = deliver(&members, &transfers, &mut rng);
+        assert!(!full.applied().is_empty(), "seed {seed}");
+        assert_eq!(l.applied(), full.applied(), "seed {seed}");
+        assert_eq!(l.quarantine(), full.quarantine(), "seed {seed}");
+        assert_eq!(nonzero(&l), nonzero(&full), "seed {seed}");
+        // …and as a full recompute of its own.
+        l.recompute();
+        assert_eq!(l.applied(), full.applied(), "seed {seed}: recomputed");
+        assert_eq!(nonzero(&l), nonzero(&full), "seed {seed}: recomputed");
+    }
+    // What may undo applied transfers is no widening: a member's removal, a new limit.
+    let (a, b) = (NodeIdentity::generate(), NodeIdentity::generate());
+    let before = ledger(&[&a, &b]).rules().clone();
+    let mut removed = before.clone();
+    removed.membership.insert(a.did().to_string(), vec![(0, 10)]);
+    assert!(!before.only_added_to_by(&removed));
+    let mut lowered = before.clone();
+    lowered.currencies.get_mut(CURRENCY).unwrap().default_credit_limit = 1;
+    assert!(!before.only_added_to_by(&lowered));
+}
+
+#[test]
+fn a_recompute_reports_only_what_it_newly_applied() {
+    let (a, b) = (NodeIdentity::generate(), NodeIdentity::generate());
+    let mut l = ledger(&[&a, &b]);
+    let first = transfer(&a, &b, 10, 1, None, vec![], "one");
+    assert_eq!(l.submit(first.clone()), Status::Applied);
+    let over = transfer(&a, &b, 200, 2, Some(transfer_hash(&first)), vec![], "below the floor of -100");
+    assert!(matches!(l.submit(over.clone()), Status::Refused(Refusal::Overdraft { .. })));
+    l.take_changes();
+    // A higher limit: every transfer is judged again, and only the one it lets through
+    // is news; the one applied before is not reported again.
+    let mut rules = l.rules().clone();
+    rules.currencies.insert(CURRENCY.into(), CurrencyRules::flat(1_000));
+    assert!(!l.rules().only_added_to_by(&rules));
+    l.set_rules(rules);
+    assert_eq!(l.status(&transfer_hash(&over)), Status::Applied);
+    assert_eq!(l.take_changes().applied, vec![transfer_hash(&over)]);
+}
+
 /// Validators `v`, of which `quorum` certify, from time 0 on.
 fn with_validators(mut l: Ledger, v: &[&NodeIdentity], quorum: u32) -> Ledger {
     let mut rules = l.rules().clone();

@@ -99,9 +99,12 @@ impl State {
             if self.voter.as_ref().is_some_and(|me| coop.is_validator(me.did().as_str())) {
                 write.applied.extend(changes.applied.iter().map(|h| (coop_id.clone(), *h)));
             }
+            // Each transfer once: a set, as a recompute can apply thousands in one group.
+            let mut listed: std::collections::HashSet<Hash> =
+                write.transfer_events.iter().filter(|(c, _)| *c == coop_id).map(|(_, h)| *h).collect();
             for hash in changes.applied {
                 coop.stamp_applied(&hash, received_at_ms);
-                if !write.transfer_events.iter().any(|(c, h)| *h == hash && *c == coop_id) {
+                if listed.insert(hash) {
                     write.transfer_events.push((coop_id.clone(), hash));
                 }
             }
