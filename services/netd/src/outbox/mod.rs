@@ -186,7 +186,15 @@ impl Outbox {
                     let mut batch = WriteBatch::default();
                     for commit in &group {
                         batch.put_cf(messages, &commit.message.0, commit.message.1.as_slice());
-                        batch.put_cf(states, &commit.state.0, &commit.state.1);
+                    }
+                    // One queue state per peer: commits are in sequence order, so each
+                    // peer's last one in the group holds its newest state.
+                    let mut last: HashMap<&Did, &(Vec<u8>, Vec<u8>)> = HashMap::new();
+                    for commit in &group {
+                        last.insert(&commit.did, &commit.state);
+                    }
+                    for (key, value) in last.into_values() {
+                        batch.put_cf(states, key, value);
                     }
                     write_group(&committer, [batch], fsync)
                 };

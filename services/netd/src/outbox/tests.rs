@@ -117,3 +117,21 @@ async fn committed_messages_are_read_from_the_tail_and_from_the_store_beyond_it(
     assert_eq!(tail(&outbox).0, Vec::<u64>::new());
     assert!(outbox.read_after(&peer, 4, 10).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_group_of_sends_to_one_peer_stores_its_newest_queue_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits { max_messages: 100, commit: GroupLimits { backlog: 64, max_group: 64 }, ..LIMITS };
+    let peer = NodeIdentity::generate().did().clone();
+    {
+        let outbox = Arc::new(Outbox::open(store(dir.path()), limits, true).unwrap());
+        // Queued before any is awaited, so the committer takes them in few groups.
+        let waits: Vec<_> = (0..20).map(|_| outbox.enqueue(&peer, |seq| vec![seq as u8]).unwrap()).collect();
+        for (i, wait) in waits.into_iter().enumerate() {
+            assert_eq!(wait.await.unwrap(), i as u64 + 1);
+        }
+    }
+    let outbox = Arc::new(Outbox::open(store(dir.path()), limits, true).unwrap());
+    assert_eq!(outbox.depth(&peer), (20, 20));
+    assert_eq!(outbox.push(&peer, |seq| vec![seq as u8]).await.unwrap(), 21, "numbering goes on after the last");
+}
