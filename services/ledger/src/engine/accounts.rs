@@ -1,7 +1,8 @@
 //! Per-account indexes the engine keeps up as transfers apply, so that reading an
 //! account (`GetBalance`) costs what the account has waiting, not its whole history:
 //! its applied income that no transfer of its own has claimed yet, and its own
-//! transfers that are not applied. Both change only where the engine applies, learns,
+//! transfers that are not applied; and per currency, what the applied transfers add up
+//! to, so that the cooperative's statistics do not walk every transfer either. Both change only where the engine applies, learns,
 //! forgets or recomputes, and a recompute rebuilds them with everything else.
 
 use icn_ledger_records::Hash;
@@ -19,6 +20,17 @@ pub(super) struct AccountIndex {
     /// (currency, payer) → the payer's known transfers that are not applied, by
     /// (seq, hash). Held transfers are bounded (`credit.max_unapplied_*`), so is this.
     unapplied: HashMap<Account, BTreeSet<(u64, Hash)>>,
+    /// Per currency: what its applied transfers add up to (`CoopStats`).
+    totals: HashMap<String, Totals>,
+}
+
+/// A currency's applied transfers, counted as they apply.
+#[derive(Clone, Debug, Default)]
+pub struct Totals {
+    pub transfers: u64,
+    pub volume: u64,
+    /// Members that paid or were paid.
+    pub accounts: std::collections::HashSet<String>,
 }
 
 impl AccountIndex {
@@ -40,15 +52,28 @@ impl AccountIndex {
             remove(&mut self.unclaimed, payer.clone(), dep);
         }
         self.unclaimed.entry((t.currency.clone(), t.payee.clone())).or_default().insert((t.created_at_ms, hash));
+        let totals = self.totals.entry(t.currency.clone()).or_default();
+        totals.transfers += 1;
+        totals.volume += t.amount as u64;
+        for member in [&t.payer, &t.payee] {
+            if !totals.accounts.contains(member) {
+                totals.accounts.insert(member.clone());
+            }
+        }
     }
 
     /// Before a recompute: nothing is applied, everything known waits.
     pub(super) fn reset<'a>(&mut self, known: impl Iterator<Item = (&'a Hash, &'a Transfer)>) {
         self.unclaimed.clear();
         self.unapplied.clear();
+        self.totals.clear();
         for (hash, t) in known {
             self.learnt(t, *hash);
         }
+    }
+
+    pub(super) fn totals(&self) -> &HashMap<String, Totals> {
+        &self.totals
     }
 
     /// Every known transfer that is not applied, of every account.

@@ -54,6 +54,7 @@ mod rules;
 #[cfg(test)]
 mod tests;
 
+pub use accounts::Totals;
 pub use finality::VoteAdded;
 pub use form::{check_form, verify};
 pub use refusal::{Refusal, Status};

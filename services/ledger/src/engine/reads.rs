@@ -58,6 +58,16 @@ impl Ledger {
         self.accounts.unclaimed(currency, member)
     }
 
+    /// Per currency: the applied transfers, their volume and the accounts they moved.
+    pub fn totals(&self) -> &HashMap<String, super::Totals> {
+        self.accounts.totals()
+    }
+
+    /// Every known transfer that is not applied.
+    pub fn all_waiting(&self) -> impl Iterator<Item = &Hash> {
+        self.accounts.all_unapplied()
+    }
+
     /// Known transfers of `payer` in `currency` that are not applied, by sequence number.
     pub fn waiting(&self, currency: &str, payer: &str) -> impl Iterator<Item = &Hash> {
         self.accounts.unapplied(currency, payer)

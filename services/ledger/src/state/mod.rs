@@ -193,7 +193,8 @@ pub struct CoopState {
     rewinding: Option<u64>,
     /// Groups that changed this cooperative; keys the statistics cache.
     changes: u64,
-    /// CoopStats is public and walks every transfer: it is computed once per change.
+    /// CoopStats is public; it reads the engine's totals and every waiting transfer's
+    /// status, computed once per change.
     stats_cache: std::sync::Mutex<Option<(u64, CoopStatsResponse)>>,
 }
 

@@ -171,6 +171,13 @@ fn nodes_agree_whatever_the_order_of_admin_entries_and_transfers() {
                     assert_eq!(account.unclaimed_incoming, there.unclaimed_incoming, "seed {seed}: any order");
                 }
             }
+            // The statistics from the engine's totals are what a walk of every transfer shows.
+            let stats = coop.stats(&c, 0);
+            for s in &stats.currencies {
+                let walked = stats_by_walk(coop, &s.symbol);
+                let got = (s.transfer_count, s.volume, s.accounts, s.pending_transfers, s.quarantined_transfers);
+                assert_eq!(got, walked, "seed {seed}: {}", s.symbol);
+            }
             // Applied once each: the replay of the applied set gives the balances.
             let replay = coop.engine.replay();
             for ((currency, member), b) in coop.engine.balances() {
@@ -213,6 +220,28 @@ fn account_by_walk(coop: &super::CoopState, currency: &str, member: &str) -> (u3
     unclaimed.sort();
     unclaimed.dedup();
     (pending, tip, unclaimed.into_iter().map(|(_, h)| h).collect())
+}
+
+/// A currency's (transfers, volume, accounts, pending, quarantined) by walking every
+/// transfer the node knows, the way CoopStats did before the engine kept totals.
+fn stats_by_walk(coop: &super::CoopState, currency: &str) -> (u64, u64, u64, u64, u64) {
+    use crate::engine::Status;
+    let (mut count, mut volume, mut pending, mut quarantined) = (0, 0, 0, 0);
+    let mut accounts = std::collections::HashSet::new();
+    for (hash, t) in coop.engine.transfers().filter(|(_, t)| t.currency == currency) {
+        if coop.engine.is_applied(hash) {
+            count += 1;
+            volume += t.amount as u64;
+            accounts.extend([t.payer.clone(), t.payee.clone()]);
+            continue;
+        }
+        match coop.engine.status(hash) {
+            Status::Pending(_) => pending += 1,
+            Status::Quarantined => quarantined += 1,
+            _ => {}
+        }
+    }
+    (count, volume, accounts.len() as u64, pending, quarantined)
 }
 
 fn walked_ref(w: &(u32, u64, Vec<Vec<u8>>)) -> (u32, u64, &Vec<Vec<u8>>) {

@@ -14,7 +14,7 @@ use icn_ledger_records::Hash;
 use icn_proto::ledger::v1::{
     Account, Coop, CoopStatsResponse, CurrencyStats, Fork, Member, TransferRecord, TransferStatus,
 };
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 impl State {
     /// A cooperative as reads may see it: one whose founding entry is here. A peer's
@@ -224,23 +224,20 @@ impl CoopState {
                 )
             })
             .collect();
-        for (hash, t) in self.engine.transfers() {
-            let Some(s) = per.get_mut(&t.currency) else { continue };
-            if self.engine.is_applied(hash) {
-                s.transfer_count += 1;
-                s.volume += t.amount as u64;
-                continue;
+        // From the engine's running totals and what waits: never a walk of every transfer.
+        for (currency, totals) in self.engine.totals() {
+            if let Some(s) = per.get_mut(currency) {
+                s.transfer_count = totals.transfers;
+                s.volume = totals.volume;
+                s.accounts = totals.accounts.len() as u64;
             }
+        }
+        for hash in self.engine.all_waiting() {
+            let Some(s) = self.engine.transfer(hash).and_then(|t| per.get_mut(&t.currency)) else { continue };
             match self.engine.status(hash) {
                 Status::Pending(_) => s.pending_transfers += 1,
                 Status::Quarantined => s.quarantined_transfers += 1,
                 _ => {}
-            }
-        }
-        let mut moved: HashMap<&str, std::collections::HashSet<&str>> = HashMap::new();
-        for hash in self.engine.applied() {
-            if let Some(t) = self.engine.transfer(hash) {
-                moved.entry(t.currency.as_str()).or_default().extend([t.payer.as_str(), t.payee.as_str()]);
             }
         }
         for ((currency, _), balance) in self.engine.balances() {
@@ -248,11 +245,6 @@ impl CoopState {
                 if *balance < 0 {
                     s.outstanding_credit += (-*balance).min(u64::MAX as i128) as u64;
                 }
-            }
-        }
-        for (currency, accounts) in moved {
-            if let Some(s) = per.get_mut(currency) {
-                s.accounts = accounts.len() as u64;
             }
         }
         let currencies: Vec<CurrencyStats> = per.into_values().collect();
