@@ -137,6 +137,7 @@ impl Inbox {
         let mut positions = Vec::with_capacity(messages.len());
         let mut stored = Vec::with_capacity(messages.len());
         let mut prune = false;
+        let mut writing = Vec::with_capacity(messages.len());
         for mut message in messages {
             if message.seq <= delivered {
                 positions.push(None);
@@ -148,6 +149,7 @@ impl Inbox {
             let encoded = message.encode_to_vec();
             bytes += encoded.len() as u64;
             batch.put_cf(sizes, head.to_be_bytes(), (encoded.len() as u64).to_be_bytes());
+            writing.push((head, encoded.len() as u64));
             batch.put_cf(received, head.to_be_bytes(), encoded);
             prune |= head % PRUNE_EVERY == 0 && head > self.retention.messages;
             positions.push(Some(head));
@@ -160,7 +162,7 @@ impl Inbox {
         batch.put_cf(self.storage.cf(INBOX_CF)?, did.as_str().as_bytes(), record.encode_to_vec());
         if prune || bytes > self.retention.bytes {
             let keep_from = (head + 1).saturating_sub(self.retention.messages);
-            let (cut, freed) = self.prune_point(keep_from, bytes, head)?;
+            let (cut, freed) = self.prune_point(keep_from, bytes, head, &writing)?;
             if cut > 0 {
                 for cf in [RECEIVED_CF, RECEIVED_SIZES_CF] {
                     batch.delete_range_cf(self.storage.cf(cf)?, 0u64.to_be_bytes(), cut.to_be_bytes());
@@ -186,20 +188,33 @@ impl Inbox {
     /// Where to cut the log (positions below go) and the bytes that frees, so that it
     /// keeps positions from `keep_from` on and, oldest first, at most the byte bound of
     /// `bytes` (which includes `newest`, never cut itself); at most [`PRUNE_STEP`]
-    /// messages at a time.
-    fn prune_point(&self, keep_from: u64, bytes: u64, newest: u64) -> Result<(u64, u64), StorageError> {
+    /// messages of the store at a time. `writing` are the (position, size) of the
+    /// messages in the write being prepared, after everything stored: a write of a whole
+    /// buffer may have to cut into itself.
+    fn prune_point(
+        &self,
+        keep_from: u64,
+        bytes: u64,
+        newest: u64,
+        writing: &[(u64, u64)],
+    ) -> Result<(u64, u64), StorageError> {
         let (mut cut, mut freed) = (0, 0);
         let mut first_sized = None;
         let sizes =
             self.storage.db().iterator_cf(self.storage.cf(RECEIVED_SIZES_CF)?, icn_storage::IteratorMode::Start);
+        let mut sized = Vec::new();
         for item in sizes.take(PRUNE_STEP) {
             let (key, value) = item?;
-            let position = position_of(&key);
+            sized.push((position_of(&key), value.as_ref().try_into().map(u64::from_be_bytes).unwrap_or_default()));
+        }
+        // The messages being written follow the stored ones only if all were read.
+        let whole = sized.len() < PRUNE_STEP;
+        for (position, size) in sized.into_iter().chain(writing.iter().copied().filter(|_| whole)) {
             first_sized.get_or_insert(position);
             if position >= newest || (position >= keep_from && bytes - freed <= self.retention.bytes) {
                 break;
             }
-            freed += value.as_ref().try_into().map(u64::from_be_bytes).unwrap_or_default();
+            freed += size;
             cut = position + 1;
         }
         // Messages older than every sized one (logged before sizes were kept) go by
@@ -287,6 +302,25 @@ mod tests {
         assert_eq!(inbox.deliver(&sender, "e2", message(1)).unwrap(), Some(4));
         let log: Vec<u64> = inbox.read_after(0, 10).await.unwrap().iter().map(|m| m.position).collect();
         assert_eq!(log, [1, 2, 3, 4]);
+    }
+
+    #[tokio::test]
+    async fn one_write_records_a_buffer_of_messages_once_each_and_prunes_across_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let sender = NodeIdentity::generate().did().clone();
+        let inbox = open(dir.path(), 100);
+        // A resend inside the batch and one of a message already delivered: dropped.
+        assert_eq!(inbox.deliver(&sender, "e", message(1)).unwrap(), Some(1));
+        let got = inbox.deliver_all(&sender, "e", [1, 2, 3, 3, 4].map(message).to_vec()).unwrap();
+        assert_eq!(got, [None, Some(2), Some(3), None, Some(4)]);
+        assert_eq!(inbox.delivered(&sender), ("e".to_string(), 4));
+        let seqs: Vec<u64> = inbox.read_after(0, 10).await.unwrap().iter().map(|m| m.seq).collect();
+        assert_eq!(seqs, [1, 2, 3, 4]);
+        // A batch that crosses a pruning point prunes, as single deliveries would.
+        let rest: Vec<InboundMessage> = (5..=PRUNE_EVERY + 10).map(message).collect();
+        inbox.deliver_all(&sender, "e", rest).unwrap();
+        assert_eq!(inbox.head(), PRUNE_EVERY + 10);
+        assert_eq!(inbox.oldest().await.unwrap(), PRUNE_EVERY + 10 - 100 + 1, "the newest 100 are kept");
     }
 
     #[tokio::test]

@@ -1,9 +1,8 @@
-//! Per-account indexes the engine keeps up as transfers apply, so that reading an
-//! account (`GetBalance`) costs what the account has waiting, not its whole history:
-//! its applied income that no transfer of its own has claimed yet, and its own
-//! transfers that are not applied; and per currency, what the applied transfers add up
-//! to, so that the cooperative's statistics do not walk every transfer either. Both change only where the engine applies, learns,
-//! forgets or recomputes, and a recompute rebuilds them with everything else.
+//! Indexes the engine keeps up as transfers apply, so that reads cost what waits, not
+//! the whole history: per account, its applied income that no transfer of its own has
+//! claimed yet and its own transfers that are not applied (`GetBalance`); per currency,
+//! what the applied transfers add up to (`CoopStats`). They change only where the engine
+//! applies, learns, forgets or recomputes, and a recompute rebuilds them with the rest.
 
 use icn_ledger_records::Hash;
 use icn_proto::ledger::v1::Transfer;
