@@ -197,8 +197,8 @@ mod tests {
         // for every message. ZIP-215 alone accepts this forgery; the DID rule stops it.
         let mut forged = [0u8; 64];
         forged[0] = 1;
-        let key = ed25519_consensus::VerificationKey::try_from(identity).unwrap();
-        assert!(key.verify(&ed25519_consensus::Signature::from(forged), b"pay the attacker").is_ok());
+        let key = ed25519_zebra::VerificationKey::try_from(identity).unwrap();
+        assert!(key.verify(&ed25519_zebra::Signature::from(forged), b"pay the attacker").is_ok());
         let mut minus_one = past_the_field(0);
         minus_one[0] -= 1;
         assert_eq!(did_of(minus_one).parse::<Did>(), Err(DidError::WeakKey));

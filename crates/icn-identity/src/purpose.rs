@@ -9,7 +9,7 @@
 //! a transfer's digest as a login challenge gets a login signature, which no ledger takes.
 //!
 //! One verification rule for every node, single or batched: ZIP-215 (the cofactored
-//! equation, as `ed25519-consensus` implements it), with small-order and non-canonically
+//! equation, as `ed25519-zebra` implements it), with small-order and non-canonically
 //! encoded public keys refused when a DID is parsed. Batch and single verification then
 //! accept exactly the same signatures, so whether a record is valid never depends on how
 //! a node happened to check it.
@@ -97,8 +97,8 @@ impl Did {
     /// signature that is not 64 bytes is simply not valid.
     pub fn verify_for(&self, purpose: Purpose, message: &[u8], signature: &[u8]) -> bool {
         let Ok(bytes) = <[u8; 64]>::try_from(signature) else { return false };
-        let Ok(key) = ed25519_consensus::VerificationKey::try_from(self.key_bytes()) else { return false };
-        key.verify(&ed25519_consensus::Signature::from(bytes), &signed_bytes(purpose, message)).is_ok()
+        let Ok(key) = ed25519_zebra::VerificationKey::try_from(self.key_bytes()) else { return false };
+        key.verify(&ed25519_zebra::Signature::from(bytes), &signed_bytes(purpose, message)).is_ok()
     }
 }
 
@@ -108,11 +108,11 @@ impl Did {
 /// checks them one by one to find which.
 pub fn verify_batch_for(purpose: Purpose, items: &[(&Did, &[u8], &[u8])]) -> bool {
     let messages: Vec<Vec<u8>> = items.iter().map(|(_, message, _)| signed_bytes(purpose, message)).collect();
-    let mut verifier = ed25519_consensus::batch::Verifier::new();
+    let mut verifier = ed25519_zebra::batch::Verifier::new();
     for ((did, _, signature), message) in items.iter().zip(&messages) {
         let Ok(bytes) = <[u8; 64]>::try_from(*signature) else { return false };
-        let key = ed25519_consensus::VerificationKeyBytes::from(did.key_bytes());
-        verifier.queue((key, ed25519_consensus::Signature::from(bytes), message));
+        let key = ed25519_zebra::VerificationKeyBytes::from(did.key_bytes());
+        verifier.queue((key, ed25519_zebra::Signature::from(bytes), message));
     }
     verifier.verify(rand::thread_rng()).is_ok()
 }

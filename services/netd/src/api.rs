@@ -2,7 +2,9 @@
 
 use crate::error::parse_did;
 use crate::{NetError, Node};
-use futures::Stream;
+use futures::future::BoxFuture;
+use futures::{FutureExt, Stream};
+use icn_identity::Did;
 use icn_proto::net::v1::netd_server::Netd;
 use icn_proto::net::v1::*;
 use std::collections::HashSet;
@@ -23,6 +25,7 @@ impl NetdApi {
 type MessageStream = Pin<Box<dyn Stream<Item = Result<InboundMessage, Status>> + Send>>;
 type ResultStream = Pin<Box<dyn Stream<Item = Result<SendResult, Status>> + Send>>;
 type BatchStream = Pin<Box<dyn Stream<Item = Result<InboundBatch, Status>> + Send>>;
+type BatchResultStream = Pin<Box<dyn Stream<Item = Result<SendBatchResult, Status>> + Send>>;
 
 /// The class a request names; an unknown one is refused rather than guessed.
 fn class_of(r: &SendRequest) -> Result<DeliveryClass, NetError> {
@@ -32,8 +35,13 @@ fn class_of(r: &SendRequest) -> Result<DeliveryClass, NetError> {
 
 /// One request of a send stream, started now; its result (an error is a result too)
 /// once it is accepted.
-fn start_send(node: &Node, r: SendRequest) -> futures::future::BoxFuture<'static, SendResult> {
-    let started = parse_did("to", &r.to)
+fn start_send(node: &Node, r: SendRequest) -> BoxFuture<'static, SendResult> {
+    start_send_to(node, parse_did("to", &r.to), r)
+}
+
+/// [`start_send`] with `to` already parsed.
+fn start_send_to(node: &Node, to: Result<Did, NetError>, r: SendRequest) -> BoxFuture<'static, SendResult> {
+    let started = to
         .and_then(|to| Ok((to, class_of(&r)?)))
         .and_then(|(to, class)| node.start_send(&to, &r.protocol, r.payload, r.sealed, class));
     let answer = |result: Result<u64, NetError>| match result {
@@ -47,6 +55,77 @@ fn start_send(node: &Node, r: SendRequest) -> futures::future::BoxFuture<'static
         Ok(committing) => Box::pin(async move { answer(committing.await) }),
         Err(e) => Box::pin(std::future::ready(answer(Err(e)))),
     }
+}
+
+/// One batch of a batch send stream, started now message by message (so they keep
+/// their order); its results once every message is accepted. A batch over `limit`
+/// messages sends nothing: each message is answered INVALID_ARGUMENT.
+fn start_batch(node: &Node, messages: Vec<SendRequest>, limit: usize) -> BoxFuture<'static, SendBatchResult> {
+    if messages.len() > limit {
+        let status = Status::from(NetError::InvalidArgument(format!(
+            "a batch of {} messages exceeds network.stream_buffer ({limit})",
+            messages.len()
+        )));
+        let refused = SendResult { seq: 0, code: status.code() as i32, message: status.message().to_string() };
+        let results = vec![refused; messages.len()];
+        return Box::pin(std::future::ready(SendBatchResult { results }));
+    }
+    // A batch mostly goes to a few peers: each `to` is parsed (base58) once per run.
+    let mut last: Option<(String, Did)> = None;
+    let started: Vec<_> = messages
+        .into_iter()
+        .map(|r| {
+            let to = match &last {
+                Some((text, did)) if *text == r.to => Ok(did.clone()),
+                _ => parse_did("to", &r.to).inspect(|did| last = Some((r.to.clone(), did.clone()))),
+            };
+            start_send_to(node, to, r)
+        })
+        .collect();
+    Box::pin(async move { SendBatchResult { results: futures::future::join_all(started).await } })
+}
+
+/// The answers of a send stream (`SendStream`, `SendBatches`). Each request is started as
+/// it is read, so it takes its place in its peers' queues before the next one and a
+/// stream's messages keep their order; answers go back in request order as they are
+/// done (durable messages once committed), with up to `network.stream_buffer` messages
+/// waiting at once (`start` says how many a request holds; one is read whenever fewer
+/// wait). A broken request stream ends reading, not the answers still owed.
+fn answer_in_order<Req: Send + 'static, Res: Send + 'static>(
+    node: &Node,
+    mut requests: tonic::Streaming<Req>,
+    start: impl Fn(Req) -> (usize, BoxFuture<'static, Res>) + Send + 'static,
+) -> tokio_stream::wrappers::ReceiverStream<Result<Res, Status>> {
+    let (window, shutdown) = (node.stream_buffer(), node.shutdown_token());
+    let (tx, rx) = tokio::sync::mpsc::channel(window);
+    node.spawn(async move {
+        let mut waiting = futures::stream::FuturesOrdered::new();
+        let (mut open, mut in_flight) = (true, 0usize);
+        while open || !waiting.is_empty() {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                Some((count, result)) = waiting.next(), if !waiting.is_empty() => {
+                    in_flight -= count;
+                    if tx.send(Ok(result)).await.is_err() {
+                        return;
+                    }
+                }
+                next = requests.message(), if open && in_flight < window => match next {
+                    Ok(Some(request)) => {
+                        let (count, answer) = start(request);
+                        in_flight += count;
+                        waiting.push_back(answer.map(move |r| (count, r)));
+                    }
+                    Ok(None) => open = false,
+                    Err(status) => {
+                        tracing::debug!(error = %status, "a send stream broke off");
+                        open = false;
+                    }
+                },
+            }
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
 }
 
 #[tonic::async_trait]
@@ -64,36 +143,22 @@ impl Netd for NetdApi {
         &self,
         request: Request<tonic::Streaming<SendRequest>>,
     ) -> Result<Response<Self::SendStreamStream>, Status> {
-        let (node, mut requests) = (self.node.clone(), request.into_inner());
-        let (window, shutdown) = (self.node.stream_buffer(), self.node.shutdown_token());
-        let (tx, rx) = tokio::sync::mpsc::channel(window);
-        // Each request takes its place in its peer's queue as it is read, so a stream's
-        // messages keep their order; durable ones are answered as their commits land, in
-        // request order, with up to `network.stream_buffer` waiting at once.
-        self.node.spawn(async move {
-            let mut waiting = futures::stream::FuturesOrdered::new();
-            let mut open = true;
-            while open || !waiting.is_empty() {
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    Some(result) = waiting.next(), if !waiting.is_empty() => {
-                        if tx.send(Ok(result)).await.is_err() {
-                            return;
-                        }
-                    }
-                    next = requests.message(), if open && waiting.len() < window => match next {
-                        Ok(Some(r)) => waiting.push_back(start_send(&node, r)),
-                        Ok(None) => open = false,
-                        Err(status) => {
-                            tracing::debug!(error = %status, "a send stream broke off");
-                            open = false;
-                        }
-                    },
-                }
-            }
+        let node = self.node.clone();
+        let results = answer_in_order(&self.node, request.into_inner(), move |r| (1, start_send(&node, r)));
+        Ok(Response::new(Box::pin(results)))
+    }
+
+    type SendBatchesStream = BatchResultStream;
+
+    async fn send_batches(
+        &self,
+        request: Request<tonic::Streaming<SendBatch>>,
+    ) -> Result<Response<Self::SendBatchesStream>, Status> {
+        let (node, limit) = (self.node.clone(), self.node.stream_buffer());
+        let results = answer_in_order(&self.node, request.into_inner(), move |batch: SendBatch| {
+            (batch.messages.len(), start_batch(&node, batch.messages, limit))
         });
-        let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
-        Ok(Response::new(Box::pin(stream)))
+        Ok(Response::new(Box::pin(results)))
     }
 
     type SubscribeBestEffortStream = BatchStream;

@@ -68,7 +68,7 @@ struct Ceiling {
     /// ZIP-215 verification through `Did::verify_for`, what the ledger calls, on one core.
     strict_one_core: f64,
     strict_all_cores: f64,
-    /// ZIP-215 batch verification (`ed25519_consensus::batch`, the rule every node
+    /// ZIP-215 batch verification (`ed25519_zebra::batch`, the rule every node
     /// applies, so a batch accepts exactly what single checks accept) of [`VERIFY_BATCH`]
     /// signatures, on every core.
     batch_all_cores: f64,
@@ -465,11 +465,11 @@ fn verification_ceiling() -> Ceiling {
     let strict_all_cores = rate_on(cores, signed.len(), strict);
     let messages: Vec<Vec<u8>> = signed.iter().map(|(m, _, _)| signed_bytes(Purpose::Transfer, m)).collect();
     let batch = |i: usize| {
-        let mut verifier = ed25519_consensus::batch::Verifier::new();
+        let mut verifier = ed25519_zebra::batch::Verifier::new();
         for j in i * VERIFY_BATCH..(i + 1) * VERIFY_BATCH {
             let (_, signature, id) = &signed[j];
-            let key = ed25519_consensus::VerificationKeyBytes::from(id.did().key_bytes());
-            verifier.queue((key, ed25519_consensus::Signature::from(*signature), &messages[j]));
+            let key = ed25519_zebra::VerificationKeyBytes::from(id.did().key_bytes());
+            verifier.queue((key, ed25519_zebra::Signature::from(*signature), &messages[j]));
         }
         verifier.verify(rand::thread_rng()).expect("a valid batch verifies");
     };

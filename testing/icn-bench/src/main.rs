@@ -3,7 +3,8 @@
 //!
 //! netd ([`netd`]): messages/s and MiB/s between two real netd processes on loopback —
 //! durable (gRPC `Send` in, durable queue, QUIC, durable inbound log, `Subscribe` out) and
-//! best effort (one `SendStream` in, `SubscribeBestEffort` out) — next to raw quinn with
+//! both classes through one stream in (`SendStream`, one message per item, and
+//! `SendBatches`, 64) and batched subscriptions out — next to raw quinn with
 //! the same TLS setup on the same loopback; and, in the network lab (root), the time
 //! from a partition's heal to the link being up again.
 //!
@@ -62,6 +63,9 @@ struct Row {
     ceiling: Option<(String, f64)>,
 }
 
+/// Messages per `SendBatches` item in the netd rows that batch.
+const BENCH_SEND_BATCH: usize = 64;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -97,15 +101,18 @@ async fn main() -> anyhow::Result<()> {
         for (class, label) in
             [(DeliveryClass::Durable, "durable, fsync on"), (DeliveryClass::BestEffort, "best effort")]
         {
-            let (msgs, _, refused) = netd::netd_stream(1024, args.seconds, class).await?;
-            rows.push(Row {
-                name: format!("netd messages/s delivered, 1 KiB, {label}, one send stream"),
-                value: msgs,
-                unit: "msg/s",
-                ceiling: Some(ceiling_msgs.clone()),
-            });
-            rows.push(row(format!("netd sends refused (queue full), 1 KiB, {label}, one send stream"), refused, "%"));
-            let (_, mib, _) = netd::netd_stream(256 * 1024, args.seconds, class).await?;
+            // One message per stream item (SendStream), then 64 (SendBatches).
+            for (batch, how) in [(1, "one send stream"), (BENCH_SEND_BATCH, "batches of 64")] {
+                let (msgs, _, refused) = netd::netd_stream(1024, args.seconds, class, batch).await?;
+                rows.push(Row {
+                    name: format!("netd messages/s delivered, 1 KiB, {label}, {how}"),
+                    value: msgs,
+                    unit: "msg/s",
+                    ceiling: Some(ceiling_msgs.clone()),
+                });
+                rows.push(row(format!("netd sends refused (queue full), 1 KiB, {label}, {how}"), refused, "%"));
+            }
+            let (_, mib, _) = netd::netd_stream(256 * 1024, args.seconds, class, 1).await?;
             rows.push(Row {
                 name: format!("netd MiB/s delivered, 256 KiB messages, {label}, one send stream"),
                 value: mib,

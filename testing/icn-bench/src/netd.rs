@@ -2,7 +2,7 @@
 //! two nodes, reconnection after a partition heals.
 
 use anyhow::Context;
-use icn_proto::net::v1::{PeerState, SendRequest, SubscribeRequest};
+use icn_proto::net::v1::{PeerState, SendBatch, SendRequest, SubscribeRequest};
 use icn_testkit::{Bootstrap, Network};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -76,13 +76,15 @@ async fn two_nodes(fsync: bool) -> anyhow::Result<Network> {
 }
 
 /// One sender streams `size`-byte messages of `class` to the other node for `seconds`
-/// through one `SendStream`, as fast as netd takes them; returns the messages/s and MiB/s
+/// through one `SendStream` (`batch` 1) or one `SendBatches` stream (`batch` messages per
+/// item), as fast as netd takes them; returns the messages/s and MiB/s
 /// delivered to the receiver's subscriber (`SubscribeBestEffort` or `Subscribe`), and
 /// the share of sends refused (%: a full queue).
 pub async fn netd_stream(
     size: usize,
     seconds: u64,
     class: icn_proto::net::v1::DeliveryClass,
+    batch: usize,
 ) -> anyhow::Result<(f64, f64, f64)> {
     use icn_proto::net::v1::{DeliveryClass, SubscribeBestEffortRequest};
     use tokio_stream::StreamExt;
@@ -108,8 +110,6 @@ pub async fn netd_stream(
                     .map(|batch| batch.map(|b| b.messages.len() as u64)),
             ),
         };
-    let (tx, rx) = tokio::sync::mpsc::channel(1024);
-    let mut results = a.netd().await?.send_stream(tokio_stream::wrappers::ReceiverStream::new(rx)).await?.into_inner();
     let request = SendRequest {
         to: b.did().to_string(),
         protocol: "bench".into(),
@@ -119,20 +119,47 @@ pub async fn netd_stream(
     };
     let start = Instant::now();
     let end = start + Duration::from_secs(seconds);
-    let producer = tokio::spawn(async move {
-        while Instant::now() < end {
-            if tx.send(request.clone()).await.is_err() {
-                break;
-            }
-        }
-    });
+    let mut client = a.netd().await?;
+    // Results as (answered, refused) per item of the answer stream.
+    let mut results: std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<(u64, u64), tonic::Status>> + Send>>;
+    let producer =
+        if batch <= 1 {
+            let (tx, rx) = tokio::sync::mpsc::channel(1024);
+            results = Box::pin(
+                client
+                    .send_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
+                    .await?
+                    .into_inner()
+                    .map(|r| r.map(|r| (1, u64::from(r.code != 0)))),
+            );
+            tokio::spawn(async move {
+                while Instant::now() < end {
+                    if tx.send(request.clone()).await.is_err() {
+                        break;
+                    }
+                }
+            })
+        } else {
+            let (tx, rx) = tokio::sync::mpsc::channel(1024 / batch.min(1024));
+            results =
+                Box::pin(client.send_batches(tokio_stream::wrappers::ReceiverStream::new(rx)).await?.into_inner().map(
+                    |r| r.map(|r| (r.results.len() as u64, r.results.iter().filter(|r| r.code != 0).count() as u64)),
+                ));
+            let messages = SendBatch { messages: vec![request; batch] };
+            tokio::spawn(async move {
+                while Instant::now() < end {
+                    if tx.send(messages.clone()).await.is_err() {
+                        break;
+                    }
+                }
+            })
+        };
     let answers = tokio::spawn(async move {
         let (mut sent, mut refused) = (0u64, 0u64);
-        while let Some(r) = results.message().await? {
-            sent += 1;
-            if r.code != 0 {
-                refused += 1;
-            }
+        while let Some(r) = results.next().await {
+            let (answered, refusals) = r?;
+            sent += answered;
+            refused += refusals;
         }
         anyhow::Ok((sent, refused))
     });

@@ -78,7 +78,8 @@ pub struct NetworkConfig {
     /// behind catches up from the stored inbound log instead of slowing peers down.
     pub subscriber_buffer: usize,
     /// Messages one `Subscribe` or `SubscribeBestEffort` stream buffers ahead of its
-    /// client; also the durable sends of one `SendStream` waiting for their commit at once.
+    /// client; also the durable sends of one `SendStream` or `SendBatches` waiting for
+    /// their commit at once, and the most messages one `SendBatches` batch may hold.
     pub stream_buffer: usize,
     /// Messages read from the inbound log per step when a subscriber catches up.
     pub catch_up_page: usize,

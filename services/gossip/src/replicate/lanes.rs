@@ -1,9 +1,10 @@
 //! Replication's two ways through netd, both directions.
 //!
 //! - *Best effort* (pushes): frames go into a bounded channel that one long-lived
-//!   `SendStream` to netd drains, so a push costs no call of its own; inbound pushes come
-//!   from `SubscribeBestEffort` in batches. When netd is away or the channel is full, a
-//!   push is dropped (counted in `gossip_pushes_dropped_total`) and anti-entropy repairs it.
+//!   `SendBatches` stream to netd drains, what is ready in one item, so a push costs no
+//!   call or stream item of its own; inbound pushes come from `SubscribeBestEffort` in
+//!   batches. When netd is away or the channel is full, a push is dropped (counted in
+//!   `gossip_pushes_dropped_total`) and anti-entropy repairs it.
 //! - *Durable* (repairs, digests, topics, mesh changes): one `Send` per frame, stored by
 //!   netd before it answers; inbound frames are read from netd's inbound log after a
 //!   cursor kept in the store, so a crash re-reads rather than loses them.
@@ -14,8 +15,8 @@ use icn_proto::gossip::v1::Entry;
 use icn_proto::gossip::wire::v1::{gossip_frame::Body, GossipFrame, Push};
 use icn_proto::net::v1::netd_client::NetdClient;
 use icn_proto::net::v1::{
-    DeliveryClass, InboundBatch, InboundMessage, ListPeersRequest, PeerState, SendRequest, SubscribeBestEffortRequest,
-    SubscribeRequest,
+    DeliveryClass, InboundBatch, InboundMessage, ListPeersRequest, PeerState, SendBatch, SendRequest,
+    SubscribeBestEffortRequest, SubscribeRequest,
 };
 use icn_runtime::Context;
 use prost::Message;
@@ -24,6 +25,10 @@ use tokio::sync::mpsc;
 
 /// A netd client that carries the caller's trace context on every call.
 type Netd = NetdClient<icn_telemetry::propagation::TracedChannel>;
+
+/// Most pushes in one `SendBatches` item: within netd's default `network.stream_buffer`
+/// (256), which bounds a batch, and small enough that a batch is one commit's worth.
+const SEND_BATCH_MAX: usize = 64;
 
 /// Meta key of the netd inbound-log position processed so far.
 const CURSOR_KEY: &str = "gossip.netd_position";
@@ -132,36 +137,40 @@ fn frames(entries: Vec<Entry>, max_bytes: usize) -> Vec<Vec<Entry>> {
 }
 
 impl Replicator {
-    /// Keeps one `SendStream` to netd open and feeds it the best-effort sends, counting
-    /// those netd refuses. While netd is away the channel fills and pushes are dropped.
+    /// Keeps one `SendBatches` stream to netd open and feeds it the best-effort sends,
+    /// as many as are ready in one item (at most [`SEND_BATCH_MAX`]), counting those
+    /// netd refuses. While netd is away the channel fills and pushes are dropped.
     pub(super) async fn send_best_effort(self: Arc<Self>, mut outgoing: mpsc::Receiver<SendRequest>) {
         loop {
             let (tx, rx) = mpsc::channel(self.config.stream_buffer);
             let mut netd = self.lanes.netd();
             let opened = tokio::select! {
                 _ = self.ctx.shutdown.cancelled() => return,
-                opened = netd.send_stream(tokio_stream::wrappers::ReceiverStream::new(rx)) => opened,
+                opened = netd.send_batches(tokio_stream::wrappers::ReceiverStream::new(rx)) => opened,
             };
             match opened {
                 Ok(results) => {
                     let mut results = results.into_inner();
+                    let mut ready = Vec::with_capacity(SEND_BATCH_MAX);
                     loop {
                         tokio::select! {
                             _ = self.ctx.shutdown.cancelled() => return,
-                            next = outgoing.recv() => match next {
-                                Some(request) => {
-                                    if tx.send(request).await.is_err() {
-                                        break;
+                            taken = outgoing.recv_many(&mut ready, SEND_BATCH_MAX) => {
+                                if taken == 0 {
+                                    return;
+                                }
+                                let batch = SendBatch { messages: std::mem::take(&mut ready) };
+                                if tx.send(batch).await.is_err() {
+                                    break;
+                                }
+                            }
+                            result = results.message() => match result {
+                                Ok(Some(batch)) => {
+                                    for r in batch.results.iter().filter(|r| r.code != 0) {
+                                        self.metrics.pushes_dropped.with_label_values(&["refused"]).inc();
+                                        tracing::debug!(code = r.code, "netd refused a push: {}", r.message);
                                     }
                                 }
-                                None => return,
-                            },
-                            result = results.message() => match result {
-                                Ok(Some(r)) if r.code != 0 => {
-                                    self.metrics.pushes_dropped.with_label_values(&["refused"]).inc();
-                                    tracing::debug!(code = r.code, "netd refused a push: {}", r.message);
-                                }
-                                Ok(Some(_)) => {}
                                 Ok(None) | Err(_) => break,
                             },
                         }
