@@ -81,9 +81,10 @@ impl FromStr for Did {
         let raw = bs58::decode(encoded).into_vec().map_err(|_| DidError::Encoding)?;
         let key: [u8; 32] =
             raw.strip_prefix(&ED25519_MULTICODEC[..]).and_then(|k| k.try_into().ok()).ok_or(DidError::KeyType)?;
-        if !checked_keys::contains(&key) {
+        if checked_keys::get(&key).is_none() {
             check_key(&key)?;
-            checked_keys::insert(key);
+            let verifying = ed25519_zebra::VerificationKey::try_from(key).map_err(|_| DidError::Key)?;
+            checked_keys::insert(key, verifying);
         }
         // The text is the key's one encoding: base58 has no padding and the bytes start
         // with the multicodec's 0xed, so no leading '1' can stand for a zero byte.
@@ -91,38 +92,50 @@ impl FromStr for Did {
     }
 }
 
-/// Keys that passed [`check_key`] lately. Every message names its sender and every
-/// record its author, and checking a key decompresses a curve point (most of netd's own
-/// CPU per message before this cache); a node meets few distinct keys, so a small set
-/// saves nearly every check. Bounded by [`checked_keys::CAPACITY`], emptied when full.
+/// Keys that passed [`check_key`] lately, each with its point decompressed for
+/// verification. Every message names its sender and every record its author, and both
+/// checking a key and verifying under it decompress a curve point (most of netd's own CPU
+/// per message before this cache; then a sixth of every signature check); a node meets
+/// few distinct keys, so a small map saves nearly every decompression. Bounded by
+/// [`checked_keys::CAPACITY`], emptied when full: a flood of fresh keys costs only the
+/// decompressions it would have cost anyway.
 mod checked_keys {
-    use std::collections::HashSet;
+    use ed25519_zebra::VerificationKey;
+    use std::collections::HashMap;
     use std::sync::{Mutex, OnceLock};
 
     /// Distinct keys remembered: more than the peers and members one node deals with at
-    /// once, and 128 KiB at most.
+    /// once, and under 1 MiB.
     pub const CAPACITY: usize = 4096;
 
-    fn set() -> &'static Mutex<HashSet<[u8; 32]>> {
-        static SET: OnceLock<Mutex<HashSet<[u8; 32]>>> = OnceLock::new();
-        SET.get_or_init(|| Mutex::new(HashSet::with_capacity(CAPACITY)))
+    fn map() -> &'static Mutex<HashMap<[u8; 32], VerificationKey>> {
+        static MAP: OnceLock<Mutex<HashMap<[u8; 32], VerificationKey>>> = OnceLock::new();
+        MAP.get_or_init(|| Mutex::new(HashMap::with_capacity(CAPACITY)))
     }
 
     #[cfg(test)]
     pub fn len() -> usize {
-        set().lock().expect("checked keys lock").len()
+        map().lock().expect("checked keys lock").len()
     }
 
-    pub fn contains(key: &[u8; 32]) -> bool {
-        set().lock().expect("checked keys lock").contains(key)
+    pub fn get(key: &[u8; 32]) -> Option<VerificationKey> {
+        map().lock().expect("checked keys lock").get(key).copied()
     }
 
-    pub fn insert(key: [u8; 32]) {
-        let mut set = set().lock().expect("checked keys lock");
-        if set.len() >= CAPACITY {
-            set.clear();
+    pub fn insert(key: [u8; 32], verifying: VerificationKey) {
+        let mut map = map().lock().expect("checked keys lock");
+        if map.len() >= CAPACITY {
+            map.clear();
         }
-        set.insert(key);
+        map.insert(key, verifying);
+    }
+}
+
+impl Did {
+    /// The key, decompressed for verification: from [`checked_keys`] when it is there (it
+    /// was checked when this DID was parsed), else decompressed now.
+    pub(crate) fn verification_key(&self) -> Option<ed25519_zebra::VerificationKey> {
+        checked_keys::get(&self.key).or_else(|| ed25519_zebra::VerificationKey::try_from(self.key).ok())
     }
 }
 
@@ -234,6 +247,25 @@ mod tests {
         }
         let held = super::checked_keys::len();
         assert!(held <= checked_keys::CAPACITY, "{held} keys held");
+    }
+
+    #[test]
+    fn a_remembered_key_verifies_exactly_what_a_fresh_one_does_and_only_under_its_own_did() {
+        use crate::Purpose;
+        let (alice, bob) = (NodeIdentity::generate(), NodeIdentity::generate());
+        // Parsed, so remembered with its decompressed point.
+        let alice_did: Did = alice.did().as_str().parse().unwrap();
+        let bob_did: Did = bob.did().as_str().parse().unwrap();
+        assert!(checked_keys::get(&alice_did.key).is_some() && checked_keys::get(&bob_did.key).is_some());
+        let signature = alice.sign_for(Purpose::GossipEntry, b"entry").to_bytes();
+        let fresh = ed25519_zebra::VerificationKey::try_from(alice_did.key).unwrap();
+        assert_eq!(alice_did.verification_key(), Some(fresh));
+        assert!(alice_did.verify_for(Purpose::GossipEntry, b"entry", &signature));
+        // The same signature under another remembered key, another message, another
+        // purpose: refused each time.
+        assert!(!bob_did.verify_for(Purpose::GossipEntry, b"entry", &signature));
+        assert!(!alice_did.verify_for(Purpose::GossipEntry, b"entrY", &signature));
+        assert!(!alice_did.verify_for(Purpose::Transfer, b"entry", &signature));
     }
 
     #[test]

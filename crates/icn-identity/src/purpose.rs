@@ -97,7 +97,7 @@ impl Did {
     /// signature that is not 64 bytes is simply not valid.
     pub fn verify_for(&self, purpose: Purpose, message: &[u8], signature: &[u8]) -> bool {
         let Ok(bytes) = <[u8; 64]>::try_from(signature) else { return false };
-        let Ok(key) = ed25519_zebra::VerificationKey::try_from(self.key_bytes()) else { return false };
+        let Some(key) = self.verification_key() else { return false };
         key.verify(&ed25519_zebra::Signature::from(bytes), &signed_bytes(purpose, message)).is_ok()
     }
 }
