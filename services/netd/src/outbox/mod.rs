@@ -4,16 +4,15 @@
 //! commits the framed message to RocksDB *before* it answers, so an accepted message
 //! survives a crash of this process (and, with `network.queue_fsync`, of the machine).
 //! Concurrent sends share one synced write (the shared group committer,
-//! [`icn_storage::group`], on a dedicated thread). Messages
-//! stay stored until the peer acknowledges them; a new connection resends from what the
-//! peer says it has delivered.
+//! [`icn_storage::group`], on a dedicated thread). Messages stay stored until the peer
+//! acknowledges them; a new connection resends from what the peer says it has delivered.
 //!
 //! The receiving side is [`crate::inbox`].
 //!
 //! The newest messages of each queue are also kept in memory (the *tail*, within
-//! [`TAIL_BYTES`] for the node, [`Limits::tail_bytes`]), so that a delivery task keeping up with its sends reads
-//! them from there once they are committed, not back from RocksDB; after a reconnect, or
-//! a burst beyond the bound, it reads the store as before.
+//! [`TAIL_BYTES`] for the node, [`Limits::tail_bytes`]), so that a delivery task keeping
+//! up with its sends reads them from there once they are committed, not back from
+//! RocksDB; after a reconnect, or a burst beyond the bound, it reads the store as before.
 //!
 //! Overflow policy: a queue over `network.peer_queue_capacity` messages or
 //! `network.peer_queue_max_bytes`, or all queues together over
