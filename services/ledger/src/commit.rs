@@ -8,8 +8,9 @@
 //! not durable, and the journal order is the order of application.
 
 use crate::error::LedgerError;
+use crate::replay::replay;
 use crate::state::{Checked, GroupWrite, Outcome, Source, State};
-use crate::store::{Reader, Store};
+use crate::store::Store;
 use icn_config::CreditConfig;
 use icn_proto::ledger::v1::{BalanceDrift, RecomputeBalancesResponse, TransferRecord};
 use icn_proto::ledger::wire::v1::{ForkReport, LedgerEntry};
@@ -342,39 +343,6 @@ fn compare(
     }
     drifts.sort_by(|a, b| (&a.currency, &a.member).cmp(&(&b.currency, &b.member)));
     Ok((version, stored, drifts))
-}
-
-/// A state rebuilt from the journal up to `upto` (of one cooperative when given), and
-/// the number of records read.
-fn replay(view: &Reader<'_>, upto: u64, only: Option<&str>) -> Result<(State, u64), LedgerError> {
-    let mut state = State::default();
-    let mut records = 0;
-    let now = now_ms();
-    let mut scratch = GroupWrite::default();
-    view.for_each_record(upto, |position, record| {
-        records += 1;
-        let Some(body) = record.entry.and_then(|e| e.body) else { return };
-        if only.is_some_and(|c| !entry_in(&body, c)) {
-            state.version = position;
-            return;
-        }
-        // The journal holds only entries that were checked when they arrived.
-        state.apply(
-            vec![Checked::trusted(body)],
-            Source::Replay { received_at_ms: record.received_at_ms },
-            now,
-            &mut scratch,
-        );
-        state.version = position;
-        // A replay writes nothing: what the group would write is dropped, every record
-        // (the list of transfers changed grows with the group, and is searched as it does).
-        scratch = GroupWrite::default();
-    })?;
-    Ok((state, records))
-}
-
-fn entry_in(body: &icn_proto::ledger::wire::v1::ledger_entry::Body, coop_id: &str) -> bool {
-    icn_ledger_records::coop::coop_of(body) == coop_id
 }
 
 /// At start-up: every stored balance should equal the replay; a difference is logged

@@ -14,6 +14,8 @@
 //!   takes and casts (`state/votes.rs`);
 //! - [`store`]: the RocksDB journal and accounts, written in atomic group commits;
 //! - [`commit`]: the one writer, which groups concurrent submissions;
+//! - `replay`: the state rebuilt from the journal, at start-up and for
+//!   `RecomputeBalances`, with the journal read ahead on a second thread;
 //! - [`replicate`]: the cooperatives' gossip topics, both ways;
 //! - [`api`]: the `icn.ledger.v1.Ledger` gRPC API.
 //!
@@ -25,6 +27,7 @@ pub mod commit;
 pub mod engine;
 pub mod error;
 pub mod model;
+mod replay;
 pub mod replicate;
 pub mod state;
 pub mod store;

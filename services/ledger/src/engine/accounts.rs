@@ -4,9 +4,10 @@
 //! what the applied transfers add up to (`CoopStats`). They change only where the engine
 //! applies, learns, forgets or recomputes, and a recompute rebuilds them with the rest.
 
+use foldhash::{HashMap, HashSet};
 use icn_ledger_records::Hash;
 use icn_proto::ledger::v1::Transfer;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 type Account = (String, String);
 
@@ -29,7 +30,7 @@ pub struct Totals {
     pub transfers: u64,
     pub volume: u64,
     /// Members that paid or were paid.
-    pub accounts: std::collections::HashSet<String>,
+    pub accounts: HashSet<String>,
 }
 
 impl AccountIndex {

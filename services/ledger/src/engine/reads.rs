@@ -3,9 +3,10 @@
 //! balances a replay of the applied transfers gives. Nothing here changes the engine.
 
 use super::{Changes, Ledger, Status};
+use foldhash::{HashMap, HashMapExt};
 use icn_ledger_records::Hash;
 use icn_proto::ledger::v1::Transfer;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 impl Ledger {
     /// Known transfers of `payer` that are not applied.
@@ -41,11 +42,16 @@ impl Ledger {
     }
 
     pub fn transfer(&self, hash: &Hash) -> Option<&Transfer> {
-        self.known.get(hash)
+        self.known.get(hash).map(|t| &**t)
+    }
+
+    /// The transfer as the engine holds it, to keep without copying.
+    pub fn shared(&self, hash: &Hash) -> Option<std::sync::Arc<Transfer>> {
+        self.known.get(hash).cloned()
     }
 
     pub fn transfers(&self) -> impl Iterator<Item = (&Hash, &Transfer)> {
-        self.known.iter()
+        self.known.iter().map(|(h, t)| (h, &**t))
     }
 
     pub fn is_applied(&self, hash: &Hash) -> bool {
@@ -92,6 +98,12 @@ impl Ledger {
 
     pub fn balances(&self) -> &HashMap<(String, String), i128> {
         &self.balances
+    }
+
+    /// Transfers applied since the last [`Ledger::take_changes`] as the list stands, and
+    /// the count of recomputes, each of which rebuilds the list.
+    pub fn newly_applied(&self) -> (u64, &[Hash]) {
+        (self.recomputes, &self.newly_applied)
     }
 
     pub fn applied(&self) -> &BTreeSet<Hash> {

@@ -11,6 +11,7 @@ use icn_ledger_records::signed::hash as transfer_hash;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
+use std::collections::HashMap;
 
 const CURRENCY: &str = "hours";
 const LIMIT: i64 = 100;
@@ -122,7 +123,7 @@ fn replicas_agree_whatever_the_order_and_the_invariants_hold() {
             assert_eq!(r.quarantine(), reference.quarantine(), "seed {seed}: replica {i}");
             // A stored balance equals a replay of the journal, each transfer once.
             let replay = r.replay();
-            let nonzero = |m: &HashMap<(String, String), i128>| {
+            let nonzero = |m: &foldhash::HashMap<(String, String), i128>| {
                 m.iter().filter(|(_, v)| **v != 0).map(|(k, v)| (k.clone(), *v)).collect::<BTreeMap<_, _>>()
             };
             assert_eq!(nonzero(&replay), nonzero(r.balances()), "seed {seed}");

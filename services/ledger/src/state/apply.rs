@@ -18,6 +18,7 @@ use icn_ledger_records::coop::coop_of;
 use icn_ledger_records::{Hash, SignatureError};
 use icn_proto::ledger::v1::{Transfer, TransferRecord, TransferRejection, TransferStatus};
 use icn_proto::ledger::wire::v1::{ledger_entry::Body, ForkReport, JournalRecord, LedgerEntry};
+use std::sync::Arc;
 
 impl State {
     /// Applies a group of entries. `now` stamps them; the caller writes the returned
@@ -55,35 +56,43 @@ impl State {
                 _ => None,
             };
             let coop = self.coops.entry(coop_id.clone()).or_default();
-            let (outcome, stored) = match checked.body.clone() {
+            let Checked { body, hash } = checked;
+            // The journal takes the entry as it came; a replay writes nothing and moves it.
+            let journalled = (!matches!(source, Source::Replay { .. })).then(|| body.clone());
+            let transfer = matches!(body, Body::Transfer(_));
+            let (outcome, stored) = match body {
                 Body::Transfer(t) => {
-                    coop.transfer(t, checked.hash.clone(), source, received_at_ms, skew, hold, &mut write.evicted)
+                    coop.transfer(t, hash.clone(), source, received_at_ms, skew, hold, &mut write.evicted)
                 }
                 Body::Fork(f) => {
                     coop.peer_reported_fork((f.currency, f.payer, f.payer_seq));
                     (Outcome::Dropped, false)
                 }
-                Body::Vote(v) => coop.vote(v, checked.hash.clone(), hold, &mut write.evicted),
+                Body::Vote(v) => coop.vote(v, hash.clone(), hold, &mut write.evicted),
                 admin => {
-                    let (outcome, created) = coop.admin(admin, checked.hash.clone(), source, received_at_ms, skew);
+                    let (outcome, created) = coop.admin(admin, hash.clone(), source, received_at_ms, skew);
                     if created && !rules_changed.contains(&coop_id) {
                         rules_changed.push(coop_id.clone());
                     }
                     (outcome, created)
                 }
             };
+            coop.stamp_newly_applied(received_at_ms);
             if stored {
                 self.version += 1;
-                if let (Body::Transfer(t), Ok(hash)) = (&checked.body, &checked.hash) {
-                    coop.index(t, *hash, self.version, received_at_ms);
+                // A stored transfer is one the engine keeps.
+                if let (true, Ok(hash)) = (transfer, &hash) {
+                    if let Some(t) = coop.engine.shared(hash) {
+                        coop.index(&t, *hash, self.version, received_at_ms);
+                    }
                     write.transfer_events.push((coop_id.clone(), *hash));
                 }
-                if !matches!(source, Source::Replay { .. }) {
+                if let Some(body) = journalled {
                     let local = source == Source::Local;
                     write.local_entries += local as usize;
                     write.journal.push((
                         self.version,
-                        JournalRecord { entry: Some(LedgerEntry { body: Some(checked.body) }), received_at_ms, local },
+                        JournalRecord { entry: Some(LedgerEntry { body: Some(body) }), received_at_ms, local },
                     ));
                 }
                 if !touched.contains(&coop_id) {
@@ -96,11 +105,12 @@ impl State {
             let coop = self.coops.get_mut(&coop_id).expect("touched coops exist");
             coop.changes += 1;
             let changes = coop.engine.take_changes();
+            coop.stamped = (coop.stamped.0, 0);
             if self.voter.as_ref().is_some_and(|me| coop.is_validator(me.did().as_str())) {
                 write.applied.extend(changes.applied.iter().map(|h| (coop_id.clone(), *h)));
             }
             // Each transfer once: a set, as a recompute can apply thousands in one group.
-            let mut listed: std::collections::HashSet<Hash> =
+            let mut listed: foldhash::HashSet<Hash> =
                 write.transfer_events.iter().filter(|(c, _)| *c == coop_id).map(|(_, h)| *h).collect();
             for hash in changes.applied {
                 coop.stamp_applied(&hash, received_at_ms);
@@ -157,6 +167,20 @@ impl State {
             }
         }
         outcomes
+    }
+}
+
+impl State {
+    /// Applies the journal record at `position` (its entry, unless it is of a cooperative
+    /// not replayed) as it was applied when it arrived (`crate::replay`).
+    pub fn replay_record(&mut self, position: u64, received_at_ms: i64, entry: Option<Checked>, now: i64) {
+        if let Some(checked) = entry {
+            // Positions as they were: an entry stored again takes the next one.
+            self.version = position.saturating_sub(1);
+            // A replay writes nothing: what the group would write is dropped.
+            self.apply(vec![checked], Source::Replay { received_at_ms }, now, &mut GroupWrite::default());
+        }
+        self.version = position;
     }
 }
 
@@ -221,7 +245,12 @@ impl CoopState {
                 return (Outcome::Transfer { record: rejected(&t, refusal.0, refusal.1), duplicate: false }, false);
             }
         }
-        let status = self.engine.submit_verified(t.clone(), hash);
+        // Shared with the engine from here on: a replay copies no transfer.
+        let t = Arc::new(t);
+        let status = match source {
+            Source::Replay { .. } => self.engine.submit_stored(Arc::clone(&t), hash),
+            _ => self.engine.submit_shared(Arc::clone(&t), hash),
+        };
         // A transfer refused on its merits is forgotten below, never read again.
         let final_refusal = matches!(&status, Status::Refused(r) if !r.is_stateful());
         if let Some(hold) = hold.filter(|_| !final_refusal) {
@@ -254,9 +283,17 @@ impl CoopState {
             }
             _ => {
                 self.meta.insert(hash, TransferMeta { position: 0, received_at_ms: now, applied_at_ms: 0 });
-                let outcome = Outcome::Transfer {
-                    record: TransferRecord { hash: hash.to_vec(), transfer: Some(t), ..Default::default() },
-                    duplicate: false,
+                let outcome = match source {
+                    // Nobody waits for a replayed entry's outcome.
+                    Source::Replay { .. } => Outcome::Dropped,
+                    _ => Outcome::Transfer {
+                        record: TransferRecord {
+                            hash: hash.to_vec(),
+                            transfer: Some(Transfer::clone(&t)),
+                            ..Default::default()
+                        },
+                        duplicate: false,
+                    },
                 };
                 (outcome, true)
             }
@@ -289,6 +326,20 @@ impl CoopState {
         }
         if !t.idempotency_id.is_empty() {
             self.idempotency.entry((t.currency.clone(), t.payer.clone(), t.idempotency_id.clone())).or_insert(hash);
+        }
+    }
+
+    /// Stamps what the engine applied since it was last looked at. Done after each entry,
+    /// not once per group: a transfer that applied and was undone within one group
+    /// applied all the same, and a replay, which knows nothing of groups, sees it so
+    /// (`state::tests`, `a_replay_of_the_journal_rebuilds_exactly_what_the_node_held`).
+    fn stamp_newly_applied(&mut self, at_ms: i64) {
+        let (recomputes, list) = self.engine.newly_applied();
+        let from = if self.stamped.0 == recomputes { self.stamped.1.min(list.len()) } else { 0 };
+        let fresh: Vec<Hash> = list[from..].to_vec();
+        self.stamped = (recomputes, list.len());
+        for hash in fresh {
+            self.stamp_applied(&hash, at_ms);
         }
     }
 

@@ -37,10 +37,11 @@ pub use checks::unbound_coop;
 use crate::engine::Ledger;
 use crate::error::LedgerError;
 use crate::model::CoopModel;
+use foldhash::HashMap;
 use icn_ledger_records::{Hash, SignatureError};
 use icn_proto::ledger::v1::{Account, CoopStatsResponse, Transfer, TransferRecord};
 use icn_proto::ledger::wire::v1::{ledger_entry::Body, ForkReport, JournalRecord, LedgerEntry};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 /// Where an entry comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -191,6 +192,9 @@ pub struct CoopState {
     /// restart reads the evicted transfers again too.
     rewind: Option<u64>,
     rewinding: Option<u64>,
+    /// How far the engine's newly applied transfers are stamped: (its recomputes, the
+    /// length of its list) when last looked at (`CoopState::stamp_newly_applied`).
+    stamped: (u64, usize),
     /// Groups that changed this cooperative; keys the statistics cache.
     changes: u64,
     /// CoopStats is public; it reads the engine's totals and every waiting transfer's
