@@ -267,10 +267,9 @@ async fn an_admin_is_revoked_from_the_removal_on_and_what_it_did_before_stands()
     };
     // The founder makes A an admin; A admits Carol; A pays B.
     add(admission(&coop.founder, a, MemberRole::Admin)).await.unwrap();
-    // A's admissions count from the millisecond after its own: entries of one
-    // millisecond are read in the order of their hashes, so one signed in the same
-    // millisecond as A's promotion may come before it (the call now often answers
-    // within a millisecond).
+    // Admin entries are read in (time, hash) order: an admission A signs in the same
+    // millisecond as its promotion may sort before it and not count (the call now
+    // often answers within a millisecond). See the closing note of issue #12.
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     let carol = NodeIdentity::generate();
     add(admission(a, &carol, MemberRole::Member)).await.unwrap();

@@ -112,8 +112,8 @@ impl State {
             // Each transfer once: a set, as a recompute can apply thousands in one group.
             let mut listed: foldhash::HashSet<Hash> =
                 write.transfer_events.iter().filter(|(c, _)| *c == coop_id).map(|(_, h)| *h).collect();
+            // Stamped as each entry applied them (`CoopState::stamp_newly_applied`).
             for hash in changes.applied {
-                coop.stamp_applied(&hash, received_at_ms);
                 if listed.insert(hash) {
                     write.transfer_events.push((coop_id.clone(), hash));
                 }
@@ -318,9 +318,6 @@ impl CoopState {
             m.position = position;
             m.received_at_ms = received_at_ms;
         }
-        if self.engine.is_applied(&hash) {
-            self.stamp_applied(&hash, received_at_ms);
-        }
         for member in [&t.payer, &t.payee] {
             self.history.entry((t.currency.clone(), member.clone())).or_default().push(hash);
         }
@@ -334,11 +331,14 @@ impl CoopState {
     /// applied all the same, and a replay, which knows nothing of groups, sees it so
     /// (`state::tests`, `a_replay_of_the_journal_rebuilds_exactly_what_the_node_held`).
     fn stamp_newly_applied(&mut self, at_ms: i64) {
-        let (recomputes, list) = self.engine.newly_applied();
-        let from = if self.stamped.0 == recomputes { self.stamped.1.min(list.len()) } else { 0 };
-        let fresh: Vec<Hash> = list[from..].to_vec();
-        self.stamped = (recomputes, list.len());
-        for hash in fresh {
+        let (recomputes, len) = {
+            let (r, list) = self.engine.newly_applied();
+            (r, list.len())
+        };
+        let from = if self.stamped.0 == recomputes { self.stamped.1.min(len) } else { 0 };
+        self.stamped = (recomputes, len);
+        for i in from..len {
+            let hash = self.engine.newly_applied().1[i];
             self.stamp_applied(&hash, at_ms);
         }
     }
