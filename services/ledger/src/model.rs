@@ -43,6 +43,10 @@ pub struct CoopModel {
     membership: HashMap<String, Vec<(i64, i64)>>,
     /// The limit records that count (signed by an admin at their time).
     counting_limits: std::collections::HashSet<(i64, Hash)>,
+    /// When each admin other than the founder became one (true) or stopped being one
+    /// (false), at the place in the order of the entry that changed it: what decides
+    /// whether an entry they signed counts where it is read ([`Self::is_admin_at`]).
+    admin_changes: HashMap<String, Vec<((i64, Hash), bool)>>,
     /// The validator sets that count, in time order.
     validator_sets: Vec<ValidatorSet>,
     /// The record of the latest of them.
@@ -83,6 +87,7 @@ impl CoopModel {
         self.members.clear();
         self.currencies.clear();
         self.membership.clear();
+        self.admin_changes.clear();
         self.counting_limits.clear();
         self.validator_sets.clear();
         self.latest_validators = None;
@@ -127,6 +132,10 @@ impl CoopModel {
                         || a.member == coop.founder
                     {
                         continue;
+                    }
+                    let was_admin = self.is_admin(&a.member);
+                    if was_admin != (role == MemberRole::Admin) {
+                        self.admin_changes.entry(a.member.clone()).or_default().push((key, !was_admin));
                     }
                     let periods = self.membership.entry(a.member.clone()).or_default();
                     if role == MemberRole::Removed {
@@ -191,6 +200,30 @@ impl CoopModel {
 
     pub fn is_admin(&self, did: &str) -> bool {
         self.members.get(did).is_some_and(|m| m.role == MemberRole::Admin as i32)
+    }
+
+    /// Whether an admin entry `did` signed at `key` (its time, then hash) would count:
+    /// whether `did` is an admin once every entry read before it is. This, not the
+    /// current role, is what an API must judge: an admin promoted in the same
+    /// millisecond as an entry they sign is one only if the promotion's hash reads first.
+    pub fn is_admin_at(&self, did: &str, key: (i64, Hash)) -> bool {
+        let Some(coop) = self.coop() else { return false };
+        if key.0 < coop.created_at_ms {
+            return false;
+        }
+        if coop.founder == did {
+            return true;
+        }
+        let changes = self.admin_changes.get(did).map(Vec::as_slice).unwrap_or_default();
+        // Changes are pushed in reading order; the last one read before `key` holds.
+        let read_before = changes.partition_point(|(at, _)| *at < key);
+        read_before > 0 && changes[read_before - 1].1
+    }
+
+    /// When `did` last became an admin, if they are one now (and are not the founder).
+    pub fn admin_since(&self, did: &str) -> Option<(i64, Hash)> {
+        let (key, now_admin) = self.admin_changes.get(did)?.last()?;
+        now_admin.then_some(*key)
     }
 
     pub fn member(&self, did: &str) -> Option<&Member> {
@@ -358,5 +391,28 @@ mod tests {
         // What A signed as a member before its removal still counts; after, it does not.
         assert!(rules.is_member_at(a.did().as_str(), 9) && !rules.is_member_at(a.did().as_str(), 10));
         assert!(!rules.is_member_at(x.did().as_str(), 4) && rules.is_member_at(x.did().as_str(), 5));
+    }
+
+    #[test]
+    fn an_admin_counts_as_one_only_where_entries_are_read_after_the_promotion() {
+        let (founder, a) = (NodeIdentity::generate(), NodeIdentity::generate());
+        let coop = icn_ledger_records::coop::found(&founder, "c", "C", 1).unwrap();
+        let id = coop.id.clone();
+        let mut m = CoopModel::default();
+        m.add(AdminEntry::Coop(coop.clone()), hash(&coop));
+        let promotion = admit(&id, &founder, &a, MemberRole::Admin, 5);
+        let removal = admit(&id, &founder, &a, MemberRole::Removed, 10);
+        let (p, r) = (hash(&promotion), hash(&removal));
+        m.add(AdminEntry::Admission(removal), r);
+        m.add(AdminEntry::Admission(promotion), p);
+        let (lowest, highest) = ([0u8; 32], [0xffu8; 32]);
+        let a = a.did().to_string();
+        assert!(!m.is_admin_at(&a, (4, highest)), "before the promotion");
+        assert!(!m.is_admin_at(&a, (5, lowest)) && !m.is_admin_at(&a, (5, p)), "read before it in its millisecond");
+        assert!(m.is_admin_at(&a, (5, highest)) && m.is_admin_at(&a, (9, lowest)), "read after it");
+        assert!(m.is_admin_at(&a, (10, lowest)) && !m.is_admin_at(&a, (10, highest)), "the removal's millisecond");
+        assert!(!m.is_admin_at(&a, (11, lowest)) && m.admin_since(&a).is_none(), "removed");
+        let f = founder.did().to_string();
+        assert!(m.is_admin_at(&f, (1, lowest)) && !m.is_admin_at(&f, (0, highest)), "the founder, from the founding");
     }
 }

@@ -268,8 +268,8 @@ async fn an_admin_is_revoked_from_the_removal_on_and_what_it_did_before_stands()
     // The founder makes A an admin; A admits Carol; A pays B.
     add(admission(&coop.founder, a, MemberRole::Admin)).await.unwrap();
     // Admin entries are read in (time, hash) order: an admission A signs in the same
-    // millisecond as its promotion may sort before it and not count (the call now
-    // often answers within a millisecond). See the closing note of issue #12.
+    // millisecond as its promotion may sort before it, and would be refused
+    // (`an_entry_read_before_its_signers_promotion_is_refused_not_acknowledged`).
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     let carol = NodeIdentity::generate();
     add(admission(a, &carol, MemberRole::Member)).await.unwrap();
@@ -300,4 +300,61 @@ async fn an_admin_is_revoked_from_the_removal_on_and_what_it_did_before_stands()
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     let status = add(admission(b, &coop.founder, MemberRole::Removed)).await.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_entry_read_before_its_signers_promotion_is_refused_not_acknowledged() {
+    let (_net, mut c) = node().await;
+    let coop = TestCoop::create(&mut c, "promoted", 1, 1_000).await.unwrap();
+    let a = &coop.members[0];
+    let at = icn_runtime::now_ms();
+    let admission = |by: &NodeIdentity, who: &NodeIdentity, at: i64| {
+        sign(
+            by,
+            MemberAdmission {
+                coop_id: coop.id.clone(),
+                member: who.did().to_string(),
+                role: MemberRole::Member as i32,
+                created_at_ms: at,
+                ..Default::default()
+            },
+        )
+    };
+    let promotion =
+        sign(&coop.founder, MemberAdmission { role: MemberRole::Admin as i32, ..admission(&coop.founder, a, at) });
+    c.add_member(AddMemberRequest { admission: Some(promotion.clone()) }).await.unwrap();
+    // A, an admin now, signs admissions in the promotion's millisecond: those whose hash
+    // reads before the promotion's would never count, so the API must refuse them.
+    let (mut before, mut after) = (None, None);
+    while before.is_none() || after.is_none() {
+        let m = admission(a, &NodeIdentity::generate(), at);
+        if hash(&m) < hash(&promotion) {
+            before.get_or_insert(m)
+        } else {
+            after.get_or_insert(m)
+        };
+    }
+    let held = |c: &mut LedgerClient<Channel>, who: String| {
+        let mut c = c.clone();
+        let id = coop.id.clone();
+        async move {
+            let coop = c.get_coop(GetCoopRequest { coop_id: id }).await.unwrap().into_inner();
+            coop.members.iter().any(|m| m.did == who)
+        }
+    };
+    for early in [before.unwrap(), admission(a, &NodeIdentity::generate(), at - 1)] {
+        let e = c.add_member(AddMemberRequest { admission: Some(early.clone()) }).await.unwrap_err();
+        assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+        assert!(e.message().contains("sign it again with a later created_at_ms"), "{}", e.message());
+        assert!(!held(&mut c, early.member.clone()).await, "a refused admission admits no one");
+    }
+    let after = after.unwrap();
+    c.add_member(AddMemberRequest { admission: Some(after.clone()) }).await.unwrap();
+    assert!(held(&mut c, after.member.clone()).await, "read after the promotion, it counts");
+    // An entry timed before the founding is refused too, even the founder's.
+    let founded = c.get_coop(GetCoopRequest { coop_id: coop.id.clone() }).await.unwrap().into_inner();
+    let founded_at = founded.coop.unwrap().created_at_ms;
+    let early = admission(&coop.founder, &NodeIdentity::generate(), founded_at - 1);
+    let e = c.add_member(AddMemberRequest { admission: Some(early) }).await.unwrap_err();
+    assert!(matches!(e.code(), Code::InvalidArgument), "{e:?}");
 }

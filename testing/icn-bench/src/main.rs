@@ -77,6 +77,9 @@ async fn main() -> anyhow::Result<()> {
         // this machine's speed drifts within minutes, and a ceiling taken in a slow
         // minute would flatter netd.
         let (raw_msgs, raw_mib) = netd::raw_quinn().await?;
+        // Large durable messages are bound by the disk as much as by QUIC: their ceiling
+        // is the lower of raw quinn and the disk's synced writes, halved.
+        let disk = netd::disk_ceiling(args.seconds.min(5)).await?;
         let mut ceiling_msgs = ("raw quinn, 1 KiB frames, one stream".to_string(), raw_msgs);
         let mut ceiling_mib = ("raw quinn, one stream".to_string(), raw_mib);
         let first = rows.len();
@@ -119,12 +122,21 @@ async fn main() -> anyhow::Result<()> {
                 unit: "MiB/s",
                 ceiling: Some(ceiling_mib.clone()),
             });
+            if class == DeliveryClass::Durable {
+                rows.push(Row {
+                    name: format!("netd MiB/s delivered, 256 KiB messages, {label}, one send stream, vs disk"),
+                    value: mib,
+                    unit: "MiB/s",
+                    ceiling: Some(("256 KiB synced appends, halved: two nodes, one disk".into(), disk)),
+                });
+            }
         }
         let (again_msgs, again_mib) = netd::raw_quinn().await?;
         rows.push(row("raw quinn 1 KiB frames/s, before netd's loads".into(), raw_msgs, "frames/s"));
         rows.push(row("raw quinn 1 KiB frames/s, after netd's loads".into(), again_msgs, "frames/s"));
         rows.push(row("raw quinn MiB/s, before netd's loads".into(), raw_mib, "MiB/s"));
         rows.push(row("raw quinn MiB/s, after netd's loads".into(), again_mib, "MiB/s"));
+        rows.push(row("disk: 256 KiB appends, each synced, halved".into(), disk, "MiB/s"));
         ceiling_msgs.1 = raw_msgs.max(again_msgs);
         ceiling_mib.1 = raw_mib.max(again_mib);
         for r in &mut rows[first..] {

@@ -58,6 +58,28 @@ pub async fn raw_quinn() -> anyhow::Result<(f64, f64)> {
     Ok((msgs, mib))
 }
 
+/// The disk's ceiling for the durable class's large messages: 256 KiB appended to one
+/// file and synced (`fdatasync`) after each, for `seconds`, in the temporary directory
+/// the nodes keep their data in. Returns MiB/s halved: on one machine both nodes write
+/// every byte to this one disk (the sender's outbox, the receiver's inbox).
+pub async fn disk_ceiling(seconds: u64) -> anyhow::Result<f64> {
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let dir = tempfile::Builder::new().prefix("icn-disk-").tempdir()?;
+        let mut file = std::fs::File::create(dir.path().join("ceiling"))?;
+        let block = vec![7u8; 256 * 1024];
+        let (start, mut written) = (Instant::now(), 0usize);
+        while start.elapsed() < Duration::from_secs(seconds) {
+            file.write_all(&block)?;
+            file.sync_data()?;
+            written += block.len();
+        }
+        let mib = written as f64 / (1024.0 * 1024.0) / start.elapsed().as_secs_f64();
+        anyhow::Ok(mib / 2.0)
+    })
+    .await?
+}
+
 /// Two connected nodes running netd alone, syncing their queues or not. The per-peer
 /// inbound limit (`network.rate_limit`, 20,000 messages/s by default) is lifted: these
 /// rows measure the path, not the limit.

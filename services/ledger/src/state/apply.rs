@@ -384,11 +384,14 @@ impl CoopState {
                 Body::Validators(v) => v.created_at_ms,
                 Body::Transfer(_) | Body::Fork(_) | Body::Vote(_) => now,
             };
-            if let Err(e) = self.check_admin(&body, &hash) {
+            if let Err(e) = self.check_admin(&body, &hash, at) {
                 return (Outcome::Admin(Err(e)), false);
             }
             if let Some((_, why)) = clock_refusal(at, now, skew) {
                 return (Outcome::Admin(Err(LedgerError::InvalidArgument(why))), false);
+            }
+            if let Some(e) = self.before_founding(at) {
+                return (Outcome::Admin(Err(e)), false);
             }
         }
         let entry = match body {

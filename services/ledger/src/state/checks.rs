@@ -92,8 +92,9 @@ impl CoopState {
         None
     }
 
-    /// What this node's API refuses of an admin entry: whatever would never count.
-    pub(super) fn check_admin(&self, body: &Body, hash: &Hash) -> Result<(), LedgerError> {
+    /// What this node's API refuses of an admin entry timed `at`: whatever would not
+    /// count where the entry is read, given the entries this node holds.
+    pub(super) fn check_admin(&self, body: &Body, hash: &Hash, at: i64) -> Result<(), LedgerError> {
         let invalid = |m: String| Err(LedgerError::InvalidArgument(m));
         let coop_id = self.model.coop().map(|c| c.id.clone()).unwrap_or_default();
         let signer = match body {
@@ -170,13 +171,40 @@ impl CoopState {
             }
             Body::Transfer(_) | Body::Fork(_) | Body::Vote(_) => return Ok(()),
         };
-        if !self.model.is_admin(signer) {
-            return Err(LedgerError::PermissionDenied(format!(
+        let before_founding = self.model.coop().is_some_and(|c| at < c.created_at_ms);
+        if self.model.is_admin_at(signer, (at, *hash)) || (before_founding && self.model.is_admin(signer)) {
+            // An admin's entry timed before the founding is refused after the clock
+            // check ([`CoopState::before_founding`]), which names the likelier mistake.
+            return Ok(());
+        }
+        Err(LedgerError::PermissionDenied(match self.model.admin_since(signer) {
+            // An admin now, but not where this entry is read: it would be stored and
+            // never count, so the member must hear it.
+            Some((since, _)) => format!(
+                "{signer} became an admin of cooperative `{coop_id}` at {since} ms, and an entry signed at {at} ms \
+                 is read before that (entries of one millisecond are read in hash order): sign it again with a \
+                 later created_at_ms"
+            ),
+            None => format!(
                 "{signer} is not an admin of cooperative `{coop_id}`: only admins sign admissions, currencies, \
                  credit limits and validator sets"
-            )));
-        }
-        Ok(())
+            ),
+        }))
+    }
+}
+
+impl CoopState {
+    /// The API's refusal of an admin entry timed before the cooperative's founding: it
+    /// would never count.
+    pub(super) fn before_founding(&self, at: i64) -> Option<LedgerError> {
+        let coop = self.model.coop()?;
+        (at < coop.created_at_ms).then(|| {
+            LedgerError::InvalidArgument(format!(
+                "created_at_ms {at} is before cooperative `{}` was founded ({}): nothing timed before the founding \
+                 counts",
+                coop.id, coop.created_at_ms
+            ))
+        })
     }
 }
 
