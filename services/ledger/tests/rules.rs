@@ -27,6 +27,20 @@ fn refused(result: Result<SubmitTransferResponse, tonic::Status>, code: Code, ru
     assert!(status.message().contains(rule), "the message names {rule}: {}", status.message());
 }
 
+/// `by`'s signed admission of `who` to `coop_id` in `role`, timed `at`.
+fn admit(coop_id: &str, by: &NodeIdentity, who: &NodeIdentity, role: MemberRole, at: i64) -> MemberAdmission {
+    sign(
+        by,
+        MemberAdmission {
+            coop_id: coop_id.into(),
+            member: who.did().to_string(),
+            role: role as i32,
+            created_at_ms: at,
+            ..Default::default()
+        },
+    )
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn every_broken_rule_is_refused_with_its_code_and_name_and_moves_nothing() {
     let (_net, mut c) = node().await;
@@ -248,18 +262,8 @@ async fn an_admin_is_revoked_from_the_removal_on_and_what_it_did_before_stands()
     let (_net, mut c) = node().await;
     let coop = TestCoop::create(&mut c, "revoke", 2, 1_000).await.unwrap();
     let (a, b) = (&coop.members[0], &coop.members[1]);
-    let admission = |by: &NodeIdentity, who: &NodeIdentity, role: MemberRole| {
-        sign(
-            by,
-            MemberAdmission {
-                coop_id: coop.id.clone(),
-                member: who.did().to_string(),
-                role: role as i32,
-                created_at_ms: icn_runtime::now_ms(),
-                ..Default::default()
-            },
-        )
-    };
+    let admission =
+        |by: &NodeIdentity, who: &NodeIdentity, role: MemberRole| admit(&coop.id, by, who, role, icn_runtime::now_ms());
     let admin_client = c.clone();
     let add = |m: MemberAdmission| {
         let mut c = admin_client.clone();
@@ -308,20 +312,8 @@ async fn an_entry_read_before_its_signers_promotion_is_refused_not_acknowledged(
     let coop = TestCoop::create(&mut c, "promoted", 1, 1_000).await.unwrap();
     let a = &coop.members[0];
     let at = icn_runtime::now_ms();
-    let admission = |by: &NodeIdentity, who: &NodeIdentity, at: i64| {
-        sign(
-            by,
-            MemberAdmission {
-                coop_id: coop.id.clone(),
-                member: who.did().to_string(),
-                role: MemberRole::Member as i32,
-                created_at_ms: at,
-                ..Default::default()
-            },
-        )
-    };
-    let promotion =
-        sign(&coop.founder, MemberAdmission { role: MemberRole::Admin as i32, ..admission(&coop.founder, a, at) });
+    let admission = |by: &NodeIdentity, who: &NodeIdentity, at: i64| admit(&coop.id, by, who, MemberRole::Member, at);
+    let promotion = admit(&coop.id, &coop.founder, a, MemberRole::Admin, at);
     c.add_member(AddMemberRequest { admission: Some(promotion.clone()) }).await.unwrap();
     // A, an admin now, signs admissions in the promotion's millisecond: those whose hash
     // reads before the promotion's would never count, so the API must refuse them.

@@ -191,9 +191,7 @@ impl CoopState {
             ),
         }))
     }
-}
 
-impl CoopState {
     /// The API's refusal of an admin entry timed before the cooperative's founding: it
     /// would never count.
     pub(super) fn before_founding(&self, at: i64) -> Option<LedgerError> {
