@@ -28,6 +28,9 @@ use icn_ledger_records::Hash;
 use icn_proto::ledger::v1::{Coop, CreditLimit, Currency, Member, MemberAdmission, MemberRole, Validators};
 use std::collections::{BTreeMap, HashMap};
 
+/// Where an admin entry is read: its time, then its hash.
+pub type ReadAt = (i64, Hash);
+
 #[derive(Default, Debug, Clone)]
 pub struct CoopModel {
     /// The founding record: one per id, since the id is bound to it.
@@ -46,7 +49,7 @@ pub struct CoopModel {
     /// When each admin other than the founder became one (true) or stopped being one
     /// (false), at the place in the order of the entry that changed it: what decides
     /// whether an entry they signed counts where it is read ([`Self::is_admin_at`]).
-    admin_changes: HashMap<String, Vec<((i64, Hash), bool)>>,
+    admin_changes: HashMap<String, Vec<(ReadAt, bool)>>,
     /// The validator sets that count, in time order.
     validator_sets: Vec<ValidatorSet>,
     /// The record of the latest of them.
@@ -206,7 +209,7 @@ impl CoopModel {
     /// whether `did` is an admin once every entry read before it is. This, not the
     /// current role, is what an API must judge: an admin promoted in the same
     /// millisecond as an entry they sign is one only if the promotion's hash reads first.
-    pub fn is_admin_at(&self, did: &str, key: (i64, Hash)) -> bool {
+    pub fn is_admin_at(&self, did: &str, key: ReadAt) -> bool {
         let Some(coop) = self.coop() else { return false };
         if key.0 < coop.created_at_ms {
             return false;
@@ -221,7 +224,7 @@ impl CoopModel {
     }
 
     /// When `did` last became an admin, if they are one now (and are not the founder).
-    pub fn admin_since(&self, did: &str) -> Option<(i64, Hash)> {
+    pub fn admin_since(&self, did: &str) -> Option<ReadAt> {
         let (key, now_admin) = self.admin_changes.get(did)?.last()?;
         now_admin.then_some(*key)
     }
