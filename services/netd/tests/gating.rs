@@ -103,30 +103,32 @@ async fn the_rtt_to_a_peer_never_measured_is_estimated_from_network_coordinates(
 
     let measured = netd2.estimate_rtt(EstimateRttRequest { did: n1.did().to_string() }).await.unwrap().into_inner();
     assert!(measured.measured && measured.rtt_us > 0);
-    let deadline = Instant::now() + Duration::from_secs(15);
     // Node 3's first coordinates may come before it has measured anything (its error is
-    // then still the maximum, icn_netd::vivaldi::MAX_ERROR): wait for one it has learnt.
+    // then still the maximum, icn_netd::vivaldi::MAX_ERROR), and the first RTTs QUIC
+    // reports while three nodes start on a loaded machine can be tens of milliseconds, so
+    // the coordinates start far apart. What must hold is that they converge: within 30 s
+    // the estimate, from a coordinate node 3 has learnt, is of loopback order (well under
+    // a millisecond measured; under 20 ms estimated).
+    let deadline = Instant::now() + Duration::from_secs(30);
     let estimate = loop {
         match netd2.estimate_rtt(EstimateRttRequest { did: n3.did().to_string() }).await {
-            Ok(r) if r.get_ref().peer_coordinate.as_ref().is_some_and(|c| c.error < icn_netd::vivaldi::MAX_ERROR) => {
-                break r.into_inner()
+            Ok(r) => {
+                let r = r.into_inner();
+                assert!(!r.measured, "node 2 connected to node 3 despite its allowlist");
+                let learnt = r.peer_coordinate.as_ref().is_some_and(|c| c.error < icn_netd::vivaldi::MAX_ERROR);
+                if learnt && r.rtt_us > 0 && r.rtt_us < 20_000 {
+                    break r;
+                }
+                assert!(Instant::now() < deadline, "node 3's coordinate never converged: {r:?}");
             }
-            Ok(r) if Instant::now() < deadline => {
-                assert!(!r.into_inner().measured, "node 2 never connected to node 3");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            Ok(r) => panic!("node 3's coordinate never converged: {:?}", r.into_inner()),
-            Err(e) if Instant::now() < deadline => {
+            Err(e) => {
+                assert!(Instant::now() < deadline, "no estimate within 30 s: {e:?}");
                 assert!(matches!(e.code(), Code::Unavailable | Code::NotFound), "{e:?}");
-                tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            Err(e) => panic!("no estimate within 15 s: {e:?}"),
         }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    assert!(!estimate.measured, "node 2 never connected to node 3");
     assert!(n2.connected_peers().await.unwrap().iter().all(|d| d != n3.did().as_str()));
-    // Loopback RTTs are well under a millisecond; the estimate must be of that order.
-    assert!(estimate.rtt_us > 0 && estimate.rtt_us < 20_000, "{estimate:?}");
     assert_eq!(estimate.peer_coordinate.unwrap().vector.len(), 2);
 
     let unknown = icn_identity::NodeIdentity::generate().did().to_string();
