@@ -33,13 +33,8 @@ fn class_of(r: &SendRequest) -> Result<DeliveryClass, NetError> {
         .map_err(|_| NetError::InvalidArgument(format!("`class` {} is not a delivery class", r.class)))
 }
 
-/// One request of a send stream, started now; its result (an error is a result too)
-/// once it is accepted.
-fn start_send(node: &Node, r: SendRequest) -> BoxFuture<'static, SendResult> {
-    start_send_to(node, parse_did("to", &r.to), r)
-}
-
-/// [`start_send`] with `to` already parsed.
+/// One request of a send stream, to `to` as parsed, started now; its result (an error
+/// is a result too) once it is accepted.
 fn start_send_to(node: &Node, to: Result<Did, NetError>, r: SendRequest) -> BoxFuture<'static, SendResult> {
     let started = to
         .and_then(|to| Ok((to, class_of(&r)?)))
@@ -57,6 +52,19 @@ fn start_send_to(node: &Node, to: Result<Did, NetError>, r: SendRequest) -> BoxF
     }
 }
 
+/// The last `to` parsed, kept so a run of sends to one peer parses its DID once.
+#[derive(Default)]
+struct LastDid(Option<(String, Did)>);
+
+impl LastDid {
+    fn parse(&mut self, text: &str) -> Result<Did, NetError> {
+        match &self.0 {
+            Some((last, did)) if last == text => Ok(did.clone()),
+            _ => parse_did("to", text).inspect(|did| self.0 = Some((text.to_string(), did.clone()))),
+        }
+    }
+}
+
 /// One batch of a batch send stream, started now message by message (so they keep
 /// their order); its results once every message is accepted. A batch over `limit`
 /// messages sends nothing: each message is answered INVALID_ARGUMENT.
@@ -71,15 +79,12 @@ fn start_batch(node: &Node, messages: Vec<SendRequest>, limit: usize) -> BoxFutu
         return Box::pin(std::future::ready(SendBatchResult { results }));
     }
     // A batch mostly goes to a few peers: each `to` is parsed (base58) once per run.
-    let mut last: Option<(String, Did)> = None;
+    let mut to = LastDid::default();
     let started: Vec<_> = messages
         .into_iter()
         .map(|r| {
-            let to = match &last {
-                Some((text, did)) if *text == r.to => Ok(did.clone()),
-                _ => parse_did("to", &r.to).inspect(|did| last = Some((r.to.clone(), did.clone()))),
-            };
-            start_send_to(node, to, r)
+            let parsed = to.parse(&r.to);
+            start_send_to(node, parsed, r)
         })
         .collect();
     Box::pin(async move { SendBatchResult { results: futures::future::join_all(started).await } })
@@ -94,7 +99,7 @@ fn start_batch(node: &Node, messages: Vec<SendRequest>, limit: usize) -> BoxFutu
 fn answer_in_order<Req: Send + 'static, Res: Send + 'static>(
     node: &Node,
     mut requests: tonic::Streaming<Req>,
-    start: impl Fn(Req) -> (usize, BoxFuture<'static, Res>) + Send + 'static,
+    mut start: impl FnMut(Req) -> (usize, BoxFuture<'static, Res>) + Send + 'static,
 ) -> tokio_stream::wrappers::ReceiverStream<Result<Res, Status>> {
     let (window, shutdown) = (node.stream_buffer(), node.shutdown_token());
     let (tx, rx) = tokio::sync::mpsc::channel(window);
@@ -144,7 +149,13 @@ impl Netd for NetdApi {
         request: Request<tonic::Streaming<SendRequest>>,
     ) -> Result<Response<Self::SendStreamStream>, Status> {
         let node = self.node.clone();
-        let results = answer_in_order(&self.node, request.into_inner(), move |r| (1, start_send(&node, r)));
+        // A stream mostly goes to a few peers: each `to` is parsed (base58) once per run of
+        // requests to it, not once per message (a tenth of the sending node's CPU).
+        let mut to = LastDid::default();
+        let results = answer_in_order(&self.node, request.into_inner(), move |r: SendRequest| {
+            let parsed = to.parse(&r.to);
+            (1, start_send_to(&node, parsed, r))
+        });
         Ok(Response::new(Box::pin(results)))
     }
 

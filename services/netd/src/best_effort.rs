@@ -19,7 +19,9 @@ use crate::NetError;
 use icn_identity::Did;
 use icn_proto::net::v1::InboundMessage;
 use prometheus::IntCounterVec;
-use std::collections::{HashMap, VecDeque};
+// foldhash, as the peer table (`crate::peers`) uses.
+use foldhash::HashMap;
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{broadcast, Notify};
 
@@ -48,7 +50,7 @@ impl BestEffort {
     /// `live_buffer`: messages held for subscribers that have not read them yet.
     pub fn new(limits: Limits, live_buffer: usize, dropped: IntCounterVec) -> Self {
         let (live, _) = broadcast::channel(live_buffer.max(1));
-        Self { limits, queues: Mutex::new(HashMap::new()), live, dropped }
+        Self { limits, queues: Mutex::new(HashMap::default()), live, dropped }
     }
 
     /// Counts `n` messages not delivered, by why.
@@ -59,17 +61,12 @@ impl BestEffort {
     /// Queues one framed message for `did`, which the caller found connected.
     pub fn push(&self, did: &Did, frame: Vec<u8>) -> Result<(), NetError> {
         let mut queues = self.queues.lock().expect("best-effort lock");
-        let queue = queues.entry(did.clone()).or_default();
-        let full = if queue.frames.len() >= self.limits.max_messages {
-            Some((
-                "best_effort_messages",
-                format!("{} messages, `network.best_effort_queue_messages`", self.limits.max_messages),
-            ))
-        } else if queue.bytes + frame.len() > self.limits.max_bytes && !queue.frames.is_empty() {
-            Some(("best_effort_bytes", format!("{} bytes, `network.best_effort_queue_bytes`", self.limits.max_bytes)))
-        } else {
-            None
-        };
+        // Looked up before inserting: an entry would copy the DID once per message.
+        if !queues.contains_key(did) {
+            queues.insert(did.clone(), Queue::default());
+        }
+        let queue = queues.get_mut(did).expect("inserted above");
+        let full = self.full(queue, frame.len());
         if let Some((bound, limit)) = full {
             drop(queues);
             self.drop_counted("full", 1);
@@ -79,6 +76,31 @@ impl BestEffort {
         queue.frames.push_back(frame);
         queue.notify.notify_one();
         Ok(())
+    }
+
+    /// Refuses at once, as [`BestEffort::push`] would, a message of about `bytes` for
+    /// `did` whose queue is full: a sender that outruns the link is refused before its
+    /// message is sealed and framed for nothing (under a flood, most of what it sends).
+    pub fn check_room(&self, did: &Did, bytes: usize) -> Result<(), NetError> {
+        let queues = self.queues.lock().expect("best-effort lock");
+        let Some((bound, limit)) = queues.get(did).and_then(|queue| self.full(queue, bytes)) else { return Ok(()) };
+        drop(queues);
+        self.drop_counted("full", 1);
+        Err(NetError::QueueFull { did: did.clone(), bound, limit })
+    }
+
+    /// Which bound a message of `bytes` would pass in `queue`, if any.
+    fn full(&self, queue: &Queue, bytes: usize) -> Option<(&'static str, String)> {
+        if queue.frames.len() >= self.limits.max_messages {
+            Some((
+                "best_effort_messages",
+                format!("{} messages, `network.best_effort_queue_messages`", self.limits.max_messages),
+            ))
+        } else if queue.bytes + bytes > self.limits.max_bytes && !queue.frames.is_empty() {
+            Some(("best_effort_bytes", format!("{} bytes, `network.best_effort_queue_bytes`", self.limits.max_bytes)))
+        } else {
+            None
+        }
     }
 
     /// Wakes the writer of `did`'s link when something is queued for it.
@@ -148,10 +170,14 @@ mod tests {
         lane.push(&peer, b"c".to_vec()).unwrap();
         let err = lane.push(&peer, b"d".to_vec()).unwrap_err();
         assert!(err.to_string().contains("network.best_effort_queue_messages"), "{err}");
-        assert_eq!(lane.dropped.with_label_values(&["full"]).get(), 2);
+        // The check before framing refuses what the push would, counted alike.
+        let err = lane.check_room(&peer, 1).unwrap_err();
+        assert!(matches!(err, NetError::QueueFull { bound: "best_effort_messages", .. }), "{err}");
+        assert_eq!(lane.dropped.with_label_values(&["full"]).get(), 3);
         assert_eq!(lane.take(&peer), vec![b"aaaa".to_vec(), b"bbbb".to_vec(), b"c".to_vec()]);
         assert_eq!(lane.depth(&peer), (0, 0));
         // Taken frees the bound; a closed link drops what waits, counted.
+        lane.check_room(&peer, 1).unwrap();
         lane.push(&peer, b"e".to_vec()).unwrap();
         lane.push(&peer, b"f".to_vec()).unwrap();
         lane.link_closed(&peer);

@@ -69,6 +69,19 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     Ok(Some((Frame::decode(body.as_slice())?, size + 4)))
 }
 
+/// The frame at the start of `buffered` when it is there whole: the frame and the bytes
+/// it took. A reader that has the frame in its buffer decodes it in place, rather than
+/// zeroing a body, copying the frame into it and copying the payload out once more.
+pub fn take_buffered(buffered: &[u8], limit: usize) -> Option<Result<(Frame, usize), FrameError>> {
+    let len: [u8; 4] = buffered.get(..4)?.try_into().expect("4 bytes");
+    let size = u32::from_be_bytes(len) as usize;
+    if size > limit {
+        return Some(Err(FrameError::Oversized { size, limit }));
+    }
+    let body = buffered.get(4..4 + size)?;
+    Some(Frame::decode(body).map(|frame| (frame, size + 4)).map_err(FrameError::from))
+}
+
 async fn read_exact<R: AsyncRead + Unpin>(reader: &mut R, buf: &mut [u8]) -> Result<(), FrameError> {
     reader.read_exact(buf).await.map(|_| ()).map_err(|e| match e.kind() {
         std::io::ErrorKind::UnexpectedEof => FrameError::Truncated,
@@ -103,6 +116,21 @@ mod tests {
         assert_eq!(first, message(b"hello"));
         assert_eq!(read_frame(&mut b, 1024).await.unwrap().unwrap().0, bye);
         assert!(read_frame(&mut b, 1024).await.unwrap().is_none());
+    }
+
+    #[test]
+    fn a_buffered_frame_is_taken_whole_or_not_at_all() {
+        let mut buffered = encode(&message(b"hello"));
+        let whole = buffered.len();
+        buffered.extend_from_slice(&encode(&message(b"next"))[..3]);
+        let (frame, size) = take_buffered(&buffered, 1024).unwrap().unwrap();
+        assert_eq!((frame, size), (message(b"hello"), whole));
+        // What follows is not whole yet: nothing is taken.
+        assert!(take_buffered(&buffered[whole..], 1024).is_none());
+        assert!(take_buffered(&buffered[..whole - 1], 1024).is_none());
+        // The length is judged before the body is waited for.
+        let oversized = take_buffered(&buffered, 4);
+        assert!(matches!(oversized, Some(Err(FrameError::Oversized { limit: 4, .. }))), "{oversized:?}");
     }
 
     #[tokio::test]

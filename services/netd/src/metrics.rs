@@ -134,6 +134,11 @@ impl NetMetrics {
     /// Counts a message received for `protocol`, under a label set that peers cannot
     /// grow without bound.
     pub fn received(&self, protocol: &str) {
+        self.received_many(protocol, 1);
+    }
+
+    /// [`NetMetrics::received`] of `n` messages at once.
+    pub fn received_many(&self, protocol: &str, n: u64) {
         let label = {
             let mut seen = self.protocols_seen.lock().expect("protocol labels lock");
             if seen.contains(protocol) || (seen.len() < MAX_PROTOCOL_LABELS && seen.insert(protocol.to_string())) {
@@ -142,6 +147,6 @@ impl NetMetrics {
                 "other"
             }
         };
-        self.messages_received.with_label_values(&[label]).inc();
+        self.messages_received.with_label_values(&[label]).inc_by(n);
     }
 }

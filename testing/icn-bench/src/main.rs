@@ -51,7 +51,8 @@ struct Args {
     /// Entries gossip holds (on one topic, besides the ledger's) when its restart is timed.
     #[arg(long, default_value_t = 1_000_000)]
     restart_entries: usize,
-    /// Run one section only: `netd`, `gossip`, `ledger` or `restart`.
+    /// Run one section only: `netd`, `gossip`, `ledger` or `restart`; `netd-1k` runs only
+    /// netd's 1 KiB stream rows and raw quinn (what a profile of the per-message path needs).
     #[arg(long)]
     only: Option<String>,
 }
@@ -72,7 +73,8 @@ async fn main() -> anyhow::Result<()> {
     let mut rows = Vec::new();
 
     let run = |section: &str| args.only.as_deref().is_none_or(|o| o == section);
-    if run("netd") {
+    let small_only = args.only.as_deref() == Some("netd-1k");
+    if run("netd") || small_only {
         // Raw quinn before and after netd's loads, the higher of each as the ceiling:
         // this machine's speed drifts within minutes, and a ceiling taken in a slow
         // minute would flatter netd.
@@ -83,7 +85,7 @@ async fn main() -> anyhow::Result<()> {
         let mut ceiling_msgs = ("raw quinn, 1 KiB frames, one stream".to_string(), raw_msgs);
         let mut ceiling_mib = ("raw quinn, one stream".to_string(), raw_mib);
         let first = rows.len();
-        for fsync in [true, false] {
+        for fsync in [true, false].into_iter().filter(|_| !small_only) {
             let label = if fsync { "fsync on (default)" } else { "fsync off" };
             let (msgs, _) = netd::netd_load(1024, 32, args.seconds, fsync).await?;
             rows.push(Row {
@@ -114,6 +116,9 @@ async fn main() -> anyhow::Result<()> {
                     ceiling: Some(ceiling_msgs.clone()),
                 });
                 rows.push(row(format!("netd sends refused (queue full), 1 KiB, {label}, {how}"), refused, "%"));
+            }
+            if small_only {
+                continue;
             }
             let (_, mib, _) = netd::netd_stream(256 * 1024, args.seconds, class, 1).await?;
             rows.push(Row {

@@ -228,15 +228,34 @@ async fn deliver_loop<H: Host>(node: Arc<H>, did: Did, link: Link, mut stream: q
                 _ = link.connection.closed() => return,
             }
         }
-        // One write for the whole batch: each write takes the connection's lock in quinn.
         let count = batch.len() as u64;
         cursor = batch.last().map(|(seq, _)| *seq).expect("not empty");
-        let bytes = batch.iter().map(|(_, frame)| frame.as_slice()).collect::<Vec<_>>().concat();
-        if let Err(e) = stream.write_all(&bytes).await {
+        let bytes = batch.iter().map(|(_, frame)| frame.len() as u64).sum();
+        // The outbox keeps its in-memory tail until acknowledged: quinn gets shared views.
+        let mut frames: Vec<bytes::Bytes> =
+            batch.into_iter().map(|(_, frame)| bytes::Bytes::from_owner(SharedFrame(frame))).collect();
+        if let Err(e) = write_frames(&mut stream, &mut frames).await {
             tracing::debug!(peer = %did, error = %e, "message stream closed");
             return;
         }
-        count_sent(&*node, &did, &link, count, bytes.len() as u64);
+        count_sent(&*node, &did, &link, count, bytes);
+    }
+}
+
+/// Writes frames to a link's stream in one call, handing quinn the frames themselves:
+/// one call because each write takes the connection's lock in quinn, and the frames
+/// themselves because joining them first copied every byte once more (a profile of 1 KiB
+/// messages found copies the largest single cost of both nodes).
+async fn write_frames(stream: &mut quinn::SendStream, frames: &mut [bytes::Bytes]) -> Result<(), quinn::WriteError> {
+    stream.write_all_chunks(frames).await
+}
+
+/// A stored frame the outbox still holds, lent to quinn without a copy.
+struct SharedFrame(Arc<Vec<u8>>);
+
+impl AsRef<[u8]> for SharedFrame {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
     }
 }
 
@@ -262,13 +281,14 @@ async fn best_effort_loop<H: Host>(node: Arc<H>, did: Did, link: Link, mut strea
             }
         }
         let count = frames.len() as u64;
-        let bytes = frames.concat();
-        if let Err(e) = stream.write_all(&bytes).await {
+        let bytes = frames.iter().map(|f| f.len() as u64).sum();
+        let mut frames: Vec<bytes::Bytes> = frames.into_iter().map(bytes::Bytes::from).collect();
+        if let Err(e) = write_frames(&mut stream, &mut frames).await {
             node.best_effort().drop_counted("link_closed", count);
             tracing::debug!(peer = %did, error = %e, "best-effort stream closed");
             return;
         }
-        count_sent(&*node, &did, &link, count, bytes.len() as u64);
+        count_sent(&*node, &did, &link, count, bytes);
     }
 }
 

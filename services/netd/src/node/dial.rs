@@ -24,9 +24,38 @@ pub(super) fn endpoint(
     let mut client = quinn::ClientConfig::new(Arc::new(client_crypto));
     client.transport_config(transport);
     let listen: SocketAddr = config.listen.parse().context("network.listen")?;
-    let endpoint = quinn::Endpoint::server(server, listen)
-        .with_context(|| format!("binding the QUIC endpoint on udp {listen}"))?;
+    let socket =
+        std::net::UdpSocket::bind(listen).with_context(|| format!("binding the QUIC endpoint on udp {listen}"))?;
+    size_buffers(&socket, config.udp_buffer_bytes)?;
+    let endpoint =
+        quinn::Endpoint::new(quinn::EndpointConfig::default(), Some(server), socket, Arc::new(quinn::TokioRuntime))
+            .with_context(|| format!("starting the QUIC endpoint on udp {listen}"))?;
     Ok((endpoint, client))
+}
+
+/// Asks for `network.udp_buffer_bytes` of receive and send buffer, and logs what the
+/// kernel granted (it caps the request; on Linux it reports double, its bookkeeping
+/// included). Less than asked is a warning, not an error: netd works, it drops more
+/// datagrams under load.
+fn size_buffers(socket: &std::net::UdpSocket, bytes: usize) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let state = quinn::udp::UdpSocketState::new(socket.into()).context("the UDP socket's state")?;
+    // A refusal to resize is what a cap looks like on some systems: judged by what is read back.
+    let _ = state.set_recv_buffer_size(socket.into(), bytes);
+    let _ = state.set_send_buffer_size(socket.into(), bytes);
+    let got = (state.recv_buffer_size(socket.into())?, state.send_buffer_size(socket.into())?);
+    if got.0 < bytes || got.1 < bytes {
+        tracing::warn!(
+            asked = bytes,
+            receive = got.0,
+            send = got.1,
+            "the kernel granted less UDP buffer than network.udp_buffer_bytes (raise net.core.rmem_max and \
+             wmem_max): expect dropped datagrams under load"
+        );
+    } else {
+        tracing::info!(receive = got.0, send = got.1, "UDP socket buffers");
+    }
+    Ok(())
 }
 
 impl Inner {
@@ -177,5 +206,27 @@ pub(super) async fn accept_loop(inner: Arc<Inner>, endpoint: quinn::Endpoint) {
                 Err(_) => tracing::info!(address, "inbound connection timed out in the handshake"),
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The kernel's cap on one buffer (`net.core.rmem_max` / `wmem_max`), in bytes.
+    fn cap(name: &str) -> usize {
+        let path = format!("/proc/sys/net/core/{name}");
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}")).trim().parse().unwrap()
+    }
+
+    #[test]
+    fn the_udp_socket_gets_the_buffers_asked_for_up_to_the_kernels_cap() {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let state = quinn::udp::UdpSocketState::new((&socket).into()).unwrap();
+        let before = state.recv_buffer_size((&socket).into()).unwrap();
+        // As much as the kernel allows, so the request is one it must grant in full.
+        let asked = cap("rmem_max").min(cap("wmem_max"));
+        super::size_buffers(&socket, asked).unwrap();
+        assert!(state.recv_buffer_size((&socket).into()).unwrap() >= asked, "receive buffer below {asked}");
+        assert!(state.send_buffer_size((&socket).into()).unwrap() >= asked, "send buffer below {asked}");
+        assert!(asked <= before || state.recv_buffer_size((&socket).into()).unwrap() > before);
     }
 }
