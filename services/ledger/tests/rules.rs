@@ -284,7 +284,10 @@ async fn an_admin_is_revoked_from_the_removal_on_and_what_it_did_before_stands()
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     let removed = add(admission(&coop.founder, a, MemberRole::Removed)).await.unwrap();
     assert_eq!(removed.member.unwrap().role, MemberRole::Removed as i32);
-    // A can admit no one any more, and cannot pay: it is no member.
+    // A can admit no one any more, and cannot pay: it is no member. (Signed a moment
+    // later: an entry of the removal's own millisecond is read in (time, hash) order and
+    // may sort before it, as above.)
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     let status = add(admission(a, &NodeIdentity::generate(), MemberRole::Member)).await.unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
     let t = coop.next(&mut c, a, b, 10, "after my removal").await.unwrap();

@@ -27,7 +27,7 @@ impl Ledger {
     /// one certified transfer.
     pub(super) fn quarantined(&self, hash: &Hash, t: &Transfer) -> bool {
         self.rules.members.contains(&t.payer)
-            && self.viable_in_slot(t).len() > 1
+            && self.ids.get(&t.currency, &t.payer).is_some_and(|id| self.viable_count((id, t.payer_seq)) > 1)
             && self.winner(t).is_none_or(|w| w != *hash)
     }
 
@@ -45,8 +45,9 @@ impl Ledger {
 
     /// [`Ledger::slot_winner`] of a place, named by the place.
     fn winner_at(&self, place: &Place) -> Option<Hash> {
-        let first = self.slots.get(place)?.iter().find(|h| !self.refused.contains_key(*h))?;
-        self.slot_winner(&self.known[first])
+        let id = self.ids.get(&place.0, &place.1)?;
+        let first = self.slots.get(&(id, place.2))?.iter().find(|h| !self.refused.contains_key(*h))?;
+        self.slot_winner(&self.known[first].t)
     }
 
     /// Takes a validator's vote (its signature checked by the caller) for `transfer` at
@@ -77,7 +78,7 @@ impl Ledger {
     /// time; `None` when no set is. A vote counts when its validator is in that set,
     /// names the transfer's own place and voted for nothing else there.
     pub fn certificate(&self, hash: &Hash) -> Option<(u32, u32)> {
-        let t = self.known.get(hash)?;
+        let t = &self.known.get(hash)?.t;
         let set = self.rules.validators_at(t.created_at_ms)?;
         let counted = self.votes.get(hash).map_or(0, |votes| {
             votes

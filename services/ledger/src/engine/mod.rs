@@ -32,8 +32,9 @@
 //!
 //! Files by job:
 //! - `mod.rs` (here): [`Ledger`], the fixpoint itself: taking transfers in, judging
-//!   each against what is applied (chain link, deps), applying what it unblocks, and
-//!   recomputing after a fork or new rules; and what readers ask of it;
+//!   each against what is applied (chain link, deps), applying what it unblocks;
+//! - `recompute`: judging again after new rules, a fork or a vote that changes a winner;
+//! - `ids`: accounts by number, held while a known transfer names them;
 //! - `form`: what a transfer alone decides (signature, fields);
 //! - `rules`: the cooperative's rules as transfers need them, and the balance floor;
 //! - `accounts`: each account's unclaimed income and waiting transfers, kept up as
@@ -48,7 +49,11 @@
 mod accounts;
 mod finality;
 mod form;
+#[cfg(test)]
+mod held_tests;
+mod ids;
 mod reads;
+mod recompute;
 mod refusal;
 mod rules;
 #[cfg(test)]
@@ -65,8 +70,9 @@ use icn_ledger_records::{hex, Hash};
 use icn_proto::ledger::v1::Transfer;
 // foldhash: seeded per process like std's SipHash, so an outsider cannot aim transfers
 // at one bucket, at a fraction of its cost (SipHash was an eighth of a replay's time).
-use foldhash::HashMap;
-use std::collections::{BTreeMap, BTreeSet};
+use foldhash::{HashMap, HashSet};
+use ids::{AccountId, AccountIds};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 /// A payer's place: (currency, payer, sequence number).
@@ -78,25 +84,22 @@ pub struct Ledger {
     rules: Rules,
     /// Shared with the node's read indexes and settled without copying: a replay spent a
     /// quarter of its time cloning transfers.
-    known: HashMap<Hash, Arc<Transfer>>,
-    /// (currency, payer, seq) → transfers claiming that place, in order. Almost every
+    known: HashMap<Hash, Known>,
+    /// Accounts by number (`ids`), and what the engine holds per account, by number.
+    ids: AccountIds,
+    books: Vec<Book>,
+    /// (payer's account, seq) → transfers claiming that place, in order. Almost every
     /// place has one: a sorted vector, not a set whose first node alone took a sixth of
     /// the memory each transfer cost.
-    slots: HashMap<(String, String, u64), Vec<Hash>>,
+    slots: HashMap<(AccountId, u64), Vec<Hash>>,
     /// dep → transfers that list it.
     waiters: HashMap<Hash, Vec<Hash>>,
-    applied: BTreeSet<Hash>,
-    /// Per (currency, payer): applied transfers by seq.
-    chains: HashMap<(String, String), BTreeMap<u64, Hash>>,
+    applied: HashSet<Hash>,
     /// dep → (the transfer that counted it, its sequence number).
     claimed: HashMap<Hash, (Hash, u64)>,
-    /// Per (currency, payer): after each applied sequence number, the balance its chain
-    /// and deps show.
-    checked: HashMap<(String, String), BTreeMap<u64, i128>>,
-    balances: HashMap<(String, String), i128>,
     refused: HashMap<Hash, Refusal>,
     /// Accounts whose balance or chain changed since the last [`Ledger::take_changes`].
-    dirty: BTreeSet<(String, String)>,
+    dirty: HashSet<AccountId>,
     /// Transfers applied since the last [`Ledger::take_changes`].
     newly_applied: Vec<Hash>,
     /// Recomputes so far: each rebuilds `newly_applied`.
@@ -118,6 +121,25 @@ pub struct Ledger {
     accounts: accounts::AccountIndex,
 }
 
+/// A known transfer with the numbers of its payer's and payee's accounts.
+#[derive(Clone)]
+struct Known {
+    t: Arc<Transfer>,
+    payer: AccountId,
+    payee: AccountId,
+}
+
+/// What the engine holds per account.
+#[derive(Default)]
+struct Book {
+    /// The account's applied transfers as payer, by sequence number (at `seq - 1`: a
+    /// chain applies without gaps), each with the balance its chain and deps show after
+    /// it.
+    chain: Vec<(Hash, i128)>,
+    /// Every applied transfer in and out.
+    balance: i128,
+}
+
 /// What changed since the last time a caller asked: the accounts to write and the
 /// transfers that became applied.
 #[derive(Debug, Default)]
@@ -135,39 +157,6 @@ impl Ledger {
 
     pub fn rules(&self) -> &Rules {
         &self.rules
-    }
-
-    /// Replaces the cooperative's rules and judges again what they change. New members
-    /// and new currencies only let more apply (nothing applied could involve them), so
-    /// the transfers that wait are settled under the new rules, which costs what waits;
-    /// any other change (a removal, a limit, validators) may undo what applied, and
-    /// every transfer is judged again.
-    pub fn set_rules(&mut self, rules: Rules) {
-        if rules == self.rules {
-            return;
-        }
-        let widens = self.rules.only_added_to_by(&rules);
-        self.rules = rules;
-        if widens {
-            self.settle_waiting();
-        } else {
-            self.recompute();
-        }
-    }
-
-    /// Settles every transfer that waits (after rules that only widen), and finds the
-    /// forks they make now: a new member's junk rivals become a member's fork.
-    fn settle_waiting(&mut self) {
-        let mut waiting: Vec<Hash> =
-            self.accounts.all_unapplied().filter(|h| !self.refused.contains_key(*h)).copied().collect();
-        waiting.sort();
-        for hash in &waiting {
-            let t = &self.known[hash];
-            if self.rules.members.contains(&t.payer) && self.viable_in_slot(t).len() > 1 {
-                self.new_forks.push((t.currency.clone(), t.payer.clone(), t.payer_seq));
-            }
-        }
-        self.settle(waiting);
     }
 
     /// Checks the payer's signature, then [`Ledger::submit_verified`].
@@ -214,20 +203,28 @@ impl Ledger {
                 self.waiters.entry(dep).or_default().push(hash);
             }
         }
-        let slot = (t.currency.clone(), t.payer.clone(), t.payer_seq);
+        let payer = self.ids.hold(&t.currency, &t.payer);
+        let payee = self.ids.hold(&t.currency, &t.payee);
+        self.books.resize_with(self.ids.len(), Book::default);
+        let known = Known { t: Arc::clone(&t), payer, payee };
         self.orphan_votes -= self.votes.get(&hash).map_or(0, BTreeSet::len);
-        self.accounts.learnt(&t, hash);
-        self.known.insert(hash, Arc::clone(&t));
-        *self.unapplied.entry(t.payer.clone()).or_default() += 1;
+        self.known.insert(hash, known.clone());
+        match self.unapplied.get_mut(&t.payer) {
+            Some(n) => *n += 1,
+            None => {
+                self.unapplied.insert(t.payer.clone(), 1);
+            }
+        }
         self.unapplied_total += 1;
-        let holders = self.slots.entry(slot).or_default();
+        let place = (payer, t.payer_seq);
+        let holders = self.slots.entry(place).or_default();
         if let Err(at) = holders.binary_search(&hash) {
             holders.insert(at, hash);
         }
         // Judged alone at its place first: a transfer refused on its merits is no rival.
-        if let Err(refusal) = self.try_apply(&hash, &t) {
+        if let Err(refusal) = self.try_apply(&hash, &known) {
             self.refused.insert(hash, refusal);
-        } else if self.rules.members.contains(&t.payer) && self.viable_in_slot(&t).len() > 1 {
+        } else if self.rules.members.contains(&t.payer) && self.viable_count(place) > 1 {
             self.new_forks.push((t.currency.clone(), t.payer.clone(), t.payer_seq));
             match self.winner(&t) {
                 // A rival of a certified, applied transfer: evidence that moves nothing.
@@ -238,37 +235,70 @@ impl Ledger {
         } else {
             self.settle(vec![hash]);
         }
+        // Listed as waiting only when it does: most transfers apply at once, and nothing
+        // above reads the list (a recompute rebuilds it from `known`).
+        if !self.applied.contains(&hash) {
+            self.accounts.learnt(payer, t.payer_seq, hash);
+        }
         self.status(&hash)
     }
 
     /// Drops a transfer nobody else has seen (refused at this node's API), as if it had
-    /// never been submitted.
+    /// never been submitted; with it go its place and account numbers once nothing else
+    /// holds them, so what an outsider made the node learn leaves nothing behind.
     pub fn forget(&mut self, hash: &Hash) {
         if self.applied.contains(hash) {
             return;
         }
         self.refused.remove(hash);
-        if let Some(t) = self.known.remove(hash) {
-            self.accounts.forgotten(&t, *hash);
-            self.orphan_votes += self.votes.get(hash).map_or(0, BTreeSet::len);
-            self.count_unapplied(&t.payer, -1);
-            if let Some(holders) = self.slots.get_mut(&(t.currency.clone(), t.payer.clone(), t.payer_seq)) {
-                holders.retain(|h| h != hash);
+        let Some(Known { t, payer, payee }) = self.known.remove(hash) else { return };
+        self.accounts.forgotten(payer, t.payer_seq, *hash);
+        self.orphan_votes += self.votes.get(hash).map_or(0, BTreeSet::len);
+        self.count_unapplied(&t.payer, -1);
+        let place = (payer, t.payer_seq);
+        if let Some(holders) = self.slots.get_mut(&place) {
+            holders.retain(|h| h != hash);
+            if holders.is_empty() {
+                self.slots.remove(&place);
             }
-            for dep in &t.deps {
-                if let Some(w) = <Hash>::try_from(dep.as_slice()).ok().and_then(|d| self.waiters.get_mut(&d)) {
-                    w.retain(|h| h != hash);
+        }
+        for dep in &t.deps {
+            let Ok(dep) = <Hash>::try_from(dep.as_slice()) else { continue };
+            if let Some(w) = self.waiters.get_mut(&dep) {
+                w.retain(|h| h != hash);
+                if w.is_empty() {
+                    self.waiters.remove(&dep);
                 }
+            }
+        }
+        for id in [payer, payee] {
+            if self.ids.release(id) {
+                self.books[id as usize] = Book::default();
             }
         }
     }
 
     /// Transfers at `t`'s place that are not refused on their own merits.
     fn viable_in_slot(&self, t: &Transfer) -> Vec<Hash> {
+        self.ids.get(&t.currency, &t.payer).map(|id| self.viable_in_place((id, t.payer_seq))).unwrap_or_default()
+    }
+
+    fn viable_in_place(&self, place: (AccountId, u64)) -> Vec<Hash> {
         self.slots
-            .get(&(t.currency.clone(), t.payer.clone(), t.payer_seq))
+            .get(&place)
             .map(|h| h.iter().filter(|x| !self.refused.contains_key(*x)).copied().collect())
             .unwrap_or_default()
+    }
+
+    /// How many transfers [`Ledger::viable_in_place`] finds, without listing them.
+    fn viable_count(&self, place: (AccountId, u64)) -> usize {
+        self.slots.get(&place).map_or(0, |h| h.iter().filter(|x| !self.refused.contains_key(*x)).count())
+    }
+
+    /// The payer's applied transfer at `seq`, with the balance its chain shows after it.
+    fn link(&self, payer: AccountId, seq: u64) -> Option<&(Hash, i128)> {
+        let index = usize::try_from(seq.checked_sub(1)?).ok()?;
+        self.books[payer as usize].chain.get(index)
     }
 
     /// What peers made this cooperative hold that applies nothing (yet): unapplied
@@ -278,7 +308,8 @@ impl Ledger {
     }
 
     /// What still blocks `t`, or `Ok(Ok(()))` when it applies now, or the final refusal.
-    fn try_apply(&self, hash: &Hash, t: &Transfer) -> Result<Result<(), Vec<String>>, Refusal> {
+    fn try_apply(&self, hash: &Hash, known: &Known) -> Result<Result<(), Vec<String>>, Refusal> {
+        let t = &*known.t;
         let mut missing = Vec::new();
         let Some(rules) = self.rules.currencies.get(&t.currency) else {
             return Ok(Err(vec![format!("currency `{}` is not known yet", t.currency)]));
@@ -291,32 +322,31 @@ impl Ledger {
         if t.created_at_ms < self.rules.founded_at_ms {
             return Err(Refusal::BeforeFounding { at: t.created_at_ms, founded: self.rules.founded_at_ms });
         }
-        let key = (t.currency.clone(), t.payer.clone());
-        let chain = self.chains.get(&key);
         // Judged as if alone at its place: against the payer's applied transfer just before.
         // Time only rises along a payer's chain: the limit that judges a transfer is the
         // one in force at its time, so a payer must not reach back past its own history.
+        let previous = self.link(known.payer, t.payer_seq.wrapping_sub(1));
         if t.payer_seq == 1 {
             if !t.prev_hash.is_empty() {
                 return Err(Refusal::BadChainLink(0));
             }
         } else {
-            match chain.and_then(|c| c.get(&(t.payer_seq - 1))) {
-                Some(prev) if t.prev_hash.as_slice() == prev => {
-                    let previous = self.known[prev].created_at_ms;
+            match previous {
+                Some((prev, _)) if t.prev_hash.as_slice() == prev => {
+                    let previous = self.known[prev].t.created_at_ms;
                     if t.created_at_ms < previous {
                         return Err(Refusal::TimeBeforePrevious { at: t.created_at_ms, previous });
                     }
                 }
                 Some(_) => return Err(Refusal::BadChainLink(t.payer_seq - 1)),
-                None => missing.push(format!("payer transfer #{}", t.payer_seq - 1)),
+                None => missing.push(format!("payer transfer #{}", t.payer_seq.wrapping_sub(1))),
             }
         }
         let mut incoming: i128 = 0;
         for dep in &t.deps {
             let dep_hex = hex(dep);
             let Ok(dep_hash) = <Hash>::try_from(dep.as_slice()) else { return Err(Refusal::DepNotIncoming(dep_hex)) };
-            match self.known.get(&dep_hash) {
+            match self.known.get(&dep_hash).map(|d| &*d.t) {
                 Some(d) if d.payee != t.payer || d.currency != t.currency => {
                     return Err(Refusal::DepNotIncoming(dep_hex))
                 }
@@ -333,7 +363,7 @@ impl Ledger {
         if !missing.is_empty() {
             return Ok(Err(missing));
         }
-        let before = self.checked.get(&key).and_then(|c| c.get(&(t.payer_seq - 1))).copied().unwrap_or(0);
+        let before = previous.map_or(0, |(_, balance)| *balance);
         let balance = before + incoming - t.amount as i128;
         rules.check_floor(&t.payer, t.created_at_ms, balance)?;
         Ok(Ok(()))
@@ -346,20 +376,20 @@ impl Ledger {
             if self.applied.contains(&hash) || self.refused.contains_key(&hash) {
                 continue;
             }
-            let Some(t) = self.known.get(&hash).cloned() else { continue };
-            match self.try_apply(&hash, &t) {
+            let Some(known) = self.known.get(&hash).cloned() else { continue };
+            match self.try_apply(&hash, &known) {
                 Err(refusal) => {
                     self.refused.insert(hash, refusal);
                     // A rival at this place may now stand alone.
-                    work.extend(self.viable_in_slot(&t));
+                    work.extend(self.viable_in_place((known.payer, known.t.payer_seq)));
                 }
                 Ok(Err(_missing)) => {}
-                Ok(Ok(())) if self.quarantined(&hash, &t) => {}
+                Ok(Ok(())) if self.quarantined(&hash, &known.t) => {}
                 Ok(Ok(())) => {
-                    self.apply(hash, &t);
+                    self.apply(hash, &known);
                     // What may now apply: the payer's next transfers, and transfers that
                     // list this one as a dep.
-                    if let Some(next) = self.slots.get(&(t.currency.clone(), t.payer.clone(), t.payer_seq + 1)) {
+                    if let Some(next) = self.slots.get(&(known.payer, known.t.payer_seq + 1)) {
                         work.extend(next.iter().copied());
                     }
                     if let Some(waiting) = self.waiters.get(&hash) {
@@ -370,80 +400,37 @@ impl Ledger {
         }
     }
 
-    fn apply(&mut self, hash: Hash, t: &Transfer) {
+    fn apply(&mut self, hash: Hash, known: &Known) {
+        let t = &*known.t;
         self.count_unapplied(&t.payer, -1);
-        let key = (t.currency.clone(), t.payer.clone());
         let mut incoming: i128 = 0;
         let mut deps = Vec::with_capacity(t.deps.len());
         for dep in &t.deps {
             let dep_hash = <Hash>::try_from(dep.as_slice()).expect("checked in try_apply");
             self.claimed.insert(dep_hash, (hash, t.payer_seq));
-            let d = &self.known[&dep_hash];
+            let d = &self.known[&dep_hash].t;
             incoming += d.amount as i128;
             deps.push((d.created_at_ms, dep_hash));
         }
-        self.accounts.applied(t, hash, &deps);
-        let checked = self.checked.entry(key.clone()).or_default();
-        let before = checked.get(&(t.payer_seq - 1)).copied().unwrap_or(0);
-        checked.insert(t.payer_seq, before + incoming - t.amount as i128);
-        self.chains.entry(key.clone()).or_default().insert(t.payer_seq, hash);
-        let payee = (t.currency.clone(), t.payee.clone());
-        *self.balances.entry(key.clone()).or_default() -= t.amount as i128;
-        *self.balances.entry(payee.clone()).or_default() += t.amount as i128;
-        self.dirty.insert(key);
-        self.dirty.insert(payee);
+        self.accounts.applied(t, known.payer, known.payee, hash, &deps);
+        let before = self.link(known.payer, t.payer_seq.wrapping_sub(1)).map_or(0, |(_, balance)| *balance);
+        let link = (hash, before + incoming - t.amount as i128);
+        let chain = &mut self.books[known.payer as usize].chain;
+        // try_apply found the link before this one (or this is the first): the chain has
+        // no gap. A place is applied once (its rivals are quarantined); were one applied
+        // again, it takes the place as it would in a map.
+        let index = (t.payer_seq - 1) as usize;
+        if index < chain.len() {
+            chain[index] = link;
+        } else {
+            chain.push(link);
+        }
+        self.books[known.payer as usize].balance -= t.amount as i128;
+        self.books[known.payee as usize].balance += t.amount as i128;
+        self.dirty.insert(known.payer);
+        self.dirty.insert(known.payee);
         self.applied.insert(hash);
         self.newly_applied.push(hash);
-    }
-
-    /// Rebuilds the applied set from every known transfer (after a fork, or rules that
-    /// may undo what applied).
-    fn recompute(&mut self) {
-        self.recomputes += 1;
-        self.dirty.extend(self.balances.keys().cloned());
-        // Reported as newly applied afterwards: what was not applied before (not the
-        // whole history again, which watchers and validators would hear about anew).
-        let before = std::mem::take(&mut self.applied);
-        let reported = std::mem::take(&mut self.newly_applied);
-        self.unapplied.clear();
-        for t in self.known.values() {
-            *self.unapplied.entry(t.payer.clone()).or_default() += 1;
-        }
-        self.unapplied_total = self.known.len();
-        self.accounts.reset(self.known.iter().map(|(h, t)| (h, &**t)));
-        self.chains.clear();
-        self.claimed.clear();
-        self.checked.clear();
-        self.balances.clear();
-        // Refusals of stateful rules are judged again; refusals of form stay.
-        self.refused.retain(|_, r| !r.is_stateful());
-        let mut roots: Vec<Hash> = self.known.iter().filter(|(_, t)| t.payer_seq == 1).map(|(h, _)| *h).collect();
-        roots.sort();
-        self.settle(roots);
-        // Rivals that were never judged because their place was already taken.
-        let mut rest: Vec<Hash> = self
-            .known
-            .keys()
-            .filter(|h| !self.applied.contains(*h) && !self.refused.contains_key(*h))
-            .copied()
-            .collect();
-        rest.sort();
-        for hash in rest {
-            let t = self.known[&hash].clone();
-            if let Err(refusal) = self.try_apply(&hash, &t) {
-                self.refused.insert(hash, refusal);
-            }
-        }
-        self.dirty.extend(self.balances.keys().cloned());
-        let redone = std::mem::take(&mut self.newly_applied);
-        self.newly_applied = reported
-            .into_iter()
-            .filter(|h| self.applied.contains(h))
-            .chain(redone.into_iter().filter(|h| !before.contains(h)))
-            .collect();
-        // Forks that exist now, such as those of a payer just admitted: the caller
-        // reports each place once, whoever found it first.
-        self.new_forks.extend(self.forks().into_keys());
     }
 
     fn count_unapplied(&mut self, payer: &str, by: isize) {

@@ -3,10 +3,10 @@
 //! balances a replay of the applied transfers gives. Nothing here changes the engine.
 
 use super::{Changes, Ledger, Status};
-use foldhash::{HashMap, HashMapExt};
+use foldhash::{HashMap, HashMapExt, HashSet};
 use icn_ledger_records::Hash;
 use icn_proto::ledger::v1::Transfer;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 impl Ledger {
     /// Known transfers of `payer` that are not applied.
@@ -22,19 +22,19 @@ impl Ledger {
     /// Viable transfers (not refused on their merits) at `t`'s place, `t` included if
     /// known: 2 means `t` is the rival that makes a fork.
     pub fn viable_at(&self, t: &Transfer) -> usize {
-        self.viable_in_slot(t).len()
+        self.ids.get(&t.currency, &t.payer).map_or(0, |id| self.viable_count((id, t.payer_seq)))
     }
 
     pub fn status(&self, hash: &Hash) -> Status {
         if let Some(r) = self.refused.get(hash) {
             return Status::Refused(r.clone());
         }
-        let Some(t) = self.known.get(hash) else { return Status::Pending(vec!["unknown".into()]) };
+        let Some(known) = self.known.get(hash) else { return Status::Pending(vec!["unknown".into()]) };
         if self.applied.contains(hash) {
             return Status::Applied;
         }
-        match self.try_apply(hash, t) {
-            Ok(_) if self.quarantined(hash, t) => Status::Quarantined,
+        match self.try_apply(hash, known) {
+            Ok(_) if self.quarantined(hash, &known.t) => Status::Quarantined,
             Ok(Err(missing)) => Status::Pending(missing),
             Err(r) => Status::Refused(r),
             Ok(Ok(())) => Status::Pending(Vec::new()),
@@ -42,16 +42,16 @@ impl Ledger {
     }
 
     pub fn transfer(&self, hash: &Hash) -> Option<&Transfer> {
-        self.known.get(hash).map(|t| &**t)
+        self.known.get(hash).map(|k| &*k.t)
     }
 
     /// The transfer as the engine holds it, to keep without copying.
     pub fn shared(&self, hash: &Hash) -> Option<std::sync::Arc<Transfer>> {
-        self.known.get(hash).cloned()
+        self.known.get(hash).map(|k| std::sync::Arc::clone(&k.t))
     }
 
     pub fn transfers(&self) -> impl Iterator<Item = (&Hash, &Transfer)> {
-        self.known.iter().map(|(h, t)| (h, &**t))
+        self.known.iter().map(|(h, k)| (h, &*k.t))
     }
 
     pub fn is_applied(&self, hash: &Hash) -> bool {
@@ -61,7 +61,7 @@ impl Ledger {
     /// Applied transfers paying `member` in `currency` that no applied transfer names as
     /// a dep yet, oldest first.
     pub fn unclaimed(&self, currency: &str, member: &str) -> impl Iterator<Item = &Hash> {
-        self.accounts.unclaimed(currency, member)
+        self.accounts.unclaimed(self.ids.get(currency, member))
     }
 
     /// Per currency: the applied transfers, their volume and the accounts they moved.
@@ -76,7 +76,7 @@ impl Ledger {
 
     /// Known transfers of `payer` in `currency` that are not applied, by sequence number.
     pub fn waiting(&self, currency: &str, payer: &str) -> impl Iterator<Item = &Hash> {
-        self.accounts.unapplied(currency, payer)
+        self.accounts.unapplied(self.ids.get(currency, payer))
     }
 
     /// Whether an applied transfer has been named as a dep by an applied transfer.
@@ -86,18 +86,17 @@ impl Ledger {
 
     /// The payer account's last applied sequence number and transfer hash.
     pub fn head(&self, currency: &str, account: &str) -> Option<(u64, Hash)> {
-        self.chains
-            .get(&(currency.to_string(), account.to_string()))
-            .and_then(|c| c.last_key_value())
-            .map(|(seq, h)| (*seq, *h))
+        let chain = &self.books[self.ids.get(currency, account)? as usize].chain;
+        chain.last().map(|(hash, _)| (chain.len() as u64, *hash))
     }
 
     pub fn balance(&self, currency: &str, account: &str) -> i128 {
-        self.balances.get(&(currency.to_string(), account.to_string())).copied().unwrap_or(0)
+        self.ids.get(currency, account).map_or(0, |id| self.books[id as usize].balance)
     }
 
-    pub fn balances(&self) -> &HashMap<(String, String), i128> {
-        &self.balances
+    /// (currency, member) → balance, of every account an applied transfer moved.
+    pub fn balances(&self) -> HashMap<(String, String), i128> {
+        self.moved_accounts().map(|id| (self.ids.owned_name(id), self.books[id as usize].balance)).collect()
     }
 
     /// Transfers applied since the last [`Ledger::take_changes`] as the list stands, and
@@ -106,14 +105,21 @@ impl Ledger {
         (self.recomputes, &self.newly_applied)
     }
 
-    pub fn applied(&self) -> &BTreeSet<Hash> {
+    pub fn applied(&self) -> &HashSet<Hash> {
         &self.applied
+    }
+
+    /// [`Ledger::take_changes`] for a replay, which writes no account rows: the
+    /// accounts changed are not named.
+    pub fn take_changes_unwritten(&mut self) -> Changes {
+        self.dirty.clear();
+        self.take_changes()
     }
 
     /// Accounts and transfers changed since the last call.
     pub fn take_changes(&mut self) -> Changes {
         Changes {
-            accounts: std::mem::take(&mut self.dirty),
+            accounts: std::mem::take(&mut self.dirty).into_iter().map(|id| self.ids.owned_name(id)).collect(),
             applied: std::mem::take(&mut self.newly_applied),
             forks: {
                 let mut forks = std::mem::take(&mut self.new_forks);
@@ -131,7 +137,7 @@ impl Ledger {
             .forks()
             .into_values()
             .flatten()
-            .filter(|h| self.known.get(h).is_some_and(|t| self.quarantined(h, t)))
+            .filter(|h| self.known.get(h).is_some_and(|k| self.quarantined(h, &k.t)))
             .collect();
         q.sort();
         q
@@ -143,9 +149,13 @@ impl Ledger {
     pub fn forks(&self) -> BTreeMap<(String, String, u64), Vec<Hash>> {
         self.slots
             .iter()
-            .filter(|((_, payer, _), _)| self.rules.members.contains(payer))
-            .map(|(k, h)| (k.clone(), h.iter().filter(|x| !self.refused.contains_key(*x)).copied().collect::<Vec<_>>()))
-            .filter(|(_, viable)| viable.len() > 1)
+            .filter(|(place, _)| self.viable_count(**place) > 1)
+            .filter(|((id, _), _)| self.rules.members.contains(self.ids.name(*id).1))
+            .map(|((id, seq), h)| {
+                let (currency, payer) = self.ids.owned_name(*id);
+                let viable = h.iter().filter(|x| !self.refused.contains_key(*x)).copied().collect::<Vec<_>>();
+                ((currency, payer, *seq), viable)
+            })
             .collect()
     }
 
@@ -153,7 +163,7 @@ impl Ledger {
     pub fn replay(&self) -> HashMap<(String, String), i128> {
         let mut out: HashMap<(String, String), i128> = HashMap::new();
         for h in &self.applied {
-            let t = &self.known[h];
+            let t = &self.known[h].t;
             *out.entry((t.currency.clone(), t.payer.clone())).or_default() -= t.amount as i128;
             *out.entry((t.currency.clone(), t.payee.clone())).or_default() += t.amount as i128;
         }

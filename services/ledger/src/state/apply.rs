@@ -28,6 +28,7 @@ impl State {
             Source::Replay { received_at_ms } => received_at_ms,
             _ => now,
         };
+        let replaying = matches!(source, Source::Replay { .. });
         let mut touched: Vec<String> = Vec::new();
         // Cooperatives whose rules changed in this group: evicted transfers may fit now.
         let mut rules_changed: Vec<String> = Vec::new();
@@ -55,7 +56,10 @@ impl State {
                 }
                 _ => None,
             };
-            let coop = self.coops.entry(coop_id.clone()).or_default();
+            if !self.coops.contains_key(&coop_id) {
+                self.coops.insert(coop_id.clone(), CoopState::default());
+            }
+            let coop = self.coops.get_mut(&coop_id).expect("just made");
             let Checked { body, hash } = checked;
             // The journal takes the entry as it came; a replay writes nothing and moves it.
             let journalled = (!matches!(source, Source::Replay { .. })).then(|| body.clone());
@@ -85,7 +89,9 @@ impl State {
                     if let Some(t) = coop.engine.shared(hash) {
                         coop.index(&t, *hash, self.version, received_at_ms);
                     }
-                    write.transfer_events.push((coop_id.clone(), *hash));
+                    if !replaying {
+                        write.transfer_events.push((coop_id.clone(), *hash));
+                    }
                 }
                 if let Some(body) = journalled {
                     let local = source == Source::Local;
@@ -104,16 +110,17 @@ impl State {
         for coop_id in touched {
             let coop = self.coops.get_mut(&coop_id).expect("touched coops exist");
             coop.changes += 1;
-            let changes = coop.engine.take_changes();
+            let changes = if replaying { coop.engine.take_changes_unwritten() } else { coop.engine.take_changes() };
             coop.stamped = (coop.stamped.0, 0);
             if self.voter.as_ref().is_some_and(|me| coop.is_validator(me.did().as_str())) {
                 write.applied.extend(changes.applied.iter().map(|h| (coop_id.clone(), *h)));
             }
             // Each transfer once: a set, as a recompute can apply thousands in one group.
+            // Nobody watches a replay.
             let mut listed: foldhash::HashSet<Hash> =
                 write.transfer_events.iter().filter(|(c, _)| *c == coop_id).map(|(_, h)| *h).collect();
             // Stamped as each entry applied them (`CoopState::stamp_newly_applied`).
-            for hash in changes.applied {
+            for hash in changes.applied.into_iter().filter(|_| !replaying) {
                 if listed.insert(hash) {
                     write.transfer_events.push((coop_id.clone(), hash));
                 }
@@ -141,7 +148,7 @@ impl State {
                     detected_at_ms: received_at_ms,
                 });
             }
-            if !matches!(source, Source::Replay { .. }) {
+            if !replaying {
                 for (currency, member) in changes.accounts {
                     write.accounts.push(coop.row(&coop_id, &currency, &member, received_at_ms));
                 }
@@ -155,7 +162,6 @@ impl State {
         }
         write.version = self.version;
         // Stored transfers: their status once the whole group is applied.
-        let replaying = matches!(source, Source::Replay { .. });
         for outcome in outcomes.iter_mut().filter(|_| !replaying) {
             if let Outcome::Transfer { record, duplicate: false } = outcome {
                 if record.status == TransferStatus::Unspecified as i32 {
@@ -319,7 +325,7 @@ impl CoopState {
             m.received_at_ms = received_at_ms;
         }
         for member in [&t.payer, &t.payee] {
-            self.history.entry((t.currency.clone(), member.clone())).or_default().push(hash);
+            self.history.get_mut_or_default(&t.currency, member).push(hash);
         }
         if !t.idempotency_id.is_empty() {
             self.idempotency.entry((t.currency.clone(), t.payer.clone(), t.idempotency_id.clone())).or_insert(hash);
@@ -350,7 +356,7 @@ impl CoopState {
         m.applied_at_ms = at_ms;
         let Some(t) = self.engine.transfer(hash) else { return };
         for member in [&t.payer, &t.payee] {
-            let at = self.updated.entry((t.currency.clone(), member.clone())).or_default();
+            let at = self.updated.get_mut_or_default(&t.currency, member);
             *at = (*at).max(at_ms);
         }
     }

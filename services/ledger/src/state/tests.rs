@@ -181,7 +181,7 @@ fn nodes_agree_whatever_the_order_of_admin_entries_and_transfers() {
             // Applied once each: the replay of the applied set gives the balances.
             let replay = coop.engine.replay();
             for ((currency, member), b) in coop.engine.balances() {
-                assert_eq!(replay.get(&(currency.clone(), member.clone())).copied().unwrap_or(0), *b, "seed {seed}");
+                assert_eq!(replay.get(&(currency.clone(), member.clone())).copied().unwrap_or(0), b, "seed {seed}");
             }
         }
         // GetBalance never reads an account's history: without it, the answer is the same.
@@ -199,7 +199,7 @@ fn nodes_agree_whatever_the_order_of_admin_entries_and_transfers() {
 /// history, the way reads did before the engine kept per-account indexes.
 fn account_by_walk(coop: &super::CoopState, currency: &str, member: &str) -> (u32, u64, Vec<Vec<u8>>) {
     use crate::engine::Status;
-    let history = coop.history.get(&(currency.to_string(), member.to_string())).cloned().unwrap_or_default();
+    let history = coop.history.get(currency, member).cloned().unwrap_or_default();
     let (mut pending, mut tip) = (0, coop.engine.head(currency, member).map_or(0, |(seq, _)| seq));
     let mut named = std::collections::HashSet::new();
     for h in &history {

@@ -122,7 +122,7 @@ impl CoopState {
             .take(max_deps)
             .map(|h| h.to_vec())
             .collect();
-        let updated_at_ms = self.updated.get(&(currency.to_string(), member.to_string())).copied().unwrap_or_default();
+        let updated_at_ms = self.updated.get(currency, member).copied().unwrap_or_default();
         let hash_or_empty = |seq: u64, hash: Hash| if seq == 0 { Vec::new() } else { hash.to_vec() };
         Account {
             coop_id: coop_id.to_string(),
@@ -150,7 +150,7 @@ impl CoopState {
         include_unapplied: bool,
         limit: usize,
     ) -> (Vec<TransferRecord>, Option<u64>) {
-        let Some(hashes) = self.history.get(&(currency.to_string(), member.to_string())) else {
+        let Some(hashes) = self.history.get(currency, member) else {
             return (Vec::new(), None);
         };
         let mut out = Vec::new();
@@ -229,7 +229,7 @@ impl CoopState {
             if let Some(s) = per.get_mut(currency) {
                 s.transfer_count = totals.transfers;
                 s.volume = totals.volume;
-                s.accounts = totals.accounts.len() as u64;
+                s.accounts = totals.accounts() as u64;
             }
         }
         for hash in self.engine.all_waiting() {
@@ -241,9 +241,9 @@ impl CoopState {
             }
         }
         for ((currency, _), balance) in self.engine.balances() {
-            if let Some(s) = per.get_mut(currency) {
-                if *balance < 0 {
-                    s.outstanding_credit += (-*balance).min(u64::MAX as i128) as u64;
+            if let Some(s) = per.get_mut(&currency) {
+                if balance < 0 {
+                    s.outstanding_credit += (-balance).min(u64::MAX as i128) as u64;
                 }
             }
         }

@@ -121,7 +121,10 @@ impl State {
             if !coop.is_validator(me.did().as_str()) {
                 continue;
             }
-            write.applied.extend(coop.engine.applied().iter().map(|h| (coop_id.clone(), *h)));
+            // In hash order, so every start casts them alike.
+            let mut applied: Vec<Hash> = coop.engine.applied().iter().copied().collect();
+            applied.sort_unstable();
+            write.applied.extend(applied.into_iter().map(|h| (coop_id.clone(), h)));
         }
     }
 }
