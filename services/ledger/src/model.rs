@@ -271,8 +271,8 @@ impl CoopModel {
     pub fn rules(&self) -> Rules {
         let mut rules = Rules {
             members: self.membership.keys().cloned().collect(),
-            membership: self.membership.clone(),
-            currencies: HashMap::new(),
+            membership: self.membership.iter().map(|(m, p)| (m.clone(), p.clone())).collect(),
+            currencies: Default::default(),
             founded_at_ms: self.coop().map(|c| c.created_at_ms).unwrap_or_default(),
             validators: self.validator_sets.clone(),
         };

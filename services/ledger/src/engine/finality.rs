@@ -46,8 +46,8 @@ impl Ledger {
     /// [`Ledger::slot_winner`] of a place, named by the place.
     fn winner_at(&self, place: &Place) -> Option<Hash> {
         let id = self.ids.get(&place.0, &place.1)?;
-        let first = self.slots.get(&(id, place.2))?.iter().find(|h| !self.refused.contains_key(*h))?;
-        self.slot_winner(&self.known[first].t)
+        let first = *self.viable_in_place((id, place.2)).first()?;
+        self.slot_winner(&self.known[&first].t)
     }
 
     /// Takes a validator's vote (its signature checked by the caller) for `transfer` at

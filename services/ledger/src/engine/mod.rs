@@ -88,13 +88,15 @@ pub struct Ledger {
     /// Accounts by number (`ids`), and what the engine holds per account, by number.
     ids: AccountIds,
     books: Vec<Book>,
-    /// (payer's account, seq) → transfers claiming that place, in order. Almost every
-    /// place has one: a sorted vector, not a set whose first node alone took a sixth of
-    /// the memory each transfer cost.
+    /// (payer's account, seq) → the known transfers claiming that place that are not
+    /// applied, in order; the applied one is the payer's chain link there. Most places
+    /// hold none: a million applied transfers made a million entries here before.
     slots: HashMap<(AccountId, u64), Vec<Hash>>,
+    /// While a recompute applies everything again, `slots` keeps what applies and is
+    /// swept once at the end (a million removals one by one were a fifth of it).
+    sweep_places_later: bool,
     /// dep → transfers that list it.
     waiters: HashMap<Hash, Vec<Hash>>,
-    applied: HashSet<Hash>,
     /// dep → (the transfer that counted it, its sequence number).
     claimed: HashMap<Hash, (Hash, u64)>,
     refused: HashMap<Hash, Refusal>,
@@ -121,21 +123,35 @@ pub struct Ledger {
     accounts: accounts::AccountIndex,
 }
 
-/// A known transfer with the numbers of its payer's and payee's accounts.
+/// A known transfer with the numbers of its payer's and payee's accounts, and whether it
+/// is applied (a flag here, not a set of a million hashes beside).
 #[derive(Clone)]
 struct Known {
     t: Arc<Transfer>,
     payer: AccountId,
     payee: AccountId,
+    applied: bool,
+    /// Whether it was applied when the last recompute began: what that recompute
+    /// reports as newly applied is what was not (in the struct's padding, no memory).
+    was_applied: bool,
+}
+
+/// An applied transfer in its payer's chain: what the payer's next transfer is judged
+/// against, at hand without looking the transfer up.
+#[derive(Clone, Copy)]
+struct Link {
+    hash: Hash,
+    /// The balance the chain and its deps show after it.
+    balance: i128,
+    created_at_ms: i64,
 }
 
 /// What the engine holds per account.
 #[derive(Default)]
 struct Book {
     /// The account's applied transfers as payer, by sequence number (at `seq - 1`: a
-    /// chain applies without gaps), each with the balance its chain and deps show after
-    /// it.
-    chain: Vec<(Hash, i128)>,
+    /// chain applies without gaps).
+    chain: Vec<Link>,
     /// Every applied transfer in and out.
     balance: i128,
 }
@@ -206,7 +222,7 @@ impl Ledger {
         let payer = self.ids.hold(&t.currency, &t.payer);
         let payee = self.ids.hold(&t.currency, &t.payee);
         self.books.resize_with(self.ids.len(), Book::default);
-        let known = Known { t: Arc::clone(&t), payer, payee };
+        let known = Known { t: Arc::clone(&t), payer, payee, applied: false, was_applied: false };
         self.orphan_votes -= self.votes.get(&hash).map_or(0, BTreeSet::len);
         self.known.insert(hash, known.clone());
         match self.unapplied.get_mut(&t.payer) {
@@ -217,10 +233,7 @@ impl Ledger {
         }
         self.unapplied_total += 1;
         let place = (payer, t.payer_seq);
-        let holders = self.slots.entry(place).or_default();
-        if let Err(at) = holders.binary_search(&hash) {
-            holders.insert(at, hash);
-        }
+        self.hold_place(place, hash);
         // Judged alone at its place first: a transfer refused on its merits is no rival.
         if let Err(refusal) = self.try_apply(&hash, &known) {
             self.refused.insert(hash, refusal);
@@ -228,7 +241,7 @@ impl Ledger {
             self.new_forks.push((t.currency.clone(), t.payer.clone(), t.payer_seq));
             match self.winner(&t) {
                 // A rival of a certified, applied transfer: evidence that moves nothing.
-                Some(w) if w != hash && self.applied.contains(&w) => {}
+                Some(w) if w != hash && self.is_applied(&w) => {}
                 // A fork may un-apply what was applied: recompute from what is known.
                 _ => self.recompute(),
             }
@@ -237,7 +250,7 @@ impl Ledger {
         }
         // Listed as waiting only when it does: most transfers apply at once, and nothing
         // above reads the list (a recompute rebuilds it from `known`).
-        if !self.applied.contains(&hash) {
+        if !self.is_applied(&hash) {
             self.accounts.learnt(payer, t.payer_seq, hash);
         }
         self.status(&hash)
@@ -247,21 +260,15 @@ impl Ledger {
     /// never been submitted; with it go its place and account numbers once nothing else
     /// holds them, so what an outsider made the node learn leaves nothing behind.
     pub fn forget(&mut self, hash: &Hash) {
-        if self.applied.contains(hash) {
+        if self.is_applied(hash) {
             return;
         }
         self.refused.remove(hash);
-        let Some(Known { t, payer, payee }) = self.known.remove(hash) else { return };
+        let Some(Known { t, payer, payee, .. }) = self.known.remove(hash) else { return };
         self.accounts.forgotten(payer, t.payer_seq, *hash);
         self.orphan_votes += self.votes.get(hash).map_or(0, BTreeSet::len);
         self.count_unapplied(&t.payer, -1);
-        let place = (payer, t.payer_seq);
-        if let Some(holders) = self.slots.get_mut(&place) {
-            holders.retain(|h| h != hash);
-            if holders.is_empty() {
-                self.slots.remove(&place);
-            }
-        }
+        self.leave_place((payer, t.payer_seq), hash);
         for dep in &t.deps {
             let Ok(dep) = <Hash>::try_from(dep.as_slice()) else { continue };
             if let Some(w) = self.waiters.get_mut(&dep) {
@@ -283,20 +290,48 @@ impl Ledger {
         self.ids.get(&t.currency, &t.payer).map(|id| self.viable_in_place((id, t.payer_seq))).unwrap_or_default()
     }
 
+    /// The applied transfer at `place` and the others there not refused on their merits,
+    /// in hash order.
     fn viable_in_place(&self, place: (AccountId, u64)) -> Vec<Hash> {
-        self.slots
-            .get(&place)
-            .map(|h| h.iter().filter(|x| !self.refused.contains_key(*x)).copied().collect())
-            .unwrap_or_default()
+        let applied = self.link(place.0, place.1).map(|l| l.hash);
+        let mut viable: Vec<Hash> = applied.into_iter().chain(self.waiting_viable(place, applied)).collect();
+        viable.sort_unstable();
+        viable
     }
 
     /// How many transfers [`Ledger::viable_in_place`] finds, without listing them.
     fn viable_count(&self, place: (AccountId, u64)) -> usize {
-        self.slots.get(&place).map_or(0, |h| h.iter().filter(|x| !self.refused.contains_key(*x)).count())
+        let applied = self.link(place.0, place.1).map(|l| l.hash);
+        applied.is_some() as usize + self.waiting_viable(place, applied).count()
     }
 
-    /// The payer's applied transfer at `seq`, with the balance its chain shows after it.
-    fn link(&self, payer: AccountId, seq: u64) -> Option<&(Hash, i128)> {
+    /// The transfers held at `place` but `applied` (there until a recompute's sweep)
+    /// that are not refused on their merits.
+    fn waiting_viable(&self, place: (AccountId, u64), applied: Option<Hash>) -> impl Iterator<Item = Hash> + '_ {
+        let held = self.slots.get(&place).into_iter().flatten().copied();
+        held.filter(move |x| Some(*x) != applied && !self.refused.contains_key(x))
+    }
+
+    /// Adds a known transfer that is not applied to its place.
+    fn hold_place(&mut self, place: (AccountId, u64), hash: Hash) {
+        let holders = self.slots.entry(place).or_default();
+        if let Err(at) = holders.binary_search(&hash) {
+            holders.insert(at, hash);
+        }
+    }
+
+    /// Takes a transfer out of its place (it applied, or is forgotten).
+    fn leave_place(&mut self, place: (AccountId, u64), hash: &Hash) {
+        if let Some(holders) = self.slots.get_mut(&place) {
+            holders.retain(|h| h != hash);
+            if holders.is_empty() {
+                self.slots.remove(&place);
+            }
+        }
+    }
+
+    /// The payer's applied transfer at `seq`.
+    fn link(&self, payer: AccountId, seq: u64) -> Option<&Link> {
         let index = usize::try_from(seq.checked_sub(1)?).ok()?;
         self.books[payer as usize].chain.get(index)
     }
@@ -332,8 +367,8 @@ impl Ledger {
             }
         } else {
             match previous {
-                Some((prev, _)) if t.prev_hash.as_slice() == prev => {
-                    let previous = self.known[prev].t.created_at_ms;
+                Some(link) if t.prev_hash.as_slice() == link.hash => {
+                    let previous = link.created_at_ms;
                     if t.created_at_ms < previous {
                         return Err(Refusal::TimeBeforePrevious { at: t.created_at_ms, previous });
                     }
@@ -346,11 +381,11 @@ impl Ledger {
         for dep in &t.deps {
             let dep_hex = hex(dep);
             let Ok(dep_hash) = <Hash>::try_from(dep.as_slice()) else { return Err(Refusal::DepNotIncoming(dep_hex)) };
-            match self.known.get(&dep_hash).map(|d| &*d.t) {
-                Some(d) if d.payee != t.payer || d.currency != t.currency => {
+            match self.known.get(&dep_hash).map(|d| (&*d.t, d.applied)) {
+                Some((d, _)) if d.payee != t.payer || d.currency != t.currency => {
                     return Err(Refusal::DepNotIncoming(dep_hex))
                 }
-                Some(d) if self.applied.contains(&dep_hash) => {
+                Some((d, true)) => {
                     // Claimed by an earlier transfer of the payer (not by a rival at this place).
                     if self.claimed.get(&dep_hash).is_some_and(|(c, seq)| c != hash && *seq < t.payer_seq) {
                         return Err(Refusal::DepClaimed(dep_hex));
@@ -363,7 +398,7 @@ impl Ledger {
         if !missing.is_empty() {
             return Ok(Err(missing));
         }
-        let before = previous.map_or(0, |(_, balance)| *balance);
+        let before = previous.map_or(0, |link| link.balance);
         let balance = before + incoming - t.amount as i128;
         rules.check_floor(&t.payer, t.created_at_ms, balance)?;
         Ok(Ok(()))
@@ -373,10 +408,10 @@ impl Ledger {
     fn settle(&mut self, start: Vec<Hash>) {
         let mut work = start;
         while let Some(hash) = work.pop() {
-            if self.applied.contains(&hash) || self.refused.contains_key(&hash) {
+            let Some(known) = self.known.get(&hash).cloned() else { continue };
+            if known.applied || self.refused.contains_key(&hash) {
                 continue;
             }
-            let Some(known) = self.known.get(&hash).cloned() else { continue };
             match self.try_apply(&hash, &known) {
                 Err(refusal) => {
                     self.refused.insert(hash, refusal);
@@ -413,8 +448,11 @@ impl Ledger {
             deps.push((d.created_at_ms, dep_hash));
         }
         self.accounts.applied(t, known.payer, known.payee, hash, &deps);
-        let before = self.link(known.payer, t.payer_seq.wrapping_sub(1)).map_or(0, |(_, balance)| *balance);
-        let link = (hash, before + incoming - t.amount as i128);
+        let before = self.link(known.payer, t.payer_seq.wrapping_sub(1)).map_or(0, |link| link.balance);
+        let link = Link { hash, balance: before + incoming - t.amount as i128, created_at_ms: t.created_at_ms };
+        if !self.sweep_places_later {
+            self.leave_place((known.payer, t.payer_seq), &hash);
+        }
         let chain = &mut self.books[known.payer as usize].chain;
         // try_apply found the link before this one (or this is the first): the chain has
         // no gap. A place is applied once (its rivals are quarantined); were one applied
@@ -429,7 +467,7 @@ impl Ledger {
         self.books[known.payee as usize].balance += t.amount as i128;
         self.dirty.insert(known.payer);
         self.dirty.insert(known.payee);
-        self.applied.insert(hash);
+        self.known.get_mut(&hash).expect("a known transfer applies").applied = true;
         self.newly_applied.push(hash);
     }
 

@@ -30,7 +30,7 @@ impl Ledger {
             return Status::Refused(r.clone());
         }
         let Some(known) = self.known.get(hash) else { return Status::Pending(vec!["unknown".into()]) };
-        if self.applied.contains(hash) {
+        if known.applied {
             return Status::Applied;
         }
         match self.try_apply(hash, known) {
@@ -55,7 +55,7 @@ impl Ledger {
     }
 
     pub fn is_applied(&self, hash: &Hash) -> bool {
-        self.applied.contains(hash)
+        self.known.get(hash).is_some_and(|k| k.applied)
     }
 
     /// Applied transfers paying `member` in `currency` that no applied transfer names as
@@ -87,7 +87,7 @@ impl Ledger {
     /// The payer account's last applied sequence number and transfer hash.
     pub fn head(&self, currency: &str, account: &str) -> Option<(u64, Hash)> {
         let chain = &self.books[self.ids.get(currency, account)? as usize].chain;
-        chain.last().map(|(hash, _)| (chain.len() as u64, *hash))
+        chain.last().map(|link| (chain.len() as u64, link.hash))
     }
 
     pub fn balance(&self, currency: &str, account: &str) -> i128 {
@@ -105,8 +105,9 @@ impl Ledger {
         (self.recomputes, &self.newly_applied)
     }
 
-    pub fn applied(&self) -> &HashSet<Hash> {
-        &self.applied
+    /// Every applied transfer.
+    pub fn applied(&self) -> HashSet<Hash> {
+        self.known.iter().filter(|(_, k)| k.applied).map(|(h, _)| *h).collect()
     }
 
     /// [`Ledger::take_changes`] for a replay, which writes no account rows: the
@@ -151,10 +152,9 @@ impl Ledger {
             .iter()
             .filter(|(place, _)| self.viable_count(**place) > 1)
             .filter(|((id, _), _)| self.rules.members.contains(self.ids.name(*id).1))
-            .map(|((id, seq), h)| {
-                let (currency, payer) = self.ids.owned_name(*id);
-                let viable = h.iter().filter(|x| !self.refused.contains_key(*x)).copied().collect::<Vec<_>>();
-                ((currency, payer, *seq), viable)
+            .map(|(&(id, seq), _)| {
+                let (currency, payer) = self.ids.owned_name(id);
+                ((currency, payer, seq), self.viable_in_place((id, seq)))
             })
             .collect()
     }
@@ -162,8 +162,7 @@ impl Ledger {
     /// The balances a replay of the applied transfers gives (RecomputeBalances compares).
     pub fn replay(&self) -> HashMap<(String, String), i128> {
         let mut out: HashMap<(String, String), i128> = HashMap::new();
-        for h in &self.applied {
-            let t = &self.known[h].t;
+        for t in self.known.values().filter(|k| k.applied).map(|k| &k.t) {
             *out.entry((t.currency.clone(), t.payer.clone())).or_default() -= t.amount as i128;
             *out.entry((t.currency.clone(), t.payee.clone())).or_default() += t.amount as i128;
         }

@@ -56,15 +56,28 @@ impl Ledger {
         self.dirty.extend(moved);
         // Reported as newly applied afterwards: what was not applied before (not the
         // whole history again, which watchers and validators would hear about anew).
-        let before = std::mem::take(&mut self.applied);
+        self.known.values_mut().for_each(|k| (k.was_applied, k.applied) = (k.applied, false));
         let reported = std::mem::take(&mut self.newly_applied);
         self.unapplied.clear();
         for known in self.known.values() {
             *self.unapplied.entry(known.t.payer.clone()).or_default() += 1;
         }
         self.unapplied_total = self.known.len();
-        self.accounts.reset(self.known.iter().map(|(h, k)| (*h, k.payer, k.t.payer_seq)));
-        self.books.iter_mut().for_each(|b| *b = Book::default());
+        self.accounts.reset();
+        // Emptied, not freed: the chains grow back to about the length they had.
+        self.books.iter_mut().for_each(|b| {
+            b.chain.clear();
+            b.balance = 0;
+        });
+        // Nothing is applied: every known transfer waits at its place, in hash order.
+        let mut places: Vec<((AccountId, u64), Hash)> =
+            self.known.iter().map(|(h, k)| ((k.payer, k.t.payer_seq), *h)).collect();
+        places.sort_unstable();
+        self.slots.clear();
+        for (place, hash) in places {
+            self.slots.entry(place).or_default().push(hash);
+        }
+        self.sweep_places_later = true;
         self.claimed.clear();
         // Refusals of stateful rules are judged again; refusals of form stay.
         self.refused.retain(|_, r| !r.is_stateful());
@@ -72,12 +85,8 @@ impl Ledger {
         roots.sort();
         self.settle(roots);
         // Rivals that were never judged because their place was already taken.
-        let mut rest: Vec<Hash> = self
-            .known
-            .keys()
-            .filter(|h| !self.applied.contains(*h) && !self.refused.contains_key(*h))
-            .copied()
-            .collect();
+        let mut rest: Vec<Hash> =
+            self.known.keys().filter(|h| !self.is_applied(h) && !self.refused.contains_key(*h)).copied().collect();
         rest.sort();
         for hash in rest {
             let known = self.known[&hash].clone();
@@ -85,13 +94,22 @@ impl Ledger {
                 self.refused.insert(hash, refusal);
             }
         }
+        self.sweep_places_later = false;
+        let known = &self.known;
+        self.slots.retain(|_, held| {
+            held.retain(|h| !known[h].applied);
+            !held.is_empty()
+        });
+        for (hash, k) in self.known.iter().filter(|(_, k)| !k.applied) {
+            self.accounts.learnt(k.payer, k.t.payer_seq, *hash);
+        }
         let moved: Vec<AccountId> = self.moved_accounts().collect();
         self.dirty.extend(moved);
         let redone = std::mem::take(&mut self.newly_applied);
         self.newly_applied = reported
             .into_iter()
-            .filter(|h| self.applied.contains(h))
-            .chain(redone.into_iter().filter(|h| !before.contains(h)))
+            .filter(|h| self.is_applied(h))
+            .chain(redone.into_iter().filter(|h| !self.known[h].was_applied))
             .collect();
         // Forks that exist now, such as those of a payer just admitted: the caller
         // reports each place once, whoever found it first.

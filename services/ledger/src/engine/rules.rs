@@ -8,7 +8,10 @@
 
 use super::refusal::Refusal;
 use icn_ledger_records::Hash;
-use std::collections::{BTreeSet, HashMap, HashSet};
+// foldhash, not std's SipHash: members are looked up several times per transfer judged
+// (a twentieth of a recompute went to SipHash); seeded per process all the same.
+use foldhash::{HashMap, HashSet};
+use std::collections::BTreeSet;
 
 /// A validator set in force for transfers signed at or after `at_ms`, until the next.
 #[derive(Clone, Debug, PartialEq, Eq)]

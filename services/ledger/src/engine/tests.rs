@@ -19,7 +19,7 @@ const LIMIT: i64 = 100;
 pub(super) fn ledger(members: &[&NodeIdentity]) -> Ledger {
     Ledger::new(Rules {
         members: members.iter().map(|m| m.did().to_string()).collect(),
-        currencies: [(CURRENCY.to_string(), CurrencyRules::flat(LIMIT))].into(),
+        currencies: [(CURRENCY.to_string(), CurrencyRules::flat(LIMIT))].into_iter().collect(),
         founded_at_ms: 0,
         membership: Default::default(),
         validators: Vec::new(),
@@ -208,8 +208,8 @@ fn a_transfer_waits_for_its_deps_and_applies_when_they_arrive() {
 fn time_rises_along_a_payers_chain_and_nothing_precedes_the_founding() {
     let (a, b) = (NodeIdentity::generate(), NodeIdentity::generate());
     let mut l = Ledger::new(Rules {
-        members: [a.did().to_string(), b.did().to_string()].into(),
-        currencies: [(CURRENCY.to_string(), CurrencyRules::flat(LIMIT))].into(),
+        members: [a.did().to_string(), b.did().to_string()].into_iter().collect(),
+        currencies: [(CURRENCY.to_string(), CurrencyRules::flat(LIMIT))].into_iter().collect(),
         founded_at_ms: 1_000,
         membership: Default::default(),
         validators: Vec::new(),
@@ -483,7 +483,7 @@ fn replicas_agree_with_votes_and_forks_in_any_order() {
             // At most one transfer per place applies.
             let mut places = std::collections::HashSet::new();
             for h in r.applied() {
-                assert!(places.insert(place(r.transfer(h).unwrap())), "seed {seed}: two applied at one place");
+                assert!(places.insert(place(r.transfer(&h).unwrap())), "seed {seed}: two applied at one place");
             }
         }
     }
