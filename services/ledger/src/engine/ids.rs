@@ -93,7 +93,6 @@ impl AccountIds {
     }
 
     /// Accounts held now.
-    #[cfg(test)]
     pub(super) fn held(&self) -> usize {
         self.names.len() - self.free.len()
     }

@@ -14,6 +14,11 @@ impl Ledger {
         self.unapplied.get(payer).copied().unwrap_or(0)
     }
 
+    /// Accounts the engine holds a number for: those a known transfer names.
+    pub fn accounts_held(&self) -> usize {
+        self.ids.held()
+    }
+
     /// Known transfers that are not applied, of every payer.
     pub fn unapplied_total(&self) -> usize {
         self.unapplied_total

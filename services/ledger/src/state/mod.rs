@@ -26,6 +26,8 @@ mod apply;
 mod checks;
 mod hold;
 #[cfg(test)]
+mod hold_tests;
+#[cfg(test)]
 mod tests;
 mod views;
 mod votes;
