@@ -68,7 +68,12 @@ pub async fn follow<T, O, OF, OE, H, HF, E>(
             opened = open() => opened,
         };
         match opened {
-            Ok(stream) => match drain(&shutdown, stream, &mut handle).await {
+            // Said once per opening: after "cannot open the stream yet", operators (and
+            // tests) see when it follows again; items from before are not in it.
+            Ok(stream) => match {
+                tracing::info!(stream = what, "following the stream");
+                drain(&shutdown, stream, &mut handle).await
+            } {
                 Ended::Shutdown => return,
                 Ended::Broken(why) => tracing::info!(stream = what, error = %why, "following again after a pause"),
             },
