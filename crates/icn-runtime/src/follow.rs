@@ -68,15 +68,15 @@ pub async fn follow<T, O, OF, OE, H, HF, E>(
             opened = open() => opened,
         };
         match opened {
-            // Said once per opening: after "cannot open the stream yet", operators (and
-            // tests) see when it follows again; items from before are not in it.
-            Ok(stream) => match {
+            Ok(stream) => {
+                // Said once per opening: after "cannot open the stream yet", operators
+                // (and tests) see when it follows again; items from before are not in it.
                 tracing::info!(stream = what, "following the stream");
-                drain(&shutdown, stream, &mut handle).await
-            } {
-                Ended::Shutdown => return,
-                Ended::Broken(why) => tracing::info!(stream = what, error = %why, "following again after a pause"),
-            },
+                match drain(&shutdown, stream, &mut handle).await {
+                    Ended::Shutdown => return,
+                    Ended::Broken(why) => tracing::info!(stream = what, error = %why, "following again after a pause"),
+                }
+            }
             Err(e) => tracing::info!(stream = what, error = %e, "cannot open the stream yet"),
         }
         tokio::select! {

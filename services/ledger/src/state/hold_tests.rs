@@ -4,8 +4,8 @@
 //!
 //! Tests only: nothing here is compiled into the service.
 
-use super::tests::admin_entries;
-use super::{Checked, GroupWrite, HoldBounds, Source, State};
+use super::tests::bounded_node;
+use super::{Checked, GroupWrite, Source};
 use icn_identity::NodeIdentity;
 use icn_ledger_records::{next_transfer, Payment};
 use icn_proto::ledger::wire::v1::{ledger_entry::Body, LedgerEntry};
@@ -14,10 +14,7 @@ use icn_proto::ledger::wire::v1::{ledger_entry::Body, LedgerEntry};
 fn a_peer_flooding_transfers_from_new_keys_leaves_no_account_behind() {
     let founder = NodeIdentity::generate();
     let member = NodeIdentity::generate();
-    let (c, admin) = admin_entries(&founder, std::slice::from_ref(&member));
-    let mut state = State { bounds: Some(HoldBounds { per_payer: 10, total: 100 }), ..Default::default() };
-    let checked = admin.into_iter().map(Checked::trusted).collect();
-    state.apply(checked, Source::Peer { position: 1 }, 0, &mut GroupWrite::default());
+    let (c, mut state) = bounded_node(&founder, &member);
     let account = icn_proto::ledger::v1::Account::default();
     let pay = |payer: &NodeIdentity, payee: &NodeIdentity| {
         let payee = payee.did().to_string();

@@ -17,6 +17,16 @@ use rand::{Rng, SeedableRng};
 const CURRENCIES: [&str; 2] = ["hours", "meals"];
 const LIMIT: i64 = 100;
 
+/// A node with the node-wide bounds of the tests that hold peers' transfers, holding a
+/// cooperative founded by `founder` with `member` (its admin entries came from a peer).
+pub(super) fn bounded_node(founder: &NodeIdentity, member: &NodeIdentity) -> (String, State) {
+    let (c, admin) = admin_entries(founder, std::slice::from_ref(member));
+    let mut state = State { bounds: Some(HoldBounds { per_payer: 10, total: 100 }), ..Default::default() };
+    let checked = admin.into_iter().map(Checked::trusted).collect();
+    state.apply(checked, Source::Peer { position: 1 }, 0, &mut GroupWrite::default());
+    (c, state)
+}
+
 /// The cooperative's admin entries, with an outsider's attempt at taking it over mixed
 /// in: a backdated founding record of the same id signed by the outsider (what took over
 /// a cooperative before ids were bound), its admission of itself as an admin and its
@@ -386,14 +396,7 @@ fn a_non_members_transfers_are_not_held_and_come_back_with_the_admission() {
 fn a_later_releases_record_waits_for_this_nodes_upgrade_and_is_not_lost() {
     let founder = NodeIdentity::generate();
     let member = NodeIdentity::generate();
-    let (c, admin) = admin_entries(&founder, std::slice::from_ref(&member));
-    let mut state = State { bounds: Some(HoldBounds { per_payer: 10, total: 100 }), ..Default::default() };
-    state.apply(
-        admin.into_iter().map(Checked::trusted).collect(),
-        Source::Peer { position: 1 },
-        0,
-        &mut GroupWrite::default(),
-    );
+    let (c, mut state) = bounded_node(&founder, &member);
     // A transfer signed under format 1, which this release does not know: its hash
     // cannot be computed here as its signer did, so it is neither judged nor refused.
     let account = icn_proto::ledger::v1::Account::default();
