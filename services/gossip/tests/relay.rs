@@ -14,14 +14,25 @@ use std::time::{Duration, Instant};
 /// names the version itself).
 const WIRE_VERSION: u32 = 2;
 
-fn push(entry: icn_proto::gossip::v1::Entry) -> Frame {
-    let gossip = GossipFrame { body: Some(Body::Push(Push { entries: vec![entry] })) };
+fn push(entries: Vec<icn_proto::gossip::v1::Entry>) -> Frame {
+    let gossip = GossipFrame { body: Some(Body::Push(Push { entries })) };
     let message = Message { protocol: "gossip".into(), payload: gossip.encode_to_vec(), ..Default::default() };
     Frame { body: Some(frame::Body::BestEffort(message)) }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_forged_copy_carrying_a_genuine_entrys_hash_does_not_keep_the_genuine_entry_out() {
+    forged_copy_first(false).await;
+}
+
+/// The same, both copies in one push: the relay checks the entries it takes together in
+/// one batch, and must still check the genuine copy when the forged one fails.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_forged_copy_in_the_same_push_as_the_genuine_entry_does_not_keep_it_out() {
+    forged_copy_first(true).await;
+}
+
+async fn forged_copy_first(one_push: bool) {
     // Anti-entropy is slowed to an hour: only the push path can bring the entry in.
     let net = Network::builder(1)
         .services(&["netd", "gossip"])
@@ -48,8 +59,12 @@ async fn a_forged_copy_carrying_a_genuine_entrys_hash_does_not_keep_the_genuine_
     // Were the forged copy remembered as seen, no round would ever let the genuine one in.
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        write_frame(&mut stream, &push(forged.clone())).await.unwrap();
-        write_frame(&mut stream, &push(genuine.clone())).await.unwrap();
+        if one_push {
+            write_frame(&mut stream, &push(vec![forged.clone(), genuine.clone()])).await.unwrap();
+        } else {
+            write_frame(&mut stream, &push(vec![forged.clone()])).await.unwrap();
+            write_frame(&mut stream, &push(vec![genuine.clone()])).await.unwrap();
+        }
         let entries = gossip
             .get_entries(GetEntriesRequest {
                 topic: "square".into(),

@@ -52,7 +52,8 @@ struct Args {
     #[arg(long, default_value_t = 1_000_000)]
     restart_entries: usize,
     /// Run one section only: `netd`, `gossip`, `ledger` or `restart`; `netd-1k` runs only
-    /// netd's 1 KiB stream rows and raw quinn (what a profile of the per-message path needs).
+    /// netd's 1 KiB stream rows and raw quinn (what a profile of the per-message path needs),
+    /// `gossip-1k` only ICN's 10-node gossip row at 1,000/s (what a profile of gossip needs).
     #[arg(long)]
     only: Option<String>,
 }
@@ -152,28 +153,39 @@ async fn main() -> anyhow::Result<()> {
             }
         }
     }
-    if run("gossip") {
-        let (accepted, ceiling_signs) = gossip::gossip_accept(args.seconds, args.publishers).await?;
-        rows.push(Row {
-            name: format!("gossip entries/s accepted durably by one node, {} publishers", args.publishers),
-            value: accepted,
-            unit: "entries/s",
-            ceiling: Some(("Ed25519 sign+verify on one core".into(), ceiling_signs)),
-        });
-        for (nodes, rate) in [(5usize, 100u64), (10, 100), (10, 1000)] {
+    // `gossip-1k` runs only ICN's 10-node row at 1,000/s, without the peer: what a
+    // profile of gossip's per-entry cost needs.
+    let gossip_1k_only = args.only.as_deref() == Some("gossip-1k");
+    if run("gossip") || gossip_1k_only {
+        if !gossip_1k_only {
+            let (accepted, ceiling_signs) = gossip::gossip_accept(args.seconds, args.publishers).await?;
+            rows.push(Row {
+                name: format!("gossip entries/s accepted durably by one node, {} publishers", args.publishers),
+                value: accepted,
+                unit: "entries/s",
+                ceiling: Some(("Ed25519 sign+verify on one core".into(), ceiling_signs)),
+            });
+        }
+        let layouts: &[(usize, u64)] = if gossip_1k_only { &[(10, 1000)] } else { &[(5, 100), (10, 100), (10, 1000)] };
+        for &(nodes, rate) in layouts {
             let icn = gossip::gossip_propagation(nodes, rate, args.seconds).await?;
-            let peer = gossipsub::run(nodes, rate, args.seconds).await.context("the gossipsub peer")?;
             let label = format!("{nodes} nodes, {rate}/s");
+            if !gossip_1k_only {
+                let peer = gossipsub::run(nodes, rate, args.seconds).await.context("the gossipsub peer")?;
+                rows.extend([
+                    row(
+                        format!("gossipsub (rust-libp2p, QUIC, defaults) receipt p50 at the last of {label}"),
+                        peer.p50_ms,
+                        "ms",
+                    ),
+                    row(format!("gossipsub receipt p99 at the last of {label}"), peer.p99_ms, "ms"),
+                    row(format!("gossipsub messages published, {label}"), peer.published as f64, "messages"),
+                    row(format!("gossipsub messages reaching all of {label}"), peer.delivered * 100.0, "%"),
+                    row(format!("gossipsub CPU of all {nodes} processes while publishing"), peer.cores, "cores"),
+                    row(format!("ICN gossip p99 ÷ gossipsub p99, {label}"), icn.p99_ms / peer.p99_ms, "×"),
+                ]);
+            }
             rows.extend([
-                row(
-                    format!("gossipsub (rust-libp2p, QUIC, defaults) receipt p50 at the last of {label}"),
-                    peer.p50_ms,
-                    "ms",
-                ),
-                row(format!("gossipsub receipt p99 at the last of {label}"), peer.p99_ms, "ms"),
-                row(format!("gossipsub messages published, {label}"), peer.published as f64, "messages"),
-                row(format!("gossipsub messages reaching all of {label}"), peer.delivered * 100.0, "%"),
-                row(format!("gossipsub CPU of all {nodes} processes while publishing"), peer.cores, "cores"),
                 row(format!("gossip publish rate achieved (target {rate}/s), {label}"), icn.published, "entries/s"),
                 row(format!("gossip durable-visible p50 at the last of {label}"), icn.p50_ms, "ms"),
                 row(format!("gossip durable-visible p99 at the last of {label}"), icn.p99_ms, "ms"),
@@ -186,7 +198,6 @@ async fn main() -> anyhow::Result<()> {
                 row(format!("gossip CPU per entry per node, {label}"), icn.cpu_us_per_entry_node, "µs"),
                 row(format!("gossip CPU of all {nodes} nodes idle (nothing published)"), icn.idle_cores, "cores"),
                 row(format!("gossip entries sent per entry published, {label}"), icn.sent_per_entry, "entries"),
-                row(format!("ICN gossip p99 ÷ gossipsub p99, {label}"), icn.p99_ms / peer.p99_ms, "×"),
             ]);
         }
     }

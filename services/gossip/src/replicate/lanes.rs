@@ -243,14 +243,30 @@ impl Replicator {
             move |batch: InboundBatch| {
                 let this = handler.clone();
                 async move {
-                    for m in batch.messages {
-                        this.take(m, true).await;
-                    }
+                    this.take_best_effort(batch.messages).await;
                     Ok::<_, String>(())
                 }
             },
         )
         .await
+    }
+
+    /// A batch of best-effort messages: the pushes in it are taken together, so their
+    /// signatures are checked in one batch ([`Replicator::take_pushed`]), and stored off
+    /// the path while the next batch is read.
+    async fn take_best_effort(&self, messages: Vec<InboundMessage>) {
+        let mut pushes = Vec::new();
+        for m in messages {
+            match (m.from.parse::<Did>(), GossipFrame::decode(m.payload.as_slice())) {
+                (Ok(from), Ok(GossipFrame { body: Some(Body::Push(push)) })) => pushes.push((from, push.entries)),
+                (Ok(from), Ok(frame)) => self.handle(&from, frame, true).await,
+                _ => self.metrics.frames_invalid.inc(),
+            }
+        }
+        let storing = self.take_pushed(pushes, true);
+        self.ctx.spawn(async move {
+            futures::future::join_all(storing).await;
+        });
     }
 
     /// One inbound message of either lane.

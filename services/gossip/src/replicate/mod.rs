@@ -220,57 +220,85 @@ impl Replicator {
         }
     }
 
-    /// Pushed entries from `from`: each not seen here yet is checked, then — when it is
-    /// valid and the store does not hold its place — remembered as seen and sent on to
-    /// the mesh, then stored (the store's group commit runs off this path; its outcome is
-    /// only logged). `relay`: false for repairs (anti-entropy sent them; they are not
-    /// pushed on, and a copy of what the store holds is skipped unchecked).
-    fn take_pushed(
-        &self,
-        from: &Did,
-        entries: Vec<Entry>,
-        relay: bool,
-    ) -> Vec<futures::future::BoxFuture<'static, ()>> {
+    /// Pushed entries, from one peer or several (what netd delivered together): each not
+    /// seen here yet is checked, the signatures of all of them in one batch; then each
+    /// that is valid, when the store does not hold its place, is remembered as seen and
+    /// sent on to the mesh, then stored (the store's group commit runs off this path; its
+    /// outcome is only logged). `relay`: false for repairs (anti-entropy sent them; they
+    /// are not pushed on, and a copy of what the store holds is skipped unchecked).
+    fn take_pushed(&self, pushes: Vec<(Did, Vec<Entry>)>, relay: bool) -> Vec<futures::future::BoxFuture<'static, ()>> {
         let now = now_ms();
-        let mut to_spread: HashMap<String, (Topic, Vec<Entry>)> = HashMap::new();
-        let mut storing = Vec::new();
-        for entry in entries {
-            let id = entry_id(&entry);
-            if relay && self.mesh.lock().expect("mesh lock").has_seen(&id) {
-                self.metrics.copies_dropped.inc();
-                continue;
-            }
-            if !relay && self.store.holds_same(&entry) {
-                continue;
-            }
-            let held = self.store.holds_place_of(&entry);
-            let topic = match self.store.check(&entry) {
-                Ok(topic) => topic,
-                Err(e) => {
-                    log_refusal(from, &e);
+        // Copies of one entry within the batch are checked once, the first; a later one
+        // is checked only if the first fails (a forged copy carrying a genuine entry's
+        // hash must not keep the genuine one out).
+        let mut first_copy: HashMap<Vec<u8>, bool> = HashMap::new();
+        let mut taken = Vec::new();
+        let mut spare = Vec::new();
+        for (from, entries) in pushes {
+            for entry in entries {
+                let id = entry_id(&entry);
+                if relay && self.mesh.lock().expect("mesh lock").has_seen(&id) {
+                    self.metrics.copies_dropped.inc();
                     continue;
                 }
-            };
-            // Remembered only once valid: a forged copy with a genuine entry's hash never
-            // makes the genuine entry look seen.
-            let first = self.mesh.lock().expect("mesh lock").first_sight(id);
-            if relay && first && !held {
-                self.metrics.relayed.inc();
-                to_spread
-                    .entry(topic.name.clone())
-                    .or_insert_with(|| (topic.clone(), Vec::new()))
-                    .1
-                    .push(entry.clone());
-            }
-            let (store, from) = (self.store.clone(), from.clone());
-            storing.push(Box::pin(async move {
-                if let Err(e) = store.apply_checked(entry, &topic, now).await {
-                    log_refusal(&from, &e);
+                if !relay && self.store.holds_same(&entry) {
+                    continue;
                 }
-            }) as futures::future::BoxFuture<'static, ()>);
+                match first_copy.insert(id, false) {
+                    None => taken.push((from.clone(), entry)),
+                    Some(_) => spare.push((from.clone(), entry)),
+                }
+            }
         }
-        for (topic, entries) in to_spread.into_values() {
-            self.spread(&topic, Some(from), entries);
+        let mut to_spread: HashMap<(Did, String), (Topic, Vec<Entry>)> = HashMap::new();
+        let mut storing = Vec::new();
+        let mut round = taken;
+        while !round.is_empty() {
+            let checked = self.store.check_all(&round.iter().map(|(_, e)| e).collect::<Vec<_>>());
+            for ((from, entry), topic) in round.into_iter().zip(checked) {
+                let id = entry_id(&entry);
+                let topic = match topic {
+                    Ok(topic) => topic,
+                    Err(e) => {
+                        log_refusal(&from, &e);
+                        continue;
+                    }
+                };
+                first_copy.insert(id.clone(), true);
+                let held = self.store.holds_place_of(&entry);
+                // Remembered only once valid: a forged copy with a genuine entry's hash never
+                // makes the genuine entry look seen.
+                let first = self.mesh.lock().expect("mesh lock").first_sight(id);
+                if relay && first && !held {
+                    self.metrics.relayed.inc();
+                    to_spread
+                        .entry((from.clone(), topic.name.clone()))
+                        .or_insert_with(|| (topic.clone(), Vec::new()))
+                        .1
+                        .push(entry.clone());
+                }
+                let store = self.store.clone();
+                storing.push(Box::pin(async move {
+                    if let Err(e) = store.apply_checked(entry, &topic, now).await {
+                        log_refusal(&from, &e);
+                    }
+                }) as futures::future::BoxFuture<'static, ()>);
+            }
+            // Spare copies of entries whose checked copy failed, the first of each next.
+            let mut next = Vec::new();
+            for (from, entry) in std::mem::take(&mut spare) {
+                match first_copy.get_mut(&entry_id(&entry)) {
+                    Some(valid) if !*valid && !next.iter().any(|(_, e): &(Did, Entry)| e.hash == entry.hash) => {
+                        next.push((from, entry))
+                    }
+                    Some(false) => spare.push((from, entry)),
+                    _ => self.metrics.copies_dropped.inc(),
+                }
+            }
+            round = next;
+        }
+        for ((from, _), (topic, entries)) in to_spread {
+            self.spread(&topic, Some(&from), entries);
         }
         storing
     }
@@ -278,7 +306,7 @@ impl Replicator {
     async fn handle(&self, from: &Did, frame: GossipFrame, best_effort: bool) {
         match frame.body {
             Some(Body::Push(push)) => {
-                let storing = self.take_pushed(from, push.entries, best_effort);
+                let storing = self.take_pushed(vec![(from.clone(), push.entries)], best_effort);
                 if best_effort {
                     // Stored off the path: the next batch of pushes is read meanwhile.
                     self.ctx.spawn(async move {

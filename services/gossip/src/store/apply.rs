@@ -13,7 +13,7 @@ use super::layout::{entry_key, head_key, position_key, span_value};
 use super::layout::{ENTRIES_CF, EQUIVOCATIONS_CF, HEADS_CF, PENDING_CF, POSITIONS_CF, TOPIC_STATE_CF};
 use super::{Applied, State, Store};
 use crate::GossipError;
-use icn_gossip_records::{self as records, verify_entry};
+use icn_gossip_records::{self as records, verify_entries, verify_entry};
 use icn_proto::gossip::v1::{Entry, Equivocation, RejectionReason, StoredEntry, Topic};
 use icn_storage::{StorageError, WriteBatch};
 use prost::Message;
@@ -47,6 +47,20 @@ impl Store {
     /// may be sent on to peers before it is stored ([`Store::apply_checked`]).
     pub fn check(&self, entry: &Entry) -> Result<Topic, GossipError> {
         self.recorded(self.verify(entry))
+    }
+
+    /// [`Store::check`] of many entries, answering for each what it would alone; their
+    /// signatures are checked in one batch (`icn_gossip_records::verify_entries`).
+    pub fn check_all(&self, entries: &[&Entry]) -> Vec<Result<Topic, GossipError>> {
+        verify_entries(entries, self.config.max_payload_bytes)
+            .into_iter()
+            .zip(entries)
+            .map(|(author, entry)| {
+                self.refuse_if_failed()?;
+                let author = author.map_err(GossipError::from);
+                self.recorded(author.and_then(|author| self.writable_topic(&entry.topic, &Reader::Did(author))))
+            })
+            .collect()
     }
 
     /// Stores an entry that passed [`Store::check`] for `topic`; answers once durable.
