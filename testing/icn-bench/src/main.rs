@@ -53,9 +53,13 @@ struct Args {
     restart_entries: usize,
     /// Run one section only: `netd`, `gossip`, `ledger` or `restart`; `netd-1k` runs only
     /// netd's 1 KiB stream rows and raw quinn (what a profile of the per-message path needs),
-    /// `gossip-1k` only ICN's 10-node gossip row at 1,000/s (what a profile of gossip needs).
+    /// `gossip-10` only ICN's 10-node gossip row at `--gossip-rate` (what a profile of
+    /// gossip needs).
     #[arg(long)]
     only: Option<String>,
+    /// Entries/s of the `gossip-10` row.
+    #[arg(long, default_value_t = 1000)]
+    gossip_rate: u64,
 }
 
 struct Row {
@@ -153,11 +157,12 @@ async fn main() -> anyhow::Result<()> {
             }
         }
     }
-    // `gossip-1k` runs only ICN's 10-node row at 1,000/s, without the peer: what a
-    // profile of gossip's per-entry cost needs.
-    let gossip_1k_only = args.only.as_deref() == Some("gossip-1k");
-    if run("gossip") || gossip_1k_only {
-        if !gossip_1k_only {
+    // `gossip-10` runs only ICN's 10-node row, at `--gossip-rate`, without the peer: what
+    // a profile of gossip's per-entry cost needs.
+    let gossip_10_only = args.only.as_deref() == Some("gossip-10");
+    let one_layout = [(10, args.gossip_rate)];
+    if run("gossip") || gossip_10_only {
+        if !gossip_10_only {
             let (accepted, ceiling_signs) = gossip::gossip_accept(args.seconds, args.publishers).await?;
             rows.push(Row {
                 name: format!("gossip entries/s accepted durably by one node, {} publishers", args.publishers),
@@ -166,11 +171,11 @@ async fn main() -> anyhow::Result<()> {
                 ceiling: Some(("Ed25519 sign+verify on one core".into(), ceiling_signs)),
             });
         }
-        let layouts: &[(usize, u64)] = if gossip_1k_only { &[(10, 1000)] } else { &[(5, 100), (10, 100), (10, 1000)] };
+        let layouts: &[(usize, u64)] = if gossip_10_only { &one_layout } else { &[(5, 100), (10, 100), (10, 1000)] };
         for &(nodes, rate) in layouts {
             let icn = gossip::gossip_propagation(nodes, rate, args.seconds).await?;
             let label = format!("{nodes} nodes, {rate}/s");
-            if !gossip_1k_only {
+            if !gossip_10_only {
                 let peer = gossipsub::run(nodes, rate, args.seconds).await.context("the gossipsub peer")?;
                 rows.extend([
                     row(
