@@ -16,6 +16,7 @@ mod error;
 mod log;
 mod network;
 mod node;
+mod runtime;
 mod services;
 mod shutdown;
 mod topics;
@@ -26,6 +27,7 @@ pub use error::ConfigError;
 pub use log::{LogConfig, LogFormat};
 pub use network::{ExchangeConfig, NetworkConfig, RateLimitConfig, ReconnectConfig, TrustConfig, VivaldiConfig};
 pub use node::NodeConfig;
+pub use runtime::RuntimeConfig;
 pub use services::{Endpoints, ServiceConfig};
 pub use shutdown::ShutdownConfig;
 pub use topics::TopicsConfig;
@@ -44,6 +46,7 @@ pub struct IcnConfig {
     pub node: NodeConfig,
     pub log: LogConfig,
     pub shutdown: ShutdownConfig,
+    pub runtime: RuntimeConfig,
     pub network: NetworkConfig,
     pub topics: TopicsConfig,
     pub credit: CreditConfig,
@@ -63,6 +66,7 @@ impl Default for IcnConfig {
             node: NodeConfig::default(),
             log: LogConfig::default(),
             shutdown: ShutdownConfig::default(),
+            runtime: RuntimeConfig::default(),
             network: NetworkConfig::default(),
             topics: TopicsConfig::default(),
             credit: CreditConfig::default(),
@@ -192,7 +196,7 @@ mod tests {
         let path = dir.path().join("icn.toml");
         std::fs::write(
             &path,
-            "[network]\nlisten = \"127.0.0.1:7777\"\nbootstrap = [\"a:1\"]\n[netd]\ngrpc_listen = \"127.0.0.1:1\"\n[shutdown]\ntimeout = \"3s\"\n",
+            "[network]\nlisten = \"127.0.0.1:7777\"\nbootstrap = [\"a:1\"]\n[netd]\ngrpc_listen = \"127.0.0.1:1\"\n[shutdown]\ntimeout = \"3s\"\n[runtime]\nworker_threads = 1\n",
         )
         .unwrap();
         let c = IcnConfig::load_with_env(
@@ -212,6 +216,7 @@ mod tests {
         assert_eq!(c.network.bootstrap, vec!["b:1", "c:2"]);
         assert_eq!(c.network.peer_exchange_max, 5);
         assert_eq!(c.shutdown.timeout, Duration::from_secs(3));
+        assert_eq!(c.runtime.worker_threads, 1);
     }
 
     #[test]

@@ -107,6 +107,12 @@ where
         .with_context(|| format!("binding metrics on {}", service_config.metrics_listen))?;
     let shutdown_timeout = ctx.config.shutdown.timeout;
     let metrics_registry = ctx.metrics.clone();
+    let workers = prometheus::IntGauge::new(
+        "runtime_workers",
+        "Threads running this service's async tasks (runtime.worker_threads; one per core when 0)",
+    )?;
+    workers.set(tokio::runtime::Handle::current().metrics().num_workers() as i64);
+    metrics_registry.register(Box::new(workers))?;
     let services = build(ctx).await?;
 
     let (health, health_service) = tonic_health::server::health_reporter();

@@ -107,9 +107,16 @@ async fn entries_sent(net: &Network) -> anyhow::Result<f64> {
 
 /// Publishes at `rate` entries/s from node 1 for `seconds`, one entry per call, and
 /// measures the time until each is visible to a subscriber on every other node.
-pub async fn gossip_propagation(nodes: usize, rate: u64, seconds: u64) -> anyhow::Result<Propagation> {
+pub async fn gossip_propagation(nodes: usize, rate: u64, seconds: u64, workers: usize) -> anyhow::Result<Propagation> {
     use icn_proto::gossip::v1::{gossip_client::GossipClient, subscribe_request, GetTopicRequest, SubscribeRequest};
-    let net = Network::builder(nodes).services(&["netd", "gossip"]).env("ICN__LOG__LEVEL", "warn").start().await?;
+    // `workers` async workers per process (`--gossip-workers`; 0, one per core, unless
+    // told otherwise).
+    let net = Network::builder(nodes)
+        .services(&["netd", "gossip"])
+        .env("ICN__LOG__LEVEL", "warn")
+        .env("ICN__RUNTIME__WORKER_THREADS", &workers.to_string())
+        .start()
+        .await?;
     net.wait_full_mesh(Duration::from_secs(60)).await?;
     gossip_topic(&net.nodes[0], "spread").await?;
     for node in &net.nodes[1..] {

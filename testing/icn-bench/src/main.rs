@@ -60,6 +60,11 @@ struct Args {
     /// Entries/s of the `gossip-10` row.
     #[arg(long, default_value_t = 1000)]
     gossip_rate: u64,
+    /// Async workers per ICN process in the gossip rows (`runtime.worker_threads`; 0, the
+    /// default, is one per core, as a node runs unless told otherwise). The gossipsub peer
+    /// runs each process on one thread; 1 here measured no different (BENCHMARKS.md).
+    #[arg(long, default_value_t = 0)]
+    gossip_workers: usize,
 }
 
 struct Row {
@@ -173,7 +178,7 @@ async fn main() -> anyhow::Result<()> {
         }
         let layouts: &[(usize, u64)] = if gossip_10_only { &one_layout } else { &[(5, 100), (10, 100), (10, 1000)] };
         for &(nodes, rate) in layouts {
-            let icn = gossip::gossip_propagation(nodes, rate, args.seconds).await?;
+            let icn = gossip::gossip_propagation(nodes, rate, args.seconds, args.gossip_workers).await?;
             let label = format!("{nodes} nodes, {rate}/s");
             if !gossip_10_only {
                 let peer = gossipsub::run(nodes, rate, args.seconds).await.context("the gossipsub peer")?;

@@ -334,3 +334,31 @@ async fn icnctl_sends_subscribes_measures_and_disconnects() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("`did`"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn runtime_worker_threads_sets_how_many_threads_run_a_services_async_tasks() {
+    let cores = std::thread::available_parallelism().unwrap().get();
+    let one = Network::builder(1)
+        .services(&["netd", "gossip"])
+        .bootstrap(Bootstrap::None)
+        .env("ICN__RUNTIME__WORKER_THREADS", "1")
+        .start()
+        .await
+        .unwrap();
+    let default = Network::builder(1).services(&["netd", "gossip"]).bootstrap(Bootstrap::None).start().await.unwrap();
+    for service in ["netd", "gossip"] {
+        let workers = one.nodes[0].metric(service, "icn_runtime_workers").await.unwrap();
+        assert_eq!(workers, 1.0, "{service} with runtime.worker_threads = 1");
+        let workers = default.nodes[0].metric(service, "icn_runtime_workers").await.unwrap();
+        assert_eq!(workers, cores as f64, "{service} by default: one per core");
+    }
+    // The node still does its work on one thread: a topic is created and read back.
+    one.nodes[0].create_public_topic("one-thread").await.unwrap();
+    let mut gossip = one.nodes[0].gossip().await.unwrap();
+    let topic = gossip
+        .get_topic(icn_proto::gossip::v1::GetTopicRequest { name: "one-thread".into(), reader: String::new() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(topic.topic.unwrap().name, "one-thread");
+}
