@@ -10,7 +10,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     protos.sort();
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     let descriptors = out.join("icn_descriptor.bin");
-    tonic_prost_build::configure().file_descriptor_set_path(&descriptors).compile_protos(&protos, &[root.clone()])?;
+    tonic_prost_build::configure()
+        .file_descriptor_set_path(&descriptors)
+        .compile_protos(&protos, std::slice::from_ref(&root))?;
     // serde for every message in the proto3 JSON mapping (the gateway's REST bodies).
     pbjson_build::Builder::new().register_descriptors(&std::fs::read(&descriptors)?)?.build(&[".icn"])?;
     println!("cargo:rerun-if-changed={}", root.display());

@@ -40,7 +40,8 @@ impl Services {
         self
     }
 
-    pub fn add<S>(mut self, svc: S) -> Self
+    /// Serves `svc` (a tonic service) beside the others, reported healthy by its name.
+    pub fn serve<S>(mut self, svc: S) -> Self
     where
         S: tower_service::Service<
                 http::Request<tonic::body::Body>,

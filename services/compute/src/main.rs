@@ -15,5 +15,5 @@ fn main() -> std::process::ExitCode {
 
 /// The service's gRPC API, given everything the runtime set up.
 async fn build(ctx: Context) -> anyhow::Result<Services> {
-    Ok(Services::new().add(ComputeServer::new(api::ComputeApi::new(ctx))))
+    Ok(Services::new().serve(ComputeServer::new(api::ComputeApi::new(ctx))))
 }

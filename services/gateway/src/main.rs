@@ -47,5 +47,5 @@ async fn build(ctx: Context) -> anyhow::Result<Services> {
     // within `api.request_timeout`.
     let (max_body, timeout) = (ctx.config.api.max_body_bytes, ctx.config.api.request_timeout);
     let grpc = GatewayServer::new(GatewayApi::new(gateway)).max_decoding_message_size(max_body);
-    Ok(Services::new().add(grpc).with_request_timeout(timeout))
+    Ok(Services::new().serve(grpc).with_request_timeout(timeout))
 }

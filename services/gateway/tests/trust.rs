@@ -303,7 +303,7 @@ async fn the_grpc_face_refuses_oversized_bodies_and_never_hangs_on_a_stuck_backe
     node.signal("ledger", libc::SIGSTOP).unwrap();
     // The stop takes effect when the kernel next schedules the process: wait for it.
     let stat = format!("/proc/{}/stat", node.pid("ledger").unwrap());
-    while !std::fs::read_to_string(&stat).unwrap().split(' ').nth(2).is_some_and(|state| state == "T") {
+    while std::fs::read_to_string(&stat).unwrap().split(' ').nth(2).is_none_or(|state| state != "T") {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let started = std::time::Instant::now();

@@ -19,5 +19,5 @@ async fn build(ctx: Context) -> anyhow::Result<Services> {
     let store = Arc::new(tokio::task::spawn_blocking(move || Store::open(storage, topics, trust, metrics)).await??);
     let metrics = icn_gossip::replicate::ReplicationMetrics::new(&ctx.metrics);
     let peers = icn_gossip::replicate::start(&ctx, store.clone(), metrics.clone())?;
-    Ok(Services::new().add(GossipServer::new(GossipApi::new(ctx, store, metrics, peers))))
+    Ok(Services::new().serve(GossipServer::new(GossipApi::new(ctx, store, metrics, peers))))
 }

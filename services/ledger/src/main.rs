@@ -19,5 +19,5 @@ async fn build(ctx: Context) -> anyhow::Result<Services> {
     let node = LedgerNode::open(&ctx).await?;
     let gossip = Gossip::new(icn_telemetry::propagation::traced_channel(&ctx.config.endpoints.gossip)?);
     replicate::start(&ctx, node.clone(), gossip.clone());
-    Ok(Services::new().add(LedgerServer::new(LedgerApi::new(ctx, node, gossip))))
+    Ok(Services::new().serve(LedgerServer::new(LedgerApi::new(ctx, node, gossip))))
 }

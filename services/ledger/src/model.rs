@@ -118,7 +118,7 @@ impl CoopModel {
         records.extend(self.currency_records.iter().map(|(k, c)| (*k, Record::Currency(c))));
         records.extend(self.limit_records.iter().map(|(k, l)| (*k, Record::Limit(l))));
         records.extend(self.validator_records.iter().map(|(k, v)| (*k, Record::Validators(v))));
-        records.sort_by(|a, b| a.0.cmp(&b.0));
+        records.sort_by_key(|a| a.0);
         let mut currencies = BTreeMap::new();
         let mut counting_limits = std::collections::HashSet::new();
         for (key, record) in records {

@@ -20,8 +20,10 @@ pub enum NetError {
     NoEstimate(Did),
     #[error("dialing {address}: {reason}")]
     Dial { address: String, kind: DialFailure, reason: String },
+    /// The two identities boxed: a rare error should not make every `Result` of netd's
+    /// per-message path carry 136 bytes.
     #[error("the peer at {address} proved identity {actual}, not the dialled {expected}; connection refused")]
-    IdentityMismatch { address: String, expected: Did, actual: Did },
+    IdentityMismatch { address: String, expected: Box<Did>, actual: Box<Did> },
     #[error("the peer at {address} refused the connection: {reason}")]
     Refused { address: String, reason: String },
     #[error("this node is at its limit of {0} peers")]
@@ -31,7 +33,7 @@ pub enum NetError {
     #[error("the node is shutting down")]
     ShuttingDown,
     #[error("{0}")]
-    NoIdentity(tonic::Status),
+    NoIdentity(Box<tonic::Status>),
 }
 
 /// Why a dial did not reach a peer, decided where it failed (never read back from the
@@ -76,7 +78,7 @@ impl From<NetError> for tonic::Status {
             NetError::Storage(_) => Status::internal(message),
             NetError::OutOfRange(_) => Status::out_of_range(message),
             NetError::Refused { .. } | NetError::NoBestEffort { .. } => Status::failed_precondition(message),
-            NetError::NoIdentity(status) => status,
+            NetError::NoIdentity(status) => *status,
         }
     }
 }

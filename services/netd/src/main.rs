@@ -8,6 +8,6 @@ const SERVICE: ServiceDef = ServiceDef { name: "netd", column_families: COLUMN_F
 fn main() -> std::process::ExitCode {
     icn_runtime::main(SERVICE, |ctx| async move {
         let node = Node::start(ctx).await?;
-        Ok(Services::new().add(NetdServer::new(NetdApi::new(node))))
+        Ok(Services::new().serve(NetdServer::new(NetdApi::new(node))))
     })
 }

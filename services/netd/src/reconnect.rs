@@ -105,7 +105,7 @@ pub(crate) async fn dial_initial_peers<H: Host>(inner: Arc<H>) {
             (Vec::new(), None)
         }
     };
-    let fresh_start = gap.map_or(true, |g| g > inner.config().reconnect.restart_gap);
+    let fresh_start = gap.is_none_or(|g| g > inner.config().reconnect.restart_gap);
     if let Some(gap) = gap.filter(|_| fresh_start) {
         tracing::info!(gap_s = gap.as_secs(), "long gap since this node was last active: fresh backoff for every peer");
     }

@@ -282,7 +282,7 @@ mod tests {
     fn median(mut values: Vec<f64>) -> f64 {
         values.sort_by(|a, b| a.total_cmp(b));
         let mid = values.len() / 2;
-        if values.len() % 2 == 0 {
+        if values.len().is_multiple_of(2) {
             (values[mid - 1] + values[mid]) / 2.0
         } else {
             values[mid]

@@ -63,7 +63,7 @@ async fn main() -> anyhow::Result<()> {
     let mut stdout = std::io::stdout();
     loop {
         let due = publishing.is_some_and(|(_, count)| published < count)
-            && !swarm.behaviour().mesh_peers(&topic.hash()).next().is_none();
+            && swarm.behaviour().mesh_peers(&topic.hash()).next().is_some();
         tokio::select! {
             event = swarm.select_next_some() => match event {
                 SwarmEvent::NewListenAddr { address, .. } => {

@@ -228,7 +228,7 @@ async fn main() -> anyhow::Result<()> {
         });
     }
 
-    println!("\n{:<70} {:>12}  {}", "measurement", "value", "ceiling on this machine");
+    println!("\n{:<70} {:>12}  ceiling on this machine", "measurement", "value");
     for r in &rows {
         let ceiling = r.ceiling.as_ref().map(|(n, v)| format!("{} {} ({n})", figure(*v), r.unit)).unwrap_or_default();
         println!("{:<70} {:>12}  {}", r.name, format!("{} {}", figure(r.value), r.unit), ceiling);

@@ -7,6 +7,9 @@ use icn_testkit::{Bootstrap, Network};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The answer stream of a send load: (answered, refused) per item.
+type Answers = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<(u64, u64), tonic::Status>> + Send>>;
+
 /// Two quinn endpoints with netd's own TLS identities: the transport ceiling.
 pub async fn raw_quinn() -> anyhow::Result<(f64, f64)> {
     use icn_identity::tls::TlsIdentity;
@@ -143,7 +146,7 @@ pub async fn netd_stream(
     let end = start + Duration::from_secs(seconds);
     let mut client = a.netd().await?;
     // Results as (answered, refused) per item of the answer stream.
-    let mut results: std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<(u64, u64), tonic::Status>> + Send>>;
+    let mut results: Answers;
     let producer =
         if batch <= 1 {
             let (tx, rx) = tokio::sync::mpsc::channel(1024);

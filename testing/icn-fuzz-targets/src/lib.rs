@@ -19,8 +19,11 @@ use prost::Message;
 /// Largest gossip payload the targets assume (the default `topics.max_payload_bytes`).
 const MAX_PAYLOAD: usize = 256 * 1024;
 
+/// A fuzz target: what one input is fed to.
+pub type Target = fn(&[u8]);
+
 /// The targets by name: the corpus directory each replays.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("netd_frame", netd_frame),
     ("gossip_frame", gossip_frame),
     ("ledger_batch", ledger_batch),

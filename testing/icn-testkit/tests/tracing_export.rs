@@ -8,10 +8,13 @@ use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// (service.name, span name, trace id) of a span received.
+type SpanSeen = (String, String, Vec<u8>);
+
 #[derive(Clone, Default)]
 struct Collector {
-    /// (service.name, span name, trace id) of every span received.
-    spans: Arc<Mutex<Vec<(String, String, Vec<u8>)>>>,
+    /// Every span received.
+    spans: Arc<Mutex<Vec<SpanSeen>>>,
 }
 
 #[tonic::async_trait]

@@ -181,7 +181,7 @@ impl Store {
         batch.put_cf(self.storage.cf(EQUIVOCATIONS_CF)?, &k, evidence.encode_to_vec());
         // Not waited for: nobody is answered about evidence, and a crash before it is
         // written loses only what the next copy of the conflicting entry brings back.
-        let _ = self.queue(batch, Vec::new(), None)?;
+        drop(self.queue(batch, Vec::new(), None)?);
         kept.insert(k);
         Ok(())
     }

@@ -90,8 +90,8 @@ pub(crate) async fn establish<H: Host>(
             close_with(&conn, close::IDENTITY_MISMATCH, &format!("expected {expected}, you are {did}"));
             return Err(NetError::IdentityMismatch {
                 address: address.to_string(),
-                expected: expected.clone(),
-                actual: did,
+                expected: Box::new(expected.clone()),
+                actual: Box::new(did),
             });
         }
     }

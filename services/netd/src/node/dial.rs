@@ -62,7 +62,9 @@ impl Inner {
     fn endpoint(&self) -> Result<(&quinn::Endpoint, &quinn::ClientConfig), NetError> {
         match (&self.endpoint, &self.client_config) {
             (Some(e), Some(c)) => Ok((e, c)),
-            _ => Err(NetError::NoIdentity(self.ctx.require_identity().expect_err("no endpoint means no identity"))),
+            _ => Err(NetError::NoIdentity(Box::new(
+                self.ctx.require_identity().expect_err("no endpoint means no identity"),
+            ))),
         }
     }
 

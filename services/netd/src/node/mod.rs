@@ -187,7 +187,7 @@ impl Node {
     }
 
     pub fn require_identity(&self) -> Result<(), NetError> {
-        self.inner.ctx.require_identity().map(|_| ()).map_err(NetError::NoIdentity)
+        self.inner.ctx.require_identity().map(|_| ()).map_err(|s| NetError::NoIdentity(Box::new(s)))
     }
 
     pub async fn dial(&self, address: &str, expected: Option<Did>) -> Result<Did, NetError> {

@@ -63,9 +63,8 @@ impl Node {
         let node = self.clone();
         Ok(async move {
             let Some(committing) = committing else { return Ok(0) };
-            committing.await.map_err(|e| {
+            committing.await.inspect_err(|_| {
                 node.inner.metrics.sends_refused.with_label_values(&["storage"]).inc();
-                e
             })
         })
     }
