@@ -370,8 +370,9 @@ export type EventKind = 'gossip_entry' | 'transfer' | 'task' | 'peer';
 export interface GatewayEvent {
   position?: Int64;
   atMs?: Int64;
-  /** Events were missed (the stream fell behind or resumed after retention). */
-  gap?: { firstAvailable?: Int64; missed?: Int64 };
+  /** Events were missed: the stream resumed after retention, or (with `source`) the
+   * gateway lost its feed from that source for a while; re-read it to catch up. */
+  gap?: { firstAvailable?: Int64; missed?: Int64; source?: string };
   gossipEntry?: { entry?: StoredEntry };
   transfer?: { record?: TransferRecord };
   /** `icn.compute.v1.TaskEvent`. */

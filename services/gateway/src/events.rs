@@ -47,6 +47,19 @@ impl Hub {
         let _ = self.live.send(event);
     }
 
+    /// Tells every stream that what `source` did for a while reached none of them: the
+    /// gateway lost its feed from it and opened it again. Numbered and retained like any
+    /// event, so a stream that resumes past it still hears of it.
+    pub fn source_gap(&self, source: String) {
+        tracing::info!(source = %source, "a feed was opened again: streams are told its events may be missing");
+        self.emit(event::Kind::Gap(EventsGap { first_available: 0, missed: 0, source }));
+    }
+
+    /// Whether any stream is following the hub now.
+    pub fn listening(&self) -> bool {
+        self.live.receiver_count() > 0
+    }
+
     /// Retained events after `after` (a gap event first if some were dropped), and the
     /// live feed from there on.
     pub fn resume(&self, after: Option<u64>) -> (Vec<Event>, broadcast::Receiver<Event>) {
@@ -63,7 +76,11 @@ impl Hub {
             out.push(Event {
                 position: after,
                 at_ms: now_ms(),
-                kind: Some(event::Kind::Gap(EventsGap { first_available: first, missed: first - after - 1 })),
+                kind: Some(event::Kind::Gap(EventsGap {
+                    first_available: first,
+                    missed: first - after - 1,
+                    source: String::new(),
+                })),
             });
         }
         out.extend(retained.iter().filter(|e| e.position > after).cloned());
@@ -139,14 +156,20 @@ pub fn start(ctx: &Context, hub: Arc<Hub>, backend: Backend) {
     ctx.spawn(follow_peers(ctx.clone(), hub, backend, interval));
 }
 
+/// Every topic's entries from now on. A topic whose stream ended is followed again at the
+/// next listing, and what it stored meanwhile reached no stream: streams are told
+/// (`EventsGap.source` = `gossip:<topic>`). `ever` holds the topics followed before, as
+/// many as gossip holds (`topics.max_topics`).
 async fn follow_topics(ctx: Context, hub: Arc<Hub>, backend: Backend, interval: std::time::Duration) {
     let followed: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let mut ever: HashSet<String> = HashSet::new();
     loop {
         let listed = backend.gossip.clone().list_topics(gossip::ListTopicsRequest::default()).await;
         for topic in listed.map(|r| r.into_inner().topics).unwrap_or_default() {
             if !followed.lock().expect("not poisoned").insert(topic.name.clone()) {
                 continue;
             }
+            let again = !ever.insert(topic.name.clone());
             let (hub, backend, followed, shutdown) =
                 (hub.clone(), backend.clone(), followed.clone(), ctx.shutdown.clone());
             ctx.spawn(async move {
@@ -157,6 +180,10 @@ async fn follow_topics(ctx: Context, hub: Arc<Hub>, backend: Backend, interval: 
                     gossip::SubscribeRequest { topic: topic.name.clone(), reader: String::new(), start: None };
                 match backend.gossip.clone().subscribe(request).await {
                     Ok(stream) => {
+                        tracing::info!(topic = %topic.name, "following the topic");
+                        if again {
+                            hub.source_gap(format!("gossip:{}", topic.name));
+                        }
                         let emit = |entry| {
                             hub.emit(event::Kind::GossipEntry(GossipEntryEvent { entry: Some(entry) }));
                             async { Ok::<_, std::convert::Infallible>(()) }
@@ -180,14 +207,31 @@ async fn follow_topics(ctx: Context, hub: Arc<Hub>, backend: Backend, interval: 
     }
 }
 
+/// The ledger's transfers from now on. The ledger's `Watch` starts at the moment it is
+/// opened, so what the ledger did before an opening reached no stream: streams are told
+/// (`EventsGap.source` = `ledger`) when the feed opens again after it was lost, and at
+/// the first opening when some stream was already listening (the ledger could not be
+/// reached at first).
 async fn follow_transfers(ctx: Context, hub: Arc<Hub>, backend: Backend, retry: std::time::Duration) {
+    let opened_before = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let opener_hub = hub.clone();
     icn_runtime::follow::follow(
         ctx.shutdown.clone(),
         "ledger transfers",
         retry,
         move || {
             let mut ledger = backend.ledger.clone();
-            async move { ledger.watch(ledger::WatchRequest::default()).await.map(|s| s.into_inner()) }
+            let (hub, opened_before) = (opener_hub.clone(), opened_before.clone());
+            async move {
+                let opened = ledger.watch(ledger::WatchRequest::default()).await.map(|s| s.into_inner());
+                if opened.is_ok() {
+                    let again = opened_before.swap(true, std::sync::atomic::Ordering::Relaxed);
+                    if again || hub.listening() {
+                        hub.source_gap("ledger".into());
+                    }
+                }
+                opened
+            }
         },
         move |record| {
             hub.emit(event::Kind::Transfer(TransferEvent { record: Some(record) }));
@@ -251,5 +295,21 @@ mod tests {
         let (_, mut live) = hub.resume(None);
         hub.emit(peer_event());
         assert_eq!(live.try_recv().unwrap().position, first + 3);
+    }
+
+    #[test]
+    fn a_source_gap_reaches_live_streams_and_streams_that_resume_past_it() {
+        let hub = Hub::new(8);
+        assert!(!hub.listening());
+        hub.emit(peer_event());
+        let (_, mut live) = hub.resume(None);
+        assert!(hub.listening());
+        hub.source_gap("ledger".into());
+        let gap = live.try_recv().unwrap();
+        assert!(matches!(&gap.kind, Some(event::Kind::Gap(g)) if g.source == "ledger" && g.missed == 0), "{gap:?}");
+        // A stream resuming from before it hears of it too, in its place.
+        let (replayed, _) = hub.resume(Some(gap.position - 1));
+        assert_eq!(replayed.len(), 1);
+        assert!(matches!(&replayed[0].kind, Some(event::Kind::Gap(g)) if g.source == "ledger"), "{replayed:?}");
     }
 }

@@ -500,6 +500,9 @@ function describeEvent(kind, event) {
     }
     case "gap": {
       const g = event.gap || {};
+      if (g.source) {
+        return ["gap", `events of ${g.source} may have been missed while the gateway could not follow it: read again`];
+      }
       return ["gap", `${g.missed || 0} events were missed: the gateway no longer keeps them`];
     }
     default:
@@ -537,7 +540,8 @@ let ledgerRefresh = null;
 function reactTo(kind, event) {
   if (kind === "peer") {
     load("peers", loadPeers);
-  } else if (kind === "transfer") {
+  } else if (kind === "transfer" || (kind === "gap" && event.gap && event.gap.source === "ledger")) {
+    // A transfer, or the ledger's events missed for a while: the ledger is read again.
     clearTimeout(ledgerRefresh);
     ledgerRefresh = setTimeout(() => session && loadLedger(), LEDGER_REFRESH_DELAY_MS);
   } else if (kind === "gossip_entry") {

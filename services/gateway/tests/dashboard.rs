@@ -23,17 +23,6 @@ const SERVICES: &[&str] = &["netd", "gossip", "ledger", "gateway"];
 const CHROMIUM: &str = "/usr/bin/chromium";
 /// How long the page may take to show what the test waits for.
 const PAGE_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// Waits until a service's log has `line` (within [`PAGE_TIMEOUT`]).
-async fn wait_for_log(node: &TestNode, service: &str, line: &str) -> anyhow::Result<()> {
-    let deadline = tokio::time::Instant::now() + PAGE_TIMEOUT;
-    while !node.log_tail(service, 1000).contains(line) {
-        ensure!(tokio::time::Instant::now() < deadline, "{service} never logged `{line}`");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok(())
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_dashboard_shows_the_nodes_peer_and_a_transfer_made_while_it_is_open() {
     let net = Network::builder(2).services(SERVICES).start().await.unwrap();
@@ -72,7 +61,7 @@ async fn the_dashboard_shows_the_nodes_peer_and_a_transfer_made_while_it_is_open
     // balances follow. Once the gateway follows the ledger's transfers: the services
     // start together, and one the gateway could not reach yet is tried again a second
     // later (`api.poll_interval`); a transfer from before that reaches no live stream.
-    wait_for_log(node, "gateway", "following the stream stream=\"ledger transfers\"").await.unwrap();
+    node.wait_for_log("gateway", "following the stream stream=\"ledger transfers\"", PAGE_TIMEOUT).await.unwrap();
     let live = coop.next(&mut ledger, alice, bob, 1_234, "paid while the dashboard watched").await.unwrap();
     ledger.submit_transfer(SubmitTransferRequest { transfer: Some(live) }).await.unwrap();
     let view = browser

@@ -364,6 +364,16 @@ impl TestNode {
             .sum())
     }
 
+    /// Waits until `service`'s log holds `line` (in its last 1,000 lines).
+    pub async fn wait_for_log(&self, service: &str, line: &str, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !self.log_tail(service, 1000).contains(line) {
+            anyhow::ensure!(tokio::time::Instant::now() < deadline, "{service} never logged `{line}`");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+
     /// The last `lines` lines of a service's log, for failure messages.
     pub fn log_tail(&self, service: &str, lines: usize) -> String {
         let log = std::fs::read_to_string(self.log_path(service)).unwrap_or_default();
