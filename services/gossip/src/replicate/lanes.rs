@@ -211,7 +211,7 @@ impl Replicator {
                 async move {
                     let Some(position) = batch.messages.last().map(|m| m.position) else { return Ok(()) };
                     for m in batch.messages {
-                        this.take(m, false).await;
+                        this.take(m).await;
                     }
                     // Once per batch: a restart reads the batch again, and every frame in
                     // it is idempotent (entries are stored once, joins are sets).
@@ -259,7 +259,7 @@ impl Replicator {
         for m in messages {
             match (m.from.parse::<Did>(), GossipFrame::decode(m.payload.as_slice())) {
                 (Ok(from), Ok(GossipFrame { body: Some(Body::Push(push)) })) => pushes.push((from, push.entries)),
-                (Ok(from), Ok(frame)) => self.handle(&from, frame, true).await,
+                (Ok(from), Ok(frame)) => self.handle(&from, frame).await,
                 _ => self.metrics.frames_invalid.inc(),
             }
         }
@@ -269,10 +269,10 @@ impl Replicator {
         });
     }
 
-    /// One inbound message of either lane.
-    async fn take(&self, m: InboundMessage, best_effort: bool) {
+    /// One inbound durable message.
+    async fn take(&self, m: InboundMessage) {
         match (m.from.parse::<Did>(), GossipFrame::decode(m.payload.as_slice())) {
-            (Ok(from), Ok(frame)) => self.handle(&from, frame, best_effort).await,
+            (Ok(from), Ok(frame)) => self.handle(&from, frame).await,
             _ => self.metrics.frames_invalid.inc(),
         }
     }

@@ -284,13 +284,13 @@ impl Replicator {
                     }
                 }) as futures::future::BoxFuture<'static, ()>);
             }
-            // Spare copies of entries whose checked copy failed, the first of each next.
+            // Spare copies of entries whose checked copy failed: the first of each next.
             let mut next = Vec::new();
+            let mut picked = std::collections::HashSet::new();
             for (from, entry) in std::mem::take(&mut spare) {
-                match first_copy.get_mut(&entry_id(&entry)) {
-                    Some(valid) if !*valid && !next.iter().any(|(_, e): &(Did, Entry)| e.hash == entry.hash) => {
-                        next.push((from, entry))
-                    }
+                let id = entry_id(&entry);
+                match first_copy.get(&id) {
+                    Some(false) if picked.insert(id) => next.push((from, entry)),
                     Some(false) => spare.push((from, entry)),
                     _ => self.metrics.copies_dropped.inc(),
                 }
@@ -303,19 +303,13 @@ impl Replicator {
         storing
     }
 
-    async fn handle(&self, from: &Did, frame: GossipFrame, best_effort: bool) {
+    /// One frame from `from`. A push here is a repair (best-effort pushes are taken a
+    /// delivery at a time, `Lanes::take_best_effort`).
+    async fn handle(&self, from: &Did, frame: GossipFrame) {
         match frame.body {
             Some(Body::Push(push)) => {
-                let storing = self.take_pushed(vec![(from.clone(), push.entries)], best_effort);
-                if best_effort {
-                    // Stored off the path: the next batch of pushes is read meanwhile.
-                    self.ctx.spawn(async move {
-                        futures::future::join_all(storing).await;
-                    });
-                } else {
-                    // A repair is stored before the durable cursor moves past it.
-                    futures::future::join_all(storing).await;
-                }
+                // A repair is stored before the durable cursor moves past it.
+                futures::future::join_all(self.take_pushed(vec![(from.clone(), push.entries)], false)).await;
             }
             Some(Body::Topics(announce)) => {
                 for topic in announce.topics {

@@ -43,14 +43,10 @@ impl Store {
     }
 
     /// What [`Store::apply`] checks before it decides anything — the signed record and
-    /// its author's right to write the topic — answering the topic. An entry that passes
-    /// may be sent on to peers before it is stored ([`Store::apply_checked`]).
-    pub fn check(&self, entry: &Entry) -> Result<Topic, GossipError> {
-        self.recorded(self.verify(entry))
-    }
-
-    /// [`Store::check`] of many entries, answering for each what it would alone; their
-    /// signatures are checked in one batch (`icn_gossip_records::verify_entries`).
+    /// its author's right to write the topic — of many entries, answering for each its
+    /// topic or why not, as a check of it alone would; their signatures are checked in
+    /// one batch (`icn_gossip_records::verify_entries`). An entry that passes may be sent
+    /// on to peers before it is stored ([`Store::apply_checked`]).
     pub fn check_all(&self, entries: &[&Entry]) -> Vec<Result<Topic, GossipError>> {
         verify_entries(entries, self.config.max_payload_bytes)
             .into_iter()
@@ -63,7 +59,7 @@ impl Store {
             .collect()
     }
 
-    /// Stores an entry that passed [`Store::check`] for `topic`; answers once durable.
+    /// Stores an entry that passed [`Store::check_all`] for `topic`; answers once durable.
     pub async fn apply_checked(&self, entry: Entry, topic: &Topic, now_ms: i64) -> Result<Applied, GossipError> {
         let prepared = {
             let mut state = self.state.lock().expect("state lock");
