@@ -46,6 +46,15 @@ pub struct CreditConfig {
     /// Peers' transfers held unapplied on this node, every cooperative together; beyond
     /// it they are evicted (`{waits_for="room"}`) until applying held ones makes room.
     pub max_unapplied: usize,
+    /// Where applied transfers are kept. `false` (the default) holds every transfer in
+    /// memory and replays the journal at start-up: the ledger's fastest write path, and
+    /// memory and start-up time that grow with the journal (1.5 GB and 5 s at a million
+    /// transfers). `true` moves what applied to the store once written and loads a
+    /// checkpoint at start-up (under a second, about 80 MB, at a million) for about half
+    /// the batch throughput (docs/BENCHMARKS.md, eleventh session). Switching back and
+    /// forth is safe: a store left by `false` is brought up to date once, at the first
+    /// start with `true`.
+    pub history_in_store: bool,
 }
 
 impl Default for CreditConfig {
@@ -62,6 +71,7 @@ impl Default for CreditConfig {
             max_clock_skew: Duration::from_secs(300),
             max_unapplied_per_payer: 1_000,
             max_unapplied: 100_000,
+            history_in_store: false,
         }
     }
 }

@@ -355,10 +355,14 @@ impl Ledger for LedgerApi {
                 c.parse::<u64>().map_err(|_| LedgerError::InvalidArgument(format!("`{c}` is not a history cursor")))?
             }
         };
-        let state = self.node.read().await;
-        let coop = currency_of(&state, &r.coop_id, &r.currency)?;
-        let (transfers, last) =
-            coop.history(&r.currency, &r.member, before, r.include_unapplied, paging::limit(&r.page));
+        // Read from the store (`store::past`): off the async threads.
+        let (transfers, last) = self
+            .node
+            .read_blocking(move |state| {
+                let coop = currency_of(state, &r.coop_id, &r.currency)?;
+                coop.history(&r.currency, &r.member, before, r.include_unapplied, paging::limit(&r.page))
+            })
+            .await??;
         Ok(Response::new(pb::GetHistoryResponse {
             transfers,
             next_cursor: last.map(|p| p.to_string()).unwrap_or_default(),
@@ -371,17 +375,22 @@ impl Ledger for LedgerApi {
     ) -> Result<Response<pb::GetTransferResponse>, Status> {
         use pb::get_transfer_request::Key;
         let key = required(request.into_inner().key, "hash or idempotency")?;
-        let state = self.node.read().await;
-        let found = match key {
-            Key::Hash(h) => {
-                let hash = hash_arg(&h, "hash")?;
-                state.coops.values().find(|c| c.knows(&hash)).map(|c| c.record(&hash))
-            }
-            Key::Idempotency(k) => state
-                .coops
-                .get(&k.coop_id)
-                .and_then(|c| c.by_idempotency(&k.currency, &k.payer, &k.idempotency_id).map(|h| c.record(&h))),
+        let hash = match &key {
+            Key::Hash(h) => Some(hash_arg(h, "hash")?),
+            Key::Idempotency(_) => None,
         };
+        // Read from the store (`store::past`): off the async threads.
+        let found = self
+            .node
+            .read_blocking(move |state| match (key, hash) {
+                (_, Some(hash)) => state.coops.values().find(|c| c.knows(&hash)).map(|c| c.record(&hash)),
+                (Key::Idempotency(k), _) => state
+                    .coops
+                    .get(&k.coop_id)
+                    .and_then(|c| c.by_idempotency(&k.currency, &k.payer, &k.idempotency_id).map(|h| c.record(&h))),
+                (Key::Hash(_), None) => None,
+            })
+            .await?;
         let record = found.ok_or_else(|| LedgerError::NotFound("no such transfer on this node".into()))?;
         Ok(Response::new(pb::GetTransferResponse { record: Some(record) }))
     }

@@ -10,7 +10,7 @@
 use crate::error::LedgerError;
 use crate::replay::replay;
 use crate::state::{Checked, GroupWrite, Outcome, Source, State};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use icn_config::CreditConfig;
 use icn_proto::ledger::v1::{BalanceDrift, RecomputeBalancesResponse, TransferRecord};
 use icn_proto::ledger::wire::v1::{ForkReport, LedgerEntry};
@@ -126,22 +126,44 @@ pub struct LedgerNode {
 }
 
 impl LedgerNode {
-    /// Replays the journal into memory and starts the committer.
+    /// Loads what the last written group left (`state::past`) — or, for a store from
+    /// before the past, replays the journal once and writes its past — and starts the
+    /// committer.
     pub async fn open(ctx: &Context) -> anyhow::Result<Arc<Self>> {
         let store = Store::new(ctx.storage.clone());
         let metrics = LedgerMetrics::new(&ctx.metrics);
         let started = std::time::Instant::now();
-        let (state, records) = {
-            let store = store.clone();
-            tokio::task::spawn_blocking(move || replay(&store.live(), u64::MAX, None)).await??
+        let state = {
+            let (store, metrics) = (store.clone(), metrics.clone());
+            let in_store = ctx.config.credit.history_in_store;
+            tokio::task::spawn_blocking(move || -> Result<State, LedgerError> {
+                if in_store && store.past_is_current()? {
+                    return State::load(&store, now_ms());
+                }
+                let (mut state, records) = replay(&store.live(), u64::MAX, None)?;
+                check_stored_balances(&store, &state, &metrics)?;
+                if !in_store {
+                    // Not kept up from here on: a later start with the history in the
+                    // store writes it anew.
+                    store.forget_past()?;
+                    return Ok(state);
+                }
+                let write = state.attach_past(&store)?;
+                tracing::info!(
+                    records,
+                    transfers = write.stored.len(),
+                    "replayed the journal and wrote the ledger's past"
+                );
+                store.write(&write)?;
+                Ok(state)
+            })
+            .await??
         };
-        check_stored_balances(&store, &state, &metrics)?;
         tracing::info!(
-            records,
             version = state.version,
             coops = state.coops.len(),
             elapsed_ms = started.elapsed().as_millis() as u64,
-            "ledger journal replayed"
+            "ledger state loaded"
         );
         metrics.journal_version.set(state.version as i64);
         // The committer reaches the node through a weak link, set once the node exists:
@@ -173,17 +195,21 @@ impl LedgerNode {
             total: ctx.config.credit.max_unapplied,
         });
         state.voter = ctx.identity.clone();
-        // Votes this node owes for what the replay applied (`state::votes`), written
-        // before the committer starts.
+        // Votes this node owes for what applied (`state::votes`), written before the
+        // committer starts.
         let state = {
             let store = store.clone();
             tokio::task::spawn_blocking(move || -> Result<State, LedgerError> {
                 let mut write = GroupWrite::default();
-                state.missed_votes(&mut write);
+                state.missed_votes(&mut write)?;
                 state.cast_votes(now_ms(), &mut write);
                 if !write.is_empty() {
-                    tracing::info!(votes = write.local_entries, "cast the votes a replay showed missing");
+                    tracing::info!(votes = write.local_entries, "cast the votes missing at start-up");
+                    state.retire(&mut write);
                     store.write(&write)?;
+                }
+                if let Some(failure) = store.take_read_failure() {
+                    return Err(LedgerError::CommitFailed(failure));
                 }
                 Ok(state)
             })
@@ -211,6 +237,16 @@ impl LedgerNode {
     /// The state, for reading; only what is durable is in it.
     pub async fn read(&self) -> RwLockReadGuard<'_, State> {
         self.state.read().await
+    }
+
+    /// `f` on the state, on a blocking thread: for reads that go to the store
+    /// (`store::past`), which must not hold up the async threads.
+    pub async fn read_blocking<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&State) -> R + Send + 'static,
+    ) -> Result<R, LedgerError> {
+        let state = Arc::clone(&self.state).read_owned().await;
+        tokio::task::spawn_blocking(move || f(&state)).await.map_err(|e| LedgerError::CommitFailed(e.to_string()))
     }
 
     /// The topic position `coop_id`'s follower must read again from, if evicted
@@ -399,7 +435,14 @@ fn commit_group(node: &LedgerNode, jobs: Vec<Job>, ctx: &Context) {
     } else {
         write.transfer_events.iter().filter_map(|(coop, hash)| state.coops.get(coop).map(|c| c.record(hash))).collect()
     };
-    let written = if write.is_empty() { Ok(()) } else { node.store.write(&write) };
+    // What applied leaves memory, written in the same batch (`engine::past`).
+    state.retire(&mut write);
+    let written = match node.store.take_read_failure() {
+        // The engine judged without a part of its past: nothing of the group stands.
+        Some(failure) => Err(StoreError::Corrupt { position: write.version, reason: failure }),
+        None if write.is_empty() => Ok(()),
+        None => node.store.write(&write),
+    };
     drop(state);
     timer.observe_duration();
     match written {

@@ -309,14 +309,36 @@ async fn decode(
             return Vec::new();
         }
     };
-    let state = node.read().await;
-    let coop = state.coops.get(coop_id);
-    batch
-        .entries
+    let entries: Vec<LedgerEntry> = batch.entries.into_iter().filter(|e| entry_coop(e) == coop_id).collect();
+    // Transfers this node holds already (its own, coming back) are skipped before their
+    // signatures are checked again. Whether it holds one may be a read of the store
+    // (`store::past`): off the async threads. Should that fail, none is skipped here
+    // (the committer finds them known all the same).
+    let hashes: Vec<Option<icn_ledger_records::Hash>> = entries
+        .iter()
+        .map(|e| match &e.body {
+            Some(Body::Transfer(t)) => Some(icn_ledger_records::hash(t)),
+            _ => None,
+        })
+        .collect();
+    let coop = coop_id.to_string();
+    let known = node
+        .read_blocking(move |state| {
+            let c = state.coops.get(&coop);
+            hashes.iter().map(|h| h.is_some_and(|h| c.is_some_and(|c| c.knows(&h)))).collect::<Vec<bool>>()
+        })
+        .await
+        .unwrap_or_else(|e| {
+            tracing::warn!(coop = %coop_id, error = %e, "could not look up which transfers are known");
+            vec![false; entries.len()]
+        });
+    entries
         .into_iter()
-        .filter(|e| entry_coop(e) == coop_id)
+        .zip(known)
+        .filter(|(_, known)| !known)
+        .map(|(e, _)| e)
         .filter(|e| match &e.body {
-            Some(Body::Transfer(t)) => !coop.is_some_and(|c| c.knows(&icn_ledger_records::hash(t))),
+            Some(Body::Transfer(_)) => true,
             Some(Body::Fork(_)) => {
                 // A peer's report reaches the state (which then does not report the same
                 // fork again); this node's own comes back and is dropped here.

@@ -11,8 +11,19 @@ use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 
 async fn start() -> (Network, LedgerClient<Channel>) {
-    let net =
-        Network::builder(1).bootstrap(Bootstrap::None).services(&["netd", "gossip", "ledger"]).start().await.unwrap();
+    start_with(false).await
+}
+
+/// A node whose ledger keeps applied transfers in memory, or in its store
+/// (`credit.history_in_store`).
+async fn start_with(history_in_store: bool) -> (Network, LedgerClient<Channel>) {
+    let net = Network::builder(1)
+        .bootstrap(Bootstrap::None)
+        .services(&["netd", "gossip", "ledger"])
+        .env("ICN__CREDIT__HISTORY_IN_STORE", if history_in_store { "true" } else { "false" })
+        .start()
+        .await
+        .unwrap();
     let client = net.nodes[0].ledger().await.unwrap();
     (net, client)
 }
@@ -26,7 +37,18 @@ async fn recompute(c: &mut LedgerClient<Channel>, coop: &str, repair: bool) -> R
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_under_load_loses_no_acknowledged_transfer_and_no_balance_drifts() {
-    let (mut net, mut c) = start().await;
+    sigkill_under_load(false).await;
+}
+
+/// The same with the history in the store: the restart loads what the last written
+/// group left instead of replaying the journal, and must hold exactly as much.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_under_load_with_the_history_in_the_store_loses_nothing_either() {
+    sigkill_under_load(true).await;
+}
+
+async fn sigkill_under_load(history_in_store: bool) {
+    let (mut net, mut c) = start_with(history_in_store).await;
     let coop = Arc::new(TestCoop::create(&mut c, "sturdy", 20, 1_000_000).await.unwrap());
     let acked: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
     let mut load = Vec::new();
@@ -91,6 +113,31 @@ async fn sigkill_under_load_loses_no_acknowledged_transfer_and_no_balance_drifts
         stats.transfer_count,
         acked.len()
     );
+    // Each member's history, page by page, holds every acknowledged transfer it paid.
+    let mut listed = std::collections::HashSet::new();
+    for m in coop.everyone() {
+        let mut cursor = String::new();
+        loop {
+            let page = icn_proto::common::v1::PageRequest { limit: 200, cursor: cursor.clone() };
+            let r = c
+                .get_history(icn_proto::ledger::v1::GetHistoryRequest {
+                    coop_id: coop.id.clone(),
+                    currency: CURRENCY.into(),
+                    member: m.did().to_string(),
+                    page: Some(page),
+                    include_unapplied: false,
+                })
+                .await
+                .expect("history reads")
+                .into_inner();
+            listed.extend(r.transfers.into_iter().map(|t| t.hash));
+            if r.next_cursor.is_empty() {
+                break;
+            }
+            cursor = r.next_cursor;
+        }
+    }
+    assert!(acked.iter().all(|h| listed.contains(h)), "every acknowledged transfer is in its payer's history");
     let r = recompute(&mut c, &coop.id, false).await;
     assert!(r.drifts.is_empty(), "{r:?}");
     assert_eq!(r.attempts, 1);

@@ -3,6 +3,10 @@
 //! claimed yet and its own transfers that are not applied (`GetBalance`); per currency,
 //! what the applied transfers add up to (`CoopStats`). They change only where the engine
 //! applies, learns, forgets or recomputes, and a recompute rebuilds them with the rest.
+//!
+//! With a past (`past`), unclaimed income is the store's rows plus what this index holds:
+//! what became unclaimed since the last retirement, and which stored rows were claimed
+//! since (`gone`); a retirement hands both over to be written and starts afresh.
 
 use super::ids::AccountId;
 use foldhash::{HashMap, HashSet};
@@ -21,6 +25,10 @@ pub(super) struct AccountIndex {
     unapplied: HashMap<AccountId, BTreeSet<(u64, Hash)>>,
     /// Per currency: what its applied transfers add up to (`CoopStats`).
     totals: HashMap<String, Totals>,
+    /// Unclaimed income in the past that was claimed since the last retirement:
+    /// (payee's account, created_at_ms, hash). Kept only while the past counts.
+    gone: Vec<(AccountId, i64, Hash)>,
+    gone_hashes: HashSet<Hash>,
 }
 
 /// A currency's applied transfers, counted as they apply.
@@ -50,18 +58,21 @@ impl AccountIndex {
         remove(&mut self.unapplied, payer, &(seq, hash));
     }
 
-    /// `t` applied, claiming `deps` (each with its `created_at_ms`).
+    /// `t` applied, claiming `deps` (each with its `created_at_ms`); `past` says whether
+    /// a dep not held here is a row of the past to drop.
     pub(super) fn applied(
         &mut self,
         t: &Transfer,
-        payer: AccountId,
-        payee: AccountId,
+        (payer, payee): (AccountId, AccountId),
         hash: Hash,
         deps: &[(i64, Hash)],
+        past: bool,
     ) {
         remove(&mut self.unapplied, payer, &(t.payer_seq, hash));
         for dep in deps {
-            remove(&mut self.unclaimed, payer, dep);
+            if !remove(&mut self.unclaimed, payer, dep) && past && self.gone_hashes.insert(dep.1) {
+                self.gone.push((payer, dep.0, dep.1));
+            }
         }
         self.unclaimed.entry(payee).or_default().insert((t.created_at_ms, hash));
         if !self.totals.contains_key(&t.currency) {
@@ -81,6 +92,35 @@ impl AccountIndex {
         self.unclaimed.clear();
         self.unapplied.clear();
         self.totals.clear();
+        self.gone.clear();
+        self.gone_hashes.clear();
+    }
+
+    /// At a retirement: the unclaimed income added since the last, and the stored rows
+    /// claimed since, to write; this index keeps neither any longer.
+    pub(super) fn retire(&mut self) -> (Vec<(AccountId, i64, Hash)>, Vec<(AccountId, i64, Hash)>) {
+        let added = std::mem::take(&mut self.unclaimed)
+            .into_iter()
+            .flat_map(|(id, set)| set.into_iter().map(move |(at, h)| (id, at, h)))
+            .collect();
+        self.gone_hashes.clear();
+        (added, std::mem::take(&mut self.gone))
+    }
+
+    /// Whether a stored row of unclaimed income was claimed since the last retirement.
+    pub(super) fn is_gone(&self, hash: &Hash) -> bool {
+        self.gone_hashes.contains(hash)
+    }
+
+    /// At a load: a currency's totals as stored, and the accounts they moved.
+    pub(super) fn load_totals(&mut self, currency: &str, transfers: u64, volume: u64) {
+        let totals = self.totals.entry(currency.to_string()).or_default();
+        totals.transfers = transfers;
+        totals.volume = volume;
+    }
+
+    pub(super) fn load_moved(&mut self, currency: &str, account: AccountId) {
+        self.totals.entry(currency.to_string()).or_default().accounts.insert(account);
     }
 
     pub(super) fn totals(&self) -> &HashMap<String, Totals> {
@@ -92,8 +132,8 @@ impl AccountIndex {
         self.unapplied.values().flatten().map(|(_, h)| h)
     }
 
-    pub(super) fn unclaimed(&self, account: Option<AccountId>) -> impl Iterator<Item = &Hash> {
-        account.and_then(|a| self.unclaimed.get(&a)).into_iter().flatten().map(|(_, h)| h)
+    pub(super) fn unclaimed(&self, account: Option<AccountId>) -> impl Iterator<Item = &(i64, Hash)> {
+        account.and_then(|a| self.unclaimed.get(&a)).into_iter().flatten()
     }
 
     pub(super) fn unapplied(&self, account: Option<AccountId>) -> impl Iterator<Item = &Hash> {
@@ -102,12 +142,12 @@ impl AccountIndex {
 }
 
 /// Removes `item` from `key`'s set, and the set once empty (accounts come and go; the
-/// map holds only those with something in it).
-fn remove<T: Ord>(map: &mut HashMap<AccountId, BTreeSet<T>>, key: AccountId, item: &T) {
-    if let Some(set) = map.get_mut(&key) {
-        set.remove(item);
-        if set.is_empty() {
-            map.remove(&key);
-        }
+/// map holds only those with something in it). Whether it was there.
+fn remove<T: Ord>(map: &mut HashMap<AccountId, BTreeSet<T>>, key: AccountId, item: &T) -> bool {
+    let Some(set) = map.get_mut(&key) else { return false };
+    let was = set.remove(item);
+    if set.is_empty() {
+        map.remove(&key);
     }
+    was
 }

@@ -47,7 +47,7 @@ impl Ledger {
     fn winner_at(&self, place: &Place) -> Option<Hash> {
         let id = self.ids.get(&place.0, &place.1)?;
         let first = *self.viable_in_place((id, place.2)).first()?;
-        self.slot_winner(&self.known[&first].t)
+        self.slot_winner(&*self.transfer(&first)?)
     }
 
     /// Takes a validator's vote (its signature checked by the caller) for `transfer` at
@@ -65,7 +65,7 @@ impl Ledger {
         self.ballots.get_mut(&key).expect("just made").push(transfer);
         let place = key.1.clone();
         self.votes.entry(transfer).or_default().insert(key);
-        if !self.known.contains_key(&transfer) {
+        if !self.known.contains_key(&transfer) && !self.is_retired(&transfer) {
             self.orphan_votes += 1;
         }
         if self.winner_at(&place) != before {
@@ -78,7 +78,7 @@ impl Ledger {
     /// time; `None` when no set is. A vote counts when its validator is in that set,
     /// names the transfer's own place and voted for nothing else there.
     pub fn certificate(&self, hash: &Hash) -> Option<(u32, u32)> {
-        let t = &self.known.get(hash)?.t;
+        let t = self.transfer(hash)?;
         let set = self.rules.validators_at(t.created_at_ms)?;
         let counted = self.votes.get(hash).map_or(0, |votes| {
             votes

@@ -41,10 +41,13 @@
 //!   transfers apply so reading an account never walks its history;
 //! - `reads`: what readers ask of it (status, balances, heads, forks);
 //! - `finality`: validators' votes, and which transfer a certificate makes win a fork;
-//! - `refusal`: a transfer's [`Status`] and the [`Refusal`] it may get.
+//! - `refusal`: a transfer's [`Status`] and the [`Refusal`] it may get;
+//! - `past`: what applied leaves memory once written ([`Ledger::retire`]) and is read
+//!   back through the node's [`Past`] when the rule needs it.
 //!
 //! The engine never touches storage, the network or the clock: the same transfers and
-//! rules give the same result on every node.
+//! rules give the same result on every node. (Its past is a read-only lookup the node
+//! hands it; what goes there, the node writes.)
 
 mod accounts;
 mod finality;
@@ -52,6 +55,9 @@ mod form;
 #[cfg(test)]
 mod held_tests;
 mod ids;
+mod past;
+#[cfg(test)]
+mod past_tests;
 mod reads;
 mod recompute;
 mod refusal;
@@ -62,6 +68,7 @@ mod tests;
 pub use accounts::Totals;
 pub use finality::VoteAdded;
 pub use form::{check_form, verify};
+pub use past::{Past, Retired};
 pub use refusal::{Refusal, Status};
 pub use rules::{CurrencyRules, LimitChange, Rules, ValidatorSet};
 
@@ -121,6 +128,12 @@ pub struct Ledger {
     /// held votes counts.
     orphan_votes: usize,
     accounts: accounts::AccountIndex,
+    /// Where applied transfers go once written (`past`), and whether what it holds is
+    /// stale: a recompute took it all back, and the next retirement rewrites it.
+    past: Option<Box<dyn Past>>,
+    past_stale: bool,
+    /// Accounts whose chain grew since the last retirement.
+    grown: Vec<AccountId>,
 }
 
 /// A known transfer with the numbers of its payer's and payee's accounts, and whether it
@@ -138,19 +151,23 @@ struct Known {
 
 /// An applied transfer in its payer's chain: what the payer's next transfer is judged
 /// against, at hand without looking the transfer up.
-#[derive(Clone, Copy)]
-struct Link {
-    hash: Hash,
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Link {
+    pub hash: Hash,
     /// The balance the chain and its deps show after it.
-    balance: i128,
-    created_at_ms: i64,
+    pub balance: i128,
+    pub created_at_ms: i64,
 }
 
 /// What the engine holds per account.
 #[derive(Default)]
 struct Book {
-    /// The account's applied transfers as payer, by sequence number (at `seq - 1`: a
-    /// chain applies without gaps).
+    /// Links retired to the past: the chain here starts at `base + 1`.
+    base: u64,
+    /// Links written to the past (retired, or the head kept here as well) up to here.
+    written: u64,
+    /// The account's applied transfers as payer, by sequence number (at `seq - base - 1`:
+    /// a chain applies without gaps); once retired, only the head.
     chain: Vec<Link>,
     /// Every applied transfer in and out.
     balance: i128,
@@ -190,12 +207,14 @@ impl Ledger {
     /// Takes a transfer whose signature the caller checked (a member, a peer, a replay);
     /// returns its status. A transfer already known keeps the status it has.
     pub fn submit_verified(&mut self, t: Transfer, hash: Hash) -> Status {
-        self.take_in(Arc::new(t), hash, true)
+        self.take_in(Arc::new(t), hash, true, true)
     }
 
-    /// [`Ledger::submit_verified`] of a transfer the caller keeps too.
+    /// [`Ledger::submit_verified`] of a transfer the caller keeps too, and knows is not
+    /// retired: the node looked it up in its store already (`CoopState::knows`), so the
+    /// past is not asked again.
     pub fn submit_shared(&mut self, t: Arc<Transfer>, hash: Hash) -> Status {
-        self.take_in(t, hash, true)
+        self.take_in(t, hash, true, false)
     }
 
     /// Takes a transfer from this node's journal: its signature and form were checked
@@ -203,11 +222,12 @@ impl Ledger {
     /// that depend on what else is known are judged again. A replay spent a twentieth of
     /// its time checking the same DIDs' syntax again.
     pub fn submit_stored(&mut self, t: Arc<Transfer>, hash: Hash) -> Status {
-        self.take_in(t, hash, false)
+        self.take_in(t, hash, false, false)
     }
 
-    fn take_in(&mut self, t: Arc<Transfer>, hash: Hash, check_form_first: bool) -> Status {
-        if self.known.contains_key(&hash) || self.refused.contains_key(&hash) {
+    /// `ask_past`: whether the transfer may be retired already (the caller did not look).
+    fn take_in(&mut self, t: Arc<Transfer>, hash: Hash, check_form_first: bool, ask_past: bool) -> Status {
+        if self.known.contains_key(&hash) || self.refused.contains_key(&hash) || (ask_past && self.is_retired(&hash)) {
             return self.status(&hash);
         }
         if let Some(refusal) = check_form_first.then(|| check_form(&t).err()).flatten() {
@@ -330,12 +350,6 @@ impl Ledger {
         }
     }
 
-    /// The payer's applied transfer at `seq`.
-    fn link(&self, payer: AccountId, seq: u64) -> Option<&Link> {
-        let index = usize::try_from(seq.checked_sub(1)?).ok()?;
-        self.books[payer as usize].chain.get(index)
-    }
-
     /// What peers made this cooperative hold that applies nothing (yet): unapplied
     /// transfers and votes for unknown transfers, which `credit.max_unapplied` bounds.
     pub fn held(&self) -> usize {
@@ -381,13 +395,13 @@ impl Ledger {
         for dep in &t.deps {
             let dep_hex = hex(dep);
             let Ok(dep_hash) = <Hash>::try_from(dep.as_slice()) else { return Err(Refusal::DepNotIncoming(dep_hex)) };
-            match self.known.get(&dep_hash).map(|d| (&*d.t, d.applied)) {
+            match self.find(&dep_hash) {
                 Some((d, _)) if d.payee != t.payer || d.currency != t.currency => {
                     return Err(Refusal::DepNotIncoming(dep_hex))
                 }
                 Some((d, true)) => {
                     // Claimed by an earlier transfer of the payer (not by a rival at this place).
-                    if self.claimed.get(&dep_hash).is_some_and(|(c, seq)| c != hash && *seq < t.payer_seq) {
+                    if self.claimer(&dep_hash).is_some_and(|(c, seq)| c != *hash && seq < t.payer_seq) {
                         return Err(Refusal::DepClaimed(dep_hex));
                     }
                     incoming += d.amount as i128;
@@ -443,21 +457,25 @@ impl Ledger {
         for dep in &t.deps {
             let dep_hash = <Hash>::try_from(dep.as_slice()).expect("checked in try_apply");
             self.claimed.insert(dep_hash, (hash, t.payer_seq));
-            let d = &self.known[&dep_hash].t;
+            let (d, _) = self.find(&dep_hash).expect("found in try_apply");
             incoming += d.amount as i128;
             deps.push((d.created_at_ms, dep_hash));
         }
-        self.accounts.applied(t, known.payer, known.payee, hash, &deps);
+        let past = self.past().is_some();
+        self.accounts.applied(t, (known.payer, known.payee), hash, &deps, past);
         let before = self.link(known.payer, t.payer_seq.wrapping_sub(1)).map_or(0, |link| link.balance);
         let link = Link { hash, balance: before + incoming - t.amount as i128, created_at_ms: t.created_at_ms };
         if !self.sweep_places_later {
             self.leave_place((known.payer, t.payer_seq), &hash);
         }
-        let chain = &mut self.books[known.payer as usize].chain;
+        self.unretire_links(known.payer, t.payer_seq);
+        self.grown.push(known.payer);
+        let book = &mut self.books[known.payer as usize];
+        let chain = &mut book.chain;
         // try_apply found the link before this one (or this is the first): the chain has
         // no gap. A place is applied once (its rivals are quarantined); were one applied
         // again, it takes the place as it would in a map.
-        let index = (t.payer_seq - 1) as usize;
+        let index = (t.payer_seq - book.base - 1) as usize;
         if index < chain.len() {
             chain[index] = link;
         } else {

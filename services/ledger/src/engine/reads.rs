@@ -34,7 +34,12 @@ impl Ledger {
         if let Some(r) = self.refused.get(hash) {
             return Status::Refused(r.clone());
         }
-        let Some(known) = self.known.get(hash) else { return Status::Pending(vec!["unknown".into()]) };
+        let Some(known) = self.known.get(hash) else {
+            if self.is_retired(hash) {
+                return Status::Applied;
+            }
+            return Status::Pending(vec!["unknown".into()]);
+        };
         if known.applied {
             return Status::Applied;
         }
@@ -46,27 +51,32 @@ impl Ledger {
         }
     }
 
-    pub fn transfer(&self, hash: &Hash) -> Option<&Transfer> {
-        self.known.get(hash).map(|k| &*k.t)
+    /// A known transfer, held in memory or retired, shared without copying.
+    pub fn transfer(&self, hash: &Hash) -> Option<std::sync::Arc<Transfer>> {
+        self.find(hash).map(|(t, _)| t)
     }
 
-    /// The transfer as the engine holds it, to keep without copying.
-    pub fn shared(&self, hash: &Hash) -> Option<std::sync::Arc<Transfer>> {
-        self.known.get(hash).map(|k| std::sync::Arc::clone(&k.t))
-    }
-
+    /// The transfers held in memory (not those retired to the past).
     pub fn transfers(&self) -> impl Iterator<Item = (&Hash, &Transfer)> {
         self.known.iter().map(|(h, k)| (h, &*k.t))
     }
 
     pub fn is_applied(&self, hash: &Hash) -> bool {
-        self.known.get(hash).is_some_and(|k| k.applied)
+        match self.known.get(hash) {
+            Some(k) => k.applied,
+            None => self.is_retired(hash),
+        }
     }
 
     /// Applied transfers paying `member` in `currency` that no applied transfer names as
-    /// a dep yet, oldest first.
-    pub fn unclaimed(&self, currency: &str, member: &str) -> impl Iterator<Item = &Hash> {
-        self.accounts.unclaimed(self.ids.get(currency, member))
+    /// a dep yet, oldest first: held here, and (with a past) stored.
+    pub fn unclaimed(&self, currency: &str, member: &str) -> Vec<Hash> {
+        let mut all: Vec<(i64, Hash)> = self.accounts.unclaimed(self.ids.get(currency, member)).copied().collect();
+        if let Some(past) = self.past() {
+            all.extend(past.unclaimed(currency, member).into_iter().filter(|(_, h)| !self.accounts.is_gone(h)));
+            all.sort_unstable();
+        }
+        all.into_iter().map(|(_, h)| h).collect()
     }
 
     /// Per currency: the applied transfers, their volume and the accounts they moved.
@@ -86,13 +96,15 @@ impl Ledger {
 
     /// Whether an applied transfer has been named as a dep by an applied transfer.
     pub fn is_claimed(&self, hash: &Hash) -> bool {
-        self.claimed.contains_key(hash)
+        self.claimer(hash).is_some()
     }
 
     /// The payer account's last applied sequence number and transfer hash.
     pub fn head(&self, currency: &str, account: &str) -> Option<(u64, Hash)> {
-        let chain = &self.books[self.ids.get(currency, account)? as usize].chain;
-        chain.last().map(|link| (chain.len() as u64, link.hash))
+        let id = self.ids.get(currency, account)?;
+        let book = &self.books[id as usize];
+        let seq = book.base + book.chain.len() as u64;
+        self.link(id, seq).map(|link| (seq, link.hash))
     }
 
     pub fn balance(&self, currency: &str, account: &str) -> i128 {
@@ -110,7 +122,7 @@ impl Ledger {
         (self.recomputes, &self.newly_applied)
     }
 
-    /// Every applied transfer.
+    /// Every applied transfer held in memory (all of them, until a retirement).
     pub fn applied(&self) -> HashSet<Hash> {
         self.known.iter().filter(|(_, k)| k.applied).map(|(h, _)| *h).collect()
     }
@@ -164,7 +176,8 @@ impl Ledger {
             .collect()
     }
 
-    /// The balances a replay of the applied transfers gives (RecomputeBalances compares).
+    /// The balances a replay of the applied transfers gives (RecomputeBalances compares,
+    /// on an engine it rebuilt, which has retired nothing).
     pub fn replay(&self) -> HashMap<(String, String), i128> {
         let mut out: HashMap<(String, String), i128> = HashMap::new();
         for t in self.known.values().filter(|k| k.applied).map(|k| &k.t) {

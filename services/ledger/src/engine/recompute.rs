@@ -44,13 +44,15 @@ impl Ledger {
     /// Accounts with an applied transfer (a chain or a balance): those whose rows a
     /// recompute writes again.
     pub(super) fn moved_accounts(&self) -> impl Iterator<Item = AccountId> + '_ {
-        let moved = |(_, b): &(usize, &Book)| !b.chain.is_empty() || b.balance != 0;
+        let moved = |(_, b): &(usize, &Book)| b.base > 0 || !b.chain.is_empty() || b.balance != 0;
         self.books.iter().enumerate().filter(moved).map(|(id, _)| id as AccountId)
     }
 
     /// Rebuilds the applied set from every known transfer (after a fork, or rules that
     /// may undo what applied).
     pub(super) fn recompute(&mut self) {
+        // What was retired may be undone too: all of it is judged again.
+        self.rehydrate();
         self.recomputes += 1;
         let moved: Vec<AccountId> = self.moved_accounts().collect();
         self.dirty.extend(moved);
@@ -66,6 +68,8 @@ impl Ledger {
         self.accounts.reset();
         // Emptied, not freed: the chains grow back to about the length they had.
         self.books.iter_mut().for_each(|b| {
+            b.base = 0;
+            b.written = 0;
             b.chain.clear();
             b.balance = 0;
         });

@@ -54,7 +54,7 @@ pub(super) fn transfer(
 /// A random history as members would write it: each payer follows its own chain and
 /// names the incoming transfers it has seen as deps. Some payers overdraw, some sign
 /// two transfers with one sequence number, some signatures are forged.
-fn history(seed: u64) -> (Vec<NodeIdentity>, Vec<Transfer>) {
+pub(super) fn history(seed: u64) -> (Vec<NodeIdentity>, Vec<Transfer>) {
     let mut rng = StdRng::seed_from_u64(seed);
     let members: Vec<NodeIdentity> = (0..5).map(|_| NodeIdentity::generate()).collect();
     let mut truth = ledger(&members.iter().collect::<Vec<_>>());
@@ -103,9 +103,13 @@ fn deliver(members: &[NodeIdentity], transfers: &[Transfer], rng: &mut StdRng) -
         }
     }
     order.shuffle(rng);
-    let mut l = ledger(&members.iter().collect::<Vec<_>>());
+    deliver_to(ledger(&members.iter().collect::<Vec<_>>()), &order)
+}
+
+/// `l` after taking `order`, one by one.
+pub(super) fn deliver_to(mut l: Ledger, order: &[Transfer]) -> Ledger {
     for t in order {
-        l.submit(t);
+        l.submit(t.clone());
     }
     l
 }
@@ -483,7 +487,7 @@ fn replicas_agree_with_votes_and_forks_in_any_order() {
             // At most one transfer per place applies.
             let mut places = std::collections::HashSet::new();
             for h in r.applied() {
-                assert!(places.insert(place(r.transfer(&h).unwrap())), "seed {seed}: two applied at one place");
+                assert!(places.insert(place(&r.transfer(&h).unwrap())), "seed {seed}: two applied at one place");
             }
         }
     }

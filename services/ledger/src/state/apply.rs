@@ -38,7 +38,7 @@ impl State {
             if let (Err(SignatureError::UnknownFormat(_)), Source::Peer { position }) = (&checked.hash, source) {
                 if icn_ledger_records::coop::valid_name(&coop_id, icn_ledger_records::coop::MAX_COOP_ID) {
                     // A later release's record: not judged, not lost (`state::hold`).
-                    self.coops.entry(coop_id.clone()).or_default().evicted(Waiting::Upgrade, position, 0);
+                    self.coop_entry(&coop_id).evicted(Waiting::Upgrade, position, 0);
                     write.evicted.push(Waiting::Upgrade.label());
                     outcomes.push(Outcome::Dropped);
                     continue;
@@ -57,13 +57,14 @@ impl State {
                 _ => None,
             };
             if !self.coops.contains_key(&coop_id) {
-                self.coops.insert(coop_id.clone(), CoopState::default());
+                self.coop_entry(&coop_id);
             }
             let coop = self.coops.get_mut(&coop_id).expect("just made");
             let Checked { body, hash } = checked;
             // The journal takes the entry as it came; a replay writes nothing and moves it.
             let journalled = (!matches!(source, Source::Replay { .. })).then(|| body.clone());
             let transfer = matches!(body, Body::Transfer(_));
+            let admin_or_vote = !transfer && !matches!(body, Body::Fork(_));
             let (outcome, stored) = match body {
                 Body::Transfer(t) => {
                     coop.transfer(t, hash.clone(), source, received_at_ms, skew, hold, &mut write.evicted)
@@ -84,10 +85,13 @@ impl State {
             coop.stamp_newly_applied(received_at_ms);
             if stored {
                 self.version += 1;
+                if admin_or_vote && self.past.is_some() {
+                    write.entries_at.push((coop_id.clone(), self.version));
+                }
                 // A stored transfer is one the engine keeps.
                 if let (true, Ok(hash)) = (transfer, &hash) {
-                    if let Some(t) = coop.engine.shared(hash) {
-                        coop.index(&t, *hash, self.version, received_at_ms);
+                    if let Some(t) = coop.engine.transfer(hash) {
+                        coop.index(&coop_id, &t, *hash, self.version, received_at_ms, write);
                     }
                     if !replaying {
                         write.transfer_events.push((coop_id.clone(), *hash));
@@ -134,6 +138,9 @@ impl State {
                     continue;
                 }
                 coop.forks.insert(place.clone(), received_at_ms);
+                if self.past.is_some() {
+                    write.forks_at.push((coop_id.clone(), place.clone(), received_at_ms));
+                }
                 write.forks_found += 1;
                 if coop.peer_reported.contains(&place) {
                     continue;
@@ -150,7 +157,7 @@ impl State {
             }
             if !replaying {
                 for (currency, member) in changes.accounts {
-                    write.accounts.push(coop.row(&coop_id, &currency, &member, received_at_ms));
+                    write.accounts.push(coop.row(&coop_id, &currency, &member));
                 }
             }
         }
@@ -232,7 +239,7 @@ impl CoopState {
             }
             Err(_) => return (Outcome::Dropped, false),
         };
-        if self.meta.contains_key(&hash) {
+        if self.knows(&hash) {
             let outcome = if local {
                 Outcome::Transfer { record: self.record(&hash), duplicate: true }
             } else {
@@ -241,10 +248,9 @@ impl CoopState {
             return (outcome, false);
         }
         if local {
-            let idem = (t.currency.clone(), t.payer.clone(), t.idempotency_id.clone());
             if !t.idempotency_id.is_empty() {
-                if let Some(first) = self.idempotency.get(&idem) {
-                    return (Outcome::Transfer { record: self.record(first), duplicate: true }, false);
+                if let Some(first) = self.by_idempotency(&t.currency, &t.payer, &t.idempotency_id) {
+                    return (Outcome::Transfer { record: self.record(&first), duplicate: true }, false);
                 }
             }
             if let Some(refusal) = self.preflight(&t).or_else(|| clock_refusal(t.created_at_ms, now, skew)) {
@@ -316,20 +322,6 @@ impl CoopState {
             self.peer_reported.pop_front();
         }
         self.peer_reported.push_back(place);
-    }
-
-    /// Records a stored transfer in the read indexes.
-    pub(super) fn index(&mut self, t: &Transfer, hash: Hash, position: u64, received_at_ms: i64) {
-        if let Some(m) = self.meta.get_mut(&hash) {
-            m.position = position;
-            m.received_at_ms = received_at_ms;
-        }
-        for member in [&t.payer, &t.payee] {
-            self.history.get_mut_or_default(&t.currency, member).push(hash);
-        }
-        if !t.idempotency_id.is_empty() {
-            self.idempotency.entry((t.currency.clone(), t.payer.clone(), t.idempotency_id.clone())).or_insert(hash);
-        }
     }
 
     /// Stamps what the engine applied since it was last looked at. Done after each entry,

@@ -27,6 +27,9 @@ mod checks;
 mod hold;
 #[cfg(test)]
 mod hold_tests;
+mod past;
+#[cfg(test)]
+mod past_tests;
 #[cfg(test)]
 mod tests;
 mod views;
@@ -36,14 +39,16 @@ mod votes_tests;
 
 pub use checks::unbound_coop;
 
-use crate::engine::Ledger;
+use crate::engine::{Ledger, Retired};
 use crate::error::LedgerError;
 use crate::model::CoopModel;
+use crate::store::past::CoopPast;
 use foldhash::HashMap;
 use icn_ledger_records::{Hash, SignatureError};
 use icn_proto::ledger::v1::{Account, CoopStatsResponse, Transfer, TransferRecord};
 use icn_proto::ledger::wire::v1::{ledger_entry::Body, ForkReport, JournalRecord, LedgerEntry};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Where an entry comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -157,11 +162,38 @@ pub struct GroupWrite {
     /// Transfers applied in this group, (coop, hash): what this node votes for if it
     /// is a validator (`state::votes`).
     pub applied: Vec<(String, Hash)>,
+    /// Transfers stored in this group, for the past's read indexes (`store::past`).
+    pub stored: Vec<StoredTransfer>,
+    /// Idempotency ids first used in this group: (coop, currency, payer, id, transfer).
+    pub idempotency: Vec<(String, String, String, String, Hash)>,
+    /// What each cooperative's engine retired, with when each retired transfer applied.
+    pub retired: Vec<(String, Retired, Vec<i64>)>,
+    /// The past's rows match the journal once this batch is written (a migration's).
+    pub past_current: bool,
+    /// Journal positions of admin entries and votes stored in this group, per
+    /// cooperative: what a start-up reads of the journal (`state::past`).
+    pub entries_at: Vec<(String, u64)>,
+    /// Forks found in this group: (coop, place, detected_at_ms).
+    pub forks_at: Vec<(String, (String, String, u64), i64)>,
+}
+
+/// A transfer as the past's read indexes keep it.
+#[derive(Debug)]
+pub struct StoredTransfer {
+    pub coop: String,
+    pub hash: Hash,
+    pub transfer: Arc<Transfer>,
+    pub position: u64,
+    pub received_at_ms: i64,
 }
 
 impl GroupWrite {
     pub fn is_empty(&self) -> bool {
-        self.journal.is_empty() && self.accounts.is_empty() && self.cursors.is_empty()
+        self.journal.is_empty()
+            && self.accounts.is_empty()
+            && self.cursors.is_empty()
+            && self.retired.is_empty()
+            && !self.past_current
     }
 }
 
@@ -202,6 +234,11 @@ pub struct CoopState {
     stamped: (u64, usize),
     /// Groups that changed this cooperative; keys the statistics cache.
     changes: u64,
+    /// Where what applied goes once written, and the read indexes read from when the
+    /// node has one (`store::past`); `None` holds everything in memory (a replay,
+    /// `RecomputeBalances`, the tests of the rules). With one, `meta` and `idempotency`
+    /// hold only the transfers the engine holds, and `history` nothing.
+    past: Option<CoopPast>,
     /// CoopStats is public; it reads the engine's totals and every waiting transfer's
     /// status, computed once per change.
     stats_cache: std::sync::Mutex<Option<(u64, CoopStatsResponse)>>,
@@ -255,6 +292,8 @@ pub struct State {
     /// This node's identity, when it votes for the transfers of the cooperatives that
     /// name it a validator; `None` votes for nothing (a replay).
     pub voter: Option<std::sync::Arc<icn_identity::NodeIdentity>>,
+    /// The store each cooperative's past is read from (`CoopState::past`).
+    past: Option<crate::store::Store>,
 }
 
 /// Places of peers' fork reports remembered per cooperative.
@@ -294,7 +333,6 @@ impl<V: Default> ByAccount<V> {
         members.get_mut(member).expect("just made")
     }
 
-    #[cfg(test)]
     pub(crate) fn clear(&mut self) {
         self.0.clear();
     }

@@ -12,7 +12,7 @@ use crate::engine::Status;
 use crate::error::LedgerError;
 use icn_ledger_records::Hash;
 use icn_proto::ledger::v1::{
-    Account, Coop, CoopStatsResponse, CurrencyStats, Fork, Member, TransferRecord, TransferStatus,
+    Account, Coop, CoopStatsResponse, CurrencyStats, Fork, Member, Transfer, TransferRecord, TransferStatus,
 };
 use std::collections::BTreeMap;
 
@@ -33,17 +33,17 @@ impl CoopState {
         let Some(t) = self.engine.transfer(hash) else {
             return TransferRecord { hash: hash.to_vec(), ..Default::default() };
         };
-        let meta = self.meta.get(hash);
+        let (_, received_at_ms, applied_at_ms) = self.meta_of(hash).unwrap_or_default();
         let mut record = TransferRecord {
             hash: hash.to_vec(),
-            transfer: Some(t.clone()),
-            received_at_ms: meta.map(|m| m.received_at_ms).unwrap_or_default(),
+            transfer: Some(Transfer::clone(&t)),
+            received_at_ms,
             ..Default::default()
         };
         match self.engine.status(hash) {
             Status::Applied => {
                 record.status = TransferStatus::Applied as i32;
-                record.applied_at_ms = meta.map(|m| m.applied_at_ms).unwrap_or_default();
+                record.applied_at_ms = applied_at_ms;
             }
             Status::Pending(missing) => {
                 record.status = TransferStatus::PendingDeps as i32;
@@ -55,7 +55,7 @@ impl CoopState {
                     .cloned()
                     .collect();
             }
-            Status::Quarantined if self.engine.slot_winner(t).is_some() => {
+            Status::Quarantined if self.engine.slot_winner(&t).is_some() => {
                 record.status = TransferStatus::Quarantined as i32;
                 record.detail = format!(
                     "the payer signed another transfer with sequence number {}, and validators certified that one: \
@@ -80,8 +80,9 @@ impl CoopState {
         record
     }
 
-    /// What the store keeps of an account: balance and chain head.
-    pub(super) fn row(&self, coop_id: &str, currency: &str, member: &str, at_ms: i64) -> Account {
+    /// What the store keeps of an account: balance, chain head, and when a transfer of
+    /// it last applied (what a start-up loads: `state::past`).
+    pub(super) fn row(&self, coop_id: &str, currency: &str, member: &str) -> Account {
         let (seq, head) = self.engine.head(currency, member).unwrap_or((0, [0; 32]));
         Account {
             coop_id: coop_id.to_string(),
@@ -90,7 +91,7 @@ impl CoopState {
             balance: clamp(self.engine.balance(currency, member)),
             seq,
             head_hash: if seq == 0 { Vec::new() } else { head.to_vec() },
-            updated_at_ms: at_ms,
+            updated_at_ms: self.updated.get(currency, member).copied().unwrap_or_default(),
             ..Default::default()
         }
     }
@@ -118,6 +119,7 @@ impl CoopState {
         let unclaimed: Vec<Vec<u8>> = self
             .engine
             .unclaimed(currency, member)
+            .into_iter()
             .filter(|h| !named.contains(h.as_slice()))
             .take(max_deps)
             .map(|h| h.to_vec())
@@ -141,7 +143,8 @@ impl CoopState {
     }
 
     /// Transfers in and out of an account, newest first, from before `before` (a journal
-    /// position; 0 for the newest).
+    /// position; 0 for the newest), and the position to ask from for more, if any. It
+    /// reads the store when the node has one (`store::past`): it may block, briefly.
     pub fn history(
         &self,
         currency: &str,
@@ -149,27 +152,22 @@ impl CoopState {
         before: u64,
         include_unapplied: bool,
         limit: usize,
-    ) -> (Vec<TransferRecord>, Option<u64>) {
-        let Some(hashes) = self.history.get(currency, member) else {
-            return (Vec::new(), None);
-        };
+    ) -> Result<(Vec<TransferRecord>, Option<u64>), LedgerError> {
         let mut out = Vec::new();
-        let mut last = None;
-        for hash in hashes.iter().rev() {
-            let position = self.meta.get(hash).map(|m| m.position).unwrap_or_default();
-            if before != 0 && position >= before {
-                continue;
-            }
-            if !include_unapplied && !self.engine.is_applied(hash) {
-                continue;
+        let (mut last, mut more) = (None, false);
+        self.each_in_history(currency, member, before, |position, hash| {
+            if !include_unapplied && !self.engine.is_applied(&hash) {
+                return true;
             }
             if out.len() == limit {
-                return (out, last);
+                more = true;
+                return false;
             }
-            out.push(self.record(hash));
+            out.push(self.record(&hash));
             last = Some(position);
-        }
-        (out, None)
+            true
+        })?;
+        Ok((out, last.filter(|_| more)))
     }
 
     /// Members of the cooperative.
@@ -233,7 +231,8 @@ impl CoopState {
             }
         }
         for hash in self.engine.all_waiting() {
-            let Some(s) = self.engine.transfer(hash).and_then(|t| per.get_mut(&t.currency)) else { continue };
+            let Some(t) = self.engine.transfer(hash) else { continue };
+            let Some(s) = per.get_mut(&t.currency) else { continue };
             match self.engine.status(hash) {
                 Status::Pending(_) => s.pending_transfers += 1,
                 Status::Quarantined => s.quarantined_transfers += 1,
@@ -256,14 +255,5 @@ impl CoopState {
             currencies,
             computed_at_ms: now,
         }
-    }
-
-    /// Finds a transfer by its payer's idempotency id.
-    pub fn by_idempotency(&self, currency: &str, payer: &str, id: &str) -> Option<Hash> {
-        self.idempotency.get(&(currency.to_string(), payer.to_string(), id.to_string())).copied()
-    }
-
-    pub fn knows(&self, hash: &Hash) -> bool {
-        self.meta.contains_key(hash)
     }
 }

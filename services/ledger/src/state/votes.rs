@@ -79,7 +79,7 @@ impl CoopState {
         {
             return None;
         }
-        Some(icn_ledger_records::finality::vote(me, t, hash, now))
+        Some(icn_ledger_records::finality::vote(me, &t, hash, now))
     }
 }
 
@@ -115,16 +115,20 @@ impl State {
     /// At start-up: the votes this node did not cast for applied transfers (a crash
     /// between applying and writing, a validator set that arrived in a replay). Queued
     /// in `write` as applied transfers, for [`State::cast_votes`].
-    pub fn missed_votes(&self, write: &mut GroupWrite) {
-        let Some(me) = self.voter.as_ref() else { return };
+    pub fn missed_votes(&self, write: &mut GroupWrite) -> Result<(), crate::store::StoreError> {
+        let Some(me) = self.voter.as_ref() else { return Ok(()) };
         for (coop_id, coop) in &self.coops {
             if !coop.is_validator(me.did().as_str()) {
                 continue;
             }
-            // In hash order, so every start casts them alike.
+            // In hash order, so every start casts them alike; those retired to the
+            // store too (a load holds none in memory).
             let mut applied: Vec<Hash> = coop.engine.applied().iter().copied().collect();
+            applied.extend(coop.retired_applied()?);
             applied.sort_unstable();
+            applied.dedup();
             write.applied.extend(applied.into_iter().map(|h| (coop_id.clone(), h)));
         }
+        Ok(())
     }
 }

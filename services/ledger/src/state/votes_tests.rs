@@ -101,7 +101,7 @@ fn a_validator_votes_once_per_place_and_peers_votes_are_kept_only_from_validator
     }
     replayed.voter = Some(me);
     let mut write = GroupWrite::default();
-    replayed.missed_votes(&mut write);
+    replayed.missed_votes(&mut write).unwrap();
     assert!(!write.applied.is_empty());
     replayed.cast_votes(0, &mut write);
     assert!(write.journal.is_empty(), "no second vote after a restart");

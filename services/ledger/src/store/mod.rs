@@ -5,6 +5,9 @@
 //! - `accounts`: each account's stored balance and chain head, by `coop \0 currency \0
 //!   member`, rewritten in the same batch as the journal entries that change it.
 //!   `RecomputeBalances` checks them against a replay of the journal.
+//! - `past`: what the node reads back instead of holding every transfer in memory
+//!   (stored transfers, history, idempotency ids, and what the engine retired), in
+//!   [`past`];
 //! - meta: the journal version, how far the journal is published, and per cooperative
 //!   the gossip position processed.
 //!
@@ -12,19 +15,26 @@
 //! a group is there (with its accounts and cursors) or none of it, and nothing
 //! acknowledged is lost.
 
+pub mod past;
+
 use crate::state::GroupWrite;
 use icn_proto::ledger::v1::Account;
 use icn_proto::ledger::wire::v1::JournalRecord;
 use icn_storage::{Direction, IteratorMode, ReadOptions, Snapshot, Storage, StorageError, WriteBatch};
 use prost::Message;
 
-pub const COLUMN_FAMILIES: &[&str] = &[JOURNAL, ACCOUNTS];
+pub const COLUMN_FAMILIES: &[&str] = &[JOURNAL, ACCOUNTS, past::PAST];
 const JOURNAL: &str = "journal";
 const ACCOUNTS: &str = "accounts";
 /// Meta key of the journal's last position.
 const VERSION_KEY: &str = "ledger.journal_version";
 /// Meta key of the last journal position handed to gossip.
 const PUBLISHED_KEY: &str = "ledger.published";
+/// Meta key set once the `past` rows match the journal (a store from before them is
+/// brought up to date at its first start-up: [`crate::commit`]).
+const PAST_KEY: &str = "ledger.past_format";
+/// The `past` rows' format.
+const PAST_FORMAT: u64 = 1;
 
 fn cursor_key(coop_id: &str) -> String {
     format!("ledger.gossip_position/{coop_id}")
@@ -54,11 +64,43 @@ impl From<StoreError> for crate::LedgerError {
 #[derive(Clone)]
 pub struct Store {
     storage: Storage,
+    /// The first read of the past that failed since the committer last looked.
+    read_failure: std::sync::Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl Store {
     pub fn new(storage: Storage) -> Self {
-        Self { storage }
+        Self { storage, read_failure: Default::default() }
+    }
+
+    /// Remembers a failed read of the past for the committer.
+    fn read_failed(&self, e: &StoreError) {
+        tracing::error!(error = %e, "reading the ledger's past failed");
+        self.read_failure.lock().expect("not poisoned").get_or_insert_with(|| e.to_string());
+    }
+
+    /// A read of the past that failed since the last call: the group judged meanwhile
+    /// must not be written.
+    pub fn take_read_failure(&self) -> Option<String> {
+        self.read_failure.lock().expect("not poisoned").take()
+    }
+
+    /// Whether the `past` rows match the journal, as this release writes them.
+    pub fn past_is_current(&self) -> Result<bool, StoreError> {
+        Ok(self.storage.meta_u64(PAST_KEY)? == Some(PAST_FORMAT))
+    }
+
+    /// Drops the `past` rows and their mark (a node that keeps its history in memory
+    /// no longer writes them).
+    pub fn forget_past(&self) -> Result<(), StoreError> {
+        if self.storage.meta_u64(PAST_KEY)?.is_none() {
+            return Ok(());
+        }
+        let mut batch = WriteBatch::default();
+        batch.delete_range_cf(self.storage.cf(past::PAST)?, [0u8].as_slice(), [0xffu8; 2].as_slice());
+        batch.delete_cf(self.storage.cf(icn_storage::META_CF)?, PAST_KEY.as_bytes());
+        self.storage.db().write_opt(batch, &Storage::durable()).map_err(StorageError::from)?;
+        Ok(())
     }
 
     /// Writes one group atomically and durably.
@@ -76,10 +118,14 @@ impl Store {
         for (coop_id, position) in &group.cursors {
             self.storage.batch_meta_u64(&mut batch, &cursor_key(coop_id), *position)?;
         }
+        past::write_group(self, &mut batch, group)?;
+        if group.past_current {
+            self.storage.batch_meta_u64(&mut batch, PAST_KEY, PAST_FORMAT)?;
+        }
         self.storage.batch_meta_u64(&mut batch, VERSION_KEY, group.version)?;
         // A group that only moves gossip cursors (this node's own publications coming
         // back) needs no sync: after a crash they are read again and change nothing.
-        let options = if group.journal.is_empty() && group.accounts.is_empty() {
+        let options = if group.journal.is_empty() && group.accounts.is_empty() && group.retired.is_empty() {
             icn_storage::WriteOptions::default()
         } else {
             Storage::durable()
@@ -160,6 +206,19 @@ impl Reader<'_> {
         let meta = self.store.storage.cf(icn_storage::META_CF)?;
         let value = self.db().get_cf_opt(meta, VERSION_KEY.as_bytes(), &self.options()).map_err(StorageError::from)?;
         Ok(value.and_then(|v| v.as_slice().try_into().ok()).map(u64::from_be_bytes).unwrap_or(0))
+    }
+
+    /// The journal record at `position`.
+    pub fn journal_at(&self, position: u64) -> Result<Option<JournalRecord>, StoreError> {
+        let cf = self.store.storage.cf(JOURNAL)?;
+        let Some(value) =
+            self.db().get_cf_opt(cf, position.to_be_bytes(), &self.options()).map_err(StorageError::from)?
+        else {
+            return Ok(None);
+        };
+        JournalRecord::decode(value.as_slice())
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt { position, reason: e.to_string() })
     }
 
     /// Journal records after `after`, in order, at most `limit`.

@@ -1,0 +1,122 @@
+//! A node whose applied transfers leave memory for its RocksDB store answers every read
+//! as a node holding everything does: each transfer's record (status, arrival,
+//! application), every account, every account's history page by page, the statistics
+//! and forks; after a restart (a replay, then letting go of what the store holds); and
+//! after an upgrade from a store written before the past existed. Tests only.
+
+use super::tests::{history, CURRENCIES};
+use super::{Checked, GroupWrite, Source, State};
+use crate::store::{Store, COLUMN_FAMILIES};
+use icn_ledger_records::Hash;
+use icn_proto::ledger::wire::v1::{ledger_entry::Body, LedgerEntry};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+
+fn store(dir: &std::path::Path) -> Store {
+    Store::new(icn_storage::Storage::open(dir, COLUMN_FAMILIES).unwrap())
+}
+
+/// Everything a reader can ask of one cooperative, as text to compare.
+fn reads(state: &State, c: &str, members: &[icn_identity::NodeIdentity], hashes: &[Hash]) -> String {
+    let coop = &state.coops[c];
+    let mut out = String::new();
+    for h in hashes {
+        out += &format!("{} {:?}\n", coop.knows(h), coop.knows(h).then(|| coop.record(h)));
+    }
+    for currency in CURRENCIES {
+        for m in members {
+            let did = m.did().as_str();
+            out += &format!("{:?}\n", coop.account(c, currency, did, 0, usize::MAX));
+            // Page by page, three at a time.
+            let mut before = 0;
+            loop {
+                let (page, next) = coop.history(currency, did, before, true, 3).unwrap();
+                out += &format!("{:?}\n", page.iter().map(|r| (hex(&r.hash), r.status)).collect::<Vec<_>>());
+                match next {
+                    Some(p) => before = p,
+                    None => break,
+                }
+            }
+            out += &format!("{:?}\n", coop.history(currency, did, 0, false, 1_000).unwrap().0.len());
+        }
+    }
+    out + &format!("{:?}\n{:?}", coop.stats(c, 0), coop.quarantine())
+}
+
+/// Equal reads, or the first line that differs.
+fn same(got: &str, expected: &str, what: &str) {
+    for (i, (g, e)) in got.lines().zip(expected.lines()).enumerate() {
+        assert_eq!(g, e, "{what}: line {i} differs");
+    }
+    assert_eq!(got.lines().count(), expected.lines().count(), "{what}");
+}
+
+fn hex(h: &[u8]) -> String {
+    h.iter().take(4).map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn a_node_that_retires_to_its_store_reads_as_one_holding_everything_and_after_a_restart() {
+    for seed in 0..12 {
+        let (c, _, members, entries) = history(seed);
+        let hashes: Vec<Hash> = entries
+            .iter()
+            .filter_map(|b| if let Body::Transfer(t) = b { Some(icn_ledger_records::hash(t)) } else { None })
+            .collect();
+        let mut rng = StdRng::seed_from_u64(seed + 31);
+        let mut order = entries.clone();
+        order.shuffle(&mut rng);
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        let (mut reference, mut live) = (State::default(), State::default());
+        let write = live.attach_past(&store).unwrap();
+        assert!(write.past_current, "a new store is marked current");
+        store.write(&write).unwrap();
+        let mut now = 1_000;
+        let mut retired = 0;
+        while !order.is_empty() {
+            let n = rng.gen_range(1..=order.len().min(8));
+            let group: Vec<LedgerEntry> = order.drain(..n).map(|b| LedgerEntry { body: Some(b) }).collect();
+            now += rng.gen_range(1..50);
+            let mut write = GroupWrite::default();
+            reference.apply(Checked::verify_all(group.clone()), Source::Peer { position: 0 }, now, &mut write);
+            let mut write = GroupWrite::default();
+            live.apply(Checked::verify_all(group), Source::Peer { position: 0 }, now, &mut write);
+            live.retire(&mut write);
+            retired += write.retired.iter().map(|(_, r, _)| r.applied.len()).sum::<usize>();
+            store.write(&write).unwrap();
+            assert_eq!(store.take_read_failure(), None);
+        }
+        assert!(retired > 0, "seed {seed}: transfers were retired");
+        let held = live.coops[&c].engine.transfers().count();
+        assert!(held < reference.coops[&c].engine.transfers().count(), "seed {seed}: memory holds less");
+        let expected = reads(&reference, &c, &members, &hashes);
+        same(&reads(&live, &c, &members, &hashes), &expected, &format!("seed {seed}: live"));
+
+        // A restart: loaded from the store, the journal not replayed.
+        assert!(store.past_is_current().unwrap());
+        let restarted = State::load(&store, now).unwrap();
+        assert_eq!(restarted.version, live.version);
+        assert_eq!(restarted.coops[&c].engine.transfers().count(), held, "seed {seed}: held as before");
+        same(&reads(&restarted, &c, &members, &hashes), &expected, &format!("seed {seed}: restarted"));
+
+        // An upgrade: the same journal in a store without the past's rows.
+        let old = tempfile::tempdir().unwrap();
+        let upgraded = self::store(old.path());
+        let journal = store.journal_after(0, usize::MAX).unwrap();
+        let mut write = GroupWrite { version: live.version, ..Default::default() };
+        write.journal = journal;
+        upgraded.write(&write).unwrap();
+        assert!(!upgraded.past_is_current().unwrap());
+        let (mut state, _) = crate::replay::replay(&upgraded.live(), u64::MAX, None).unwrap();
+        let write = state.attach_past(&upgraded).unwrap();
+        assert!(!write.stored.is_empty() && write.past_current);
+        upgraded.write(&write).unwrap();
+        assert!(upgraded.past_is_current().unwrap());
+        same(&reads(&state, &c, &members, &hashes), &expected, &format!("seed {seed}: upgraded"));
+        // And loaded at its next start.
+        let loaded = State::load(&upgraded, now).unwrap();
+        same(&reads(&loaded, &c, &members, &hashes), &expected, &format!("seed {seed}: upgraded, then loaded"));
+    }
+}

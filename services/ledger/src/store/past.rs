@@ -1,0 +1,481 @@
+//! The ledger's past beside its journal: what a node reads back instead of holding
+//! every transfer in memory (`engine::past`, `state`'s read indexes). One column family,
+//! `past`, keyed by kind, then the cooperative (ids never hold a NUL):
+//!
+//! - `T coop \0 hash` → position (u64) + received_at_ms (i64): every stored transfer,
+//!   written in the batch of its journal entry and never changed;
+//! - `H coop \0 currency \0 member \0 position` → hash: an account's transfers in and
+//!   out in journal order (`GetHistory`), written with them;
+//! - `I coop \0 currency \0 payer \0 id` → hash: the first transfer to use an
+//!   idempotency id;
+//! - `A coop \0 hash` → applied_at_ms (i64): a retired transfer, applied;
+//! - `C coop \0 dep` → hash + seq (u64): the retired transfer that claimed `dep`;
+//! - `L coop \0 currency \0 payer \0 seq` → hash + balance (i128) + created_at_ms
+//!   (i64): a chain link, the payer's head included;
+//! - `U coop \0 currency \0 member \0 created_at_ms \0 hash` → nothing: applied
+//!   income no transfer of the member claimed yet (`GetBalance`), in time order;
+//! - `S coop \0 currency` → transfers (u64) + volume (u64): what applied, in all;
+//! - `W coop \0 hash` → position: a transfer the engine holds (not applied);
+//! - `E coop \0 position` → nothing: where an admin entry or a vote is in the journal;
+//! - `F coop \0 currency \0 payer \0 seq` → detected_at_ms: a fork found.
+//!
+//! With the `accounts` rows, they are what a start-up loads instead of replaying the
+//! journal (`state::load`). `A`, `C`, `L`, `U`, `S` and `W` say what applied, which a
+//! recompute may undo: its retirement drops a cooperative's rows of those kinds and
+//! writes them anew, in one batch. Numbers are big-endian (times with the sign bit
+//! flipped), so keys sort by position, sequence and time.
+
+use super::{Store, StoreError};
+use crate::engine::{Link, Past, Retired};
+use crate::state::GroupWrite;
+use icn_ledger_records::Hash;
+use icn_proto::ledger::v1::Transfer;
+use icn_proto::ledger::wire::v1::ledger_entry::Body;
+use icn_storage::{Direction, IteratorMode, StorageError, WriteBatch};
+use std::collections::HashSet;
+use std::sync::Arc;
+
+pub(super) const PAST: &str = "past";
+
+/// Key kinds.
+const STORED: u8 = b'T';
+const HISTORY: u8 = b'H';
+const IDEMPOTENCY: u8 = b'I';
+const APPLIED: u8 = b'A';
+const CLAIM: u8 = b'C';
+const LINK: u8 = b'L';
+const UNCLAIMED: u8 = b'U';
+const TOTALS: u8 = b'S';
+const HELD: u8 = b'W';
+const ENTRY: u8 = b'E';
+const FORK: u8 = b'F';
+/// The kinds a recompute's retirement drops and writes anew.
+const UNDONE_BY_RECOMPUTE: [u8; 6] = [APPLIED, CLAIM, LINK, UNCLAIMED, TOTALS, HELD];
+
+/// A time as a key part: big-endian with the sign bit flipped, so it sorts as a number.
+fn time_key(at: i64) -> [u8; 8] {
+    ((at as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+fn time_of_key(k: &[u8]) -> Option<i64> {
+    Some((be_u64(k)? ^ (1 << 63)) as i64)
+}
+
+/// A key: kind, cooperative, then the parts, NUL between each.
+fn key(kind: u8, coop: &str, parts: &[&[u8]]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + coop.len() + parts.iter().map(|p| p.len() + 1).sum::<usize>());
+    k.push(kind);
+    k.extend_from_slice(coop.as_bytes());
+    for p in parts {
+        k.push(0);
+        k.extend_from_slice(p);
+    }
+    k
+}
+
+/// The range of keys of one kind of one cooperative (after its NUL, before `\x01`).
+fn range(kind: u8, coop: &str) -> (Vec<u8>, Vec<u8>) {
+    let mut from = key(kind, coop, &[]);
+    let mut to = from.clone();
+    from.push(0);
+    to.push(1);
+    (from, to)
+}
+
+fn encode_link(link: &Link) -> Vec<u8> {
+    [&link.hash[..], &link.balance.to_be_bytes(), &link.created_at_ms.to_be_bytes()].concat()
+}
+
+fn decode_link(v: &[u8]) -> Option<Link> {
+    Some(Link {
+        hash: v.get(..32)?.try_into().ok()?,
+        balance: i128::from_be_bytes(v.get(32..48)?.try_into().ok()?),
+        created_at_ms: i64::from_be_bytes(v.get(48..56)?.try_into().ok()?),
+    })
+}
+
+fn be_u64(v: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(v.get(..8)?.try_into().ok()?))
+}
+
+fn be_i64(v: &[u8]) -> Option<i64> {
+    Some(i64::from_be_bytes(v.get(..8)?.try_into().ok()?))
+}
+
+/// Adds what a group writes to the past to its batch.
+pub(super) fn write_group(store: &Store, batch: &mut WriteBatch, group: &GroupWrite) -> Result<(), StoreError> {
+    let cf = store.storage.cf(PAST)?;
+    // Most transfers are stored and applied in one group: held by the engine between
+    // two writes only, so no held row is written nor deleted for them.
+    let retired_now: HashSet<(&str, &Hash)> =
+        group.retired.iter().flat_map(|(c, r, _)| r.applied.iter().map(move |(h, _)| (c.as_str(), h))).collect();
+    let stored_now: HashSet<(&str, &Hash)> = group.stored.iter().map(|s| (s.coop.as_str(), &s.hash)).collect();
+    for s in &group.stored {
+        let value = [s.position.to_be_bytes(), s.received_at_ms.to_be_bytes()].concat();
+        batch.put_cf(cf, key(STORED, &s.coop, &[&s.hash]), value);
+        if !retired_now.contains(&(s.coop.as_str(), &s.hash)) {
+            batch.put_cf(cf, key(HELD, &s.coop, &[&s.hash]), []);
+        }
+        for member in [&s.transfer.payer, &s.transfer.payee] {
+            let k =
+                key(HISTORY, &s.coop, &[s.transfer.currency.as_bytes(), member.as_bytes(), &s.position.to_be_bytes()]);
+            batch.put_cf(cf, k, s.hash);
+        }
+    }
+    for (coop, currency, payer, id, hash) in &group.idempotency {
+        batch.put_cf(cf, key(IDEMPOTENCY, coop, &[currency.as_bytes(), payer.as_bytes(), id.as_bytes()]), hash);
+    }
+    for (coop, position) in &group.entries_at {
+        batch.put_cf(cf, key(ENTRY, coop, &[&position.to_be_bytes()]), []);
+    }
+    for (coop, (currency, payer, seq), at) in &group.forks_at {
+        batch.put_cf(
+            cf,
+            key(FORK, coop, &[currency.as_bytes(), payer.as_bytes(), &seq.to_be_bytes()]),
+            at.to_be_bytes(),
+        );
+    }
+    for (coop, retired, applied_at) in &group.retired {
+        write_retired(cf, batch, coop, retired, applied_at, &stored_now);
+    }
+    Ok(())
+}
+
+fn unclaimed_key(coop: &str, (currency, member, at, hash): &(String, String, i64, Hash)) -> Vec<u8> {
+    key(UNCLAIMED, coop, &[currency.as_bytes(), member.as_bytes(), &time_key(*at), hash])
+}
+
+fn write_retired(
+    cf: &icn_storage::ColumnFamily,
+    batch: &mut WriteBatch,
+    coop: &str,
+    r: &Retired,
+    applied_at: &[i64],
+    stored_now: &HashSet<(&str, &Hash)>,
+) {
+    if r.wipe {
+        for kind in UNDONE_BY_RECOMPUTE {
+            let (from, to) = range(kind, coop);
+            batch.delete_range_cf(cf, from, to);
+        }
+    }
+    for ((hash, _), at) in r.applied.iter().zip(applied_at) {
+        batch.put_cf(cf, key(APPLIED, coop, &[hash]), at.to_be_bytes());
+        // Held rows of earlier groups; after a wipe there are none.
+        if !r.wipe && !stored_now.contains(&(coop, hash)) {
+            batch.delete_cf(cf, key(HELD, coop, &[hash]));
+        }
+    }
+    for hash in &r.held {
+        batch.put_cf(cf, key(HELD, coop, &[hash]), []);
+    }
+    for row in &r.unclaimed {
+        batch.put_cf(cf, unclaimed_key(coop, row), []);
+    }
+    for row in &r.claimed {
+        batch.delete_cf(cf, unclaimed_key(coop, row));
+    }
+    for (currency, transfers, volume) in &r.totals {
+        batch.put_cf(
+            cf,
+            key(TOTALS, coop, &[currency.as_bytes()]),
+            [transfers.to_be_bytes(), volume.to_be_bytes()].concat(),
+        );
+    }
+    for (dep, by, seq) in &r.claims {
+        batch.put_cf(cf, key(CLAIM, coop, &[dep]), [&by[..], &seq.to_be_bytes()].concat());
+    }
+    for (currency, payer, seq, link) in &r.links {
+        batch.put_cf(
+            cf,
+            key(LINK, coop, &[currency.as_bytes(), payer.as_bytes(), &seq.to_be_bytes()]),
+            encode_link(link),
+        );
+    }
+}
+
+/// One cooperative's past, read from the store: the engine's [`Past`] and the state's
+/// read indexes. A read that fails is logged and remembered by the store
+/// ([`Store::take_read_failure`]): the committer then writes nothing of the group, as
+/// when a write fails, since the engine may have judged without it.
+#[derive(Clone)]
+pub struct CoopPast {
+    store: Store,
+    coop: String,
+}
+
+impl CoopPast {
+    pub fn new(store: Store, coop: &str) -> Self {
+        Self { store, coop: coop.to_string() }
+    }
+
+    /// Remembers a failed read for the committer ([`Store::take_read_failure`]).
+    pub fn failed(&self, e: &StoreError) {
+        self.store.read_failed(e);
+    }
+
+    fn get(&self, k: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let cf = self.store.storage.cf(PAST)?;
+        Ok(self.store.storage.db().get_cf(cf, k).map_err(StorageError::from)?)
+    }
+
+    /// [`CoopPast::get`] for the engine, whose lookups cannot fail: a failure is
+    /// remembered for the committer and reads as nothing.
+    fn get_or_fail(&self, k: &[u8]) -> Option<Vec<u8>> {
+        self.get(k).unwrap_or_else(|e| {
+            self.store.read_failed(&e);
+            None
+        })
+    }
+
+    /// A stored transfer's journal position and arrival time.
+    pub fn stored(&self, hash: &Hash) -> Result<Option<(u64, i64)>, StoreError> {
+        Ok(self.get(&key(STORED, &self.coop, &[hash]))?.and_then(|v| Some((be_u64(&v)?, be_i64(v.get(8..)?)?))))
+    }
+
+    /// When this node first applied a retired transfer.
+    pub fn applied_at(&self, hash: &Hash) -> Result<Option<i64>, StoreError> {
+        Ok(self.get(&key(APPLIED, &self.coop, &[hash]))?.and_then(|v| be_i64(&v)))
+    }
+
+    pub fn idempotency(&self, currency: &str, payer: &str, id: &str) -> Result<Option<Hash>, StoreError> {
+        let k = key(IDEMPOTENCY, &self.coop, &[currency.as_bytes(), payer.as_bytes(), id.as_bytes()]);
+        Ok(self.get(&k)?.and_then(|v| v.as_slice().try_into().ok()))
+    }
+
+    /// An account's transfers before `before` (a journal position; 0 for the newest),
+    /// newest first, each with its position, to `f` while it answers true.
+    pub fn history(
+        &self,
+        currency: &str,
+        member: &str,
+        before: u64,
+        mut f: impl FnMut(u64, Hash) -> bool,
+    ) -> Result<(), StoreError> {
+        let prefix = key(HISTORY, &self.coop, &[currency.as_bytes(), member.as_bytes(), &[]]);
+        let start = [&prefix[..], &(if before == 0 { u64::MAX } else { before - 1 }).to_be_bytes()].concat();
+        let cf = self.store.storage.cf(PAST)?;
+        let db = self.store.storage.db();
+        for item in db.iterator_cf(cf, IteratorMode::From(&start, Direction::Reverse)) {
+            let (k, v) = item.map_err(StorageError::from)?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            let (Some(position), Ok(hash)) = (be_u64(&k[prefix.len()..]), <Hash>::try_from(v.as_ref())) else {
+                return Err(StoreError::Corrupt { position: 0, reason: "a history row does not decode".into() });
+            };
+            if !f(position, hash) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every row under `prefix`, as (the rest of its key, its value).
+    fn scan(&self, prefix: &[u8], mut f: impl FnMut(&[u8], &[u8]) -> Result<(), StoreError>) -> Result<(), StoreError> {
+        let cf = self.store.storage.cf(PAST)?;
+        for item in self.store.storage.db().iterator_cf(cf, IteratorMode::From(prefix, Direction::Forward)) {
+            let (k, v) = item.map_err(StorageError::from)?;
+            let Some(rest) = k.strip_prefix(prefix) else { break };
+            f(rest, &v)?;
+        }
+        Ok(())
+    }
+
+    /// The transfers the engine held at the last write: (hash, position, arrival).
+    pub fn held(&self) -> Result<Vec<(Hash, u64, i64)>, StoreError> {
+        let mut hashes = Vec::new();
+        self.scan(&key(HELD, &self.coop, &[&[]]), |rest, _| {
+            hashes.push(<Hash>::try_from(rest).map_err(|_| corrupt("a held-transfer row"))?);
+            Ok(())
+        })?;
+        let mut out = Vec::with_capacity(hashes.len());
+        for hash in hashes {
+            let (position, received_at_ms) =
+                self.stored(&hash)?.ok_or_else(|| corrupt("a held transfer's stored row"))?;
+            out.push((hash, position, received_at_ms));
+        }
+        Ok(out)
+    }
+
+    /// An account's chain link at `seq` (its head, at a load); none for no chain.
+    pub fn head(&self, currency: &str, member: &str, seq: u64) -> Result<Option<Link>, StoreError> {
+        if seq == 0 {
+            return Ok(None);
+        }
+        let k = key(LINK, &self.coop, &[currency.as_bytes(), member.as_bytes(), &seq.to_be_bytes()]);
+        match self.get(&k)? {
+            Some(v) => Ok(Some(decode_link(&v).ok_or_else(|| corrupt("a link row"))?)),
+            None => Err(corrupt("an account's head link (missing)")),
+        }
+    }
+
+    /// Per currency: (transfers applied, volume).
+    pub fn totals(&self) -> Result<Vec<(String, u64, u64)>, StoreError> {
+        let mut out = Vec::new();
+        self.scan(&key(TOTALS, &self.coop, &[&[]]), |rest, v| {
+            let (Some(transfers), Some(volume)) = (be_u64(v), v.get(8..).and_then(be_u64)) else {
+                return Err(corrupt("a totals row"));
+            };
+            out.push((String::from_utf8_lossy(rest).into_owned(), transfers, volume));
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Journal positions of the cooperative's admin entries and votes, in order.
+    pub fn entries(&self) -> Result<Vec<u64>, StoreError> {
+        let mut out = Vec::new();
+        self.scan(&key(ENTRY, &self.coop, &[&[]]), |rest, _| {
+            out.push(be_u64(rest).ok_or_else(|| corrupt("an entry row"))?);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Forks found: ((currency, payer, seq), detected_at_ms).
+    pub fn forks(&self) -> Result<Vec<((String, String, u64), i64)>, StoreError> {
+        let mut out = Vec::new();
+        self.scan(&key(FORK, &self.coop, &[&[]]), |rest, v| {
+            let mut parts = rest.splitn(3, |b| *b == 0);
+            let (Some(currency), Some(payer), Some(seq), Some(at)) =
+                (parts.next(), parts.next(), parts.next().and_then(be_u64), be_i64(v))
+            else {
+                return Err(corrupt("a fork row"));
+            };
+            let name = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+            out.push(((name(currency), name(payer), seq), at));
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Every retired transfer's hash (a validator's votes owed, at start-up).
+    pub fn applied_hashes(&self) -> Result<Vec<Hash>, StoreError> {
+        let mut out = Vec::new();
+        self.scan(&key(APPLIED, &self.coop, &[&[]]), |rest, _| {
+            out.push(<Hash>::try_from(rest).map_err(|_| corrupt("an applied row"))?);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// The transfer at a journal position.
+    fn journalled(&self, position: u64) -> Option<Transfer> {
+        let record = self.store.live().journal_at(position).unwrap_or_else(|e| {
+            self.store.read_failed(&e);
+            None
+        })?;
+        match record.entry?.body? {
+            Body::Transfer(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// Every transfer stored for this cooperative, with its hash, in journal order.
+    fn each(&self, f: &mut dyn FnMut(Hash, Arc<Transfer>)) -> Result<(), StoreError> {
+        let (from, to) = range(STORED, &self.coop);
+        let cf = self.store.storage.cf(PAST)?;
+        let mut at: Vec<(u64, Hash)> = Vec::new();
+        for item in self.store.storage.db().iterator_cf(cf, IteratorMode::From(&from, Direction::Forward)) {
+            let (k, v) = item.map_err(StorageError::from)?;
+            if k.as_ref() >= to.as_slice() {
+                break;
+            }
+            let hash: Option<Hash> = k.get(from.len()..).and_then(|h| h.try_into().ok());
+            let (Some(hash), Some(position)) = (hash, be_u64(&v)) else {
+                return Err(StoreError::Corrupt {
+                    position: 0,
+                    reason: "a stored-transfer row does not decode".into(),
+                });
+            };
+            at.push((position, hash));
+        }
+        at.sort_unstable();
+        for (position, hash) in at {
+            let t = self.journalled(position).ok_or_else(|| StoreError::Corrupt {
+                position,
+                reason: "a stored transfer is not in the journal".into(),
+            })?;
+            f(hash, Arc::new(t));
+        }
+        Ok(())
+    }
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt { position: 0, reason: format!("{what} of the ledger's past does not decode") }
+}
+
+/// Cooperatives with rows in the past: those with admin entries or held transfers.
+pub fn coops(store: &Store) -> Result<Vec<String>, StoreError> {
+    let cf = store.storage.cf(PAST)?;
+    let mut out: Vec<String> = Vec::new();
+    for kind in [ENTRY, HELD] {
+        let mut from = vec![kind];
+        loop {
+            let Some(item) = store.storage.db().iterator_cf(cf, IteratorMode::From(&from, Direction::Forward)).next()
+            else {
+                break;
+            };
+            let (k, _) = item.map_err(StorageError::from)?;
+            if k.first() != Some(&kind) {
+                break;
+            }
+            let name = k[1..].split(|b| *b == 0).next().unwrap_or_default();
+            out.push(String::from_utf8_lossy(name).into_owned());
+            // Past this cooperative's rows: its name, then the byte after NUL.
+            from = [&[kind][..], name, &[1]].concat();
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+impl Past for CoopPast {
+    fn applied(&self, hash: &Hash) -> Option<Arc<Transfer>> {
+        self.get_or_fail(&key(APPLIED, &self.coop, &[hash]))?;
+        let (position, _) = self.stored(hash).unwrap_or_else(|e| {
+            self.store.read_failed(&e);
+            None
+        })?;
+        self.journalled(position).map(Arc::new)
+    }
+
+    fn claim(&self, dep: &Hash) -> Option<(Hash, u64)> {
+        let v = self.get_or_fail(&key(CLAIM, &self.coop, &[dep]))?;
+        Some((v.get(..32)?.try_into().ok()?, be_u64(v.get(32..)?)?))
+    }
+
+    fn link(&self, currency: &str, payer: &str, seq: u64) -> Option<Link> {
+        decode_link(&self.get_or_fail(&key(
+            LINK,
+            &self.coop,
+            &[currency.as_bytes(), payer.as_bytes(), &seq.to_be_bytes()],
+        ))?)
+    }
+
+    fn unclaimed(&self, currency: &str, member: &str) -> Vec<(i64, Hash)> {
+        let mut out = Vec::new();
+        let prefix = key(UNCLAIMED, &self.coop, &[currency.as_bytes(), member.as_bytes(), &[]]);
+        let read = self.scan(&prefix, |rest, _| {
+            let (Some(at), Some(hash)) = (time_of_key(rest), rest.get(9..).and_then(|h| <Hash>::try_from(h).ok()))
+            else {
+                return Err(corrupt("an unclaimed row"));
+            };
+            out.push((at, hash));
+            Ok(())
+        });
+        if let Err(e) = read {
+            self.store.read_failed(&e);
+        }
+        out
+    }
+
+    fn each_stored(&self, f: &mut dyn FnMut(Hash, Arc<Transfer>)) {
+        if let Err(e) = self.each(f) {
+            self.store.read_failed(&e);
+        }
+    }
+}
