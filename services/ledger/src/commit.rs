@@ -8,16 +8,15 @@
 //! not durable, and the journal order is the order of application.
 
 use crate::error::LedgerError;
-use crate::replay::replay;
+use crate::replay::{check_stored_balances, compare, replay};
 use crate::state::{Checked, GroupWrite, Outcome, Source, State};
 use crate::store::{Store, StoreError};
 use icn_config::CreditConfig;
-use icn_proto::ledger::v1::{BalanceDrift, RecomputeBalancesResponse, TransferRecord};
+use icn_proto::ledger::v1::{RecomputeBalancesResponse, TransferRecord};
 use icn_proto::ledger::wire::v1::{ForkReport, LedgerEntry};
 use icn_runtime::{now_ms, Context};
 use icn_storage::group::{GroupLimits, GroupQueue};
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts};
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use tokio::sync::{oneshot, Notify, RwLock, RwLockReadGuard};
 
@@ -141,7 +140,7 @@ impl LedgerNode {
                     return State::load(&store, now_ms());
                 }
                 let (mut state, records) = replay(&store.live(), u64::MAX, None)?;
-                check_stored_balances(&store, &state, &metrics)?;
+                metrics.drifts.inc_by(check_stored_balances(&store, &state)?);
                 if !in_store {
                     // Not kept up from here on: a later start with the history in the
                     // store writes it anew.
@@ -342,62 +341,6 @@ impl LedgerNode {
             self.config.recompute_attempts
         )))
     }
-}
-
-/// One comparison, from one snapshot: (journal version, stored rows, drifts).
-fn compare(
-    store: &Store,
-    coop_id: &str,
-    currency: Option<&str>,
-) -> Result<(u64, Vec<icn_proto::ledger::v1::Account>, Vec<BalanceDrift>), LedgerError> {
-    let view = store.snapshot();
-    let version = view.version()?;
-    let stored = view.accounts(coop_id, currency)?;
-    let (replayed, _) = replay(&view, version, Some(coop_id))?;
-    let mut expected: HashMap<(String, String), i128> = replayed
-        .coops
-        .get(coop_id)
-        .map(|c| c.engine.replay().into_iter().filter(|((cur, _), _)| currency.is_none_or(|c| c == cur)).collect())
-        .unwrap_or_default();
-    let mut drifts = Vec::new();
-    for row in &stored {
-        let replayed = expected.remove(&(row.currency.clone(), row.member.clone())).unwrap_or(0);
-        if replayed != row.balance as i128 {
-            drifts.push(BalanceDrift {
-                currency: row.currency.clone(),
-                member: row.member.clone(),
-                stored: row.balance,
-                replayed: crate::state::clamp(replayed),
-            });
-        }
-    }
-    // Accounts the replay moves but the store has no row for.
-    for ((currency, member), replayed) in expected {
-        if replayed != 0 {
-            drifts.push(BalanceDrift { currency, member, stored: 0, replayed: crate::state::clamp(replayed) });
-        }
-    }
-    drifts.sort_by(|a, b| (&a.currency, &a.member).cmp(&(&b.currency, &b.member)));
-    Ok((version, stored, drifts))
-}
-
-/// At start-up: every stored balance should equal the replay; a difference is logged
-/// and counted (RecomputeBalances with `repair` fixes it).
-fn check_stored_balances(store: &Store, state: &State, metrics: &LedgerMetrics) -> Result<(), LedgerError> {
-    for (coop_id, coop) in &state.coops {
-        for row in store.accounts(coop_id, None)? {
-            let replayed = coop.engine.balance(&row.currency, &row.member);
-            if replayed != row.balance as i128 {
-                metrics.drifts.inc();
-                tracing::warn!(
-                    coop = %coop_id, currency = %row.currency, member = %row.member,
-                    stored = row.balance, replayed = %replayed,
-                    "stored balance differs from the journal; run RecomputeBalances with repair"
-                );
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Applies and writes one group, on the committer thread.

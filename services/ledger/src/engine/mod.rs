@@ -45,9 +45,9 @@
 //! - `past`: what applied leaves memory once written ([`Ledger::retire`]) and is read
 //!   back through the node's [`Past`] when the rule needs it.
 //!
-//! The engine never touches storage, the network or the clock: the same transfers and
-//! rules give the same result on every node. (Its past is a read-only lookup the node
-//! hands it; what goes there, the node writes.)
+//! The engine never touches storage, the network or the clock (its past is a read-only
+//! lookup the node hands it): the same transfers and rules give the same result on
+//! every node.
 
 mod accounts;
 mod finality;
@@ -348,12 +348,6 @@ impl Ledger {
                 self.slots.remove(&place);
             }
         }
-    }
-
-    /// What peers made this cooperative hold that applies nothing (yet): unapplied
-    /// transfers and votes for unknown transfers, which `credit.max_unapplied` bounds.
-    pub fn held(&self) -> usize {
-        self.unapplied_total + self.orphan_votes
     }
 
     /// What still blocks `t`, or `Ok(Ok(()))` when it applies now, or the final refusal.

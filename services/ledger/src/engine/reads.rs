@@ -9,6 +9,12 @@ use icn_proto::ledger::v1::Transfer;
 use std::collections::BTreeMap;
 
 impl Ledger {
+    /// What peers made this cooperative hold that applies nothing (yet): unapplied
+    /// transfers and votes for unknown transfers, which `credit.max_unapplied` bounds.
+    pub fn held(&self) -> usize {
+        self.unapplied_total + self.orphan_votes
+    }
+
     /// Known transfers of `payer` that are not applied.
     pub fn unapplied_of(&self, payer: &str) -> usize {
         self.unapplied.get(payer).copied().unwrap_or(0)

@@ -15,9 +15,10 @@
 //! a group is there (with its accounts and cursors) or none of it, and nothing
 //! acknowledged is lost.
 
+pub mod group;
 pub mod past;
 
-use crate::state::GroupWrite;
+use group::GroupWrite;
 use icn_proto::ledger::v1::Account;
 use icn_proto::ledger::wire::v1::JournalRecord;
 use icn_storage::{Direction, IteratorMode, ReadOptions, Snapshot, Storage, StorageError, WriteBatch};

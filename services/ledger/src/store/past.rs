@@ -25,9 +25,9 @@
 //! writes them anew, in one batch. Numbers are big-endian (times with the sign bit
 //! flipped), so keys sort by position, sequence and time.
 
+use super::group::GroupWrite;
 use super::{Store, StoreError};
 use crate::engine::{Link, Past, Retired};
-use crate::state::GroupWrite;
 use icn_ledger_records::Hash;
 use icn_proto::ledger::v1::Transfer;
 use icn_proto::ledger::wire::v1::ledger_entry::Body;
