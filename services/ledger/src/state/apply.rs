@@ -91,7 +91,8 @@ impl State {
                 // A stored transfer is one the engine keeps.
                 if let (true, Ok(hash)) = (transfer, &hash) {
                     if let Some(t) = coop.engine.transfer(hash) {
-                        coop.index(&coop_id, &t, *hash, self.version, received_at_ms, write);
+                        let looked_up = source == Source::Local;
+                        coop.index(&coop_id, &t, *hash, (self.version, received_at_ms), looked_up, write);
                     }
                     if !replaying {
                         write.transfer_events.push((coop_id.clone(), *hash));

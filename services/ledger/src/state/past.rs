@@ -136,6 +136,11 @@ impl CoopState {
         if retired.is_empty() {
             return;
         }
+        // After a recompute, most of what retires again was retired before.
+        let before: foldhash::HashMap<Hash, i64> = match retired.wipe {
+            true => self.past_read(|p| p.applied_times().map(Some)).unwrap_or_default().into_iter().collect(),
+            false => Default::default(),
+        };
         let applied_at = retired
             .applied
             .iter()
@@ -150,7 +155,7 @@ impl CoopState {
                     Some(m) => m.applied_at_ms,
                     // Taken back from the past by a recompute: as its row says (read
                     // before this batch writes it anew).
-                    None => self.past_read(|p| p.applied_at(hash)).unwrap_or_default(),
+                    None => before.get(hash).copied().unwrap_or_default(),
                 }
             })
             .collect();
@@ -178,21 +183,27 @@ impl CoopState {
 
     /// Records a transfer stored in this group in the read indexes: in memory, and in
     /// the batch when there is a past.
+    /// `looked_up`: the caller found the idempotency id unused already (this node's API).
     pub(super) fn index(
         &mut self,
         coop_id: &str,
         t: &std::sync::Arc<Transfer>,
         hash: Hash,
-        position: u64,
-        received_at_ms: i64,
+        (position, received_at_ms): (u64, i64),
+        looked_up: bool,
         write: &mut GroupWrite,
     ) {
         if let Some(m) = self.meta.get_mut(&hash) {
             m.position = position;
             m.received_at_ms = received_at_ms;
         }
-        let first_use =
-            !t.idempotency_id.is_empty() && self.by_idempotency(&t.currency, &t.payer, &t.idempotency_id).is_none();
+        let idem = || (t.currency.clone(), t.payer.clone(), t.idempotency_id.clone());
+        let first_use = !t.idempotency_id.is_empty()
+            && match looked_up {
+                // Unless a transfer of this group used it since (held in memory).
+                true => !self.idempotency.contains_key(&idem()),
+                false => self.by_idempotency(&t.currency, &t.payer, &t.idempotency_id).is_none(),
+            };
         if first_use {
             self.idempotency.insert((t.currency.clone(), t.payer.clone(), t.idempotency_id.clone()), hash);
         }

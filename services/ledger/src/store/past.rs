@@ -1,29 +1,31 @@
 //! The ledger's past beside its journal: what a node reads back instead of holding
 //! every transfer in memory (`engine::past`, `state`'s read indexes). One column family,
-//! `past`, keyed by kind, then the cooperative (ids never hold a NUL):
+//! `past`, keyed by kind, then the cooperative's digest (`coop`: 8 bytes of SHA-256 of
+//! its id), then (`acct`) 16 bytes of SHA-256 of `currency \0 member` where a key names
+//! an account. Digests, not names: these rows are written for every transfer, and the
+//! ids and DIDs they replace were two thirds of their bytes (each batch is synced).
 //!
-//! - `T coop \0 hash` → position (u64) + received_at_ms (i64): every stored transfer,
+//! - `T coop hash` → position (u64) + received_at_ms (i64): every stored transfer,
 //!   written in the batch of its journal entry and never changed;
-//! - `H coop \0 currency \0 member \0 position` → hash: an account's transfers in and
-//!   out in journal order (`GetHistory`), written with them;
-//! - `I coop \0 currency \0 payer \0 id` → hash: the first transfer to use an
-//!   idempotency id;
-//! - `A coop \0 hash` → applied_at_ms (i64): a retired transfer, applied;
-//! - `C coop \0 dep` → hash + seq (u64): the retired transfer that claimed `dep`;
-//! - `L coop \0 currency \0 payer \0 seq` → hash + balance (i128) + created_at_ms
-//!   (i64): a chain link, the payer's head included;
-//! - `U coop \0 currency \0 member \0 created_at_ms \0 hash` → nothing: applied
-//!   income no transfer of the member claimed yet (`GetBalance`), in time order;
-//! - `S coop \0 currency` → transfers (u64) + volume (u64): what applied, in all;
-//! - `W coop \0 hash` → position: a transfer the engine holds (not applied);
-//! - `E coop \0 position` → nothing: where an admin entry or a vote is in the journal;
-//! - `F coop \0 currency \0 payer \0 seq` → detected_at_ms: a fork found.
+//! - `H coop acct position` → hash: an account's transfers in and out in journal order
+//!   (`GetHistory`), written with them;
+//! - `I coop acct id` → hash: the first transfer of the payer to use an idempotency id;
+//! - `A coop hash` → applied_at_ms (i64): a retired transfer, applied;
+//! - `C coop dep` → hash + seq (u64): the retired transfer that claimed `dep`;
+//! - `L coop acct seq` → hash + balance (i128) + created_at_ms (i64): a chain link,
+//!   the payer's head included;
+//! - `U coop acct created_at_ms hash` → nothing: applied income no transfer of the
+//!   member claimed yet (`GetBalance`), in time order;
+//! - `S coop currency` → transfers (u64) + volume (u64): what applied, in all;
+//! - `W coop hash` → the cooperative's id: a transfer the engine holds (not applied);
+//! - `E coop position` → the cooperative's id: where an admin entry or a vote is;
+//! - `F coop currency \0 payer \0 seq` → detected_at_ms: a fork found.
 //!
 //! With the `accounts` rows, they are what a start-up loads instead of replaying the
 //! journal (`state::load`). `A`, `C`, `L`, `U`, `S` and `W` say what applied, which a
-//! recompute may undo: its retirement drops a cooperative's rows of those kinds and
-//! writes them anew, in one batch. Numbers are big-endian (times with the sign bit
-//! flipped), so keys sort by position, sequence and time.
+//! recompute may undo: its retirement compares what they must now be with what the store
+//! holds and writes the difference, in one batch. Numbers are big-endian (times with the
+//! sign bit flipped), so keys sort by position, sequence and time.
 
 use super::group::GroupWrite;
 use super::{Store, StoreError};
@@ -61,25 +63,75 @@ fn time_of_key(k: &[u8]) -> Option<i64> {
     Some((be_u64(k)? ^ (1 << 63)) as i64)
 }
 
-/// A key: kind, cooperative, then the parts, NUL between each.
+/// A key: kind, the cooperative's digest, then the parts as they are.
 fn key(kind: u8, coop: &str, parts: &[&[u8]]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(1 + coop.len() + parts.iter().map(|p| p.len() + 1).sum::<usize>());
+    let mut k = Vec::with_capacity(9 + parts.iter().map(|p| p.len()).sum::<usize>());
     k.push(kind);
-    k.extend_from_slice(coop.as_bytes());
+    k.extend_from_slice(&coop_digest(coop));
     for p in parts {
-        k.push(0);
         k.extend_from_slice(p);
     }
     k
 }
 
-/// The range of keys of one kind of one cooperative (after its NUL, before `\x01`).
+// Digests are remembered per thread (the committer's): a group builds a dozen keys per
+// transfer, and hashing the same cooperative and accounts again for each was a tenth of
+// its write. At most `DIGESTS_KEPT` accounts are remembered, then forgotten together.
+thread_local! {
+    static COOP_DIGEST: std::cell::RefCell<(String, [u8; 8])> = Default::default();
+    static ACCOUNT_DIGESTS: std::cell::RefCell<(usize, foldhash::HashMap<String, foldhash::HashMap<String, [u8; 16]>>)> =
+        Default::default();
+}
+const DIGESTS_KEPT: usize = 65_536;
+
+fn coop_digest(coop: &str) -> [u8; 8] {
+    COOP_DIGEST.with_borrow_mut(|(name, d)| {
+        if name != coop || name.is_empty() {
+            *d = digest(coop.as_bytes())[..8].try_into().expect("8 of 32 bytes");
+            *name = coop.to_string();
+        }
+        *d
+    })
+}
+
+fn digest(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).into()
+}
+
+/// An account's 16 bytes in keys.
+fn acct(currency: &str, member: &str) -> [u8; 16] {
+    ACCOUNT_DIGESTS.with_borrow_mut(|(count, kept)| {
+        if let Some(d) = kept.get(currency).and_then(|m| m.get(member)) {
+            return *d;
+        }
+        if *count >= DIGESTS_KEPT {
+            kept.clear();
+            *count = 0;
+        }
+        let d: [u8; 16] =
+            digest(&[currency.as_bytes(), b"\0", member.as_bytes()].concat())[..16].try_into().expect("16 of 32 bytes");
+        kept.entry(currency.to_string()).or_default().insert(member.to_string(), d);
+        *count += 1;
+        d
+    })
+}
+
+/// The range of keys of one kind of one cooperative.
 fn range(kind: u8, coop: &str) -> (Vec<u8>, Vec<u8>) {
-    let mut from = key(kind, coop, &[]);
-    let mut to = from.clone();
-    from.push(0);
-    to.push(1);
-    (from, to)
+    let from = key(kind, coop, &[]);
+    (from.clone(), successor(from))
+}
+
+/// The first key after every key that starts with `prefix`.
+fn successor(mut prefix: Vec<u8>) -> Vec<u8> {
+    while let Some(last) = prefix.pop() {
+        if last < u8::MAX {
+            prefix.push(last + 1);
+            return prefix;
+        }
+    }
+    vec![u8::MAX; 64]
 }
 
 fn encode_link(link: &Link) -> Vec<u8> {
@@ -102,9 +154,39 @@ fn be_i64(v: &[u8]) -> Option<i64> {
     Some(i64::from_be_bytes(v.get(..8)?.try_into().ok()?))
 }
 
+/// A group's rows of the past, put into its batch in key order: the memtable inserts
+/// a run of ascending keys from where the last one went, where random hashes made it
+/// search its skiplist from the top for each (the committer's largest cost, by `perf`).
+#[derive(Default)]
+struct Rows {
+    /// (key, value or a deletion), in the order given; sorted stably by key at the end.
+    ops: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl Rows {
+    fn put(&mut self, key: Vec<u8>, value: impl Into<Vec<u8>>) {
+        self.ops.push((key, Some(value.into())));
+    }
+
+    fn delete(&mut self, key: Vec<u8>) {
+        self.ops.push((key, None));
+    }
+
+    fn into_batch(mut self, cf: &icn_storage::ColumnFamily, batch: &mut WriteBatch) {
+        self.ops.sort_by(|a, b| a.0.cmp(&b.0));
+        for (key, value) in self.ops {
+            match value {
+                Some(v) => batch.put_cf(cf, key, v),
+                None => batch.delete_cf(cf, key),
+            }
+        }
+    }
+}
+
 /// Adds what a group writes to the past to its batch.
 pub(super) fn write_group(store: &Store, batch: &mut WriteBatch, group: &GroupWrite) -> Result<(), StoreError> {
     let cf = store.storage.cf(PAST)?;
+    let mut rows = Rows::default();
     // Most transfers are stored and applied in one group: held by the engine between
     // two writes only, so no held row is written nor deleted for them.
     let retired_now: HashSet<(&str, &Hash)> =
@@ -112,85 +194,100 @@ pub(super) fn write_group(store: &Store, batch: &mut WriteBatch, group: &GroupWr
     let stored_now: HashSet<(&str, &Hash)> = group.stored.iter().map(|s| (s.coop.as_str(), &s.hash)).collect();
     for s in &group.stored {
         let value = [s.position.to_be_bytes(), s.received_at_ms.to_be_bytes()].concat();
-        batch.put_cf(cf, key(STORED, &s.coop, &[&s.hash]), value);
+        rows.put(key(STORED, &s.coop, &[&s.hash]), value);
         if !retired_now.contains(&(s.coop.as_str(), &s.hash)) {
-            batch.put_cf(cf, key(HELD, &s.coop, &[&s.hash]), []);
+            rows.put(key(HELD, &s.coop, &[&s.hash]), s.coop.as_bytes());
         }
         for member in [&s.transfer.payer, &s.transfer.payee] {
-            let k =
-                key(HISTORY, &s.coop, &[s.transfer.currency.as_bytes(), member.as_bytes(), &s.position.to_be_bytes()]);
-            batch.put_cf(cf, k, s.hash);
+            let k = key(HISTORY, &s.coop, &[&acct(&s.transfer.currency, member), &s.position.to_be_bytes()]);
+            rows.put(k, s.hash);
         }
     }
     for (coop, currency, payer, id, hash) in &group.idempotency {
-        batch.put_cf(cf, key(IDEMPOTENCY, coop, &[currency.as_bytes(), payer.as_bytes(), id.as_bytes()]), hash);
+        rows.put(key(IDEMPOTENCY, coop, &[&acct(currency, payer), id.as_bytes()]), hash);
     }
     for (coop, position) in &group.entries_at {
-        batch.put_cf(cf, key(ENTRY, coop, &[&position.to_be_bytes()]), []);
+        rows.put(key(ENTRY, coop, &[&position.to_be_bytes()]), coop.as_bytes());
     }
     for (coop, (currency, payer, seq), at) in &group.forks_at {
-        batch.put_cf(
-            cf,
-            key(FORK, coop, &[currency.as_bytes(), payer.as_bytes(), &seq.to_be_bytes()]),
-            at.to_be_bytes(),
-        );
+        let k = key(FORK, coop, &[currency.as_bytes(), b"\0", payer.as_bytes(), b"\0", &seq.to_be_bytes()]);
+        rows.put(k, at.to_be_bytes());
     }
     for (coop, retired, applied_at) in &group.retired {
-        write_retired(cf, batch, coop, retired, applied_at, &stored_now);
+        if retired.wipe {
+            // A recompute's: only what changed is written (most of it did not).
+            let mut all = Rows::default();
+            retired_rows(&mut all, coop, retired, applied_at, &stored_now);
+            rows.ops.extend(changed(store, coop, all.ops)?);
+        } else {
+            retired_rows(&mut rows, coop, retired, applied_at, &stored_now);
+        }
     }
+    rows.into_batch(cf, batch);
     Ok(())
 }
 
-fn unclaimed_key(coop: &str, (currency, member, at, hash): &(String, String, i64, Hash)) -> Vec<u8> {
-    key(UNCLAIMED, coop, &[currency.as_bytes(), member.as_bytes(), &time_key(*at), hash])
-}
-
-fn write_retired(
-    cf: &icn_storage::ColumnFamily,
-    batch: &mut WriteBatch,
+/// What the rows of the kinds a recompute rewrites must become, as puts and deletions
+/// against what the store holds: a row that is there with the same value is not written
+/// again, a row there that is not wanted is deleted.
+fn changed(
+    store: &Store,
     coop: &str,
-    r: &Retired,
-    applied_at: &[i64],
-    stored_now: &HashSet<(&str, &Hash)>,
-) {
-    if r.wipe {
-        for kind in UNDONE_BY_RECOMPUTE {
-            let (from, to) = range(kind, coop);
-            batch.delete_range_cf(cf, from, to);
+    wanted: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+) -> Result<Vec<(Vec<u8>, Option<Vec<u8>>)>, StoreError> {
+    let mut wanted: std::collections::BTreeMap<Vec<u8>, Vec<u8>> =
+        wanted.into_iter().filter_map(|(k, v)| Some((k, v?))).collect();
+    let mut out = Vec::new();
+    let cf = store.storage.cf(PAST)?;
+    for kind in UNDONE_BY_RECOMPUTE {
+        let (from, to) = range(kind, coop);
+        for item in store.storage.db().iterator_cf(cf, IteratorMode::From(&from, Direction::Forward)) {
+            let (k, v) = item.map_err(StorageError::from)?;
+            if k.as_ref() >= to.as_slice() {
+                break;
+            }
+            match wanted.remove(k.as_ref()) {
+                Some(w) if w.as_slice() == v.as_ref() => {}
+                Some(w) => out.push((k.to_vec(), Some(w))),
+                None => out.push((k.to_vec(), None)),
+            }
         }
     }
+    out.extend(wanted.into_iter().map(|(k, v)| (k, Some(v))));
+    Ok(out)
+}
+
+fn unclaimed_key(coop: &str, (currency, member, at, hash): &(String, String, i64, Hash)) -> Vec<u8> {
+    key(UNCLAIMED, coop, &[&acct(currency, member), &time_key(*at), hash])
+}
+
+/// The rows a retirement writes; after a recompute (`wipe`), every row of the kinds it
+/// may change, which [`changed`] compares with the store's.
+fn retired_rows(rows: &mut Rows, coop: &str, r: &Retired, applied_at: &[i64], stored_now: &HashSet<(&str, &Hash)>) {
     for ((hash, _), at) in r.applied.iter().zip(applied_at) {
-        batch.put_cf(cf, key(APPLIED, coop, &[hash]), at.to_be_bytes());
+        rows.put(key(APPLIED, coop, &[hash]), at.to_be_bytes());
         // Held rows of earlier groups; after a wipe there are none.
         if !r.wipe && !stored_now.contains(&(coop, hash)) {
-            batch.delete_cf(cf, key(HELD, coop, &[hash]));
+            rows.delete(key(HELD, coop, &[hash]));
         }
     }
     for hash in &r.held {
-        batch.put_cf(cf, key(HELD, coop, &[hash]), []);
+        rows.put(key(HELD, coop, &[hash]), coop.as_bytes());
     }
     for row in &r.unclaimed {
-        batch.put_cf(cf, unclaimed_key(coop, row), []);
+        rows.put(unclaimed_key(coop, row), []);
     }
     for row in &r.claimed {
-        batch.delete_cf(cf, unclaimed_key(coop, row));
+        rows.delete(unclaimed_key(coop, row));
     }
     for (currency, transfers, volume) in &r.totals {
-        batch.put_cf(
-            cf,
-            key(TOTALS, coop, &[currency.as_bytes()]),
-            [transfers.to_be_bytes(), volume.to_be_bytes()].concat(),
-        );
+        rows.put(key(TOTALS, coop, &[currency.as_bytes()]), [transfers.to_be_bytes(), volume.to_be_bytes()].concat());
     }
     for (dep, by, seq) in &r.claims {
-        batch.put_cf(cf, key(CLAIM, coop, &[dep]), [&by[..], &seq.to_be_bytes()].concat());
+        rows.put(key(CLAIM, coop, &[dep]), [&by[..], &seq.to_be_bytes()].concat());
     }
     for (currency, payer, seq, link) in &r.links {
-        batch.put_cf(
-            cf,
-            key(LINK, coop, &[currency.as_bytes(), payer.as_bytes(), &seq.to_be_bytes()]),
-            encode_link(link),
-        );
+        rows.put(key(LINK, coop, &[&acct(currency, payer), &seq.to_be_bytes()]), encode_link(link));
     }
 }
 
@@ -239,7 +336,7 @@ impl CoopPast {
     }
 
     pub fn idempotency(&self, currency: &str, payer: &str, id: &str) -> Result<Option<Hash>, StoreError> {
-        let k = key(IDEMPOTENCY, &self.coop, &[currency.as_bytes(), payer.as_bytes(), id.as_bytes()]);
+        let k = key(IDEMPOTENCY, &self.coop, &[&acct(currency, payer), id.as_bytes()]);
         Ok(self.get(&k)?.and_then(|v| v.as_slice().try_into().ok()))
     }
 
@@ -252,7 +349,7 @@ impl CoopPast {
         before: u64,
         mut f: impl FnMut(u64, Hash) -> bool,
     ) -> Result<(), StoreError> {
-        let prefix = key(HISTORY, &self.coop, &[currency.as_bytes(), member.as_bytes(), &[]]);
+        let prefix = key(HISTORY, &self.coop, &[&acct(currency, member)]);
         let start = [&prefix[..], &(if before == 0 { u64::MAX } else { before - 1 }).to_be_bytes()].concat();
         let cf = self.store.storage.cf(PAST)?;
         let db = self.store.storage.db();
@@ -285,7 +382,7 @@ impl CoopPast {
     /// The transfers the engine held at the last write: (hash, position, arrival).
     pub fn held(&self) -> Result<Vec<(Hash, u64, i64)>, StoreError> {
         let mut hashes = Vec::new();
-        self.scan(&key(HELD, &self.coop, &[&[]]), |rest, _| {
+        self.scan(&key(HELD, &self.coop, &[]), |rest, _| {
             hashes.push(<Hash>::try_from(rest).map_err(|_| corrupt("a held-transfer row"))?);
             Ok(())
         })?;
@@ -303,7 +400,7 @@ impl CoopPast {
         if seq == 0 {
             return Ok(None);
         }
-        let k = key(LINK, &self.coop, &[currency.as_bytes(), member.as_bytes(), &seq.to_be_bytes()]);
+        let k = key(LINK, &self.coop, &[&acct(currency, member), &seq.to_be_bytes()]);
         match self.get(&k)? {
             Some(v) => Ok(Some(decode_link(&v).ok_or_else(|| corrupt("a link row"))?)),
             None => Err(corrupt("an account's head link (missing)")),
@@ -313,7 +410,7 @@ impl CoopPast {
     /// Per currency: (transfers applied, volume).
     pub fn totals(&self) -> Result<Vec<(String, u64, u64)>, StoreError> {
         let mut out = Vec::new();
-        self.scan(&key(TOTALS, &self.coop, &[&[]]), |rest, v| {
+        self.scan(&key(TOTALS, &self.coop, &[]), |rest, v| {
             let (Some(transfers), Some(volume)) = (be_u64(v), v.get(8..).and_then(be_u64)) else {
                 return Err(corrupt("a totals row"));
             };
@@ -326,7 +423,7 @@ impl CoopPast {
     /// Journal positions of the cooperative's admin entries and votes, in order.
     pub fn entries(&self) -> Result<Vec<u64>, StoreError> {
         let mut out = Vec::new();
-        self.scan(&key(ENTRY, &self.coop, &[&[]]), |rest, _| {
+        self.scan(&key(ENTRY, &self.coop, &[]), |rest, _| {
             out.push(be_u64(rest).ok_or_else(|| corrupt("an entry row"))?);
             Ok(())
         })?;
@@ -336,7 +433,7 @@ impl CoopPast {
     /// Forks found: ((currency, payer, seq), detected_at_ms).
     pub fn forks(&self) -> Result<Vec<((String, String, u64), i64)>, StoreError> {
         let mut out = Vec::new();
-        self.scan(&key(FORK, &self.coop, &[&[]]), |rest, v| {
+        self.scan(&key(FORK, &self.coop, &[]), |rest, v| {
             let mut parts = rest.splitn(3, |b| *b == 0);
             let (Some(currency), Some(payer), Some(seq), Some(at)) =
                 (parts.next(), parts.next(), parts.next().and_then(be_u64), be_i64(v))
@@ -352,9 +449,16 @@ impl CoopPast {
 
     /// Every retired transfer's hash (a validator's votes owed, at start-up).
     pub fn applied_hashes(&self) -> Result<Vec<Hash>, StoreError> {
+        Ok(self.applied_times()?.into_iter().map(|(h, _)| h).collect())
+    }
+
+    /// Every retired transfer with when it applied: read in one pass before a
+    /// recompute's retirement writes them anew (a lookup each was a quarter of it).
+    pub fn applied_times(&self) -> Result<Vec<(Hash, i64)>, StoreError> {
         let mut out = Vec::new();
-        self.scan(&key(APPLIED, &self.coop, &[&[]]), |rest, _| {
-            out.push(<Hash>::try_from(rest).map_err(|_| corrupt("an applied row"))?);
+        self.scan(&key(APPLIED, &self.coop, &[]), |rest, v| {
+            let hash = <Hash>::try_from(rest).map_err(|_| corrupt("an applied row"))?;
+            out.push((hash, be_i64(v).ok_or_else(|| corrupt("an applied row"))?));
             Ok(())
         })?;
         Ok(out)
@@ -418,14 +522,13 @@ pub fn coops(store: &Store) -> Result<Vec<String>, StoreError> {
             else {
                 break;
             };
-            let (k, _) = item.map_err(StorageError::from)?;
-            if k.first() != Some(&kind) {
+            let (k, v) = item.map_err(StorageError::from)?;
+            if k.first() != Some(&kind) || k.len() < 9 {
                 break;
             }
-            let name = k[1..].split(|b| *b == 0).next().unwrap_or_default();
-            out.push(String::from_utf8_lossy(name).into_owned());
-            // Past this cooperative's rows: its name, then the byte after NUL.
-            from = [&[kind][..], name, &[1]].concat();
+            // The rows of a kind hold the cooperative's id: the first of each says it.
+            out.push(String::from_utf8_lossy(&v).into_owned());
+            from = successor(k[..9].to_vec());
         }
     }
     out.sort();
@@ -449,18 +552,14 @@ impl Past for CoopPast {
     }
 
     fn link(&self, currency: &str, payer: &str, seq: u64) -> Option<Link> {
-        decode_link(&self.get_or_fail(&key(
-            LINK,
-            &self.coop,
-            &[currency.as_bytes(), payer.as_bytes(), &seq.to_be_bytes()],
-        ))?)
+        decode_link(&self.get_or_fail(&key(LINK, &self.coop, &[&acct(currency, payer), &seq.to_be_bytes()]))?)
     }
 
     fn unclaimed(&self, currency: &str, member: &str) -> Vec<(i64, Hash)> {
         let mut out = Vec::new();
-        let prefix = key(UNCLAIMED, &self.coop, &[currency.as_bytes(), member.as_bytes(), &[]]);
+        let prefix = key(UNCLAIMED, &self.coop, &[&acct(currency, member)]);
         let read = self.scan(&prefix, |rest, _| {
-            let (Some(at), Some(hash)) = (time_of_key(rest), rest.get(9..).and_then(|h| <Hash>::try_from(h).ok()))
+            let (Some(at), Some(hash)) = (time_of_key(rest), rest.get(8..).and_then(|h| <Hash>::try_from(h).ok()))
             else {
                 return Err(corrupt("an unclaimed row"));
             };
