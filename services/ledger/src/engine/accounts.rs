@@ -14,6 +14,9 @@ use icn_ledger_records::Hash;
 use icn_proto::ledger::v1::Transfer;
 use std::collections::BTreeSet;
 
+/// Unclaimed income: (payee's account, created_at_ms, hash).
+pub(super) type Income = (AccountId, i64, Hash);
+
 #[derive(Default)]
 pub(super) struct AccountIndex {
     /// Payee's account → applied incoming transfers that no applied transfer names as
@@ -27,7 +30,7 @@ pub(super) struct AccountIndex {
     totals: HashMap<String, Totals>,
     /// Unclaimed income in the past that was claimed since the last retirement:
     /// (payee's account, created_at_ms, hash). Kept only while the past counts.
-    gone: Vec<(AccountId, i64, Hash)>,
+    gone: Vec<Income>,
     gone_hashes: HashSet<Hash>,
 }
 
@@ -98,7 +101,7 @@ impl AccountIndex {
 
     /// At a retirement: the unclaimed income added since the last, and the stored rows
     /// claimed since, to write; this index keeps neither any longer.
-    pub(super) fn retire(&mut self) -> (Vec<(AccountId, i64, Hash)>, Vec<(AccountId, i64, Hash)>) {
+    pub(super) fn retire(&mut self) -> (Vec<Income>, Vec<Income>) {
         let added = std::mem::take(&mut self.unclaimed)
             .into_iter()
             .flat_map(|(id, set)| set.into_iter().map(move |(at, h)| (id, at, h)))
