@@ -299,16 +299,22 @@ impl Ledger for LedgerApi {
         request: Request<pb::GetBalanceRequest>,
     ) -> Result<Response<pb::GetBalanceResponse>, Status> {
         let r = request.into_inner();
-        let state = self.node.read().await;
-        let coop = currency_of(&state, &r.coop_id, &r.currency)?;
-        // A removed member's account stays readable: what it did before its removal
-        // stands, balance included.
-        if !coop.model.was_member(&r.member) {
-            return Err(
-                LedgerError::NotFound(format!("{} is not a member of cooperative `{}`", r.member, r.coop_id)).into()
-            );
-        }
-        let account = coop.account(&r.coop_id, &r.currency, &r.member, now_ms(), MAX_DEPS);
+        // Unclaimed income may be read from the store (`store::past`): off the async threads.
+        let account = self
+            .node
+            .read_blocking(move |state| {
+                let coop = currency_of(state, &r.coop_id, &r.currency)?;
+                // A removed member's account stays readable: what it did before its
+                // removal stands, balance included.
+                if !coop.model.was_member(&r.member) {
+                    return Err(LedgerError::NotFound(format!(
+                        "{} is not a member of cooperative `{}`",
+                        r.member, r.coop_id
+                    )));
+                }
+                Ok(coop.account(&r.coop_id, &r.currency, &r.member, now_ms(), MAX_DEPS))
+            })
+            .await??;
         Ok(Response::new(pb::GetBalanceResponse { account: Some(account) }))
     }
 
@@ -432,8 +438,8 @@ impl Ledger for LedgerApi {
             c => c.parse::<usize>().map_err(|_| LedgerError::InvalidArgument(format!("`{c}` is not a cursor")))?,
         };
         let limit = paging::limit(&r.page);
-        let state = self.node.read().await;
-        let all = state.coop(&r.coop_id)?.quarantine();
+        // A fork at an old place reads its chain link from the store: off the async threads.
+        let all = self.node.read_blocking(move |state| state.coop(&r.coop_id).map(|c| c.quarantine())).await??;
         let next_cursor = if all.len() > skip + limit { (skip + limit).to_string() } else { String::new() };
         let forks = all.into_iter().skip(skip).take(limit).collect();
         Ok(Response::new(pb::ListQuarantineResponse { forks, next_cursor }))

@@ -116,9 +116,9 @@ impl CoopState {
                 named.extend(t.deps.iter().cloned());
             }
         }
-        let unclaimed: Vec<Vec<u8>> = self
-            .engine
-            .unclaimed(currency, member)
+        // None asked (a page of accounts): not read at all, from memory or the store.
+        let unclaimed = if max_deps == 0 { Vec::new() } else { self.engine.unclaimed(currency, member) };
+        let unclaimed: Vec<Vec<u8>> = unclaimed
             .into_iter()
             .filter(|h| !named.contains(h.as_slice()))
             .take(max_deps)
