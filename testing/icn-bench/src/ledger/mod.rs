@@ -11,10 +11,13 @@
 //! load (unary at 64 connections, batches of 100 at 8), and ICN's rate as a multiple of
 //! it.
 
+mod ceiling;
+
 use crate::postgres::{self, PgLoad};
 use crate::{row, Row};
 use anyhow::{bail, Context as _};
-use icn_identity::{signed_bytes, NodeIdentity, Purpose};
+use ceiling::{cores, verification_ceiling, Ceiling, VERIFY_BATCH};
+use icn_identity::NodeIdentity;
 use icn_ledger_records::{next_transfer, Payment};
 use icn_proto::ledger::v1::ledger_client::LedgerClient;
 use icn_proto::ledger::v1::{Account, SubmitTransferRequest, SubmitTransfersRequest, Transfer, TransferStatus};
@@ -27,10 +30,6 @@ use tonic::transport::Channel;
 const MEMBERS: usize = 200;
 /// Each transfer moves 1 unit from a zero balance; this limit refuses none of them.
 const CREDIT_LIMIT: i64 = 1_000_000_000;
-/// Signature checks per measurement of the verification rate.
-const VERIFICATIONS: usize = 40_000;
-/// Signatures per batch verification, as in a `SubmitTransfers` of 100.
-const VERIFY_BATCH: usize = 100;
 
 /// How a load submits its transfers.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -51,31 +50,44 @@ struct Load {
     /// The cooperative names the node its one validator: the node signs and journals a
     /// vote for every transfer it applies (payee finality), which this load prices.
     validator: bool,
+    /// The node keeps applied transfers in its store (`credit.history_in_store`), on a
+    /// node of its own: the price of a bounded memory and a fast restart.
+    history_in_store: bool,
 }
 
-const LOADS: [Load; 5] = [
+const LOADS: [Load; 6] = [
     // One caller: the latency of a commit when nothing waits.
-    Load { calls: Calls::Unary, callers: 1, signed_per_second: 2_000, validator: false },
-    Load { calls: Calls::Unary, callers: 64, signed_per_second: 8_000, validator: false },
-    Load { calls: Calls::Batches(100), callers: 8, signed_per_second: 24_000, validator: false },
-    Load { calls: Calls::Batches(1000), callers: 8, signed_per_second: 24_000, validator: false },
-    Load { calls: Calls::Batches(100), callers: 8, signed_per_second: 24_000, validator: true },
+    Load { calls: Calls::Unary, callers: 1, signed_per_second: 2_000, validator: false, history_in_store: false },
+    Load { calls: Calls::Unary, callers: 64, signed_per_second: 8_000, validator: false, history_in_store: false },
+    Load {
+        calls: Calls::Batches(100),
+        callers: 8,
+        signed_per_second: 24_000,
+        validator: false,
+        history_in_store: false,
+    },
+    Load {
+        calls: Calls::Batches(1000),
+        callers: 8,
+        signed_per_second: 24_000,
+        validator: false,
+        history_in_store: false,
+    },
+    Load {
+        calls: Calls::Batches(100),
+        callers: 8,
+        signed_per_second: 24_000,
+        validator: true,
+        history_in_store: false,
+    },
+    Load {
+        calls: Calls::Batches(100),
+        callers: 8,
+        signed_per_second: 24_000,
+        validator: false,
+        history_in_store: true,
+    },
 ];
-
-/// The machine's Ed25519 verification rates, per second.
-struct Ceiling {
-    cores: usize,
-    /// ZIP-215 verification through `Did::verify_for`, what the ledger calls, on one core.
-    strict_one_core: f64,
-    strict_all_cores: f64,
-    /// ZIP-215 batch verification (`ed25519_zebra::batch`, the rule every node
-    /// applies, so a batch accepts exactly what single checks accept) of [`VERIFY_BATCH`]
-    /// signatures, on every core.
-    batch_all_cores: f64,
-    /// The ledger's whole check of a transfer (`icn_ledger_records::verify_all`: parse
-    /// the payer's DID, hash the transfer, verify), on every core.
-    ledger_all_cores: f64,
-}
 
 pub async fn run(seconds: u64) -> anyhow::Result<Vec<Row>> {
     // First, while nothing else runs.
@@ -96,67 +108,21 @@ pub async fn run(seconds: u64) -> anyhow::Result<Vec<Row>> {
         ),
     ];
 
-    let net = Network::builder(1)
-        .services(&["netd", "gossip", "ledger"])
-        .bootstrap(Bootstrap::None)
-        .env("ICN__LOG__LEVEL", "warn")
-        .start()
-        .await?;
-    let node = &net.nodes[0];
-    let mut client = node.ledger().await?;
     let mut rates = Vec::new();
-    for (i, load) in LOADS.iter().enumerate() {
-        // A cooperative per load, so each starts from empty accounts.
-        let coop = TestCoop::create(&mut client, &format!("bench-{i}"), MEMBERS, CREDIT_LIMIT).await?;
-        if load.validator {
-            let validators = icn_ledger_records::sign(
-                &coop.founder,
-                icn_proto::ledger::v1::Validators {
-                    coop_id: coop.id.clone(),
-                    validators: vec![node.did().to_string()],
-                    quorum: 1,
-                    created_at_ms: icn_runtime::now_ms(),
-                    ..Default::default()
-                },
-            );
-            let request = icn_proto::ledger::v1::SetValidatorsRequest { validators: Some(validators) };
-            client.set_validators(request).await?;
+    for in_store in [false, true] {
+        let net = Network::builder(1)
+            .services(&["netd", "gossip", "ledger"])
+            .bootstrap(Bootstrap::None)
+            .env("ICN__LOG__LEVEL", "warn")
+            .env("ICN__CREDIT__HISTORY_IN_STORE", if in_store { "true" } else { "false" })
+            .start()
+            .await?;
+        for (i, load) in LOADS.iter().enumerate().filter(|(_, l)| l.history_in_store == in_store) {
+            let (rate, load_rows) = run_load(&net.nodes[0], i, load, seconds, &ceiling).await?;
+            rates.push((load, rate));
+            rows.extend(load_rows);
         }
-        let per_payer = (seconds as usize * load.signed_per_second).div_ceil(MEMBERS);
-        let (coop, chains) = tokio::task::spawn_blocking(move || {
-            let chains = sign_chains(&coop.id, &coop.members, per_payer);
-            (coop, chains)
-        })
-        .await?;
-        let first = icn_ledger_records::hash(&chains[0][0]).to_vec();
-        let before = Snapshot::take(node).await?;
-        let run = drive(&client, per_caller(chains, load.callers), load.calls, Duration::from_secs(seconds)).await?;
-        let after = Snapshot::take(node).await?;
-
-        if run.committed == 0 {
-            bail!("no transfer was committed in {seconds} s");
-        }
-        // Everything acknowledged is applied, and the books still balance.
-        let stats = coop.stats(&mut client).await?;
-        if stats.transfer_count != run.committed {
-            bail!("{} transfers acknowledged but the node counts {} applied", run.committed, stats.transfer_count);
-        }
-        // Each account in a page lists its unclaimed incoming transfers (up to MAX_DEPS
-        // hashes): after a run like this a page of 200 is past tonic's default 4 MiB.
-        let mut reader = client.clone().max_decoding_message_size(64 << 20);
-        coop.assert_invariants(&coop.balances(&mut reader).await?);
-        if load.validator {
-            let key = icn_proto::ledger::v1::get_transfer_request::Key::Hash(first);
-            let got = client.get_transfer(icn_proto::ledger::v1::GetTransferRequest { key: Some(key) }).await?;
-            if !got.into_inner().record.is_some_and(|r| r.certified) {
-                bail!("the node is the validator, but a transfer it applied is not certified");
-            }
-        }
-        let rate = run.committed as f64 / run.elapsed.as_secs_f64();
-        rates.push((load.calls, load.callers, load.validator, rate));
-        rows.extend(load_rows(load, &ceiling, run, &before, &after));
     }
-    drop(net);
 
     // The peer, in the same sitting: PostgreSQL's double-entry ledger.
     let pg_loads = [
@@ -175,20 +141,84 @@ pub async fn run(seconds: u64) -> anyhow::Result<Vec<Row>> {
         rows.push(row(format!("PostgreSQL ledger {label}: latency p99 per transaction"), result.p99_ms, "ms"));
         rows.push(row(format!("PostgreSQL ledger {label}: committed"), result.committed as f64, "transfers"));
         rows.push(row(format!("PostgreSQL ledger {label}: refused at the floor"), result.refused as f64, "transfers"));
-        // ICN beside it: unary at 64 callers, and batches of 100 at 8 callers.
-        let icn = rates.iter().find(|(calls, callers, validator, _)| {
-            !validator
-                && *callers == load.connections
-                && match calls {
-                    Calls::Unary => load.batch == 1,
-                    Calls::Batches(n) => *n == load.batch,
-                }
-        });
-        if let Some((_, _, _, icn)) = icn {
-            rows.push(row(format!("ICN ledger ÷ PostgreSQL ledger, {label}"), icn / result.rate, "×"));
+        // ICN beside it: unary at 64 callers, and batches of 100 at 8 callers (also with
+        // the history in the store).
+        for in_store in [false, true] {
+            let icn = rates.iter().find(|(l, _)| {
+                !l.validator
+                    && l.history_in_store == in_store
+                    && l.callers == load.connections
+                    && match l.calls {
+                        Calls::Unary => load.batch == 1,
+                        Calls::Batches(n) => n == load.batch,
+                    }
+            });
+            if let Some((_, icn)) = icn {
+                let store = if in_store { " (history in store)" } else { "" };
+                rows.push(row(format!("ICN ledger{store} ÷ PostgreSQL ledger, {label}"), icn / result.rate, "×"));
+            }
         }
     }
     Ok(rows)
+}
+
+/// One load on `node`, in a cooperative of its own: its rate and its rows.
+async fn run_load(
+    node: &TestNode,
+    i: usize,
+    load: &Load,
+    seconds: u64,
+    ceiling: &Ceiling,
+) -> anyhow::Result<(f64, Vec<Row>)> {
+    let mut client = node.ledger().await?;
+    // A cooperative per load, so each starts from empty accounts.
+    let coop = TestCoop::create(&mut client, &format!("bench-{i}"), MEMBERS, CREDIT_LIMIT).await?;
+    if load.validator {
+        let validators = icn_ledger_records::sign(
+            &coop.founder,
+            icn_proto::ledger::v1::Validators {
+                coop_id: coop.id.clone(),
+                validators: vec![node.did().to_string()],
+                quorum: 1,
+                created_at_ms: icn_runtime::now_ms(),
+                ..Default::default()
+            },
+        );
+        let request = icn_proto::ledger::v1::SetValidatorsRequest { validators: Some(validators) };
+        client.set_validators(request).await?;
+    }
+    let per_payer = (seconds as usize * load.signed_per_second).div_ceil(MEMBERS);
+    let (coop, chains) = tokio::task::spawn_blocking(move || {
+        let chains = sign_chains(&coop.id, &coop.members, per_payer);
+        (coop, chains)
+    })
+    .await?;
+    let first = icn_ledger_records::hash(&chains[0][0]).to_vec();
+    let before = Snapshot::take(node).await?;
+    let run = drive(&client, per_caller(chains, load.callers), load.calls, Duration::from_secs(seconds)).await?;
+    let after = Snapshot::take(node).await?;
+
+    if run.committed == 0 {
+        bail!("no transfer was committed in {seconds} s");
+    }
+    // Everything acknowledged is applied, and the books still balance.
+    let stats = coop.stats(&mut client).await?;
+    if stats.transfer_count != run.committed {
+        bail!("{} transfers acknowledged but the node counts {} applied", run.committed, stats.transfer_count);
+    }
+    // Each account in a page lists its unclaimed incoming transfers (up to MAX_DEPS
+    // hashes): after a run like this a page of 200 is past tonic's default 4 MiB.
+    let mut reader = client.clone().max_decoding_message_size(64 << 20);
+    coop.assert_invariants(&coop.balances(&mut reader).await?);
+    if load.validator {
+        let key = icn_proto::ledger::v1::get_transfer_request::Key::Hash(first);
+        let got = client.get_transfer(icn_proto::ledger::v1::GetTransferRequest { key: Some(key) }).await?;
+        if !got.into_inner().record.is_some_and(|r| r.certified) {
+            bail!("the node is the validator, but a transfer it applied is not certified");
+        }
+    }
+    let rate = run.committed as f64 / run.elapsed.as_secs_f64();
+    Ok((rate, load_rows(load, ceiling, run, &before, &after)))
 }
 
 /// The rate beside its ceiling, the latencies, and what the node did meanwhile.
@@ -202,9 +232,10 @@ fn load_rows(load: &Load, ceiling: &Ceiling, run: Driven, before: &Snapshot, aft
         ),
         Calls::Batches(n) => (
             format!(
-                "batches of {n}, {} callers{}",
+                "batches of {n}, {} callers{}{}",
                 load.callers,
-                if load.validator { ", node votes as validator" } else { "" }
+                if load.validator { ", node votes as validator" } else { "" },
+                if load.history_in_store { ", history in store" } else { "" }
             ),
             "batch",
             (format!("Ed25519 batch verify (ZIP-215) on {cores} cores"), ceiling.batch_all_cores),
@@ -424,60 +455,4 @@ pub(crate) fn cpu_seconds(pid: &str) -> anyhow::Result<f64> {
     // SAFETY: sysconf only reads a system constant.
     let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     Ok(ticks / per_second)
-}
-
-fn cores() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
-}
-
-/// Verifications per second of `check` over `count` items spread on `threads` threads.
-fn rate_on(threads: usize, count: usize, check: impl Fn(usize) + Sync) -> f64 {
-    let check = &check;
-    let start = Instant::now();
-    std::thread::scope(|scope| {
-        for t in 0..threads {
-            scope.spawn(move || (t..count).step_by(threads).for_each(check));
-        }
-    });
-    count as f64 / start.elapsed().as_secs_f64()
-}
-
-/// The machine's Ed25519 verification rates over transfers as members sign them: one
-/// signature over a 32-byte hash each, from as many keys as a cooperative has members.
-fn verification_ceiling() -> Ceiling {
-    let members: Vec<NodeIdentity> = (0..MEMBERS).map(|_| NodeIdentity::generate()).collect();
-    let chains = sign_chains("ceiling", &members, VERIFICATIONS.div_ceil(MEMBERS));
-    let signed: Vec<([u8; 32], [u8; 64], &NodeIdentity)> = chains
-        .iter()
-        .zip(&members)
-        .flat_map(|(chain, payer)| {
-            chain.iter().map(move |t| {
-                (icn_ledger_records::hash(t), t.signature.as_slice().try_into().expect("64 bytes"), payer)
-            })
-        })
-        .collect();
-    let cores = cores();
-    let strict = |i: usize| {
-        let (message, signature, id) = &signed[i];
-        assert!(id.did().verify_for(Purpose::Transfer, message, signature), "a valid signature verifies");
-    };
-    let strict_one_core = rate_on(1, signed.len() / 4, strict);
-    let strict_all_cores = rate_on(cores, signed.len(), strict);
-    let messages: Vec<Vec<u8>> = signed.iter().map(|(m, _, _)| signed_bytes(Purpose::Transfer, m)).collect();
-    let batch = |i: usize| {
-        let mut verifier = ed25519_zebra::batch::Verifier::new();
-        for j in i * VERIFY_BATCH..(i + 1) * VERIFY_BATCH {
-            let (_, signature, id) = &signed[j];
-            let key = ed25519_zebra::VerificationKeyBytes::from(id.did().key_bytes());
-            verifier.queue((key, ed25519_zebra::Signature::from(*signature), &messages[j]));
-        }
-        verifier.verify(rand::thread_rng()).expect("a valid batch verifies");
-    };
-    let batch_all_cores = rate_on(cores, signed.len() / VERIFY_BATCH, batch) * VERIFY_BATCH as f64;
-    let transfers = chains.concat();
-    let start = Instant::now();
-    let checked = icn_ledger_records::verify_all(&transfers);
-    let ledger_all_cores = checked.len() as f64 / start.elapsed().as_secs_f64();
-    assert!(checked.iter().all(Result::is_ok), "every transfer verifies");
-    Ceiling { cores, strict_one_core, strict_all_cores, batch_all_cores, ledger_all_cores }
 }
