@@ -34,6 +34,9 @@ run: build
 
 test: build
 	$(CARGO) test --release --workspace --exclude icn-netlab --no-fail-fast
+	# The ledger's integration tests again with its history in the store (a setting
+	# that changes how it starts, stores and reads): about 20 s more.
+	ICN__CREDIT__HISTORY_IN_STORE=true $(CARGO) test --release -p icn-ledger --no-fail-fast --tests
 
 test-lab: build
 	$(CARGO) test --release -p icn-netlab --no-fail-fast -- --nocapture
