@@ -35,6 +35,7 @@
 //!   each against what is applied (chain link, deps), applying what it unblocks;
 //! - `recompute`: judging again after new rules, a fork or a vote that changes a winner;
 //! - `ids`: accounts by number, held while a known transfer names them;
+//! - `places`: which transfers hold a payer's place, and which of them are viable;
 //! - `form`: what a transfer alone decides (signature, fields);
 //! - `rules`: the cooperative's rules as transfers need them, and the balance floor;
 //! - `accounts`: each account's unclaimed income and waiting transfers, kept up as
@@ -58,6 +59,7 @@ mod ids;
 mod past;
 #[cfg(test)]
 mod past_tests;
+mod places;
 mod reads;
 mod recompute;
 mod refusal;
@@ -234,26 +236,9 @@ impl Ledger {
             self.refused.insert(hash, refusal.clone());
             return Status::Refused(refusal);
         }
-        for dep in &t.deps {
-            if let Ok(dep) = <Hash>::try_from(dep.as_slice()) {
-                self.waiters.entry(dep).or_default().push(hash);
-            }
-        }
-        let payer = self.ids.hold(&t.currency, &t.payer);
-        let payee = self.ids.hold(&t.currency, &t.payee);
-        self.books.resize_with(self.ids.len(), Book::default);
-        let known = Known { t: Arc::clone(&t), payer, payee, applied: false, was_applied: false };
         self.orphan_votes -= self.votes.get(&hash).map_or(0, BTreeSet::len);
-        self.known.insert(hash, known.clone());
-        match self.unapplied.get_mut(&t.payer) {
-            Some(n) => *n += 1,
-            None => {
-                self.unapplied.insert(t.payer.clone(), 1);
-            }
-        }
-        self.unapplied_total += 1;
-        let place = (payer, t.payer_seq);
-        self.hold_place(place, hash);
+        let known = self.hold_unapplied(hash, Arc::clone(&t));
+        let (payer, place) = (known.payer, (known.payer, t.payer_seq));
         // Judged alone at its place first: a transfer refused on its merits is no rival.
         if let Err(refusal) = self.try_apply(&hash, &known) {
             self.refused.insert(hash, refusal);
@@ -274,6 +259,36 @@ impl Ledger {
             self.accounts.learnt(payer, t.payer_seq, hash);
         }
         self.status(&hash)
+    }
+
+    /// Holds a transfer that is not applied (yet): as a waiter on its deps, with its
+    /// accounts' numbers, at its place, and in the counts the node's bounds read. Taking
+    /// a transfer in and loading the held ones share it.
+    fn hold_unapplied(&mut self, hash: Hash, t: Arc<Transfer>) -> Known {
+        self.wait_for_deps(hash, &t);
+        let payer = self.ids.hold(&t.currency, &t.payer);
+        let payee = self.ids.hold(&t.currency, &t.payee);
+        self.books.resize_with(self.ids.len(), Book::default);
+        match self.unapplied.get_mut(&t.payer) {
+            Some(n) => *n += 1,
+            None => {
+                self.unapplied.insert(t.payer.clone(), 1);
+            }
+        }
+        self.unapplied_total += 1;
+        self.hold_place((payer, t.payer_seq), hash);
+        let known = Known { t, payer, payee, applied: false, was_applied: false };
+        self.known.insert(hash, known.clone());
+        known
+    }
+
+    /// Lists `hash` as waiting for each of its deps.
+    fn wait_for_deps(&mut self, hash: Hash, t: &Transfer) {
+        for dep in &t.deps {
+            if let Ok(dep) = <Hash>::try_from(dep.as_slice()) {
+                self.waiters.entry(dep).or_default().push(hash);
+            }
+        }
     }
 
     /// Drops a transfer nobody else has seen (refused at this node's API), as if it had
@@ -301,51 +316,6 @@ impl Ledger {
         for id in [payer, payee] {
             if self.ids.release(id) {
                 self.books[id as usize] = Book::default();
-            }
-        }
-    }
-
-    /// Transfers at `t`'s place that are not refused on their own merits.
-    fn viable_in_slot(&self, t: &Transfer) -> Vec<Hash> {
-        self.ids.get(&t.currency, &t.payer).map(|id| self.viable_in_place((id, t.payer_seq))).unwrap_or_default()
-    }
-
-    /// The applied transfer at `place` and the others there not refused on their merits,
-    /// in hash order.
-    fn viable_in_place(&self, place: (AccountId, u64)) -> Vec<Hash> {
-        let applied = self.link(place.0, place.1).map(|l| l.hash);
-        let mut viable: Vec<Hash> = applied.into_iter().chain(self.waiting_viable(place, applied)).collect();
-        viable.sort_unstable();
-        viable
-    }
-
-    /// How many transfers [`Ledger::viable_in_place`] finds, without listing them.
-    fn viable_count(&self, place: (AccountId, u64)) -> usize {
-        let applied = self.link(place.0, place.1).map(|l| l.hash);
-        applied.is_some() as usize + self.waiting_viable(place, applied).count()
-    }
-
-    /// The transfers held at `place` but `applied` (there until a recompute's sweep)
-    /// that are not refused on their merits.
-    fn waiting_viable(&self, place: (AccountId, u64), applied: Option<Hash>) -> impl Iterator<Item = Hash> + '_ {
-        let held = self.slots.get(&place).into_iter().flatten().copied();
-        held.filter(move |x| Some(*x) != applied && !self.refused.contains_key(x))
-    }
-
-    /// Adds a known transfer that is not applied to its place.
-    fn hold_place(&mut self, place: (AccountId, u64), hash: Hash) {
-        let holders = self.slots.entry(place).or_default();
-        if let Err(at) = holders.binary_search(&hash) {
-            holders.insert(at, hash);
-        }
-    }
-
-    /// Takes a transfer out of its place (it applied, or is forgotten).
-    fn leave_place(&mut self, place: (AccountId, u64), hash: &Hash) {
-        if let Some(holders) = self.slots.get_mut(&place) {
-            holders.retain(|h| h != hash);
-            if holders.is_empty() {
-                self.slots.remove(&place);
             }
         }
     }

@@ -31,6 +31,8 @@ use std::sync::Arc;
 pub trait Past: Send + Sync {
     /// A retired (so applied) transfer.
     fn applied(&self, hash: &Hash) -> Option<Arc<Transfer>>;
+    /// Whether a transfer is retired, without reading it.
+    fn is_applied(&self, hash: &Hash) -> bool;
     /// The retired transfer that claimed `dep`, with its sequence number.
     fn claim(&self, dep: &Hash) -> Option<(Hash, u64)>;
     /// The payer's retired chain link at `seq`.
@@ -178,19 +180,8 @@ impl Ledger {
     pub fn load_held(&mut self, held: Vec<(Hash, Arc<Transfer>)>) {
         let mut hashes = Vec::with_capacity(held.len());
         for (hash, t) in held {
-            for dep in &t.deps {
-                if let Ok(dep) = <Hash>::try_from(dep.as_slice()) {
-                    self.waiters.entry(dep).or_default().push(hash);
-                }
-            }
-            let payer = self.ids.hold(&t.currency, &t.payer);
-            let payee = self.ids.hold(&t.currency, &t.payee);
-            self.books.resize_with(self.ids.len(), Default::default);
-            *self.unapplied.entry(t.payer.clone()).or_default() += 1;
-            self.unapplied_total += 1;
-            self.hold_place((payer, t.payer_seq), hash);
-            self.accounts.learnt(payer, t.payer_seq, hash);
-            self.known.insert(hash, Known { t, payer, payee, applied: false, was_applied: false });
+            let known = self.hold_unapplied(hash, t);
+            self.accounts.learnt(known.payer, known.t.payer_seq, hash);
             hashes.push(hash);
         }
         hashes.sort_unstable();
@@ -220,11 +211,7 @@ impl Ledger {
             // Its accounts kept their numbers: an applied transfer is never forgotten.
             let payer = self.account_of(&t.currency, &t.payer);
             let payee = self.account_of(&t.currency, &t.payee);
-            for dep in &t.deps {
-                if let Ok(dep) = <Hash>::try_from(dep.as_slice()) {
-                    self.waiters.entry(dep).or_default().push(hash);
-                }
-            }
+            self.wait_for_deps(hash, &t);
             self.known.insert(hash, Known { t, payer, payee, applied: true, was_applied: true });
         }
         self.books.resize_with(self.ids.len(), Default::default);
@@ -261,7 +248,7 @@ impl Ledger {
 
     /// Whether `hash` is retired.
     pub(super) fn is_retired(&self, hash: &Hash) -> bool {
-        !self.known.contains_key(hash) && self.past().is_some_and(|p| p.applied(hash).is_some())
+        !self.known.contains_key(hash) && self.past().is_some_and(|p| p.is_applied(hash))
     }
 
     /// The transfer that claimed `dep`, in memory or retired.

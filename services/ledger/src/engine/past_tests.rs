@@ -33,6 +33,9 @@ impl Past for MapPast {
         let kept = self.0.lock().unwrap();
         kept.applied.contains(hash).then(|| Arc::clone(&kept.stored[hash]))
     }
+    fn is_applied(&self, hash: &Hash) -> bool {
+        self.0.lock().unwrap().applied.contains(hash)
+    }
     fn claim(&self, dep: &Hash) -> Option<(Hash, u64)> {
         self.0.lock().unwrap().claims.get(dep).copied()
     }

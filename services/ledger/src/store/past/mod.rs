@@ -75,27 +75,11 @@ fn key(kind: u8, coop: &str, parts: &[&[u8]]) -> Vec<u8> {
     k
 }
 
-// Digests are remembered per thread (the committer's): a group builds a dozen keys per
-// transfer, and hashing the same cooperative and accounts again for each was a tenth of
-// its write. At most `DIGESTS_KEPT` accounts are remembered, then forgotten together.
-thread_local! {
-    static COOP_DIGEST: std::cell::RefCell<(String, [u8; 8])> = Default::default();
-    static ACCOUNT_DIGESTS: std::cell::RefCell<(usize, AccountDigests)> = Default::default();
-}
-const DIGESTS_KEPT: usize = 65_536;
-/// currency → member → digest: looked up by `&str`, never building a key.
-type AccountDigests = foldhash::HashMap<String, foldhash::HashMap<String, [u8; 16]>>;
 /// A fork found: ((currency, payer, seq), detected_at_ms).
 pub type ForkFound = ((String, String, u64), i64);
 
 fn coop_digest(coop: &str) -> [u8; 8] {
-    COOP_DIGEST.with_borrow_mut(|(name, d)| {
-        if name != coop || name.is_empty() {
-            *d = digest(coop.as_bytes())[..8].try_into().expect("8 of 32 bytes");
-            *name = coop.to_string();
-        }
-        *d
-    })
+    digest(coop.as_bytes())[..8].try_into().expect("8 of 32 bytes")
 }
 
 fn digest(bytes: &[u8]) -> [u8; 32] {
@@ -105,20 +89,7 @@ fn digest(bytes: &[u8]) -> [u8; 32] {
 
 /// An account's 16 bytes in keys.
 fn acct(currency: &str, member: &str) -> [u8; 16] {
-    ACCOUNT_DIGESTS.with_borrow_mut(|(count, kept)| {
-        if let Some(d) = kept.get(currency).and_then(|m| m.get(member)) {
-            return *d;
-        }
-        if *count >= DIGESTS_KEPT {
-            kept.clear();
-            *count = 0;
-        }
-        let d: [u8; 16] =
-            digest(&[currency.as_bytes(), b"\0", member.as_bytes()].concat())[..16].try_into().expect("16 of 32 bytes");
-        kept.entry(currency.to_string()).or_default().insert(member.to_string(), d);
-        *count += 1;
-        d
-    })
+    digest(&[currency.as_bytes(), b"\0", member.as_bytes()].concat())[..16].try_into().expect("16 of 32 bytes")
 }
 
 /// The range of keys of one kind of one cooperative.
@@ -235,24 +206,27 @@ impl CoopPast {
         Ok(())
     }
 
-    /// Every row under `prefix`, as (the rest of its key, its value).
-    fn scan(&self, prefix: &[u8], mut f: impl FnMut(&[u8], &[u8]) -> Result<(), StoreError>) -> Result<(), StoreError> {
+    /// Every row under `prefix`, decoded from (the rest of its key, its value); one that
+    /// does not decode is an error naming `what`.
+    fn rows<T>(
+        &self,
+        prefix: &[u8],
+        what: &str,
+        decode: impl Fn(&[u8], &[u8]) -> Option<T>,
+    ) -> Result<Vec<T>, StoreError> {
         let cf = self.store.storage.cf(PAST)?;
+        let mut out = Vec::new();
         for item in self.store.storage.db().iterator_cf(cf, IteratorMode::From(prefix, Direction::Forward)) {
             let (k, v) = item.map_err(StorageError::from)?;
             let Some(rest) = k.strip_prefix(prefix) else { break };
-            f(rest, &v)?;
+            out.push(decode(rest, &v).ok_or_else(|| corrupt(what))?);
         }
-        Ok(())
+        Ok(out)
     }
 
     /// The transfers the engine held at the last write: (hash, position, arrival).
     pub fn held(&self) -> Result<Vec<(Hash, u64, i64)>, StoreError> {
-        let mut hashes = Vec::new();
-        self.scan(&key(HELD, &self.coop, &[]), |rest, _| {
-            hashes.push(<Hash>::try_from(rest).map_err(|_| corrupt("a held-transfer row"))?);
-            Ok(())
-        })?;
+        let hashes = self.rows(&key(HELD, &self.coop, &[]), "a held-transfer row", |rest, _| rest.try_into().ok())?;
         let mut out = Vec::with_capacity(hashes.len());
         for hash in hashes {
             let (position, received_at_ms) =
@@ -276,42 +250,23 @@ impl CoopPast {
 
     /// Per currency: (transfers applied, volume).
     pub fn totals(&self) -> Result<Vec<(String, u64, u64)>, StoreError> {
-        let mut out = Vec::new();
-        self.scan(&key(TOTALS, &self.coop, &[]), |rest, v| {
-            let (Some(transfers), Some(volume)) = (be_u64(v), v.get(8..).and_then(be_u64)) else {
-                return Err(corrupt("a totals row"));
-            };
-            out.push((String::from_utf8_lossy(rest).into_owned(), transfers, volume));
-            Ok(())
-        })?;
-        Ok(out)
+        self.rows(&key(TOTALS, &self.coop, &[]), "a totals row", |rest, v| {
+            Some((String::from_utf8_lossy(rest).into_owned(), be_u64(v)?, be_u64(v.get(8..)?)?))
+        })
     }
 
     /// Journal positions of the cooperative's admin entries and votes, in order.
     pub fn entries(&self) -> Result<Vec<u64>, StoreError> {
-        let mut out = Vec::new();
-        self.scan(&key(ENTRY, &self.coop, &[]), |rest, _| {
-            out.push(be_u64(rest).ok_or_else(|| corrupt("an entry row"))?);
-            Ok(())
-        })?;
-        Ok(out)
+        self.rows(&key(ENTRY, &self.coop, &[]), "an entry row", |rest, _| be_u64(rest))
     }
 
     /// Forks found: ((currency, payer, seq), detected_at_ms).
     pub fn forks(&self) -> Result<Vec<ForkFound>, StoreError> {
-        let mut out = Vec::new();
-        self.scan(&key(FORK, &self.coop, &[]), |rest, v| {
+        self.rows(&key(FORK, &self.coop, &[]), "a fork row", |rest, v| {
             let mut parts = rest.splitn(3, |b| *b == 0);
-            let (Some(currency), Some(payer), Some(seq), Some(at)) =
-                (parts.next(), parts.next(), parts.next().and_then(be_u64), be_i64(v))
-            else {
-                return Err(corrupt("a fork row"));
-            };
             let name = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-            out.push(((name(currency), name(payer), seq), at));
-            Ok(())
-        })?;
-        Ok(out)
+            Some(((name(parts.next()?), name(parts.next()?), be_u64(parts.next()?)?), be_i64(v)?))
+        })
     }
 
     /// Every retired transfer's hash (a validator's votes owed, at start-up).
@@ -322,13 +277,7 @@ impl CoopPast {
     /// Every retired transfer with when it applied: read in one pass before a
     /// recompute's retirement writes them anew (a lookup each was a quarter of it).
     pub fn applied_times(&self) -> Result<Vec<(Hash, i64)>, StoreError> {
-        let mut out = Vec::new();
-        self.scan(&key(APPLIED, &self.coop, &[]), |rest, v| {
-            let hash = <Hash>::try_from(rest).map_err(|_| corrupt("an applied row"))?;
-            out.push((hash, be_i64(v).ok_or_else(|| corrupt("an applied row"))?));
-            Ok(())
-        })?;
-        Ok(out)
+        self.rows(&key(APPLIED, &self.coop, &[]), "an applied row", |rest, v| Some((rest.try_into().ok()?, be_i64(v)?)))
     }
 
     /// The transfer at a journal position.
@@ -423,20 +372,17 @@ impl Past for CoopPast {
     }
 
     fn unclaimed(&self, currency: &str, member: &str) -> Vec<(i64, Hash)> {
-        let mut out = Vec::new();
         let prefix = key(UNCLAIMED, &self.coop, &[&acct(currency, member)]);
-        let read = self.scan(&prefix, |rest, _| {
-            let (Some(at), Some(hash)) = (time_of_key(rest), rest.get(8..).and_then(|h| <Hash>::try_from(h).ok()))
-            else {
-                return Err(corrupt("an unclaimed row"));
-            };
-            out.push((at, hash));
-            Ok(())
-        });
-        if let Err(e) = read {
+        let read = self
+            .rows(&prefix, "an unclaimed row", |rest, _| Some((time_of_key(rest)?, rest.get(8..)?.try_into().ok()?)));
+        read.unwrap_or_else(|e| {
             self.store.read_failed(&e);
-        }
-        out
+            Vec::new()
+        })
+    }
+
+    fn is_applied(&self, hash: &Hash) -> bool {
+        self.get_or_fail(&key(APPLIED, &self.coop, &[hash])).is_some()
     }
 
     fn each_stored(&self, f: &mut dyn FnMut(Hash, Arc<Transfer>)) {

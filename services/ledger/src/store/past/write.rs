@@ -13,12 +13,10 @@ use std::collections::HashSet;
 /// A row to write: its key, and its value or a deletion.
 type Op = (Vec<u8>, Option<Vec<u8>>);
 
-/// A group's rows of the past, put into its batch in key order: the memtable inserts
-/// a run of ascending keys from where the last one went, where random hashes made it
-/// search its skiplist from the top for each (the committer's largest cost, by `perf`).
+/// A group's rows of the past, in the order given: collected rather than put at once
+/// so that a recompute's retirement can be compared with the store first ([`changed`]).
 #[derive(Default)]
 struct Rows {
-    /// In the order given; sorted stably by key at the end.
     ops: Vec<Op>,
 }
 
@@ -31,8 +29,7 @@ impl Rows {
         self.ops.push((key, None));
     }
 
-    fn into_batch(mut self, cf: &icn_storage::ColumnFamily, batch: &mut WriteBatch) {
-        self.ops.sort_by(|a, b| a.0.cmp(&b.0));
+    fn into_batch(self, cf: &icn_storage::ColumnFamily, batch: &mut WriteBatch) {
         for (key, value) in self.ops {
             match value {
                 Some(v) => batch.put_cf(cf, key, v),
