@@ -39,6 +39,21 @@ pub enum StorageError {
     Task(String),
 }
 
+/// The options of every column family (and of RocksDB's default one).
+fn column_family_options() -> rocksdb::Options {
+    let mut options = rocksdb::Options::default();
+    options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    // Most point reads look for keys that are not there (is this transfer stored yet?):
+    // a Bloom filter per table answers them without reading its blocks.
+    let mut tables = rocksdb::BlockBasedOptions::default();
+    tables.set_bloom_filter(BLOOM_BITS_PER_KEY, false);
+    options.set_block_based_table_factory(&tables);
+    // And one over each memtable, whose skiplist a miss would otherwise walk.
+    options.set_memtable_whole_key_filtering(true);
+    options.set_memtable_prefix_bloom_ratio(MEMTABLE_BLOOM_RATIO);
+    options
+}
+
 /// A RocksDB database shared by a service's components.
 #[derive(Clone)]
 pub struct Storage {
@@ -57,28 +72,22 @@ impl Storage {
     /// [`META_CF`], and checks its schema version.
     pub fn open(path: &Path, column_families: &[&str]) -> Result<Self, StorageError> {
         std::fs::create_dir_all(path).map_err(|source| StorageError::CreateDir { path: path.into(), source })?;
-        let mut options = rocksdb::Options::default();
+        let mut options = column_family_options();
         options.create_if_missing(true);
         options.create_missing_column_families(true);
-        options.set_compression_type(rocksdb::DBCompressionType::Lz4);
         // RocksDB's info log otherwise grows without bound in the data folder.
         options.set_keep_log_file_num(4);
         options.set_max_log_file_size(8 * 1024 * 1024);
         // A restart must not wait on replaying a large WAL: flush memtables before the WAL
         // grows past this.
         options.set_max_total_wal_size(64 * 1024 * 1024);
-        // Most point reads look for keys that are not there (is this transfer stored
-        // yet?): a Bloom filter per table answers them without reading its blocks.
-        let mut tables = rocksdb::BlockBasedOptions::default();
-        tables.set_bloom_filter(BLOOM_BITS_PER_KEY, false);
-        options.set_block_based_table_factory(&tables);
-        // And one over each memtable, whose skiplist a miss would otherwise walk.
-        options.set_memtable_whole_key_filtering(true);
-        options.set_memtable_prefix_bloom_ratio(MEMTABLE_BLOOM_RATIO);
         let mut names: Vec<&str> = vec![META_CF];
         names.extend(column_families.iter().copied().filter(|c| *c != META_CF));
-        let db =
-            DB::open_cf(&options, path, &names).map_err(|source| StorageError::Open { path: path.into(), source })?;
+        // Each column family is opened with its options spelled out: opened by name
+        // alone, RocksDB gives it stock options, not those of the database.
+        let descriptors = names.iter().map(|name| rocksdb::ColumnFamilyDescriptor::new(*name, column_family_options()));
+        let db = DB::open_cf_descriptors(&options, path, descriptors)
+            .map_err(|source| StorageError::Open { path: path.into(), source })?;
         let storage = Self { db: Arc::new(db), path: path.into() };
         storage.check_schema()?;
         Ok(storage)
@@ -177,6 +186,36 @@ mod tests {
         let s = Storage::open(dir.path(), &["things"]).unwrap();
         assert_eq!(s.db().get_cf(s.cf("things").unwrap(), b"k").unwrap().as_deref(), Some(&b"v"[..]));
         assert!(matches!(s.cf("other"), Err(StorageError::MissingColumnFamily(_))));
+    }
+
+    #[test]
+    fn every_column_family_has_the_stores_options() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Storage::open(dir.path(), &["things", "others"]).unwrap());
+        // RocksDB writes the options it runs with to an OPTIONS file, one section per
+        // column family.
+        let file = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("OPTIONS-"))
+            .max()
+            .expect("an OPTIONS file");
+        let text = std::fs::read_to_string(file).unwrap();
+        // (RocksDB's own `default` column family holds nothing of ICN's.)
+        for cf in [META_CF, "things", "others"] {
+            let section = |kind: &str| {
+                let head = format!("[{kind} \"{cf}\"]");
+                let start = text.find(&head).unwrap_or_else(|| panic!("no {head}"));
+                let rest = &text[start + head.len()..];
+                rest[..rest.find("\n[").unwrap_or(rest.len())].to_string()
+            };
+            let cf_options = section("CFOptions");
+            assert!(cf_options.contains("compression=kLZ4Compression"), "{cf}: {cf_options}");
+            assert!(cf_options.contains("memtable_whole_key_filtering=true"), "{cf}: {cf_options}");
+            assert!(cf_options.contains("memtable_prefix_bloom_size_ratio=0.1"), "{cf}: {cf_options}");
+            let tables = section("TableOptions/BlockBasedTable");
+            assert!(tables.contains("filter_policy=bloomfilter"), "{cf}: {tables}");
+        }
     }
 
     #[test]

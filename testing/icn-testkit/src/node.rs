@@ -364,6 +364,30 @@ impl TestNode {
             .sum())
     }
 
+    /// Waits until a sample on a service's `/metrics` reads `value`: a counter moves
+    /// after the work it counts is visible (a delivery is counted once recorded), so a
+    /// test that saw the work reads the counter until it catches up.
+    pub async fn wait_metric(
+        &self,
+        service: &str,
+        line_start: &str,
+        value: f64,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let now = self.metric(service, line_start).await?;
+            if now == value {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "{service}'s {line_start} read {now}, not {value}, for {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Waits until `service`'s log holds `line` (in its last 1,000 lines).
     pub async fn wait_for_log(&self, service: &str, line: &str, timeout: Duration) -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + timeout;
