@@ -20,8 +20,6 @@ const SCHEMA_KEY: &[u8] = b"schema_version";
 pub const SCHEMA_VERSION: u32 = 1;
 /// Bloom filter bits per key: about a 1 % false-positive rate.
 const BLOOM_BITS_PER_KEY: f64 = 10.0;
-/// The memtable's Bloom filter, as a share of its size.
-const MEMTABLE_BLOOM_RATIO: f64 = 0.1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -48,9 +46,9 @@ fn column_family_options() -> rocksdb::Options {
     let mut tables = rocksdb::BlockBasedOptions::default();
     tables.set_bloom_filter(BLOOM_BITS_PER_KEY, false);
     options.set_block_based_table_factory(&tables);
-    // And one over each memtable, whose skiplist a miss would otherwise walk.
-    options.set_memtable_whole_key_filtering(true);
-    options.set_memtable_prefix_bloom_ratio(MEMTABLE_BLOOM_RATIO);
+    // No Bloom filter over the memtables: each memtable of each column family allocates
+    // its filter whole (a tenth of 64 MiB), about 45 MiB of RSS more per service, for no
+    // throughput measured (docs/BENCHMARKS.md, twelfth session).
     options
 }
 
@@ -211,8 +209,6 @@ mod tests {
             };
             let cf_options = section("CFOptions");
             assert!(cf_options.contains("compression=kLZ4Compression"), "{cf}: {cf_options}");
-            assert!(cf_options.contains("memtable_whole_key_filtering=true"), "{cf}: {cf_options}");
-            assert!(cf_options.contains("memtable_prefix_bloom_size_ratio=0.1"), "{cf}: {cf_options}");
             let tables = section("TableOptions/BlockBasedTable");
             assert!(tables.contains("filter_policy=bloomfilter"), "{cf}: {tables}");
         }
