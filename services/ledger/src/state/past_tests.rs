@@ -2,7 +2,8 @@
 //! as a node holding everything does: each transfer's record (status, arrival,
 //! application), every account, every account's history page by page, the statistics
 //! and forks; after a restart (a replay, then letting go of what the store holds); and
-//! after an upgrade from a store written before the past existed. Tests only.
+//! after an upgrade from a store written before the past existed; and a past the disk
+//! corrupted fails a load and the committer's reads loudly. Tests only.
 
 use super::tests::{history, CURRENCIES};
 use super::{Checked, GroupWrite, Source, State};
@@ -124,4 +125,70 @@ fn a_node_that_retires_to_its_store_reads_as_one_holding_everything_and_after_a_
         let loaded = State::load(&upgraded, now).unwrap();
         same(&reads(&loaded, &c, &members, &hashes), &expected, &format!("seed {seed}: upgraded, then loaded"));
     }
+}
+
+/// What `meta_of` answers: journal position, arrival, first application.
+type Meta = (u64, i64, i64);
+
+#[test]
+fn a_past_the_disk_corrupted_stops_a_load_with_an_error_and_fails_the_committers_reads() {
+    let (c, _, _, entries) = history(3);
+    let hashes: Vec<Hash> = entries
+        .iter()
+        .filter_map(|b| if let Body::Transfer(t) = b { Some(icn_ledger_records::hash(t)) } else { None })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let now = 1_000;
+    let (known, tables): (Vec<(&Hash, Option<Meta>)>, Vec<String>) = {
+        let storage = icn_storage::Storage::open(dir.path(), COLUMN_FAMILIES).unwrap();
+        let store = Store::new(storage.clone());
+        let mut live = State::default();
+        store.write(&live.attach_past(&store).unwrap()).unwrap();
+        for group in entries.chunks(8) {
+            let group: Vec<LedgerEntry> = group.iter().map(|b| LedgerEntry { body: Some(b.clone()) }).collect();
+            let mut write = GroupWrite::default();
+            live.apply(Checked::verify_all(group), Source::Peer { position: 0 }, now, &mut write);
+            live.retire(&mut write);
+            store.write(&write).unwrap();
+        }
+        let loaded = State::load(&store, now).expect("a sound store loads");
+        let coop = &loaded.coops[&c];
+        let known = hashes.iter().filter(|h| coop.knows(h)).map(|h| (h, coop.meta_of(h))).collect();
+        storage.flush().unwrap();
+        let files = storage.db().live_files().unwrap();
+        let past = files.into_iter().filter(|f| f.column_family_name == crate::store::past::PAST);
+        (known, past.map(|f| f.name).collect())
+    };
+    assert!(!tables.is_empty(), "the past's rows are in tables");
+    // The disk flips bytes inside the first data block of each of the past's tables (the
+    // index, filters and footer at their ends stay sound, so the store still opens).
+    for name in &tables {
+        let path = dir.path().join(name.trim_start_matches('/'));
+        let mut bytes = std::fs::read(&path).unwrap();
+        for b in &mut bytes[16..64] {
+            *b ^= 0xa5;
+        }
+        std::fs::write(&path, bytes).unwrap();
+    }
+    let store = store(dir.path());
+    let err = State::load(&store, now).err().expect("a load of a corrupted past fails rather than guessing");
+    assert!(err.to_string().to_lowercase().contains("corrupt"), "{err}");
+
+    // The committer's reads: a stored transfer reads as before (stored, when it arrived and
+    // applied), or, where a row cannot be read, the failure is remembered (so the group
+    // judged meanwhile is not written); never silently as something else.
+    let mut state = State { past: Some(store.clone()), ..State::default() };
+    let coop = state.coop_entry(&c);
+    let mut failures = 0;
+    for (hash, meta) in &known {
+        match (coop.knows(hash) && coop.meta_of(hash) == *meta, store.take_read_failure()) {
+            (true, None) => {}
+            (false, Some(failure)) => {
+                assert!(failure.to_lowercase().contains("corrupt"), "{failure}");
+                failures += 1;
+            }
+            other => panic!("{}: {other:?}", hex(&hash[..])),
+        }
+    }
+    assert!(failures > 0, "some of {} stored transfers are in the corrupted block", known.len());
 }

@@ -38,7 +38,7 @@ use std::sync::Arc;
 mod write;
 pub(in crate::store) use write::write_group;
 
-pub(super) const PAST: &str = "past";
+pub(crate) const PAST: &str = "past";
 
 /// Key kinds.
 const STORED: u8 = b'T';
