@@ -131,6 +131,7 @@ impl LedgerNode {
     pub async fn open(ctx: &Context) -> anyhow::Result<Arc<Self>> {
         let store = Store::new(ctx.storage.clone());
         let metrics = LedgerMetrics::new(&ctx.metrics);
+        icn_telemetry::metrics::register(&ctx.metrics, store.past_reads().clone());
         let started = std::time::Instant::now();
         let state = {
             let (store, metrics) = (store.clone(), metrics.clone());

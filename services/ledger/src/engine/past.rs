@@ -246,6 +246,25 @@ impl Ledger {
         }
     }
 
+    /// Whether a transfer is held in memory (known, applied or not).
+    pub fn holds(&self, hash: &Hash) -> bool {
+        self.known.contains_key(hash)
+    }
+
+    /// Whether `t` may be in the past, or is surely not. Only applied transfers retire,
+    /// an applied transfer's place is at or below its payer's head, and a recompute
+    /// takes every retired transfer back into memory before it can un-apply one
+    /// ([`Ledger::rehydrate`]); so a transfer above its payer's applied chain, or of an
+    /// account no transfer ever moved (an applied one keeps its number), is not retired.
+    pub fn may_be_retired(&self, t: &Transfer) -> bool {
+        if self.past().is_none() {
+            return false;
+        }
+        let Some(id) = self.ids.get(&t.currency, &t.payer) else { return false };
+        let book = &self.books[id as usize];
+        t.payer_seq <= book.base + book.chain.len() as u64
+    }
+
     /// Whether `hash` is retired.
     pub(super) fn is_retired(&self, hash: &Hash) -> bool {
         !self.known.contains_key(hash) && self.past().is_some_and(|p| p.is_applied(hash))

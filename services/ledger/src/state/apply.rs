@@ -240,7 +240,7 @@ impl CoopState {
             }
             Err(_) => return (Outcome::Dropped, false),
         };
-        if self.knows(&hash) {
+        if self.knows_transfer(&hash, &t) {
             let outcome = if local {
                 Outcome::Transfer { record: self.record(&hash), duplicate: true }
             } else {

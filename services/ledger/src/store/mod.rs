@@ -67,11 +67,24 @@ pub struct Store {
     storage: Storage,
     /// The first read of the past that failed since the committer last looked.
     read_failure: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+    /// Point reads of the past: what the committer pays per transfer beyond memory
+    /// (registered with the node's metrics by [`crate::commit`]).
+    past_reads: prometheus::IntCounter,
 }
 
 impl Store {
     pub fn new(storage: Storage) -> Self {
-        Self { storage, read_failure: Default::default() }
+        let past_reads = prometheus::IntCounter::new(
+            "ledger_past_reads_total",
+            "Point reads of the ledger's past in its store (history in the store only)",
+        )
+        .expect("valid metric");
+        Self { storage, read_failure: Default::default(), past_reads }
+    }
+
+    /// The counter of point reads of the past.
+    pub fn past_reads(&self) -> &prometheus::IntCounter {
+        &self.past_reads
     }
 
     /// Remembers a failed read of the past for the committer.

@@ -150,6 +150,7 @@ impl CoopPast {
     }
 
     fn get(&self, k: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.store.past_reads.inc();
         let cf = self.store.storage.cf(PAST)?;
         Ok(self.store.storage.db().get_cf(cf, k).map_err(StorageError::from)?)
     }
