@@ -159,6 +159,16 @@ impl CoopState {
                 }
             })
             .collect();
+        // A recompute undid some of what had retired: held in memory again until it
+        // applies anew, each keeps when it first applied (its applied row goes with this
+        // batch), as a node holding everything keeps it.
+        for hash in &retired.held {
+            let Some(applied_at_ms) = before.get(hash).copied().filter(|_| !self.meta.contains_key(hash)) else {
+                continue;
+            };
+            let Some((position, received_at_ms)) = self.past_read(|p| p.stored(hash)) else { continue };
+            self.meta.insert(*hash, TransferMeta { position, received_at_ms, applied_at_ms });
+        }
         write.retired.push((coop_id.to_string(), retired, applied_at));
     }
 

@@ -2,8 +2,9 @@
 //! as a node holding everything does: each transfer's record (status, arrival,
 //! application), every account, every account's history page by page, the statistics
 //! and forks; after a restart (a replay, then letting go of what the store holds); and
-//! after an upgrade from a store written before the past existed; and a past the disk
-//! corrupted fails a load and the committer's reads loudly. Tests only.
+//! after an upgrade from a store written before the past existed; a transfer a
+//! recompute undid keeps when it first applied; and a past the disk corrupted fails a
+//! load and the committer's reads loudly. Tests only.
 
 use super::tests::{history, CURRENCIES};
 use super::{Checked, GroupWrite, Source, State};
@@ -207,5 +208,73 @@ fn a_past_the_disk_corrupted_stops_a_load_with_an_error_and_fails_the_committers
         assert!(!coop.knows(hash), "{}: read from a corrupted block", hex(&hash[..]));
         let failure = store.take_read_failure().unwrap_or_else(|| panic!("{}: no failure remembered", hex(&hash[..])));
         assert!(failure.to_lowercase().contains("corrupt"), "{failure}");
+    }
+}
+
+#[test]
+fn a_transfer_a_recompute_undid_keeps_when_it_first_applied_once_it_applies_again() {
+    use icn_ledger_records::{next_transfer, sign, Payment};
+    use icn_proto::ledger::v1::CreditLimit;
+    let founder = icn_identity::NodeIdentity::generate();
+    let members: Vec<_> = (0..3).map(|_| icn_identity::NodeIdentity::generate()).collect();
+    let (c, admin) = super::tests::admin_entries(&founder, &members);
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path());
+    let (mut memory, mut retiring) = (State::default(), State::default());
+    store.write(&retiring.attach_past(&store).unwrap()).unwrap();
+    // Each group to both nodes at the same time; the retiring one writes its past.
+    let apply = |memory: &mut State, retiring: &mut State, entries: Vec<Body>, now: i64| {
+        let entries: Vec<LedgerEntry> = entries.into_iter().map(|b| LedgerEntry { body: Some(b) }).collect();
+        memory.apply(
+            Checked::verify_all(entries.clone()),
+            Source::Peer { position: 0 },
+            now,
+            &mut GroupWrite::default(),
+        );
+        let mut write = GroupWrite::default();
+        retiring.apply(Checked::verify_all(entries), Source::Peer { position: 0 }, now, &mut write);
+        retiring.retire(&mut write);
+        store.write(&write).unwrap();
+        assert_eq!(store.take_read_failure(), None);
+    };
+    apply(&mut memory, &mut retiring, admin, 10);
+    let (payer, payee) = (&members[1], &members[2]);
+    let account = memory.coops[&c].account(&c, "meals", payer.did().as_str(), 0, 64);
+    let payment = Payment {
+        coop_id: &c,
+        currency: "meals",
+        payee: payee.did().as_str(),
+        amount: 80,
+        memo: "",
+        idempotency_id: "",
+    };
+    let t = next_transfer(payer, &account, &payment, 100);
+    let hash = icn_ledger_records::hash(&t);
+    let limit = |limit: i64, at: i64| {
+        Body::Limit(sign(
+            &founder,
+            CreditLimit {
+                coop_id: c.clone(),
+                currency: "meals".into(),
+                member: payer.did().to_string(),
+                limit,
+                created_at_ms: at,
+                ..Default::default()
+            },
+        ))
+    };
+    let status = |s: &State| s.coops[&c].record(&hash);
+    apply(&mut memory, &mut retiring, vec![Body::Transfer(t)], 1_000);
+    assert_eq!(status(&retiring).applied_at_ms, 1_000, "applied, then retired to the store");
+    // A lower limit, timed before the transfer, undoes it...
+    apply(&mut memory, &mut retiring, vec![limit(50, 50)], 2_000);
+    let applied = icn_proto::ledger::v1::TransferStatus::Applied as i32;
+    assert_ne!(status(&memory).status, applied);
+    assert_ne!(status(&retiring).status, applied);
+    // ...and a higher one after it applies it again: first applied at 1,000 on both.
+    apply(&mut memory, &mut retiring, vec![limit(100, 60)], 3_000);
+    for (node, s) in [("memory", &memory), ("retiring", &retiring)] {
+        let record = status(s);
+        assert_eq!((record.status, record.applied_at_ms), (applied, 1_000), "{node}");
     }
 }
