@@ -118,8 +118,8 @@ pub async fn run(seconds: u64) -> anyhow::Result<Vec<Row>> {
             .start()
             .await?;
         for (i, load) in LOADS.iter().enumerate().filter(|(_, l)| l.history_in_store == in_store) {
-            let (rate, load_rows) = run_load(&net.nodes[0], i, load, seconds, &ceiling).await?;
-            rates.push((load, rate));
+            let (rate, load_rows, cost) = run_load(&net.nodes[0], i, load, seconds, &ceiling).await?;
+            rates.push((load, rate, cost));
             rows.extend(load_rows);
         }
     }
@@ -144,7 +144,7 @@ pub async fn run(seconds: u64) -> anyhow::Result<Vec<Row>> {
         // ICN beside it: unary at 64 callers, and batches of 100 at 8 callers (also with
         // the history in the store).
         for in_store in [false, true] {
-            let icn = rates.iter().find(|(l, _)| {
+            let icn = rates.iter().find(|(l, _, _)| {
                 !l.validator
                     && l.history_in_store == in_store
                     && l.callers == load.connections
@@ -153,23 +153,58 @@ pub async fn run(seconds: u64) -> anyhow::Result<Vec<Row>> {
                         Calls::Batches(n) => n == load.batch,
                     }
             });
-            if let Some((_, icn)) = icn {
+            if let Some((_, icn, cost)) = icn {
                 let store = if in_store { " (history in store)" } else { "" };
                 rows.push(row(format!("ICN ledger{store} ÷ PostgreSQL ledger, {label}"), icn / result.rate, "×"));
+                if load.batch > 1 {
+                    rows.extend(budget_rows(cost, &ceiling, result.rate));
+                }
             }
         }
     }
     Ok(rows)
 }
 
-/// One load on `node`, in a cooperative of its own: its rate and its rows.
+/// What one load's transfers cost, each: what the budget beside PostgreSQL is held to.
+struct Cost {
+    /// The load's label in its rows.
+    label: String,
+    /// CPU of the node's services and the load generator, µs.
+    cpu_us: f64,
+    /// The committer's apply and synced write, wall time, µs.
+    committer_us: f64,
+}
+
+/// What each transfer cost (all processes) beside the CPU it may cost to commit twice
+/// PostgreSQL's rate of the same run on these cores; and two parts measured apart.
+fn budget_rows(cost: &Cost, ceiling: &Ceiling, postgres_rate: f64) -> Vec<Row> {
+    let cores = ceiling.cores;
+    let budget = cores as f64 * 1e6 / (2.0 * postgres_rate);
+    let label = &cost.label;
+    vec![
+        Row {
+            name: format!("ledger {label}: CPU per transfer, all processes"),
+            value: cost.cpu_us,
+            unit: "µs",
+            ceiling: Some((format!("budget for 2× PostgreSQL in this run ({cores} cores ÷ twice its rate)"), budget)),
+        },
+        row(
+            format!("ledger {label}: of which the signature check (at this run's batch-verify rate)"),
+            cores as f64 * 1e6 / ceiling.batch_all_cores,
+            "µs",
+        ),
+        row(format!("ledger {label}: committer per transfer (apply + synced write, wall)"), cost.committer_us, "µs"),
+    ]
+}
+
+/// One load on `node`, in a cooperative of its own: its rate, its rows and its cost.
 async fn run_load(
     node: &TestNode,
     i: usize,
     load: &Load,
     seconds: u64,
     ceiling: &Ceiling,
-) -> anyhow::Result<(f64, Vec<Row>)> {
+) -> anyhow::Result<(f64, Vec<Row>, Cost)> {
     let mut client = node.ledger().await?;
     // A cooperative per load, so each starts from empty accounts.
     let coop = TestCoop::create(&mut client, &format!("bench-{i}"), MEMBERS, CREDIT_LIMIT).await?;
@@ -218,11 +253,12 @@ async fn run_load(
         }
     }
     let rate = run.committed as f64 / run.elapsed.as_secs_f64();
-    Ok((rate, load_rows(load, ceiling, run, &before, &after)))
+    let (rows, cost) = load_rows(load, ceiling, run, &before, &after);
+    Ok((rate, rows, cost))
 }
 
 /// The rate beside its ceiling, the latencies, and what the node did meanwhile.
-fn load_rows(load: &Load, ceiling: &Ceiling, run: Driven, before: &Snapshot, after: &Snapshot) -> Vec<Row> {
+fn load_rows(load: &Load, ceiling: &Ceiling, run: Driven, before: &Snapshot, after: &Snapshot) -> (Vec<Row>, Cost) {
     let cores = ceiling.cores;
     let (label, per_call, beside) = match load.calls {
         Calls::Unary => (
@@ -271,10 +307,15 @@ fn load_rows(load: &Load, ceiling: &Ceiling, run: Driven, before: &Snapshot, aft
             "entries",
         ),
     ];
+    let mut cpu_us = 0.0;
     for ((process, a), (_, b)) in after.cpu.iter().zip(&before.cpu) {
-        rows.push(row(format!("ledger {label}: CPU per transfer, {process}"), (a - b) / committed * 1e6, "µs"));
+        let us = (a - b) / committed * 1e6;
+        cpu_us += us;
+        rows.push(row(format!("ledger {label}: CPU per transfer, {process}"), us, "µs"));
     }
-    rows
+    let entries = (after.entries - before.entries).max(1.0);
+    let committer_us = (after.commit_seconds - before.commit_seconds) / entries * 1e6;
+    (rows, Cost { label, cpu_us, committer_us })
 }
 
 /// Each member's first `per_payer` transfers in chain order: sequence numbers from 1,
