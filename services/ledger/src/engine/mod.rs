@@ -219,6 +219,12 @@ impl Ledger {
         self.take_in(t, hash, true, false)
     }
 
+    /// [`Ledger::submit_shared`] of a transfer whose form the caller checked already
+    /// ([`check_form`], with its signature, off the committer).
+    pub fn submit_formed(&mut self, t: Arc<Transfer>, hash: Hash) -> Status {
+        self.take_in(t, hash, false, false)
+    }
+
     /// Takes a transfer from this node's journal: its signature and form were checked
     /// before it was stored (one refused on its form is never stored), so only the rules
     /// that depend on what else is known are judged again. A replay spent a twentieth of

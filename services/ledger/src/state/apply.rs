@@ -60,14 +60,14 @@ impl State {
                 self.coop_entry(&coop_id);
             }
             let coop = self.coops.get_mut(&coop_id).expect("just made");
-            let Checked { body, hash } = checked;
+            let Checked { body, hash, formed } = checked;
             // The journal takes the entry as it came; a replay writes nothing and moves it.
             let journalled = (!matches!(source, Source::Replay { .. })).then(|| body.clone());
             let transfer = matches!(body, Body::Transfer(_));
             let admin_or_vote = !transfer && !matches!(body, Body::Fork(_));
             let (outcome, stored) = match body {
                 Body::Transfer(t) => {
-                    coop.transfer(t, hash.clone(), source, received_at_ms, skew, hold, &mut write.evicted)
+                    coop.transfer(t, (hash.clone(), formed), source, received_at_ms, skew, hold, &mut write.evicted)
                 }
                 Body::Fork(f) => {
                     coop.peer_reported_fork((f.currency, f.payer, f.payer_seq));
@@ -215,12 +215,13 @@ impl State {
 }
 
 impl CoopState {
-    /// Takes a transfer; the flag says whether it is stored (journalled).
+    /// Takes a transfer, with its signature's outcome and whether its form was checked
+    /// too ([`Checked`]); the flag says whether it is stored (journalled).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn transfer(
         &mut self,
         t: Transfer,
-        hash: Result<Hash, SignatureError>,
+        (hash, formed): (Result<Hash, SignatureError>, bool),
         source: Source,
         now: i64,
         skew: Option<i64>,
@@ -262,6 +263,7 @@ impl CoopState {
         let t = Arc::new(t);
         let status = match source {
             Source::Replay { .. } => self.engine.submit_stored(Arc::clone(&t), hash),
+            _ if formed => self.engine.submit_formed(Arc::clone(&t), hash),
             _ => self.engine.submit_shared(Arc::clone(&t), hash),
         };
         // A transfer refused on its merits is forgotten below, never read again.

@@ -94,7 +94,7 @@ impl State {
             let votes: Vec<Checked> = applied
                 .iter()
                 .filter_map(|(coop_id, hash)| self.coops.get(coop_id)?.my_vote(&me, hash, now))
-                .map(|v| Checked { hash: Ok(icn_ledger_records::hash(&v)), body: Body::Vote(v) })
+                .map(|v| Checked { hash: Ok(icn_ledger_records::hash(&v)), body: Body::Vote(v), formed: false })
                 .collect();
             if votes.is_empty() {
                 return;

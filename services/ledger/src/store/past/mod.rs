@@ -66,9 +66,14 @@ fn time_of_key(k: &[u8]) -> Option<i64> {
 
 /// A key: kind, the cooperative's digest, then the parts as they are.
 fn key(kind: u8, coop: &str, parts: &[&[u8]]) -> Vec<u8> {
+    key_of(kind, &coop_digest(coop), parts)
+}
+
+/// [`key`] with the cooperative's digest computed already.
+fn key_of(kind: u8, coop: &[u8; 8], parts: &[&[u8]]) -> Vec<u8> {
     let mut k = Vec::with_capacity(9 + parts.iter().map(|p| p.len()).sum::<usize>());
     k.push(kind);
-    k.extend_from_slice(&coop_digest(coop));
+    k.extend_from_slice(coop);
     for p in parts {
         k.extend_from_slice(p);
     }

@@ -1,7 +1,7 @@
 //! Writing the past: the rows one group adds to its batch (`super` has the layout),
 //! and, after a recompute, only those that changed.
 
-use super::{acct, encode_link, key, range, time_key, PAST, UNDONE_BY_RECOMPUTE};
+use super::{acct, coop_digest, encode_link, key_of, range, time_key, PAST, UNDONE_BY_RECOMPUTE};
 use super::{APPLIED, CLAIM, ENTRY, FORK, HELD, HISTORY, IDEMPOTENCY, LINK, STORED, TOTALS, UNCLAIMED};
 use crate::engine::Retired;
 use crate::store::group::GroupWrite;
@@ -16,17 +16,30 @@ type Op = (Vec<u8>, Option<Vec<u8>>);
 /// A group's rows of the past, in the order given: collected rather than put at once
 /// so that a recompute's retirement can be compared with the store first ([`changed`]).
 #[derive(Default)]
-struct Rows {
+struct Rows<'a> {
     ops: Vec<Op>,
+    /// The digests in keys, each computed once per group: a transfer names its payer's
+    /// account in three rows and its payee's in two, and SHA-256 per key was a twentieth
+    /// of the committer's time.
+    coops: foldhash::HashMap<&'a str, [u8; 8]>,
+    accounts: foldhash::HashMap<(&'a str, &'a str), [u8; 16]>,
 }
 
-impl Rows {
+impl<'a> Rows<'a> {
     fn put(&mut self, key: Vec<u8>, value: impl Into<Vec<u8>>) {
         self.ops.push((key, Some(value.into())));
     }
 
     fn delete(&mut self, key: Vec<u8>) {
         self.ops.push((key, None));
+    }
+
+    fn key(&mut self, kind: u8, coop: &'a str, parts: &[&[u8]]) -> Vec<u8> {
+        key_of(kind, self.coops.entry(coop).or_insert_with(|| coop_digest(coop)), parts)
+    }
+
+    fn acct(&mut self, currency: &'a str, member: &'a str) -> [u8; 16] {
+        *self.accounts.entry((currency, member)).or_insert_with(|| acct(currency, member))
     }
 
     fn into_batch(self, cf: &icn_storage::ColumnFamily, batch: &mut WriteBatch) {
@@ -54,23 +67,29 @@ pub(in crate::store) fn write_group(
     let stored_now: HashSet<(&str, &Hash)> = group.stored.iter().map(|s| (s.coop.as_str(), &s.hash)).collect();
     for s in &group.stored {
         let value = [s.position.to_be_bytes(), s.received_at_ms.to_be_bytes()].concat();
-        rows.put(key(STORED, &s.coop, &[&s.hash]), value);
+        let k = rows.key(STORED, &s.coop, &[&s.hash]);
+        rows.put(k, value);
         if !retired_now.contains(&(s.coop.as_str(), &s.hash)) {
-            rows.put(key(HELD, &s.coop, &[&s.hash]), s.coop.as_bytes());
+            let k = rows.key(HELD, &s.coop, &[&s.hash]);
+            rows.put(k, s.coop.as_bytes());
         }
         for member in [&s.transfer.payer, &s.transfer.payee] {
-            let k = key(HISTORY, &s.coop, &[&acct(&s.transfer.currency, member), &s.position.to_be_bytes()]);
+            let account = rows.acct(&s.transfer.currency, member);
+            let k = rows.key(HISTORY, &s.coop, &[&account, &s.position.to_be_bytes()]);
             rows.put(k, s.hash);
         }
     }
     for (coop, currency, payer, id, hash) in &group.idempotency {
-        rows.put(key(IDEMPOTENCY, coop, &[&acct(currency, payer), id.as_bytes()]), hash);
+        let account = rows.acct(currency, payer);
+        let k = rows.key(IDEMPOTENCY, coop, &[&account, id.as_bytes()]);
+        rows.put(k, hash);
     }
     for (coop, position) in &group.entries_at {
-        rows.put(key(ENTRY, coop, &[&position.to_be_bytes()]), coop.as_bytes());
+        let k = rows.key(ENTRY, coop, &[&position.to_be_bytes()]);
+        rows.put(k, coop.as_bytes());
     }
     for (coop, (currency, payer, seq), at) in &group.forks_at {
-        let k = key(FORK, coop, &[currency.as_bytes(), b"\0", payer.as_bytes(), b"\0", &seq.to_be_bytes()]);
+        let k = rows.key(FORK, coop, &[currency.as_bytes(), b"\0", payer.as_bytes(), b"\0", &seq.to_be_bytes()]);
         rows.put(k, at.to_be_bytes());
     }
     for (coop, retired, applied_at) in &group.retired {
@@ -113,36 +132,53 @@ fn changed(store: &Store, coop: &str, wanted: Vec<Op>) -> Result<Vec<Op>, StoreE
     Ok(out)
 }
 
-fn unclaimed_key(coop: &str, (currency, member, at, hash): &(String, String, i64, Hash)) -> Vec<u8> {
-    key(UNCLAIMED, coop, &[&acct(currency, member), &time_key(*at), hash])
+fn unclaimed_key<'a>(rows: &mut Rows<'a>, coop: &'a str, row: &'a (String, String, i64, Hash)) -> Vec<u8> {
+    let (currency, member, at, hash) = row;
+    let account = rows.acct(currency, member);
+    rows.key(UNCLAIMED, coop, &[&account, &time_key(*at), hash])
 }
 
 /// The rows a retirement writes; after a recompute (`wipe`), every row of the kinds it
 /// may change, which [`changed`] compares with the store's.
-fn retired_rows(rows: &mut Rows, coop: &str, r: &Retired, applied_at: &[i64], stored_now: &HashSet<(&str, &Hash)>) {
+fn retired_rows<'a>(
+    rows: &mut Rows<'a>,
+    coop: &'a str,
+    r: &'a Retired,
+    applied_at: &[i64],
+    stored_now: &HashSet<(&str, &Hash)>,
+) {
     for ((hash, _), at) in r.applied.iter().zip(applied_at) {
-        rows.put(key(APPLIED, coop, &[hash]), at.to_be_bytes());
+        let k = rows.key(APPLIED, coop, &[hash]);
+        rows.put(k, at.to_be_bytes());
         // Held rows of earlier groups; after a wipe there are none.
         if !r.wipe && !stored_now.contains(&(coop, hash)) {
-            rows.delete(key(HELD, coop, &[hash]));
+            let k = rows.key(HELD, coop, &[hash]);
+            rows.delete(k);
         }
     }
     for hash in &r.held {
-        rows.put(key(HELD, coop, &[hash]), coop.as_bytes());
+        let k = rows.key(HELD, coop, &[hash]);
+        rows.put(k, coop.as_bytes());
     }
     for row in &r.unclaimed {
-        rows.put(unclaimed_key(coop, row), []);
+        let k = unclaimed_key(rows, coop, row);
+        rows.put(k, []);
     }
     for row in &r.claimed {
-        rows.delete(unclaimed_key(coop, row));
+        let k = unclaimed_key(rows, coop, row);
+        rows.delete(k);
     }
     for (currency, transfers, volume) in &r.totals {
-        rows.put(key(TOTALS, coop, &[currency.as_bytes()]), [transfers.to_be_bytes(), volume.to_be_bytes()].concat());
+        let k = rows.key(TOTALS, coop, &[currency.as_bytes()]);
+        rows.put(k, [transfers.to_be_bytes(), volume.to_be_bytes()].concat());
     }
     for (dep, by, seq) in &r.claims {
-        rows.put(key(CLAIM, coop, &[dep]), [&by[..], &seq.to_be_bytes()].concat());
+        let k = rows.key(CLAIM, coop, &[dep]);
+        rows.put(k, [&by[..], &seq.to_be_bytes()].concat());
     }
     for (currency, payer, seq, link) in &r.links {
-        rows.put(key(LINK, coop, &[&acct(currency, payer), &seq.to_be_bytes()]), encode_link(link));
+        let account = rows.acct(currency, payer);
+        let k = rows.key(LINK, coop, &[&account, &seq.to_be_bytes()]);
+        rows.put(k, encode_link(link));
     }
 }
