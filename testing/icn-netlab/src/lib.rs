@@ -16,11 +16,18 @@
 //! the kernels this runs on may lack netem and NFQUEUE (this project's CI kernel lacks
 //! both); the hosts' stacks are the real kernel's.
 //!
+//! A host can also sit behind a router of a known NAT kind ([`Lab::behind_nat`], made in
+//! the switch: `nat`), and [`probe`] tells from outside which kind a router is.
+//!
 //! Needs root and iproute2. Everything is removed when the [`Lab`] is dropped.
 
+pub mod nat;
+pub mod probe;
 mod switch;
 
 use anyhow::{bail, Context};
+pub use nat::NatKind;
+use std::net::Ipv4Addr;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -40,6 +47,8 @@ pub struct Host {
 
 pub struct Lab {
     prefix: String,
+    /// The second octet of every lab address.
+    net: u8,
     hosts: Vec<Host>,
     switch: Option<Switch>,
 }
@@ -50,6 +59,26 @@ pub(crate) fn run(args: &[&str]) -> anyhow::Result<String> {
         bail!("`{}` failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Runs `f` on a thread that joins network namespace `ns` for the purpose (a thread's
+/// namespace is its own, so the rest of the process is unaffected): what `f` opens
+/// (a TUN device, sockets) belongs to that namespace and may be used from any thread.
+pub(crate) fn within<T: Send>(ns: &str, f: impl FnOnce() -> anyhow::Result<T> + Send) -> anyhow::Result<T> {
+    let path = format!("/var/run/netns/{ns}");
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| -> anyhow::Result<T> {
+                let ns_file = std::fs::File::open(&path).with_context(|| format!("opening {path}"))?;
+                // SAFETY: setns on this thread only, with a namespace file we hold open.
+                if unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&ns_file), libc::CLONE_NEWNET) } != 0 {
+                    bail!("setns into {ns}: {}", std::io::Error::last_os_error());
+                }
+                f()
+            })
+            .join()
+            .map_err(|_| anyhow::anyhow!("the namespace thread panicked"))?
+    })
 }
 
 fn in_ns(ns: &str, args: &[&str]) -> anyhow::Result<String> {
@@ -70,9 +99,9 @@ impl Lab {
         }
         static LABS: AtomicU32 = AtomicU32::new(0);
         let serial = LABS.fetch_add(1, Ordering::SeqCst);
-        let net = 200 + (std::process::id() + serial * 7) % 50;
+        let net = (200 + (std::process::id() + serial * 7) % 50) as u8;
         let prefix = format!("icnl{}{}", std::process::id() % 10_000, serial);
-        let mut lab = Lab { prefix: prefix.clone(), hosts: Vec::new(), switch: None };
+        let mut lab = Lab { prefix: prefix.clone(), net, hosts: Vec::new(), switch: None };
         for h in 1..=hosts {
             let ns = format!("{prefix}h{h}");
             let (data_ip, control_ip) = (format!("10.{net}.0.{h}"), format!("10.{net}.{}.2", 100 + h));
@@ -106,7 +135,7 @@ impl Lab {
     }
 
     fn faults(&self, change: impl FnOnce(&mut Faults)) {
-        self.switch.as_ref().expect("running while the lab exists").change(change);
+        self.switch().change(change);
     }
 
     /// Cuts every data path between the two groups of hosts (1-based indexes), both ways.
@@ -161,6 +190,62 @@ impl Lab {
     /// Packets the switch has dropped because of faults.
     pub fn dropped(&self) -> u64 {
         self.switch.as_ref().map(|s| s.dropped()).unwrap_or_default()
+    }
+
+    /// Puts host `index` behind a router of `kind`, whose mappings live `lifetime` without
+    /// outbound traffic ([`nat::DEFAULT_MAPPING_LIFETIME`] is RFC 4787's two minutes). From
+    /// then on its own address is private and others reach it only at
+    /// [`Lab::outside_ip`], as the router allows.
+    pub fn behind_nat(&self, index: usize, kind: NatKind, lifetime: std::time::Duration) -> anyhow::Result<()> {
+        self.check(index)?;
+        let inside = Ipv4Addr::new(10, self.net, 0, index as u8);
+        let outside = Ipv4Addr::new(10, self.net, nat::OUTSIDE, index as u8);
+        self.switch().routers(|r| r.put(index, nat::Router::new(kind, inside, outside, lifetime)));
+        Ok(())
+    }
+
+    /// Where others see host `index`: its router's outside address, or its own.
+    pub fn outside_ip(&self, index: usize) -> String {
+        match self.switch().routers(|r| r.is_behind(index)) {
+            true => format!("10.{}.{}.{index}", self.net, nat::OUTSIDE),
+            false => self.host(index).data_ip.clone(),
+        }
+    }
+
+    /// Gives public host `index` a second address (what a NAT probe answers from, RFC
+    /// 5780's alternate address) and returns it.
+    pub fn add_alternate_address(&self, index: usize) -> anyhow::Result<String> {
+        self.check(index)?;
+        if self.switch().routers(|r| r.is_behind(index)) {
+            bail!("host {index} is behind a router: its addresses are private");
+        }
+        let ip = format!("10.{}.{}.{index}", self.net, nat::ALTERNATE);
+        in_ns(&self.host(index).namespace, &["ip", "addr", "add", &format!("{ip}/16"), "dev", "tun0"])?;
+        Ok(ip)
+    }
+
+    /// Restarts host `index`'s router: every mapping is forgotten, and the next ones get
+    /// new outside ports.
+    pub fn reboot_router(&self, index: usize) -> anyhow::Result<()> {
+        if !self.switch().routers(|r| r.reboot(index)) {
+            bail!("host {index} is behind no router");
+        }
+        Ok(())
+    }
+
+    /// Packets a router kept out: no live mapping, or its filtering.
+    pub fn nat_filtered(&self) -> u64 {
+        self.switch.as_ref().map(|s| s.filtered()).unwrap_or_default()
+    }
+
+    /// Runs `f` inside host `index`'s network namespace: sockets it opens are that host's.
+    pub fn on_host<T: Send>(&self, index: usize, f: impl FnOnce() -> anyhow::Result<T> + Send) -> anyhow::Result<T> {
+        self.check(index)?;
+        within(&self.host(index).namespace, f)
+    }
+
+    fn switch(&self) -> &Switch {
+        self.switch.as_ref().expect("running while the lab exists")
     }
 
     /// Where the test harness should run node `i` on host `i + 1`: one placement per host.

@@ -1,6 +1,7 @@
 //! The lab's wire: one TUN device per host, and threads that move IPv4 packets between
 //! them, dropping or holding them back as the faults say.
 
+use crate::nat::{Refused, Routers};
 use anyhow::{bail, Context};
 use rand::Rng;
 use std::collections::{BinaryHeap, HashMap, HashSet};
@@ -54,28 +55,33 @@ impl Ord for Pending {
 
 pub struct Switch {
     faults: Arc<Mutex<Faults>>,
+    routers: Arc<Mutex<Routers>>,
     stop: Arc<AtomicBool>,
     dropped: Arc<AtomicU64>,
+    filtered: Arc<AtomicU64>,
     threads: Vec<JoinHandle<()>>,
 }
 
 impl Switch {
     /// Creates `tun0` in each namespace and starts forwarding. Host `i` (1-based) owns the
-    /// data address `10.<net>.0.<i>`.
-    pub fn start(namespaces: &[String], net: u32) -> anyhow::Result<Switch> {
+    /// data address `10.<net>.0.<i>`; the routers (`crate::nat`) decide the rest.
+    pub fn start(namespaces: &[String], net: u8) -> anyhow::Result<Switch> {
         let mut tuns = Vec::new();
         for ns in namespaces {
             tuns.push(Arc::new(open_tun_in(ns).with_context(|| format!("creating tun0 in {ns}"))?));
         }
         let faults = Arc::new(Mutex::new(Faults::default()));
+        let routers = Arc::new(Mutex::new(Routers::default()));
         let stop = Arc::new(AtomicBool::new(false));
         let dropped = Arc::new(AtomicU64::new(0));
+        let filtered = Arc::new(AtomicU64::new(0));
         let (delayed_tx, delayed_rx) = mpsc::channel::<Pending>();
         let mut threads = Vec::new();
         for (i, tun) in tuns.iter().enumerate() {
             let from = i + 1;
             let (tun, tuns, faults, stop, dropped, delayed) =
                 (tun.clone(), tuns.clone(), faults.clone(), stop.clone(), dropped.clone(), delayed_tx.clone());
+            let (routers, filtered) = (routers.clone(), filtered.clone());
             threads.push(std::thread::spawn(move || {
                 let mut buf = vec![0u8; MAX_PACKET];
                 while !stop.load(Ordering::Relaxed) {
@@ -86,15 +92,17 @@ impl Switch {
                         Ok(n) => n,
                         Err(_) => return,
                     };
-                    let packet = &buf[..n];
+                    let packet = &mut buf[..n];
                     // IPv4 only; the destination's last octet names the host.
-                    if n < 20 || packet[0] >> 4 != 4 || packet[16] != 10 || u32::from(packet[17]) != net {
-                        continue;
-                    }
-                    let to = packet[19] as usize;
-                    if to == 0 || to > tuns.len() || to == from {
-                        continue;
-                    }
+                    let to = match routers.lock().expect("routers lock").route(from, packet, net, tuns.len()) {
+                        Ok(to) => to,
+                        Err(Refused::Filtered) => {
+                            filtered.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
+                        Err(Refused::Unroutable) => continue,
+                    };
+                    let packet = &*packet;
                     let (cut, loss, delay) = {
                         let f = faults.lock().expect("faults lock");
                         (
@@ -137,15 +145,24 @@ impl Switch {
                 }
             }
         }));
-        Ok(Switch { faults, stop, dropped, threads })
+        Ok(Switch { faults, routers, stop, dropped, filtered, threads })
     }
 
     pub fn change(&self, change: impl FnOnce(&mut Faults)) {
         change(&mut self.faults.lock().expect("faults lock"));
     }
 
+    pub(crate) fn routers<R>(&self, change: impl FnOnce(&mut Routers) -> R) -> R {
+        change(&mut self.routers.lock().expect("routers lock"))
+    }
+
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Packets a router kept out (no live mapping, or its filtering).
+    pub fn filtered(&self) -> u64 {
+        self.filtered.load(Ordering::Relaxed)
     }
 }
 
@@ -165,24 +182,9 @@ fn readable(tun: &File) -> bool {
     unsafe { libc::poll(&mut fd, 1, POLL_INTERVAL_MS) > 0 }
 }
 
-/// Opens a new TUN device `tun0` inside network namespace `ns`, from a thread that joins
-/// that namespace for the purpose (a thread's namespace is its own, so the rest of the
-/// process is unaffected).
+/// Opens a new TUN device `tun0` inside network namespace `ns`.
 fn open_tun_in(ns: &str) -> anyhow::Result<File> {
-    let path = format!("/var/run/netns/{ns}");
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| -> anyhow::Result<File> {
-                let ns_file = File::open(&path).with_context(|| format!("opening {path}"))?;
-                // SAFETY: setns on this thread only, with a namespace file we hold open.
-                if unsafe { libc::setns(ns_file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                    bail!("setns into {ns}: {}", std::io::Error::last_os_error());
-                }
-                open_tun("tun0")
-            })
-            .join()
-            .map_err(|_| anyhow::anyhow!("the namespace thread panicked"))?
-    })
+    crate::within(ns, || open_tun("tun0"))
 }
 
 fn open_tun(name: &str) -> anyhow::Result<File> {
