@@ -8,9 +8,10 @@ cd "$(dirname "$0")/.."
 
 sudo_if_needed() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-# iproute2 builds the network lab (make test-lab); nodejs runs the JavaScript SDK's tests
-# (node --test); chromium loads the dashboard headless in its test.
-packages=(libclang-dev protobuf-compiler pkg-config curl python3-pip iproute2 nodejs chromium)
+# iproute2 builds the network lab (make test-lab) and coturn is its STUN and TURN server;
+# nodejs runs the JavaScript SDK's tests (node --test); chromium loads the dashboard
+# headless in its test.
+packages=(libclang-dev protobuf-compiler pkg-config curl python3-pip iproute2 nodejs chromium coturn)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

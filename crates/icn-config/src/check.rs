@@ -25,3 +25,16 @@ pub(crate) fn positive(key: &'static str, value: usize) -> Result<(), ConfigErro
 pub(crate) fn above_zero(rate: f64) -> bool {
     rate > 0.0
 }
+
+/// A server to reach: `host:port`, the host a name or an address, the port a number.
+pub(crate) fn socket_addr_or_host(key: &'static str, value: &str) -> Result<(), ConfigError> {
+    let bad = || ConfigError::Invalid { key, problem: format!("must be host:port, got `{value}`") };
+    if value.parse::<SocketAddr>().is_ok() {
+        return Ok(());
+    }
+    let (host, port) = value.rsplit_once(':').ok_or_else(bad)?;
+    if host.is_empty() || host.contains(char::is_whitespace) || port.parse::<u16>().is_err() {
+        return Err(bad());
+    }
+    Ok(())
+}

@@ -25,7 +25,10 @@ pub use api::ApiConfig;
 pub use credit::CreditConfig;
 pub use error::ConfigError;
 pub use log::{LogConfig, LogFormat};
-pub use network::{ExchangeConfig, NetworkConfig, RateLimitConfig, ReconnectConfig, TrustConfig, VivaldiConfig};
+pub use network::{
+    CandidateKind, ExchangeConfig, NatConfig, NetworkConfig, RateLimitConfig, ReconnectConfig, TrustConfig,
+    VivaldiConfig,
+};
 pub use node::NodeConfig;
 pub use runtime::RuntimeConfig;
 pub use services::{Endpoints, ServiceConfig};
@@ -38,7 +41,14 @@ use std::path::{Path, PathBuf};
 /// Prefix of environment overrides: `ICN__NETWORK__LISTEN=0.0.0.0:7000`.
 pub const ENV_PREFIX: &str = "ICN";
 /// Keys whose environment value is a comma-separated list.
-const LIST_KEYS: &[&str] = &["network.bootstrap", "network.advertise", "network.trust.allowlist", "api.admins"];
+const LIST_KEYS: &[&str] = &[
+    "network.bootstrap",
+    "network.advertise",
+    "network.trust.allowlist",
+    "network.nat.stun_servers",
+    "network.nat.candidates",
+    "api.admins",
+];
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -128,6 +138,7 @@ impl IcnConfig {
             &mut self.network.bootstrap,
             &mut self.network.advertise,
             &mut self.network.trust.allowlist,
+            &mut self.network.nat.stun_servers,
             &mut self.api.admins,
         ] {
             list.retain(|s| !s.trim().is_empty());

@@ -16,6 +16,7 @@ mod gate;
 mod host;
 pub mod inbox;
 mod metrics;
+mod nat;
 mod node;
 pub mod outbox;
 mod peer_store;

@@ -17,13 +17,15 @@
 //! both); the hosts' stacks are the real kernel's.
 //!
 //! A host can also sit behind a router of a known NAT kind ([`Lab::behind_nat`], made in
-//! the switch: `nat`), and [`probe`] tells from outside which kind a router is.
+//! the switch: `nat`), and [`probe`] tells from outside which kind a router is. A public
+//! host can run a real TURN and STUN server ([`turn::Coturn`]).
 //!
 //! Needs root and iproute2. Everything is removed when the [`Lab`] is dropped.
 
 pub mod nat;
 pub mod probe;
 mod switch;
+pub mod turn;
 
 use anyhow::{bail, Context};
 pub use nat::NatKind;

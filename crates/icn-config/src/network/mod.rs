@@ -1,15 +1,17 @@
 //! `[network]`: netd's QUIC endpoint, its peers, and the queues and limits of messages
 //! between them. Its sub-tables each have a module: `[network.reconnect]`,
-//! `[network.trust]`, `[network.rate_limit]`, `[network.exchange]` and
-//! `[network.vivaldi]`.
+//! `[network.trust]`, `[network.rate_limit]`, `[network.exchange]`,
+//! `[network.vivaldi]` and `[network.nat]`.
 
 mod exchange;
+mod nat;
 mod rate_limit;
 mod reconnect;
 mod trust;
 mod vivaldi;
 
 pub use exchange::ExchangeConfig;
+pub use nat::{CandidateKind, NatConfig};
 pub use rate_limit::RateLimitConfig;
 pub use reconnect::ReconnectConfig;
 pub use trust::TrustConfig;
@@ -112,6 +114,7 @@ pub struct NetworkConfig {
     pub rate_limit: RateLimitConfig,
     pub exchange: ExchangeConfig,
     pub vivaldi: VivaldiConfig,
+    pub nat: NatConfig,
 }
 
 impl Default for NetworkConfig {
@@ -149,6 +152,7 @@ impl Default for NetworkConfig {
             rate_limit: RateLimitConfig::default(),
             exchange: ExchangeConfig::default(),
             vivaldi: VivaldiConfig::default(),
+            nat: NatConfig::default(),
         }
     }
 }
@@ -186,6 +190,7 @@ impl NetworkConfig {
         self.rate_limit.validate()?;
         self.exchange.validate()?;
         self.trust.validate()?;
+        self.nat.validate()?;
         if self.idle_timeout <= self.keep_alive_interval {
             return Err(ConfigError::Invalid {
                 key: "network.idle_timeout",

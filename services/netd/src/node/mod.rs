@@ -69,6 +69,8 @@ pub(crate) struct Inner {
     pub controls: Mutex<HashMap<u64, ControlStream>>,
     /// Goodbye reasons received, by link id, read when the link closes.
     pub goodbyes: Mutex<HashMap<u64, String>>,
+    /// ICE candidates and TURN's state (`[network.nat]`).
+    nat: crate::nat::Nat,
 }
 
 /// Handle to the running node; cheap to clone.
@@ -128,7 +130,12 @@ impl Node {
             config.subscriber_buffer,
             metrics.best_effort_dropped.clone(),
         );
+        let nat = match &endpoint {
+            Some(_) => crate::nat::Nat::start(&ctx, &config.nat)?,
+            None => crate::nat::Nat::off(),
+        };
         let inner = Arc::new(Inner {
+            nat,
             best_effort,
             peers: PeerTable::new(metrics.state_changes.clone(), &config.exchange),
             exchange_dials: crate::gate::pace(config.exchange.dials_per_second, config.exchange.dials_burst),
@@ -326,7 +333,7 @@ impl Node {
                 .map(|a| a.to_string())
                 .unwrap_or_default(),
             advertised_addresses: inner.advertised.clone(),
-            relay_address: String::new(),
+            relay_address: inner.nat.relay_address(),
             x25519_public_key: inner
                 .identity
                 .as_ref()
@@ -336,6 +343,8 @@ impl Node {
             protocol_version: PROTOCOL_VERSION,
             connected_peers: inner.peers.connected_count() as u32,
             coordinate: Some(inner.vivaldi.lock().expect("vivaldi lock").coordinate().to_proto()),
+            candidates: inner.nat.candidates(),
+            turn: Some(inner.nat.turn()),
         }
     }
 }
