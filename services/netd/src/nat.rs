@@ -1,7 +1,7 @@
 //! How others can reach this node from behind a NAT (`[network.nat]`): its ICE
 //! candidates (RFC 8445), gathered with webrtc-ice from the STUN and TURN servers it is
 //! given, again every `regather_interval`, and whether the TURN server allocates for it.
-//! They show in `Status` (`candidates`, `relay_address`, `turn`) and in metrics.
+//! They show in `Status` (`candidates`, `relay_address`, `stun`, `turn`) and in metrics.
 //!
 //! webrtc-ice reports a failed TURN allocation only in its log and simply gathers no
 //! relay candidate. So when a relay was wanted and none came, netd asks the TURN server
@@ -27,12 +27,25 @@ use webrtc_ice::url::{ProtoType, SchemeType, Url};
 #[derive(Clone, Debug, Default)]
 struct Gathered {
     candidates: Vec<api::Candidate>,
+    stun: api::StunStatus,
     turn: api::TurnStatus,
+}
+
+impl Gathered {
+    /// Before any gathering, or with nothing to gather from.
+    fn off() -> Gathered {
+        Gathered {
+            candidates: Vec::new(),
+            stun: api::StunStatus { state: api::StunState::Off as i32, ..Default::default() },
+            turn: api::TurnStatus { state: api::TurnState::Off as i32, ..Default::default() },
+        }
+    }
 }
 
 #[derive(Clone)]
 struct Metrics {
     candidates: IntGaugeVec,
+    stun_failures: IntCounter,
     turn_failures: IntCounterVec,
     turn_allocations: IntCounter,
 }
@@ -44,6 +57,11 @@ impl Metrics {
             candidates: register(
                 registry,
                 IntGaugeVec::new(Opts::new("netd_nat_candidates", "ICE candidates gathered last, by kind"), &["kind"])
+                    .expect("valid metric"),
+            ),
+            stun_failures: register(
+                registry,
+                IntCounter::new("netd_stun_failures_total", "Gatherings where no STUN server answered")
                     .expect("valid metric"),
             ),
             turn_failures: register(
@@ -85,8 +103,7 @@ impl Nat {
     /// nothing to learn beyond the listen address, and the TURN state is OFF.
     pub fn start(ctx: &Context, config: &NatConfig) -> Result<Nat, NetError> {
         let turn = turn_server(config)?;
-        let off = api::TurnStatus { state: api::TurnState::Off as i32, ..Default::default() };
-        let nat = Nat { gathered: Arc::new(RwLock::new(Gathered { candidates: Vec::new(), turn: off })) };
+        let nat = Nat { gathered: Arc::new(RwLock::new(Gathered::off())) };
         if config.stun_servers.is_empty() && turn.is_none() {
             return Ok(nat);
         }
@@ -97,12 +114,15 @@ impl Nat {
 
     /// A node that gathers nothing (no endpoint: limited mode).
     pub fn off() -> Nat {
-        let off = api::TurnStatus { state: api::TurnState::Off as i32, ..Default::default() };
-        Nat { gathered: Arc::new(RwLock::new(Gathered { candidates: Vec::new(), turn: off })) }
+        Nat { gathered: Arc::new(RwLock::new(Gathered::off())) }
     }
 
     pub fn candidates(&self) -> Vec<api::Candidate> {
         self.gathered.read().expect("nat lock").candidates.clone()
+    }
+
+    pub fn stun(&self) -> api::StunStatus {
+        self.gathered.read().expect("nat lock").stun.clone()
     }
 
     pub fn turn(&self) -> api::TurnStatus {
@@ -157,6 +177,10 @@ async fn run(
                 tracing::warn!(reason = %found.turn.reason, detail = %found.turn.detail, "the TURN server allocated no relay");
             }
             _ => {}
+        }
+        if found.stun.state == api::StunState::Failed as i32 {
+            metrics.stun_failures.inc();
+            tracing::warn!(detail = %found.stun.detail, "no STUN server answered");
         }
         tracing::info!(candidates = ?found.candidates.iter().map(|c| &c.address).collect::<Vec<_>>(), "ICE candidates gathered");
         *gathered.write().expect("nat lock") = found;
@@ -219,9 +243,10 @@ async fn gather(config: &NatConfig, turn: Option<&TurnServer>) -> Gathered {
         detail,
         checked_at_ms,
     };
+    let stun_off = api::StunStatus { state: api::StunState::Off as i32, ..Default::default() };
     let agent = match Agent::new(agent_config).await {
         Ok(agent) => agent,
-        Err(e) => return Gathered { candidates, turn: failed(format!("starting ICE: {e}")) },
+        Err(e) => return Gathered { candidates, stun: stun_off, turn: failed(format!("starting ICE: {e}")) },
     };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     agent.on_candidate(Box::new(move |c: Option<Arc<dyn Candidate + Send + Sync>>| {
@@ -230,7 +255,7 @@ async fn gather(config: &NatConfig, turn: Option<&TurnServer>) -> Gathered {
     }));
     if let Err(e) = agent.gather_candidates() {
         let _ = agent.close().await;
-        return Gathered { candidates, turn: failed(format!("gathering: {e}")) };
+        return Gathered { candidates, stun: stun_off, turn: failed(format!("gathering: {e}")) };
     }
     let deadline = tokio::time::Instant::now() + config.gather_timeout;
     // `None` from the agent: gathering is complete.
@@ -245,6 +270,18 @@ async fn gather(config: &NatConfig, turn: Option<&TurnServer>) -> Gathered {
     }
     // webrtc-ice's agents hold sockets and tasks until closed.
     let _ = agent.close().await;
+    let reflexive = candidates.iter().any(|c| c.kind == api::CandidateKind::ServerReflexive as i32);
+    let stun = if config.stun_servers.is_empty() || !config.candidates.contains(&CandidateKind::ServerReflexive) {
+        stun_off
+    } else if reflexive {
+        api::StunStatus { state: api::StunState::Answered as i32, ..Default::default() }
+    } else {
+        api::StunStatus {
+            state: api::StunState::Failed as i32,
+            reason: "unreachable".into(),
+            detail: format!("none of {:?} answered within {:?}", config.stun_servers, config.gather_timeout),
+        }
+    };
     let relayed = candidates.iter().any(|c| c.kind == api::CandidateKind::Relay as i32);
     let turn = match turn {
         None => api::TurnStatus { state: api::TurnState::Off as i32, checked_at_ms, ..Default::default() },
@@ -256,7 +293,7 @@ async fn gather(config: &NatConfig, turn: Option<&TurnServer>) -> Gathered {
             api::TurnStatus { state: api::TurnState::Failed as i32, reason: reason.into(), detail, checked_at_ms }
         }
     };
-    Gathered { candidates, turn }
+    Gathered { candidates, stun, turn }
 }
 
 /// Asks the TURN server for an allocation to learn why it gave none.

@@ -7,7 +7,7 @@
 use icn_netlab::nat::DEFAULT_MAPPING_LIFETIME;
 use icn_netlab::turn::Coturn;
 use icn_netlab::{Lab, NatKind};
-use icn_proto::net::v1::{CandidateKind, StatusRequest, StatusResponse, TurnState};
+use icn_proto::net::v1::{CandidateKind, StatusRequest, StatusResponse, StunState, TurnState};
 use icn_testkit::{Bootstrap, TestNode};
 use std::time::Duration;
 
@@ -55,6 +55,7 @@ async fn a_node_behind_a_router_learns_its_outside_address_and_a_relay_and_bad_t
         .node_env(1, "ICN__NETWORK__NAT__TURN_PASSWORD_FILE", password_file.to_str().unwrap())
         .node_env(2, "ICN__NETWORK__NAT__TURN_SERVER", &coturn.address)
         .node_env(2, "ICN__NETWORK__NAT__TURN_PASSWORD", "wrong horse battery")
+        .node_env(3, "ICN__NETWORK__NAT__STUN_SERVERS", &unreachable)
         .node_env(3, "ICN__NETWORK__NAT__TURN_SERVER", &unreachable)
         .node_env(3, "ICN__NETWORK__NAT__TURN_PASSWORD", "right horse battery")
         .start()
@@ -72,6 +73,7 @@ async fn a_node_behind_a_router_learns_its_outside_address_and_a_relay_and_bad_t
     assert_eq!(ip_of(&relay[0]), lab.host(1).data_ip, "allocated on coturn");
     assert_eq!(good.relay_address, relay[0]);
     assert_eq!(good.turn.as_ref().unwrap().state, TurnState::Allocated as i32);
+    assert_eq!(good.stun.as_ref().unwrap().state, StunState::Answered as i32);
     assert_eq!(net.nodes[1].metric("netd", "icn_netd_turn_allocations_total").await.unwrap(), 1.0);
 
     // A wrong password: a failed state with its reason, counted; STUN still answers.
@@ -84,14 +86,22 @@ async fn a_node_behind_a_router_learns_its_outside_address_and_a_relay_and_bad_t
     let counted = net.nodes[2].metric("netd", "icn_netd_turn_failures_total{reason=\"wrong_credentials\"}").await;
     assert_eq!(counted.unwrap(), 1.0);
 
-    // No TURN server where it is said to be.
+    // No STUN nor TURN server where they are said to be.
     let lost = gathered(&net.nodes[3]).await;
     let turn = lost.turn.clone().unwrap();
     assert_eq!((turn.state, turn.reason.as_str()), (TurnState::Failed as i32, "unreachable"), "{turn:?}");
+    let stun = lost.stun.clone().unwrap();
+    assert_eq!((stun.state, stun.reason.as_str()), (StunState::Failed as i32, "unreachable"), "{stun:?}");
+    assert!(addresses(&lost, CandidateKind::ServerReflexive).is_empty());
+    assert_eq!(net.nodes[3].metric("netd", "icn_netd_stun_failures_total").await.unwrap(), 1.0);
+    assert_eq!(net.nodes[3].metric("netd", "icn_netd_turn_failures_total{reason=\"unreachable\"}").await.unwrap(), 1.0);
 
-    // A node with no TURN server: OFF, and no relay.
-    let public = net.nodes[0].netd().await.unwrap().status(StatusRequest {}).await.unwrap().into_inner();
+    // A public node with no TURN server: TURN OFF, no relay; STUN sees it as it is.
+    let public = gathered(&net.nodes[0]).await;
+    assert_eq!(public.turn.as_ref().unwrap().state, TurnState::Off as i32);
     assert!(addresses(&public, CandidateKind::Relay).is_empty());
+    let reflexive = addresses(&public, CandidateKind::ServerReflexive);
+    assert!(reflexive.iter().all(|a| ip_of(a) == lab.host(1).data_ip), "{reflexive:?}");
     drop(coturn);
     let _ = std::fs::remove_file(password_file);
 }

@@ -344,6 +344,7 @@ impl Node {
             connected_peers: inner.peers.connected_count() as u32,
             coordinate: Some(inner.vivaldi.lock().expect("vivaldi lock").coordinate().to_proto()),
             candidates: inner.nat.candidates(),
+            stun: Some(inner.nat.stun()),
             turn: Some(inner.nat.turn()),
         }
     }
