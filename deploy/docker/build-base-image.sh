@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Build a minimal Debian bookworm base image for ICN WITHOUT pulling from any
 # container registry: debootstrap a minbase root filesystem from the Debian
-# package mirror, slim it down, and `docker import` it as icn/base:bookworm.
+# package mirror, slim it down, and `docker import` it as icn/base:bookworm-2.
 #
 # Usage: deploy/docker/build-base-image.sh [--force] [--tag IMAGE]
 #
 # Environment:
-#   ICN_BASE_IMAGE     image tag to produce        (default icn/base:bookworm)
+#   ICN_BASE_IMAGE     image tag to produce        (default icn/base:bookworm-2)
 #   ICN_DEBIAN_MIRROR  Debian mirror URL           (default: the one apt uses here,
 #                                                   else http://deb.debian.org/debian)
 #   ICN_DEBIAN_SECURITY_MIRROR  security mirror URL (same detection; default
@@ -17,11 +17,13 @@
 # Idempotent: does nothing if the image already exists, unless --force.
 set -euo pipefail
 
-IMAGE="${ICN_BASE_IMAGE:-icn/base:bookworm}"
+IMAGE="${ICN_BASE_IMAGE:-icn/base:bookworm-2}"
 SUITE="${ICN_DEBIAN_SUITE:-bookworm}"
 FORCE=0
-# Runtime libraries our binaries link against (glibc is in minbase already).
-PACKAGES="ca-certificates,libstdc++6,libgcc-s1"
+# Runtime libraries our binaries link against (glibc is in minbase already), and coturn,
+# the STUN/TURN server of docker-compose.yml's `nat` profile. Bump the tag's number when
+# this list changes, so that machines holding the older image build the new one.
+PACKAGES="ca-certificates,libstdc++6,libgcc-s1,coturn"
 
 while [ $# -gt 0 ]; do
     case "$1" in

@@ -7,7 +7,7 @@
 # Environment:
 #   CARGO_TARGET_DIR  where cargo put its output         (default <repo>/target)
 #   ICN_IMAGE         tag of the image to build          (default icn/node:dev)
-#   BASE_IMAGE        base image for the Dockerfile      (default icn/base:bookworm, built
+#   BASE_IMAGE        base image for the Dockerfile      (default icn/base:bookworm-2, built
 #                     locally by build-base-image.sh without registry access; any other
 #                     value, e.g. debian:bookworm-slim, is used as is and may be pulled)
 #   ICN_STRIP_DEBUG   1 (default) strips debug info from the staged copies of the binaries
@@ -19,7 +19,7 @@ REPO_ROOT="$(cd "$HERE/../.." && pwd)"
 cd "$REPO_ROOT"
 
 IMAGE="${ICN_IMAGE:-icn/node:dev}"
-BASE_IMAGE="${BASE_IMAGE:-icn/base:bookworm}"
+BASE_IMAGE="${BASE_IMAGE:-icn/base:bookworm-2}"
 TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$REPO_ROOT/$TARGET_DIR" ;; esac
 RELEASE_DIR="$TARGET_DIR/release"
@@ -47,10 +47,10 @@ if [ -n "$newer" ]; then
 fi
 
 # --- the base image -----------------------------------------------------------
-if [ "$BASE_IMAGE" = "icn/base:bookworm" ]; then
+if [ "$BASE_IMAGE" = "icn/base:bookworm-2" ]; then
     "$HERE/build-base-image.sh"
 else
-    log "using base image $BASE_IMAGE (not building icn/base:bookworm)"
+    log "using base image $BASE_IMAGE (not building icn/base:bookworm-2)"
 fi
 
 # --- build context: Dockerfile + bin/ -----------------------------------------

@@ -4,7 +4,9 @@
 mod ledger;
 
 use icn_proto::gossip::v1::{acl, StoredEntry, Topic};
-use icn_proto::net::v1::{EstimateRttResponse, InboundMessage, Peer, PeerState, StatusResponse};
+use icn_proto::net::v1::{
+    CandidateKind, EstimateRttResponse, InboundMessage, Peer, PeerState, StatusResponse, StunState, TurnState,
+};
 use serde_json::json;
 use std::path::Path;
 
@@ -21,6 +23,32 @@ fn state_name(state: i32) -> &'static str {
         PeerState::Closed => "closed",
         PeerState::Failed => "failed",
     }
+}
+
+fn candidate_kind(kind: i32) -> &'static str {
+    match CandidateKind::try_from(kind).unwrap_or(CandidateKind::Unspecified) {
+        CandidateKind::Host => "host",
+        CandidateKind::ServerReflexive => "server_reflexive",
+        CandidateKind::Relay => "relay",
+        CandidateKind::Unspecified => "unspecified",
+    }
+}
+
+/// STUN's and TURN's state: (state, reason, detail), as `status` prints them.
+fn nat_states(s: &StatusResponse) -> [(&'static str, String, String); 2] {
+    let stun = s.stun.clone().unwrap_or_default();
+    let turn = s.turn.clone().unwrap_or_default();
+    let stun_state = match StunState::try_from(stun.state).unwrap_or(StunState::Unspecified) {
+        StunState::Off | StunState::Unspecified => "off",
+        StunState::Answered => "answered",
+        StunState::Failed => "failed",
+    };
+    let turn_state = match TurnState::try_from(turn.state).unwrap_or(TurnState::Unspecified) {
+        TurnState::Off | TurnState::Unspecified => "off",
+        TurnState::Allocated => "allocated",
+        TurnState::Failed => "failed",
+    };
+    [(stun_state, stun.reason, stun.detail), (turn_state, turn.reason, turn.detail)]
 }
 
 fn rtt_text(us: u64) -> String {
@@ -44,6 +72,7 @@ impl Output {
 
     pub fn status(&self, s: &StatusResponse) {
         let info = s.info.clone().unwrap_or_default();
+        let [stun, turn] = nat_states(s);
         if self.json {
             println!(
                 "{}",
@@ -53,6 +82,12 @@ impl Output {
                     "advertised_addresses": s.advertised_addresses, "incarnation": s.incarnation,
                     "protocol_version": s.protocol_version, "connected_peers": s.connected_peers,
                     "x25519_public_key": s.x25519_public_key,
+                    "candidates": s.candidates.iter()
+                        .map(|c| json!({"kind": candidate_kind(c.kind), "address": c.address}))
+                        .collect::<Vec<_>>(),
+                    "relay_address": s.relay_address,
+                    "stun": {"state": stun.0, "reason": stun.1, "detail": stun.2},
+                    "turn": {"state": turn.0, "reason": turn.1, "detail": turn.2},
                 })
             );
             return;
@@ -67,6 +102,16 @@ impl Output {
         );
         println!("protocol     v{}", s.protocol_version);
         println!("peers        {} connected", s.connected_peers);
+        let candidates: Vec<String> =
+            s.candidates.iter().map(|c| format!("{} {}", candidate_kind(c.kind), c.address)).collect();
+        println!("candidates   {}", if candidates.is_empty() { "-".to_string() } else { candidates.join(", ") });
+        for (name, (state, reason, detail)) in [("stun", stun), ("turn", turn)] {
+            match state {
+                "failed" => println!("{name:<12} failed: {reason} ({detail})"),
+                "allocated" => println!("{name:<12} allocated, relay {}", s.relay_address),
+                other => println!("{name:<12} {other}"),
+            }
+        }
     }
 
     pub fn peers(&self, peers: &[Peer]) {

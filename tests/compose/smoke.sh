@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # End-to-end smoke test of the compose network (docker-compose.yml):
-#   build the image from the prebuilt release binaries, start 3 nodes x 5 services,
-#   wait for every service to be healthy (gRPC health), check that node1 is connected
-#   to 2 peers, look up node1's and node3's DIDs, send a message node1 -> node3 over the
+#   build the image from the prebuilt release binaries, start 3 nodes x 5 services with
+#   the `nat` profile (coturn), wait for every service to be healthy (gRPC health),
+#   check that node1 is connected to 2 peers, that every netd's STUN answered and its
+#   TURN allocation holds a relay, look up node1's and node3's DIDs, send a message node1 -> node3 over the
 #   smoke protocol and check that node3's subscriber received it with node1's DID as its
 #   sender, then tear everything down. Any check that does not hold, or any lookup that
 #   fails or comes back empty, fails the run with a "FAIL: ..." line on stderr.
@@ -46,7 +47,9 @@ else
     echo "compose smoke: 0 passed, 1 failed"
     exit 1
 fi
-compose() { "${COMPOSE[@]}" -p "$PROJECT" -f "$REPO_ROOT/docker-compose.yml" "$@"; }
+# With the `nat` profile: coturn on the mesh, every netd told to use it.
+export ICN_STUN_SERVERS=coturn:3478 ICN_TURN_SERVER=coturn:3478
+compose() { "${COMPOSE[@]}" -p "$PROJECT" -f "$REPO_ROOT/docker-compose.yml" --profile nat "$@"; }
 # icnctl inside a service container, bounded in time, no stdin.
 icnctl_in() { local svc="$1"; shift; timeout 30 "${COMPOSE[@]}" -p "$PROJECT" -f "$REPO_ROOT/docker-compose.yml" exec -T "$svc" icnctl "$@" </dev/null; }
 
@@ -116,7 +119,7 @@ docker image inspect "${ICN_IMAGE:-icn/node:dev}" >/dev/null 2>&1 || fail "image
 # ---------------------------------------------------------------- up
 log "removing leftovers of an earlier run, if any"
 compose down -v --remove-orphans >/dev/null 2>&1 || true
-log "${COMPOSE[*]} -p $PROJECT up -d"
+log "${COMPOSE[*]} -p $PROJECT --profile nat up -d"
 if ! compose up -d; then
     for n in 1 2 3; do dump_service "node$n-init"; done
     fail "compose up failed"
@@ -199,6 +202,29 @@ node_did 1 NODE1_DID
 node_did 3 NODE3_DID
 [ "$NODE1_DID" != "$NODE3_DID" ] || fail "node1 and node3 have the same DID: $NODE1_DID"
 log "node1 DID: $NODE1_DID  node3 DID: $NODE3_DID"
+
+# ---------------------------------------------------------------- STUN and TURN (profile nat)
+# Every netd gathers its candidates from the profile's coturn: STUN answers and TURN
+# allocates a relay (a netd that started before coturn retries within seconds).
+for n in 1 2 3; do
+    out="$WORK/nat$n.json"
+    deadline=$(( $(date +%s) + 30 ))
+    while :; do
+        icnctl_in "node$n-netd" --endpoint "$NETD" status --json >"$out" 2>"$out.err" \
+            || { cat "$out" "$out.err" >&2; fail "icnctl status --json failed in node$n-netd"; }
+        turn="$(json 'd["turn"]["state"]' <"$out")" || fail "node$n's status --json has no turn state: $(head -c 300 "$out")"
+        stun="$(json 'd["stun"]["state"]' <"$out")" || fail "node$n's status --json has no stun state"
+        relay="$(json 'd["relay_address"]' <"$out")"
+        [ "$turn" = allocated ] && [ "$stun" = answered ] && [ -n "$relay" ] && break
+        if [ "$(date +%s)" -ge "$deadline" ]; then
+            cat "$out" >&2
+            dump_service coturn
+            fail "node$n: TURN $turn, STUN $stun after 30 s (expected allocated, answered)"
+        fi
+        sleep 1
+    done
+    log "node$n: STUN answered, TURN relay $relay"
+done
 
 # ---------------------------------------------------------------- message node1 -> node3
 log "subscribing on node3 (protocol smoke, 1 message)"

@@ -161,6 +161,10 @@ async fn run(
     gathered: Arc<RwLock<Gathered>>,
     shutdown: CancellationToken,
 ) {
+    // After a failure the next gathering comes sooner (a server that was starting, a
+    // network that came back), doubling up to the regular interval.
+    let first_retry = Duration::from_secs(2).min(config.regather_interval);
+    let mut retry = first_retry;
     loop {
         let found = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -183,10 +187,20 @@ async fn run(
             tracing::warn!(detail = %found.stun.detail, "no STUN server answered");
         }
         tracing::info!(candidates = ?found.candidates.iter().map(|c| &c.address).collect::<Vec<_>>(), "ICE candidates gathered");
+        let failed =
+            found.stun.state == api::StunState::Failed as i32 || found.turn.state == api::TurnState::Failed as i32;
         *gathered.write().expect("nat lock") = found;
+        let wait = if failed {
+            let wait = retry;
+            retry = (retry * 2).min(config.regather_interval);
+            wait
+        } else {
+            retry = first_retry;
+            config.regather_interval
+        };
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(config.regather_interval) => {}
+            _ = tokio::time::sleep(wait) => {}
         }
     }
 }

@@ -83,8 +83,9 @@ async fn a_node_behind_a_router_learns_its_outside_address_and_a_relay_and_bad_t
     assert!(wrong.relay_address.is_empty());
     let reflexive = addresses(&wrong, CandidateKind::ServerReflexive);
     assert!(reflexive.iter().any(|a| ip_of(a) == lab.outside_ip(3)), "{reflexive:?}");
+    // Counted at each gathering: the first, and the retries after it (2 s, 4 s, ...).
     let counted = net.nodes[2].metric("netd", "icn_netd_turn_failures_total{reason=\"wrong_credentials\"}").await;
-    assert_eq!(counted.unwrap(), 1.0);
+    assert!(counted.unwrap() >= 1.0);
 
     // No STUN nor TURN server where they are said to be.
     let lost = gathered(&net.nodes[3]).await;
@@ -93,8 +94,8 @@ async fn a_node_behind_a_router_learns_its_outside_address_and_a_relay_and_bad_t
     let stun = lost.stun.clone().unwrap();
     assert_eq!((stun.state, stun.reason.as_str()), (StunState::Failed as i32, "unreachable"), "{stun:?}");
     assert!(addresses(&lost, CandidateKind::ServerReflexive).is_empty());
-    assert_eq!(net.nodes[3].metric("netd", "icn_netd_stun_failures_total").await.unwrap(), 1.0);
-    assert_eq!(net.nodes[3].metric("netd", "icn_netd_turn_failures_total{reason=\"unreachable\"}").await.unwrap(), 1.0);
+    assert!(net.nodes[3].metric("netd", "icn_netd_stun_failures_total").await.unwrap() >= 1.0);
+    assert!(net.nodes[3].metric("netd", "icn_netd_turn_failures_total{reason=\"unreachable\"}").await.unwrap() >= 1.0);
 
     // A public node with no TURN server: TURN OFF, no relay; STUN sees it as it is.
     let public = gathered(&net.nodes[0]).await;
