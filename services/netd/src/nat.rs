@@ -310,33 +310,41 @@ async fn gather(config: &NatConfig, turn: Option<&TurnServer>) -> Gathered {
     Gathered { candidates, stun, turn }
 }
 
-/// Asks the TURN server for an allocation to learn why it gave none.
+/// Asks the TURN server for an allocation to learn why it gave none. The client is
+/// always closed, on a timeout too: its reading task would otherwise outlive it, one per
+/// failed gathering.
 async fn why_no_relay(server: &TurnServer, timeout: Duration) -> (&'static str, String) {
-    let attempt = async {
-        let socket = tokio::net::UdpSocket::bind("0.0.0.0:0").await.map_err(|e| e.to_string())?;
-        let client = turn::client::Client::new(turn::client::ClientConfig {
-            stun_serv_addr: server.address.clone(),
-            turn_serv_addr: server.address.clone(),
-            username: server.username.clone(),
-            password: server.password.clone(),
-            realm: String::new(),
-            software: "icn-netd".into(),
-            rto_in_ms: 0,
-            conn: Arc::new(socket),
-            vnet: None,
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-        client.listen().await.map_err(|e| e.to_string())?;
-        let allocated = client.allocate().await.map(|_| ()).map_err(|e| e.to_string());
-        let _ = client.close().await;
-        allocated
+    let socket = match tokio::net::UdpSocket::bind("0.0.0.0:0").await {
+        Ok(s) => s,
+        Err(e) => return ("error", format!("binding a socket to ask the TURN server: {e}")),
     };
-    match tokio::time::timeout(timeout, attempt).await {
+    let config = turn::client::ClientConfig {
+        stun_serv_addr: server.address.clone(),
+        turn_serv_addr: server.address.clone(),
+        username: server.username.clone(),
+        password: server.password.clone(),
+        realm: String::new(),
+        software: "icn-netd".into(),
+        rto_in_ms: 0,
+        conn: Arc::new(socket),
+        vnet: None,
+    };
+    let client = match tokio::time::timeout(timeout, turn::client::Client::new(config)).await {
+        Ok(Ok(client)) => client,
+        Ok(Err(e)) => return (reason_of(&e.to_string()), e.to_string()),
+        Err(_) => return ("unreachable", format!("{} did not resolve within {timeout:?}", server.address)),
+    };
+    let asked = async {
+        client.listen().await?;
+        client.allocate().await.map(|_| ())
+    };
+    let answer = tokio::time::timeout(timeout, asked).await;
+    let _ = client.close().await;
+    match answer {
         Err(_) => ("unreachable", format!("no answer from {} within {timeout:?}", server.address)),
         // It allocated this time: the gathering's failure was passing.
         Ok(Ok(())) => ("error", "no relay candidate was gathered, though the server allocates now".into()),
-        Ok(Err(e)) => (reason_of(&e), e),
+        Ok(Err(e)) => (reason_of(&e.to_string()), e.to_string()),
     }
 }
 
