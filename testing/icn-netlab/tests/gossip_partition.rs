@@ -145,3 +145,96 @@ async fn after_a_2_3_partition_where_both_sides_published_all_five_nodes_converg
         assert_eq!(sorted, reference, "{} holds the same entries", node.name);
     }
 }
+
+/// The same behind routers, on the direct rung only: node1 is public, nodes 2–5 each sit
+/// behind a router of another kind, so every entry travels through node1 (two nodes
+/// behind routers have no rung between them until ICE). node1 is cut from nodes 4 and 5
+/// while nodes 2 and 4 publish, until node1's links to them die; after the heal nodes 4
+/// and 5 dial node1 again through their routers (node1 cannot dial them), and all five
+/// converge without duplicates.
+#[tokio::test(flavor = "multi_thread")]
+async fn behind_routers_a_partition_from_the_public_node_heals_and_all_five_converge() {
+    use icn_netlab::nat::DEFAULT_MAPPING_LIFETIME;
+    use icn_netlab::NatKind;
+    use icn_proto::net::v1::PeerState;
+    let lab = Lab::new(5).unwrap();
+    for (host, kind) in (2..).zip(NatKind::ALL) {
+        lab.behind_nat(host, kind, DEFAULT_MAPPING_LIFETIME).unwrap();
+    }
+    let net = lab
+        .network(5)
+        .services(&["netd", "gossip"])
+        .env("ICN__TOPICS__ANTI_ENTROPY_INTERVAL", "300ms")
+        .start()
+        .await
+        .unwrap();
+    let hub = &net.nodes[0];
+    for node in &net.nodes[1..] {
+        hub.wait_peer_state(node.did(), PeerState::Connected, Duration::from_secs(30)).await.unwrap();
+    }
+    let spec = TopicSpec {
+        name: "ledger-ish".into(),
+        acl: Some(Acl { rule: Some(acl::Rule::Public(acl::Public {})) }),
+        ..Default::default()
+    };
+    gossip(hub)
+        .await
+        .create_topic(CreateTopicRequest { signing: Some(create_topic_request::Signing::Spec(spec)) })
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for node in &net.nodes {
+        while let Err(e) =
+            gossip(node).await.get_topic(GetTopicRequest { name: "ledger-ish".into(), reader: String::new() }).await
+        {
+            assert!(Instant::now() < deadline, "{} never learnt the topic: {e}", node.name);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    lab.partition(&[1], &[4, 5]).unwrap();
+    for i in 0..20 {
+        for publisher in [1usize, 3] {
+            let r = PublishRequest {
+                signing: Some(publish_request::Signing::Payload(PublishPayload {
+                    topic: "ledger-ish".into(),
+                    payload: format!("{i} from node{}", publisher + 1).into_bytes(),
+                })),
+            };
+            gossip(&net.nodes[publisher]).await.publish(r).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // node3 (behind a router, on node1's side) holds node2's entries, through node1, and
+    // none of node4's.
+    let (own, other) = (net.nodes[1].did().to_string(), net.nodes[3].did().to_string());
+    let v = wait_for_vector(&net.nodes[2], Instant::now() + Duration::from_secs(10), "node2's 20 entries", |v| {
+        v.get(&own) == Some(&20)
+    })
+    .await;
+    assert_eq!(v.get(&other), None, "node3 holds entries from across the partition: {v:?}");
+    for node in &net.nodes[3..] {
+        hub.wait_peer_state(node.did(), PeerState::Reconnecting, Duration::from_secs(15)).await.unwrap();
+    }
+
+    lab.heal().unwrap();
+    let healed = Instant::now();
+    let want: BTreeMap<String, u64> =
+        [(net.nodes[1].did().to_string(), 20), (net.nodes[3].did().to_string(), 20)].into_iter().collect();
+    for node in &net.nodes {
+        wait_for_vector(node, healed + Duration::from_secs(60), "convergence", |v| *v == want).await;
+    }
+    println!("all 5 nodes, 4 behind routers, identical {} ms after the heal", healed.elapsed().as_millis());
+    let reference = {
+        let mut k = entry_keys(hub).await;
+        k.sort();
+        k
+    };
+    assert_eq!(reference.len(), 40);
+    for node in &net.nodes {
+        let mut keys = entry_keys(node).await;
+        assert_eq!(keys.len(), 40, "{}: no duplicates", node.name);
+        keys.sort();
+        assert_eq!(keys, reference, "{} holds the same entries", node.name);
+    }
+}

@@ -89,7 +89,8 @@ fn a_host_behind_a_router_is_reached_only_through_its_mapping_which_expires_and_
 }
 
 /// The direct rung through routers: nodes behind them dial a public node (its address is
-/// routable), it answers through their mappings, and durable messages flow both ways.
+/// routable), it answers through their mappings, and durable messages, sealed and plain,
+/// flow both ways.
 /// Two nodes both behind routers have no rung between them until ICE (issue #13).
 #[tokio::test(flavor = "multi_thread")]
 async fn nodes_behind_routers_reach_a_public_node_directly_and_messages_flow_both_ways() {
@@ -110,6 +111,8 @@ async fn nodes_behind_routers_reach_a_public_node_directly_and_messages_flow_bot
                 to: to.did().to_string(),
                 protocol: protocol.clone(),
                 payload: format!("to node {i}").into_bytes(),
+                // Sealed to the receiver's key one way, plain the other.
+                sealed: way == 1,
                 ..Default::default()
             };
             let mut inbox = to.inbox(&protocol).await.unwrap();
@@ -120,6 +123,7 @@ async fn nodes_behind_routers_reach_a_public_node_directly_and_messages_flow_bot
                 .unwrap()
                 .unwrap();
             assert_eq!(got.payload, format!("to node {i}").into_bytes());
+            assert_eq!(got.sealed, way == 1);
         }
     }
     // Peer exchange tells each about the other, at addresses neither can reach.
