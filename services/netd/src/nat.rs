@@ -378,6 +378,25 @@ mod tests {
     }
 
     #[test]
+    fn the_turn_password_comes_from_its_file_and_a_missing_file_is_named() {
+        let dir = std::env::temp_dir().join(format!("icn-nat-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("turn-password");
+        std::fs::write(&file, "from the file\nsecond line\n").unwrap();
+        let mut config = NatConfig {
+            turn_server: "10.0.0.1:3478".into(),
+            turn_username: "member".into(),
+            turn_password_file: file.to_string_lossy().into(),
+            ..Default::default()
+        };
+        assert_eq!(turn_server(&config).unwrap().unwrap().password, "from the file");
+        config.turn_password_file = dir.join("missing").to_string_lossy().into();
+        let e = turn_server(&config).err().expect("a missing file is an error").to_string();
+        assert!(e.contains("network.nat.turn_password_file") && e.contains("missing"), "{e}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
     fn servers_become_urls() {
         let u = url(SchemeType::Stun, "10.1.0.1:3478", None).unwrap();
         assert_eq!((u.host.as_str(), u.port), ("10.1.0.1", 3478));
