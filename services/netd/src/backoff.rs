@@ -8,8 +8,13 @@ use std::time::Duration;
 
 /// The upper bound of the wait before attempt `attempt`.
 pub fn ceiling(config: &ReconnectConfig, attempt: u32) -> Duration {
+    doubling(config.base, config.cap, attempt)
+}
+
+/// `base * 2^attempt`, at most `cap`.
+pub fn doubling(base: Duration, cap: Duration, attempt: u32) -> Duration {
     let factor = 1u32.checked_shl(attempt.min(31)).unwrap_or(u32::MAX);
-    config.base.saturating_mul(factor).min(config.cap)
+    base.saturating_mul(factor).min(cap)
 }
 
 pub fn delay(config: &ReconnectConfig, attempt: u32) -> Duration {

@@ -23,6 +23,9 @@ use webrtc_ice::mdns::MulticastDnsMode;
 use webrtc_ice::network_type::NetworkType;
 use webrtc_ice::url::{ProtoType, SchemeType, Url};
 
+/// The first wait before gathering again after a failure.
+const FIRST_RETRY: Duration = Duration::from_secs(2);
+
 /// What the last gathering found.
 #[derive(Clone, Debug, Default)]
 struct Gathered {
@@ -103,7 +106,7 @@ impl Nat {
     /// nothing to learn beyond the listen address, and the TURN state is OFF.
     pub fn start(ctx: &Context, config: &NatConfig) -> Result<Nat, NetError> {
         let turn = turn_server(config)?;
-        let nat = Nat { gathered: Arc::new(RwLock::new(Gathered::off())) };
+        let nat = Nat::off();
         if config.stun_servers.is_empty() && turn.is_none() {
             return Ok(nat);
         }
@@ -163,8 +166,7 @@ async fn run(
 ) {
     // After a failure the next gathering comes sooner (a server that was starting, a
     // network that came back), doubling up to the regular interval.
-    let first_retry = Duration::from_secs(2).min(config.regather_interval);
-    let mut retry = first_retry;
+    let mut failures = 0;
     loop {
         let found = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -190,13 +192,10 @@ async fn run(
         let failed =
             found.stun.state == api::StunState::Failed as i32 || found.turn.state == api::TurnState::Failed as i32;
         *gathered.write().expect("nat lock") = found;
-        let wait = if failed {
-            let wait = retry;
-            retry = (retry * 2).min(config.regather_interval);
-            wait
-        } else {
-            retry = first_retry;
-            config.regather_interval
+        failures = if failed { failures + 1 } else { 0 };
+        let wait = match failures {
+            0 => config.regather_interval,
+            n => crate::backoff::doubling(FIRST_RETRY, config.regather_interval, n - 1),
         };
         tokio::select! {
             _ = shutdown.cancelled() => return,

@@ -91,11 +91,14 @@ pub(crate) struct Router {
     outbound: HashMap<(u16, Option<SocketAddrV4>), u16>,
     /// Outside port → its mapping.
     bindings: HashMap<u16, Binding>,
+    /// Restarted at least once: it no longer keeps inside ports, so every mapping after
+    /// a reboot is at a new outside port.
+    rebooted: bool,
 }
 
 impl Router {
     pub(crate) fn new(kind: NatKind, inside: Ipv4Addr, outside: Ipv4Addr, lifetime: Duration) -> Router {
-        Router { kind, inside, outside, lifetime, outbound: HashMap::new(), bindings: HashMap::new() }
+        Router { kind, inside, outside, lifetime, outbound: HashMap::new(), bindings: HashMap::new(), rebooted: false }
     }
 
     /// Forgets every mapping, as a router that restarts does: each inside endpoint gets a
@@ -103,6 +106,7 @@ impl Router {
     pub(crate) fn reboot(&mut self) {
         self.outbound.clear();
         self.bindings.clear();
+        self.rebooted = true;
     }
 
     fn expired(&self, b: &Binding, now: Instant) -> bool {
@@ -110,7 +114,7 @@ impl Router {
     }
 
     /// Rewrites a packet leaving the host to come from its outside mapping.
-    fn out(&mut self, packet: &mut [u8], rebooted_once: bool) -> Option<()> {
+    fn out(&mut self, packet: &mut [u8]) -> Option<()> {
         let udp = Udp::parse(packet)?;
         if udp.src.ip() != &self.inside {
             return None;
@@ -128,7 +132,7 @@ impl Router {
                 // Endpoint-independent routers keep the inside port when they can (as
                 // home routers do); symmetric ones, and any router after a reboot, pick
                 // at random.
-                let keep = self.kind.mapping() == Behaviour::EndpointIndependent && !rebooted_once;
+                let keep = self.kind.mapping() == Behaviour::EndpointIndependent && !self.rebooted;
                 let port = self.free_port(keep.then_some(udp.src.port()))?;
                 self.outbound.insert(key, port);
                 let binding = Binding { inside_port: udp.src.port(), sent_to: HashSet::new(), last_out: now };
@@ -183,7 +187,6 @@ pub(crate) enum Refused {
 #[derive(Default)]
 pub(crate) struct Routers {
     routers: HashMap<usize, Router>,
-    rebooted: HashSet<usize>,
 }
 
 impl Routers {
@@ -194,7 +197,6 @@ impl Routers {
     pub(crate) fn reboot(&mut self, host: usize) -> bool {
         let Some(r) = self.routers.get_mut(&host) else { return false };
         r.reboot();
-        self.rebooted.insert(host);
         true
     }
 
@@ -211,9 +213,8 @@ impl Routers {
         if to == 0 || to > hosts || to == from {
             return Err(Refused::Unroutable);
         }
-        let rebooted = self.rebooted.contains(&from);
         if let Some(router) = self.routers.get_mut(&from) {
-            router.out(packet, rebooted).ok_or(Refused::Unroutable)?;
+            router.out(packet).ok_or(Refused::Unroutable)?;
         }
         match octet {
             0 | ALTERNATE if !self.routers.contains_key(&to) => Ok(to),

@@ -93,7 +93,7 @@ impl Switch {
                         Err(_) => return,
                     };
                     let packet = &mut buf[..n];
-                    // IPv4 only; the destination's last octet names the host.
+                    // Where it goes, rewritten by the routers on its way (`crate::nat`).
                     let to = match routers.lock().expect("routers lock").route(from, packet, net, tuns.len()) {
                         Ok(to) => to,
                         Err(Refused::Filtered) => {

@@ -66,6 +66,69 @@ async fn entry_keys(node: &TestNode) -> Vec<(String, u64)> {
     }
 }
 
+/// Node 1 creates the public topic; every node learns it within 20 s.
+async fn create_topic_everywhere(nodes: &[TestNode]) {
+    let spec = TopicSpec {
+        name: "ledger-ish".into(),
+        acl: Some(Acl { rule: Some(acl::Rule::Public(acl::Public {})) }),
+        ..Default::default()
+    };
+    gossip(&nodes[0])
+        .await
+        .create_topic(CreateTopicRequest { signing: Some(create_topic_request::Signing::Spec(spec)) })
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for node in nodes {
+        // NOT_FOUND until the topic has spread; any error still there at the deadline is
+        // the failure.
+        while let Err(e) =
+            gossip(node).await.get_topic(GetTopicRequest { name: "ledger-ish".into(), reader: String::new() }).await
+        {
+            assert!(Instant::now() < deadline, "{} never learnt the topic: {e}", node.name);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// 20 entries from each of `publishers` (node indexes), one round every 100 ms.
+async fn publish_rounds(nodes: &[TestNode], publishers: [usize; 2]) {
+    for i in 0..20 {
+        for publisher in publishers {
+            let r = PublishRequest {
+                signing: Some(publish_request::Signing::Payload(PublishPayload {
+                    topic: "ledger-ish".into(),
+                    payload: format!("{i} from node{}", publisher + 1).into_bytes(),
+                })),
+            };
+            gossip(&nodes[publisher]).await.publish(r).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// After `healed`, every node converges within 60 s on the publishers' 20 entries each,
+/// and holds the same 40 entries, once each.
+async fn converged(nodes: &[TestNode], publishers: [usize; 2], healed: Instant) {
+    let want: BTreeMap<String, u64> = publishers.iter().map(|p| (nodes[*p].did().to_string(), 20)).collect();
+    for node in nodes {
+        wait_for_vector(node, healed + Duration::from_secs(60), "convergence", |v| *v == want).await;
+    }
+    println!("all {} nodes identical {} ms after the heal", nodes.len(), healed.elapsed().as_millis());
+    let reference = {
+        let mut k = entry_keys(&nodes[0]).await;
+        k.sort();
+        k
+    };
+    assert_eq!(reference.len(), 40);
+    for node in nodes {
+        let mut keys = entry_keys(node).await;
+        assert_eq!(keys.len(), 40, "{}: no duplicates", node.name);
+        keys.sort();
+        assert_eq!(keys, reference, "{} holds the same entries", node.name);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn after_a_2_3_partition_where_both_sides_published_all_five_nodes_converge_without_duplicates() {
     let lab = Lab::new(5).unwrap();
@@ -77,41 +140,10 @@ async fn after_a_2_3_partition_where_both_sides_published_all_five_nodes_converg
         .await
         .unwrap();
     net.wait_full_mesh(Duration::from_secs(30)).await.unwrap();
-    let spec = TopicSpec {
-        name: "ledger-ish".into(),
-        acl: Some(Acl { rule: Some(acl::Rule::Public(acl::Public {})) }),
-        ..Default::default()
-    };
-    gossip(&net.nodes[0])
-        .await
-        .create_topic(CreateTopicRequest { signing: Some(create_topic_request::Signing::Spec(spec)) })
-        .await
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    for node in &net.nodes {
-        // NOT_FOUND until the topic has spread; any error still there at the deadline is
-        // the failure.
-        while let Err(e) =
-            gossip(node).await.get_topic(GetTopicRequest { name: "ledger-ish".into(), reader: String::new() }).await
-        {
-            assert!(Instant::now() < deadline, "{} never learnt the topic: {e}", node.name);
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
+    create_topic_everywhere(&net.nodes).await;
 
     lab.partition(&[1, 2], &[3, 4, 5]).unwrap();
-    for i in 0..20 {
-        for publisher in [0usize, 3] {
-            let r = PublishRequest {
-                signing: Some(publish_request::Signing::Payload(PublishPayload {
-                    topic: "ledger-ish".into(),
-                    payload: format!("{i} from node{}", publisher + 1).into_bytes(),
-                })),
-            };
-            gossip(&net.nodes[publisher]).await.publish(r).await.unwrap();
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    publish_rounds(&net.nodes, [0, 3]).await;
     // During the partition, each side holds its own side's entries and none of the
     // other side's: node2 (with node1) and node5 (with node4).
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -124,26 +156,7 @@ async fn after_a_2_3_partition_where_both_sides_published_all_five_nodes_converg
     }
 
     lab.heal().unwrap();
-    let healed = Instant::now();
-    let want: BTreeMap<String, u64> =
-        [(net.nodes[0].did().to_string(), 20), (net.nodes[3].did().to_string(), 20)].into_iter().collect();
-    for node in &net.nodes {
-        wait_for_vector(node, healed + Duration::from_secs(60), "convergence", |v| *v == want).await;
-    }
-    println!("all 5 nodes identical {} ms after the heal", healed.elapsed().as_millis());
-    let reference = {
-        let mut k = entry_keys(&net.nodes[0]).await;
-        k.sort();
-        k
-    };
-    assert_eq!(reference.len(), 40);
-    for node in &net.nodes {
-        let keys = entry_keys(node).await;
-        assert_eq!(keys.len(), 40, "{}: no duplicates", node.name);
-        let mut sorted = keys.clone();
-        sorted.sort();
-        assert_eq!(sorted, reference, "{} holds the same entries", node.name);
-    }
+    converged(&net.nodes, [0, 3], Instant::now()).await;
 }
 
 /// The same behind routers, on the direct rung only: node1 is public, nodes 2–5 each sit
@@ -172,39 +185,10 @@ async fn behind_routers_a_partition_from_the_public_node_heals_and_all_five_conv
     for node in &net.nodes[1..] {
         hub.wait_peer_state(node.did(), PeerState::Connected, Duration::from_secs(30)).await.unwrap();
     }
-    let spec = TopicSpec {
-        name: "ledger-ish".into(),
-        acl: Some(Acl { rule: Some(acl::Rule::Public(acl::Public {})) }),
-        ..Default::default()
-    };
-    gossip(hub)
-        .await
-        .create_topic(CreateTopicRequest { signing: Some(create_topic_request::Signing::Spec(spec)) })
-        .await
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    for node in &net.nodes {
-        while let Err(e) =
-            gossip(node).await.get_topic(GetTopicRequest { name: "ledger-ish".into(), reader: String::new() }).await
-        {
-            assert!(Instant::now() < deadline, "{} never learnt the topic: {e}", node.name);
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
+    create_topic_everywhere(&net.nodes).await;
 
     lab.partition(&[1], &[4, 5]).unwrap();
-    for i in 0..20 {
-        for publisher in [1usize, 3] {
-            let r = PublishRequest {
-                signing: Some(publish_request::Signing::Payload(PublishPayload {
-                    topic: "ledger-ish".into(),
-                    payload: format!("{i} from node{}", publisher + 1).into_bytes(),
-                })),
-            };
-            gossip(&net.nodes[publisher]).await.publish(r).await.unwrap();
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    publish_rounds(&net.nodes, [1, 3]).await;
     // node3 (behind a router, on node1's side) holds node2's entries, through node1, and
     // none of node4's.
     let (own, other) = (net.nodes[1].did().to_string(), net.nodes[3].did().to_string());
@@ -218,23 +202,5 @@ async fn behind_routers_a_partition_from_the_public_node_heals_and_all_five_conv
     }
 
     lab.heal().unwrap();
-    let healed = Instant::now();
-    let want: BTreeMap<String, u64> =
-        [(net.nodes[1].did().to_string(), 20), (net.nodes[3].did().to_string(), 20)].into_iter().collect();
-    for node in &net.nodes {
-        wait_for_vector(node, healed + Duration::from_secs(60), "convergence", |v| *v == want).await;
-    }
-    println!("all 5 nodes, 4 behind routers, identical {} ms after the heal", healed.elapsed().as_millis());
-    let reference = {
-        let mut k = entry_keys(hub).await;
-        k.sort();
-        k
-    };
-    assert_eq!(reference.len(), 40);
-    for node in &net.nodes {
-        let mut keys = entry_keys(node).await;
-        assert_eq!(keys.len(), 40, "{}: no duplicates", node.name);
-        keys.sort();
-        assert_eq!(keys, reference, "{} holds the same entries", node.name);
-    }
+    converged(&net.nodes, [1, 3], Instant::now()).await;
 }

@@ -11,11 +11,16 @@ use icn_ledger_records::{next_transfer, sign, Payment};
 use icn_proto::ledger::v1::{Account, Transfer, TransferStatus};
 use icn_proto::ledger::wire::v1::{ledger_entry::Body, LedgerEntry};
 
-/// One transfer per rule of `engine::check_form`, each signed by the payer.
-fn malformed(c: &str, payer: &NodeIdentity, payee: &NodeIdentity) -> Vec<(&'static str, Transfer)> {
+/// The payer's first transfer, 5 hours to the payee: well formed.
+fn well_formed(c: &str, payer: &NodeIdentity, payee: &NodeIdentity) -> Transfer {
     let payment =
         Payment { coop_id: c, currency: "hours", payee: payee.did().as_str(), amount: 5, memo: "", idempotency_id: "" };
-    let good = next_transfer(payer, &Account::default(), &payment, 100);
+    next_transfer(payer, &Account::default(), &payment, 100)
+}
+
+/// One transfer per rule of `engine::check_form`, each signed by the payer.
+fn malformed(c: &str, payer: &NodeIdentity, payee: &NodeIdentity) -> Vec<(&'static str, Transfer)> {
+    let good = well_formed(c, payer, payee);
     let with = |change: &dyn Fn(&mut Transfer)| {
         let mut t = good.clone();
         change(&mut t);
@@ -84,15 +89,7 @@ fn a_malformed_transfer_with_a_good_signature_is_refused_from_a_member_and_from_
 #[test]
 fn a_well_formed_transfer_is_judged_once_and_applies() {
     let (c, payer, payee, mut state) = founded();
-    let payment = Payment {
-        coop_id: &c,
-        currency: "hours",
-        payee: payee.did().as_str(),
-        amount: 5,
-        memo: "",
-        idempotency_id: "",
-    };
-    let t = next_transfer(&payer, &Account::default(), &payment, 100);
+    let t = well_formed(&c, &payer, &payee);
     let one = checked(&t);
     assert!(one.formed, "its form passed with its signature");
     let mut write = GroupWrite::default();
